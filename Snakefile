@@ -1,0 +1,23 @@
+# image3: JWST calwebb_image3 (tweakreg, skymatch, outlier detection, resample, source
+# catalog) as a Snakemake workflow. Usage and configuration: README.md, config/config.yaml.
+
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# Defaults live beside the Snakefile, so the workflow runs from any --directory.
+configfile: Path(workflow.basedir) / "config" / "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/demo.smk"
+include: "rules/resample.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

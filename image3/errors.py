@@ -1,0 +1,31 @@
+"""User-facing errors.
+
+Every error a user can cause (a bad association, an unreadable file, a config
+value out of range) is one of these types. The workflow's script edge catches
+them and prints ``str(error)`` as a single line naming the file and the
+problem, never a traceback.
+"""
+
+
+class Image3Error(Exception):
+    """Base of all errors caused by the input or the configuration."""
+
+
+class AssociationError(Image3Error):
+    """The association file is unreadable, malformed or has no usable member."""
+
+
+class InputFileError(Image3Error):
+    """One input exposure is missing, corrupt or not usable for imaging."""
+
+
+class ConfigError(Image3Error):
+    """A configuration value is out of range or inconsistent."""
+
+
+class GridError(Image3Error):
+    """The output grid cannot be built (e.g. an absurd output size)."""
+
+
+class StepError(Image3Error):
+    """A step cannot produce a valid result from its (valid) inputs."""

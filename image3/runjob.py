@@ -1,0 +1,78 @@
+"""The edge between a Snakemake job and the image3 package.
+
+Every ``scripts/<rule>.py`` runs inside :func:`job`: log lines go to the rule's log file, warnings
+also to the terminal, and a user error (:class:`~image3.errors.Image3Error`) becomes one line
+naming the file and the problem — on the terminal, in the log, and in ``errors.txt`` of the
+workflow's log folder (the ``logs`` folder above the rule's log file), so the ``onerror`` handler
+can repeat it as the last thing the user reads — and exit status 1, never a traceback. Unexpected exceptions (bugs) keep their traceback, in the log only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import traceback
+import warnings
+from pathlib import Path
+
+from .errors import Image3Error
+
+ERRORS_FILE = "errors.txt"
+
+
+def _configure_logging(log_path: str | None) -> None:
+    root = logging.getLogger()
+    root.handlers.clear()
+    root.setLevel(logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        to_file = logging.FileHandler(log_path, mode="w")
+        to_file.setFormatter(fmt)
+        root.addHandler(to_file)
+    to_terminal = logging.StreamHandler(sys.stderr)
+    to_terminal.setLevel(logging.WARNING)
+    to_terminal.setFormatter(logging.Formatter("image3: %(levelname)s: %(message)s"))
+    root.addHandler(to_terminal)
+    logging.captureWarnings(True)
+    # Library chatter (astropy/gwcs deprecations) belongs in the log, not on the terminal.
+    logging.getLogger("py.warnings").propagate = False
+    if log_path:
+        logging.getLogger("py.warnings").addHandler(to_file)
+
+
+def record_error(log_path: str | Path, line: str) -> None:
+    """Append a user-error line to ``errors.txt`` in the ``logs`` folder holding ``log_path``."""
+    log_path = Path(log_path).resolve()
+    logs = next((p for p in log_path.parents if p.name == "logs"), log_path.parent)
+    with (logs / ERRORS_FILE).open("a") as fh:
+        fh.write(line.rstrip("\n") + "\n")
+
+
+@contextlib.contextmanager
+def job(snakemake):
+    """Run a rule's body with logging set up and user errors turned into one line."""
+    log_path = snakemake.log[0] if len(snakemake.log) else None
+    _configure_logging(log_path)
+    threads = str(getattr(snakemake, "threads", 1))
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, threads)
+    log = logging.getLogger("image3")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            yield log
+    except Image3Error as exc:
+        line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log.error(line)
+        if log_path:
+            record_error(log_path, line)
+        sys.exit(1)
+    except Exception:
+        logging.getLogger("image3").error("unexpected failure (a bug, please report):\n%s",
+                                          traceback.format_exc())
+        print(f"image3: ERROR: unexpected failure in rule {snakemake.rule}; see {log_path}",
+              file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,152 @@
+"""Config validation, the association, and the path and input helpers every stage uses."""
+
+import re
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+import image3.config as i3config
+from image3.asn import Association, Member, crf_name, product_names, read_association
+from image3.errors import Image3Error
+from image3.runjob import ERRORS_FILE
+
+
+def fail(message):
+    """Stop before any job with one line on the terminal (no traceback)."""
+    print(f"image3: ERROR: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+SCHEMA_PATH = workflow.source_path("../config/schema.yaml")
+try:
+    _schema = i3config.load_schema(SCHEMA_PATH)
+    _coerced = i3config.coerce(dict(config), _schema)
+    config.clear()
+    config.update(_coerced)
+    i3config.validate(config, _schema)
+    validate(config, SCHEMA_PATH)  # Snakemake's validation also fills the schema defaults
+    i3config.check_consistency(config)
+except Image3Error as exc:
+    fail(exc)
+
+OUT = config["output_dir"].rstrip("/")
+WORK = i3config.work_dir(config).rstrip("/")
+LOGS = f"{WORK}/logs"
+BENCH = f"{WORK}/benchmarks"
+ENV = "../envs/image3.yaml"
+DEMO = not config["asn"]
+DEMO_DIR = f"{OUT}/demo_input"
+
+
+def demo_association():
+    """The demo association as it will be written by rule demo_data (names known in advance)."""
+    from image3 import synth
+
+    names = synth.member_names(config["demo"]["n_exposures"])
+    members = tuple(
+        Member(name=n, path=Path(DEMO_DIR, f"{n}_cal.fits"), group_id=synth.group_id(n))
+        for n in names
+    )
+    return Association(product=synth.PRODUCT_NAME, asn_id=synth.ASN_ID, members=members,
+                       source=Path(DEMO_DIR, synth.asn_filename()))
+
+
+try:
+    ASN = demo_association() if DEMO else read_association(config["asn"])
+except Image3Error as exc:
+    fail(exc)
+
+MEMBERS = [m.name for m in ASN.members]
+GROUPS = list(ASN.groups)
+SINGLE = ASN.is_single_exposure
+PRODUCTS = {kind: f"{OUT}/{name}" for kind, name in product_names(ASN.product).items()}
+
+
+def _alternatives(values):
+    return "|".join(re.escape(v) for v in values)
+
+
+wildcard_constraints:
+    member=_alternatives(MEMBERS),
+    group=_alternatives(GROUPS),
+
+
+# Stages register themselves here from their rules file; a stage whose rules are not part of
+# this version is skipped (the DAG never claims a product no rule makes).
+STEPS_AVAILABLE = set()
+
+
+def step_runs(step):
+    """Whether a step runs for this input, following the reference's own skip rules."""
+    if config[step]["skip"] or step not in STEPS_AVAILABLE:
+        return False
+    if step == "tweakreg":
+        return not SINGLE and (len(GROUPS) > 1 or bool(config["tweakreg"]["abs_refcat"]))
+    if step in ("skymatch", "outlier_detection"):
+        return not SINGLE and len(MEMBERS) > 1
+    return True
+
+
+def cal_path(member):
+    return str(ASN.member(member).path)
+
+
+def wcs_sidecar(member):
+    """The corrected gwcs of a member, when tweakreg runs."""
+    return f"{WORK}/{member}/wcs.asdf" if step_runs("tweakreg") else []
+
+
+def sky_sidecar(member):
+    """The skymatch record of a member, when skymatch runs."""
+    return f"{WORK}/{member}/sky.json" if step_runs("skymatch") else []
+
+
+def crf_path(member):
+    return f"{OUT}/{crf_name(member, ASN.asn_id)}"
+
+
+def exposure_files(member):
+    """What a per-member job reads: the _cal and the sidecars of the stages that ran."""
+    return {"cal": cal_path(member), "wcs": wcs_sidecar(member), "sky": sky_sidecar(member)}
+
+
+def final_exposure_files(member):
+    """The final resample reads the _crf when outlier detection ran, else _cal + sidecars."""
+    if step_runs("outlier_detection"):
+        return {"cal": crf_path(member), "wcs": [], "sky": []}
+    return exposure_files(member)
+
+
+def member_table(files_of):
+    """Per member, in association order: name, group id and files (passed to scripts as params)."""
+    return [{"member": m, "group_id": ASN.member(m).group_id, **files_of(m)} for m in MEMBERS]
+
+
+def all_footprint_inputs():
+    """Every member's _cal and corrected gwcs: what the output grid is built from."""
+    return {
+        "cals": [cal_path(m) for m in MEMBERS],
+        "wcs": [wcs_sidecar(m) for m in MEMBERS] if step_runs("tweakreg") else [],
+    }
+
+
+def final_outputs():
+    outputs = []
+    if step_runs("outlier_detection"):
+        outputs += [crf_path(m) for m in MEMBERS]
+    if step_runs("resample"):
+        outputs.append(PRODUCTS["i2d"])
+    return outputs
+
+
+onstart:
+    Path(LOGS, ERRORS_FILE).unlink(missing_ok=True)
+
+
+onerror:
+    errors = Path(LOGS, ERRORS_FILE)
+    if errors.exists():
+        print("\nimage3 stopped because of:", file=sys.stderr)
+        for line in dict.fromkeys(errors.read_text().splitlines()):
+            print(f"  {line}", file=sys.stderr)

@@ -1,0 +1,12 @@
+"""Rule demo_data: write the synthetic demo association (exposures, ASN and truth)."""
+
+from pathlib import Path
+
+from image3 import synth
+from image3.runjob import job
+
+with job(snakemake) as log:
+    p = snakemake.params
+    asn = synth.make_association(Path(snakemake.output.asn).parent, n=p.n, size=p.size,
+                                 seed=p.seed)
+    log.info("demo association written: %s", asn)

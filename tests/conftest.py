@@ -1,0 +1,44 @@
+"""Shared fixtures.
+
+Tests that need ``../shared`` (the real JWST files) skip with a stated reason
+on a user's machine, but fail under CI (``CI=true``) so nothing silently
+stops being tested.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require(path: Path, why: str) -> Path:
+    """Return ``path`` if it exists; otherwise skip (or fail under CI)."""
+    if not path.exists():
+        message = f"{path} is absent: {why}"
+        if IN_CI:
+            pytest.fail(message + " (CI=true: this test must run)")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """``../shared/data/real``: the only real JWST material available offline."""
+    return require(SHARED / "data" / "real", "the real JWST test files live in ../shared")
+
+
+@pytest.fixture(scope="session")
+def nircam_wcs_file(real_data_dir) -> Path:
+    return require(real_data_dir / "nircam-wcs" / "nrcb1-wcs.asdf", "real NIRCam gwcs")
+
+
+@pytest.fixture(scope="session")
+def miri_i2d_files(real_data_dir) -> list[Path]:
+    files = sorted((real_data_dir / "miri-i2d").glob("*_i2d.fits"))
+    if not files:
+        require(real_data_dir / "miri-i2d" / "missing", "real MIRI i2d products")
+    return files

@@ -1,0 +1,167 @@
+"""Association parsing and naming rules, checked against the reference's examples (image3.md §1.3, §4)."""
+
+import json
+from pathlib import Path
+
+import pytest
+from astropy.io import fits
+
+from image3.asn import (
+    crf_name,
+    exposure_root,
+    group_id_from_header,
+    product_names,
+    read_association,
+    single_exposure,
+    write_association,
+)
+from image3.errors import AssociationError
+
+EXAMPLE_MEMBERS = [
+    "jw01234001001_02101_00001_nrca1_cal.fits",
+    "jw01234001001_02101_00001_nrca2_cal.fits",
+    "jw01234001001_02101_00002_nrca1_cal.fits",
+    "jw01234001001_02101_00002_nrca2_cal.fits",
+]
+OBS_KEYS = dict(PROGRAM="01234", OBSERVTN="001", VISIT="001", VISITGRP="02", SEQ_ID="1",
+                ACT_ID="01")
+
+
+def touch_cal(path: Path, exposure: str | None = "00001") -> Path:
+    header = fits.Header(OBS_KEYS)
+    if exposure is not None:
+        header["EXPOSURE"] = exposure
+    fits.PrimaryHDU(header=header).writeto(path)
+    return path
+
+
+def reference_example(tmp_path: Path) -> Path:
+    """The hand-written ASN of image3.md §4 with its four member files."""
+    for name in EXAMPLE_MEMBERS:
+        touch_cal(tmp_path / name, exposure=name.split("_")[2])
+    asn = {
+        "asn_type": "image3", "asn_id": "o001", "asn_pool": "handmade_pool",
+        "products": [{
+            "name": "jw01234-o001_t001_nircam_clear-f200w",
+            "members": [
+                {"expname": EXAMPLE_MEMBERS[0], "exptype": "science"},
+                {"expname": EXAMPLE_MEMBERS[1], "exptype": "science"},
+                {"expname": EXAMPLE_MEMBERS[2], "exptype": "science",
+                 "tweakreg_catalog": "cats/dither2_nrca1.ecsv"},
+                {"expname": EXAMPLE_MEMBERS[3], "exptype": "science",
+                 "group_id": "jw01234001001_02101_00002"},
+                {"expname": "jw01234001001_02101_00001_nrca1_bkg.fits", "exptype": "background"},
+            ],
+        }],
+    }
+    path = tmp_path / "jw01234-o001_20260101t000000_image3_00001_asn.json"
+    path.write_text(json.dumps(asn))
+    return path
+
+
+def test_reference_example_names_and_groups(tmp_path):
+    asn = read_association(reference_example(tmp_path))
+    assert asn.product == "jw01234-o001_t001_nircam_clear-f200w"
+    assert asn.asn_id == "o001"
+    # Background members are dropped, as in the reference (asn_exptypes=["science"]).
+    assert [m.name for m in asn.members] == [n.replace("_cal.fits", "") for n in EXAMPLE_MEMBERS]
+    assert [asn.crf_name(m) for m in asn.members] == [
+        "jw01234001001_02101_00001_nrca1_o001_crf.fits",
+        "jw01234001001_02101_00001_nrca2_o001_crf.fits",
+        "jw01234001001_02101_00002_nrca1_o001_crf.fits",
+        "jw01234001001_02101_00002_nrca2_o001_crf.fits",
+    ]
+    assert asn.outputs == {
+        "i2d": "jw01234-o001_t001_nircam_clear-f200w_i2d.fits",
+        "cat": "jw01234-o001_t001_nircam_clear-f200w_cat.ecsv",
+        "segm": "jw01234-o001_t001_nircam_clear-f200w_segm.fits",
+    }
+    # Two exposures of two detectors each: 2 groups, detectors of one exposure share a group.
+    assert list(asn.groups) == ["jw01234001001_02101_00001", "jw01234001001_02101_00002"]
+    assert [len(v) for v in asn.groups.values()] == [2, 2]
+    assert asn.members[2].tweakreg_catalog == (tmp_path / "cats/dither2_nrca1.ecsv").resolve()
+
+
+def test_group_id_from_header_matches_reference_formula():
+    header = fits.Header({**OBS_KEYS, "EXPOSURE": "00003"})
+    assert group_id_from_header(header) == "jw01234001001_02101_00003"
+    del header["VISIT"]
+    assert group_id_from_header(header) is None
+
+
+def test_member_group_id_key_overrides_header(tmp_path):
+    touch_cal(tmp_path / "a_cal.fits", "00001")
+    touch_cal(tmp_path / "b_cal.fits", "00002")
+    path = tmp_path / "x_asn.json"
+    write_association(path, "prod", "o002", ["a_cal.fits", "b_cal.fits"], ["g1", "g1"])
+    asn = read_association(path)
+    assert [m.group_id for m in asn.members] == ["g1", "g1"]
+
+
+def test_group_id_falls_back_to_member_index(tmp_path):
+    touch_cal(tmp_path / "a_cal.fits", exposure=None)
+    path = write_association(tmp_path / "x_asn.json", "prod", None, ["a_cal.fits"])
+    asn = read_association(path)
+    assert asn.members[0].group_id == "exposure0001"
+    assert asn.crf_name(asn.members[0]) == "a_crf.fits"  # no asn_id: no component
+
+
+@pytest.mark.parametrize("name,root", [
+    ("jw01234001001_02101_00001_nrca1_cal.fits", "jw01234001001_02101_00001_nrca1"),
+    ("jw01234001001_02101_00001_nrca1_o001_crf.fits", "jw01234001001_02101_00001_nrca1_o001"),
+    ("dir/my_exposure.fits", "my_exposure"),
+    ("mosaic_i2d.fits", "mosaic"),
+])
+def test_exposure_root(name, root):
+    assert exposure_root(name) == root
+
+
+def test_output_names():
+    assert crf_name("jw96090001001_03101_00001_nrca2", "o001") == \
+        "jw96090001001_03101_00001_nrca2_o001_crf.fits"
+    assert product_names("jw01234-o001_t001_nircam_clear-f200w")["i2d"] == \
+        "jw01234-o001_t001_nircam_clear-f200w_i2d.fits"
+
+
+def test_single_cal_is_its_own_product(tmp_path):
+    path = touch_cal(tmp_path / "jw01234001001_02101_00001_nrca1_cal.fits")
+    asn = single_exposure(path)
+    assert asn.is_single_exposure and asn.asn_id is None
+    assert asn.outputs["i2d"] == "jw01234001001_02101_00001_nrca1_i2d.fits"
+    assert read_association(path).product == asn.product
+
+
+@pytest.mark.parametrize("text,message", [
+    ("{not json", "not valid JSON (line 1"),
+    ("[1, 2]", "must be a JSON object"),
+    ('{"products": []}', "no 'products' list"),
+    ('{"products": [{"name": "p"}]}', "no 'members' list"),
+    ('{"products": [{"name": "p", "members": [{"expname": "a.fits", "exptype": "background"}]}]}',
+     "no science member"),
+    ('{"products": [{"name": "p", "members": [{"expname": "gone_cal.fits", "exptype": "science"}]}]}',
+     "none of the 1 science members is usable"),
+])
+def test_malformed_association_is_one_line_naming_the_file(tmp_path, text, message):
+    path = tmp_path / "bad_asn.json"
+    path.write_text(text)
+    with pytest.raises(AssociationError) as err:
+        read_association(path)
+    line = str(err.value)
+    assert "\n" not in line
+    assert str(path) in line and message in line
+
+
+def test_missing_and_duplicate_members_are_left_out_with_a_warning(tmp_path):
+    touch_cal(tmp_path / "a_cal.fits")
+    path = write_association(tmp_path / "x_asn.json", "prod", "o001",
+                             ["a_cal.fits", "missing_cal.fits", "a_cal.fits"])
+    asn = read_association(path)
+    assert [m.name for m in asn.members] == ["a"]
+    assert len(asn.warnings) == 2
+    assert "missing_cal.fits: member file not found" in asn.warnings[0]
+    assert "listed twice" in asn.warnings[1]
+
+
+def test_missing_association_file(tmp_path):
+    with pytest.raises(AssociationError, match="association file not found"):
+        read_association(tmp_path / "nothing_asn.json")
