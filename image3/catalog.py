@@ -1,0 +1,602 @@
+"""The source_catalog step: sources, photometry and shapes of a resampled (i2d) image.
+
+Re-implements the reference's ``SourceCatalogStep`` / ``JWSTSourceCatalog``:
+
+1. Convert SCI and ERR from MJy/sr to Jy per pixel (× 1e6 × PIXAR_SR).
+2. Detect sources (``image3.detection``) on the image, pixels with
+   NaN ERR or zero WHT being uncovered.
+3. Segment (isophotal) photometry and shapes with photutils ``SourceCatalog``
+   on the background-subtracted image, centroids from the convolved image.
+4. Circular-aperture photometry on the image (not background-subtracted)
+   at the radii enclosing ``aperture_ee1/2/3`` % of a point source, each
+   minus a local background: the 3σ-clipped median in a sky annulus.
+5. Total flux = aperture correction × flux in the largest aperture;
+   AB and Vega magnitudes; concentration indices and the
+   star / extended-source flag; DAOFind sharpness and roundness; nearest
+   neighbours.
+
+The resulting ``QTable`` has the reference's column names, order, units,
+formats, descriptions and meta, ready for ``write(path, format='ascii.ecsv')``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+
+import astropy.units as u
+import numpy as np
+from astropy.convolution import Gaussian2DKernel
+from astropy.coordinates import SkyCoord
+from astropy.stats import SigmaClip, gaussian_fwhm_to_sigma
+from astropy.table import QTable, Table
+from astropy.utils.exceptions import AstropyUserWarning
+from photutils import use_future_column_names
+from photutils.aperture import CircularAnnulus, CircularAperture, aperture_photometry
+from scipy.spatial import KDTree
+
+from . import __version__, photometry_refs
+from .detection import STARFINDERS, detect_segments, find_stars, segment_catalog
+from .errors import ConfigError, InputFileError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SOURCE_CATALOG_DEFAULTS", "make_catalog"]
+
+SOURCE_CATALOG_DEFAULTS = {
+    "aperture_ee1": 30,
+    "aperture_ee2": 50,
+    "aperture_ee3": 70,
+    "ci1_star_threshold": 2.0,
+    "ci2_star_threshold": 1.8,
+    "starfinder": "segmentation",
+    "snr_threshold": 3.0,
+    "bkg_boxsize": 1000,
+    "kernel_fwhm": 2.0,
+    "minsep_fwhm": 0.0,
+    "sigma_radius": 1.5,
+    "sharplo": 0.5,
+    "sharphi": 2.0,
+    "roundlo": 0.0,
+    "roundhi": 0.2,
+    "brightest": 200,
+    "peakmax": None,
+    "npixels": 25,
+    "connectivity": 8,
+    "nlevels": 32,
+    "contrast": 0.001,
+    "multithresh_mode": "exponential",
+    "localbkg_width": 0,
+    "apermask_method": "correct",
+    "kron_params": None,
+    "deblend": True,
+}
+"""The reference step's parameter defaults (jwst ``SourceCatalogStep.spec``)."""
+
+# Aperture pairs (smaller, larger) of the three concentration indices.
+_CI_PAIRS = ((0, 1), (1, 2), (0, 2))
+_VERSION_PACKAGES = ("Python", "numpy", "scipy", "astropy", "photutils", "gwcs")
+# A centroid that is not finite is moved here so that apertures miss the image
+# and give NaN instead of raising, as in the reference.
+_OFF_IMAGE = -1000.0
+
+_SEGMENT_DESCRIPTIONS = {
+    "label": "Unique source identification label number",
+    "xcentroid": "X pixel value of the source centroid (0 indexed)",
+    "ycentroid": "Y pixel value of the source centroid (0 indexed)",
+    "sky_centroid": "ICRS Sky coordinate of the source centroid",
+    "isophotal_flux": "Isophotal flux",
+    "isophotal_flux_err": "Isophotal flux error",
+    "isophotal_abmag": "Isophotal AB magnitude",
+    "isophotal_abmag_err": "Isophotal AB magnitude error",
+    "isophotal_vegamag": "Isophotal Vega magnitude",
+    "isophotal_vegamag_err": "Isophotal Vega magnitude error",
+    "isophotal_area": "Isophotal area",
+    "semimajor_sigma": (
+        "1-sigma standard deviation along the semimajor axis of the 2D Gaussian "
+        "function that has the same second-order central moments as the source"
+    ),
+    "semiminor_sigma": (
+        "1-sigma standard deviation along the semiminor axis of the 2D Gaussian "
+        "function that has the same second-order central moments as the source"
+    ),
+    "ellipticity": "1 minus the ratio of the 1-sigma lengths of the semimajor and semiminor axes",
+    "orientation": (
+        "The angle (degrees) between the positive X axis and the major axis "
+        "(increases counter-clockwise)"
+    ),
+    "sky_orientation": "The position angle (degrees) from North of the major axis",
+    "sky_bbox_ll": "Sky coordinate of the lower-left vertex of the minimal bounding box of the source",
+    "sky_bbox_ul": "Sky coordinate of the upper-left vertex of the minimal bounding box of the source",
+    "sky_bbox_lr": "Sky coordinate of the lower-right vertex of the minimal bounding box of the source",
+    "sky_bbox_ur": "Sky coordinate of the upper-right vertex of the minimal bounding box of the source",
+}
+_SKY_BBOX = ("sky_bbox_ll", "sky_bbox_ul", "sky_bbox_lr", "sky_bbox_ur")
+
+
+def make_catalog(
+    sci: np.ndarray,
+    err: np.ndarray,
+    wht: np.ndarray,
+    wcs,
+    *,
+    pixar_sr: float,
+    pixel_scale_ratio: float | None,
+    instrument: str,
+    filter: str | None,
+    pupil: str | None,
+    detector: str | None,
+    subarray: str | None = "FULL",
+    apcorr_table: Table | None = None,
+    abvega_offset: Table | None = None,
+    params: dict | None = None,
+    reference_pixel: tuple[float, float] | None = None,
+) -> tuple[QTable | None, np.ndarray | None]:
+    """Source catalogue and segmentation map of a resampled image.
+
+    Parameters
+    ----------
+    sci, err : ndarray (ny, nx)
+        Surface brightness and its error, MJy/sr.
+    wht : ndarray (ny, nx)
+        Drizzle weight; 0 (or NaN ERR) marks uncovered pixels.
+    wcs : gwcs.WCS or astropy.wcs.WCS
+        Any WCS with ``pixel_to_world``/``world_to_pixel`` (0-based pixels)
+        giving ICRS coordinates.
+    pixar_sr : float
+        Pixel area of the image, steradians (PIXAR_SR).
+    pixel_scale_ratio : float or None
+        Image / native pixel scale (PXSCLRT); scales the aperture radii.
+    instrument, filter, pupil, detector, subarray : str
+        Exposure metadata that select the reference-data rows.
+    apcorr_table, abvega_offset : astropy.table.Table or None
+        From :func:`image3.photometry_refs.read_apcorr` and
+        :func:`~image3.photometry_refs.read_abvega_offset`; None uses the
+        approximate model / a zero offset, with a warning.
+    params : dict or None
+        The step's parameters by their reference names (see
+        :data:`SOURCE_CATALOG_DEFAULTS`); missing keys take the defaults,
+        other keys (e.g. ``skip``, file paths) are ignored.
+    reference_pixel : (float, float) or None
+        0-based (x, y) where the north angle for ``sky_orientation`` is
+        measured; the reference uses CRPIX − 1. None: the image centre.
+
+    Returns
+    -------
+    catalog : astropy.table.QTable or None
+        None when no source is found.
+    segmentation : ndarray of uint32 or None
+        Labels 1..N of the catalogue's ``label`` column, 0 for background;
+        None when no source is found or with the 'iraf'/'dao' star finders
+        (the reference then writes no segmentation map).
+    """
+    given = {k: v for k, v in (params or {}).items() if k in SOURCE_CATALOG_DEFAULTS}
+    p = {**SOURCE_CATALOG_DEFAULTS, **given}
+    if p["starfinder"] not in STARFINDERS:
+        raise ConfigError(f"starfinder must be one of {', '.join(STARFINDERS)}, not {p['starfinder']!r}")
+    apertures = photometry_refs.aperture_params(
+        apcorr_table,
+        instrument=instrument,
+        filter=filter,
+        pupil=pupil,
+        subarray=subarray,
+        aperture_ee=(p["aperture_ee1"], p["aperture_ee2"], p["aperture_ee3"]),
+        pixel_scale_ratio=pixel_scale_ratio,
+    )
+    offset = photometry_refs.abvega_offset(
+        abvega_offset, instrument=instrument, filter=filter, pupil=pupil, detector=detector
+    )
+    if pixar_sr is None or not pixar_sr > 0:
+        raise InputFileError(f"pixel area PIXAR_SR = {pixar_sr!r}: cannot convert MJy/sr to Jy")
+
+    sci, err, wht = (np.asarray(a) for a in (sci, err, wht))
+    uncovered = np.isnan(err) | (wht == 0)
+    to_jy = 1.0e6 * pixar_sr
+    data = sci * to_jy
+    error = err * to_jy
+
+    if p["starfinder"] == "segmentation":
+        sources, segmentation = _segment_sources(data, error, uncovered, wcs, p)
+    else:
+        sources, segmentation = _star_sources(data, uncovered, wcs, p), None
+    if sources is None:
+        log.warning("no sources found in the image: no catalog")
+        return None, None
+
+    xypos = np.transpose([sources["xcentroid"], sources["ycentroid"]])
+    finite = np.isfinite(xypos).all(axis=1)
+    xypos[~finite] = _OFF_IMAGE
+    if reference_pixel is None:
+        reference_pixel = ((data.shape[1] - 1) / 2.0, (data.shape[0] - 1) / 2.0)
+
+    columns = {name: sources[name] for name in ("label", "xcentroid", "ycentroid", "sky_centroid")}
+    descriptions = dict(_SEGMENT_DESCRIPTIONS)
+    aperture, aperture_desc, fluxes = _aperture_columns(data, error, xypos, apertures, offset)
+    extras, extras_desc = _extra_columns(data, xypos, finite, sources["label"], fluxes, apertures, p)
+    for block, block_desc in ((aperture, aperture_desc), (extras, extras_desc)):
+        columns.update(block)
+        descriptions.update(block_desc)
+    columns.update(_isophotal_columns(sources, offset, _north_angle(wcs, *reference_pixel)))
+
+    catalog = QTable()
+    for name, values in columns.items():
+        catalog[name] = values
+        catalog[name].info.description = descriptions[name]
+        catalog[name].info.format = _column_format(name)
+    catalog.meta.update(_catalog_meta(sources.meta, apertures, offset))
+    return catalog, segmentation
+
+
+def _segment_sources(data, error, uncovered, wcs, p):
+    """Segment-based columns (reference names) and the label map, or (None, None)."""
+    segments = detect_segments(
+        data,
+        uncovered,
+        snr_threshold=p["snr_threshold"],
+        kernel_fwhm=p["kernel_fwhm"],
+        bkg_boxsize=p["bkg_boxsize"],
+        npixels=p["npixels"],
+        connectivity=int(p["connectivity"]),
+        nlevels=p["nlevels"],
+        contrast=p["contrast"],
+        multithresh_mode=p["multithresh_mode"],
+        deblend=p["deblend"],
+    )
+    if segments is None:
+        return None, None
+    cat = segment_catalog(
+        segments,
+        error=error,
+        wcs=wcs,
+        localbkg_width=p["localbkg_width"],
+        apermask_method=p["apermask_method"],
+        kron_params=p["kron_params"],
+    )
+    with use_future_column_names(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        sources = QTable(
+            {
+                "label": cat.label,
+                "xcentroid": cat.x_centroid,
+                "ycentroid": cat.y_centroid,
+                "sky_centroid": cat.sky_centroid,
+                "isophotal_flux": cat.segment_flux * u.Jy,
+                "isophotal_flux_err": np.asarray(cat.segment_flux_err, dtype=float) * u.Jy,
+                "isophotal_area": cat.area,
+                "semimajor_sigma": cat.semimajor_axis,
+                "semiminor_sigma": cat.semiminor_axis,
+                "ellipticity": cat.ellipticity,
+                "orientation": cat.orientation,
+                **{name: getattr(cat, name) for name in _SKY_BBOX},
+            },
+            meta=cat.meta,
+        )
+    return sources, segments.segmentation.data.astype(np.uint32)
+
+
+def _star_sources(data, uncovered, wcs, p):
+    """Star-finder columns under the segment names, or None.
+
+    Star finders measure no isophote or moments: the reference leaves those
+    columns NaN. Here they are NaN with the segment columns' units (and NaN
+    sky coordinates), so the table has the same columns whatever the finder.
+    """
+    stars = find_stars(
+        data,
+        uncovered,
+        starfinder=p["starfinder"],
+        snr_threshold=p["snr_threshold"],
+        kernel_fwhm=p["kernel_fwhm"],
+        bkg_boxsize=p["bkg_boxsize"],
+        minsep_fwhm=p["minsep_fwhm"],
+        sigma_radius=p["sigma_radius"],
+        sharplo=p["sharplo"],
+        sharphi=p["sharphi"],
+        roundlo=p["roundlo"],
+        roundhi=p["roundhi"],
+        brightest=p["brightest"],
+        peakmax=p["peakmax"],
+    )
+    if stars is None:
+        return None
+    n = len(stars)
+    nan = np.full(n, np.nan)
+    nan_sky = SkyCoord(nan * u.deg, nan * u.deg, frame="icrs")
+    orientation = stars["orientation"] if "orientation" in stars.colnames else nan
+    return QTable(
+        {
+            "label": np.asarray(stars["id"]),
+            "xcentroid": np.asarray(stars["xcentroid"], dtype=float),
+            "ycentroid": np.asarray(stars["ycentroid"], dtype=float),
+            "sky_centroid": wcs.pixel_to_world(stars["xcentroid"], stars["ycentroid"]),
+            "isophotal_flux": np.asarray(stars["flux"], dtype=float) * u.Jy,
+            "isophotal_flux_err": nan * u.Jy,
+            # IRAF/DAO count the pixels above threshold in the fitting box (reference: npix -> area)
+            "isophotal_area": np.asarray(stars["n_pixels"], dtype=float) * u.pix**2,
+            "semimajor_sigma": nan * u.pix,
+            "semiminor_sigma": nan * u.pix,
+            "ellipticity": nan * u.dimensionless_unscaled,
+            "orientation": u.Quantity(orientation, u.deg),
+            **{name: nan_sky for name in _SKY_BBOX},
+        },
+        meta=stars.meta,
+    )
+
+
+def _aperture_columns(data, error, xypos, apertures, offset):
+    """Local background, aperture fluxes and magnitudes in the reference's order.
+
+    Returns (columns, descriptions, fluxes) where ``fluxes`` are the three
+    EE-aperture fluxes (Jy, plain arrays) used for the concentration indices.
+    """
+    ee = apertures["aperture_ee"]
+    bkg, bkg_err = _local_background(
+        data,
+        xypos,
+        apertures["bkg_aperture_inner_radius"],
+        apertures["bkg_aperture_outer_radius"],
+    )
+    circles = [CircularAperture(xypos, radius) for radius in apertures["aperture_radii"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        phot = aperture_photometry(data, circles, error=error)
+    fluxes = [np.asarray(phot[f"aperture_sum_{i}"]) - bkg * c.area for i, c in enumerate(circles)]
+    flux_errs = [np.asarray(phot[f"aperture_sum_err_{i}"], dtype=float) for i in range(len(circles))]
+    # the total is the largest aperture's flux scaled to an infinite aperture
+    total_corr = apertures["aperture_corrections"][-1]
+    all_fluxes = fluxes + [total_corr * fluxes[-1]]
+    all_errs = flux_errs + [total_corr * flux_errs[-1]]
+    abmags = [_abmag(f, e) for f, e in zip(all_fluxes, all_errs, strict=True)]
+    values = {
+        "flux": [(f * u.Jy, e * u.Jy) for f, e in zip(all_fluxes, all_errs, strict=True)],
+        "abmag": abmags,
+        "vegamag": [(m - offset, m_err) for m, m_err in abmags],
+    }
+
+    columns = {"aper_bkg_flux": bkg * u.Jy, "aper_bkg_flux_err": bkg_err * u.Jy}
+    descriptions = {
+        "aper_bkg_flux": (
+            "The local background value calculated as the sigma-clipped median value "
+            "in the background annulus aperture"
+        ),
+        "aper_bkg_flux_err": "The standard error of the sigma-clipped median background value",
+    }
+    prefixes = [f"aper{e}" for e in ee] + ["aper_total"]
+    for kind, pairs in values.items():
+        for k, (prefix, (value, value_err)) in enumerate(zip(prefixes, pairs, strict=True)):
+            name = f"{prefix}_{kind}"
+            columns[name], columns[f"{name}_err"] = value, value_err
+            descriptions[name], descriptions[f"{name}_err"] = _aperture_descriptions(
+                kind, ee, ee[k] if k < len(ee) else None
+            )
+    return columns, descriptions, fluxes
+
+
+def _aperture_descriptions(kind, ee, aperture_ee):
+    """Reference descriptions of an aperture quantity and its error; the total if ``aperture_ee`` is None."""
+    noun = {"flux": "Flux", "abmag": "AB magnitude", "vegamag": "Vega magnitude"}[kind]
+    if aperture_ee is not None:
+        where = f"within the {aperture_ee}% encircled energy circular aperture"
+        return f"{noun} {where}", f"{noun} error {where}"
+    noun = "flux" if kind == "flux" else noun
+    where = (
+        f"based on the {ee[-1]}% encircled energy circular aperture; "
+        "should be used only for unresolved sources."
+    )
+    return f"Total aperture-corrected {noun} {where}", f"Total aperture-corrected {noun} error {where}"
+
+
+def _extra_columns(data, xypos, finite, labels, fluxes, apertures, p):
+    """Concentration indices, star/extended flag, DAOFind statistics, nearest neighbours.
+
+    CI_{hi}_{lo} = flux(EE hi) / flux(EE lo) for the aperture pairs (1, 2),
+    (2, 3), (1, 3); a source is extended when both CI_{2}_{1} and CI_{3}_{2}
+    exceed the step's thresholds (NaN ratios count as not extended).
+    """
+    ee = apertures["aperture_ee"]
+    columns, descriptions = {}, {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i, j in _CI_PAIRS:
+            name = f"CI_{ee[j]}_{ee[i]}"
+            columns[name] = fluxes[j] / fluxes[i]
+            descriptions[name] = (
+                f"Concentration index calculated as (aper{ee[j]}_flux / aper{ee[i]}_flux)"
+            )
+    ci_21, ci_32 = (columns[f"CI_{ee[j]}_{ee[i]}"] for i, j in _CI_PAIRS[:2])
+    columns["is_extended"] = (ci_21 > p["ci1_star_threshold"]) & (ci_32 > p["ci2_star_threshold"])
+    columns["sharpness"], columns["roundness"] = _daofind_statistics(
+        data, xypos, p["kernel_fwhm"] * gaussian_fwhm_to_sigma
+    )
+    columns["nn_label"], columns["nn_dist"] = _nearest_neighbours(labels, xypos, finite)
+    descriptions.update(
+        is_extended="Flag indicating whether the source is extended",
+        sharpness="The DAOFind source sharpness statistic",
+        roundness="The DAOFind source roundness statistic",
+        nn_label="The label number of the nearest neighbor",
+        nn_dist="The distance in pixels to the nearest neighbor",
+    )
+    return columns, descriptions
+
+
+def _isophotal_columns(sources, offset, north_angle):
+    """Segment photometry and shape columns; angles wrapped to (−90°, 90°].
+
+    ``sky_orientation`` = 180° − (angle of north from +x at the reference
+    pixel) + ``orientation``: the major axis' position angle, east of north.
+    """
+    abmag, abmag_err = _abmag(sources["isophotal_flux"], sources["isophotal_flux_err"])
+    columns = {
+        "isophotal_flux": sources["isophotal_flux"],
+        "isophotal_flux_err": sources["isophotal_flux_err"],
+        "isophotal_abmag": abmag,
+        "isophotal_abmag_err": abmag_err,
+        "isophotal_vegamag": abmag - offset,
+        "isophotal_vegamag_err": abmag_err,
+    }
+    for name in ("isophotal_area", "semimajor_sigma", "semiminor_sigma", "ellipticity"):
+        columns[name] = sources[name]
+    columns["orientation"] = _symmetric_angle(sources["orientation"])
+    columns["sky_orientation"] = _symmetric_angle(180.0 * u.deg - north_angle + columns["orientation"])
+    for name in _SKY_BBOX:
+        columns[name] = sources[name]
+    return columns
+
+
+def _local_background(data, xypos, inner_radius, outer_radius):
+    """Per source: 3σ-clipped median in the annulus (pixel centres inside) and its standard error.
+
+    The error is that of a median, sqrt(π / 2N) × std of the N kept pixels.
+    """
+    annulus = CircularAnnulus(xypos, inner_radius, outer_radius)
+    clip = SigmaClip(sigma=3.0)
+    median = np.full(len(xypos), np.nan)
+    median_err = np.full(len(xypos), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        for i, mask in enumerate(annulus.to_mask(method="center")):
+            values = mask.get_values(data)
+            values = clip(values[np.isfinite(values)], masked=False)
+            if values.size:
+                median[i] = np.median(values)
+                median_err[i] = np.sqrt(np.pi / (2.0 * values.size)) * np.std(values)
+    return median, median_err
+
+
+def _abmag(flux, flux_err):
+    """AB magnitude and error of fluxes in Jy; NaN where the flux is not positive."""
+    flux = u.Quantity(flux, u.Jy).value
+    flux_err = u.Quantity(flux_err, u.Jy).value
+    positive = flux > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        abmag = np.where(positive, -2.5 * np.log10(flux) + 8.9, np.nan)
+        abmag_err = np.where(positive, 2.5 * np.log10(1.0 + flux_err / flux), np.nan)
+    return abmag, abmag_err
+
+
+def _daofind_statistics(data, xypos, kernel_sigma):
+    """DAOFind sharpness and roundness at given positions, as the reference recomputes them.
+
+    The kernel is a circular Gaussian (σ = ``kernel_sigma``) of odd size
+    2·int(max(2, 1.5σ)) + 1 truncated at radius max(2, 1.5σ), shifted and
+    scaled to zero sum. Cutouts are centred on the pixel nearest each
+    position (halves round down), outside the image counts as 0, NaN
+    pixels make NaN statistics.
+
+    sharpness = (peak − mean of the other kernel pixels) / convolved peak;
+    roundness = 2 (−Q1 + Q2 − Q3 + Q4) / Σ|convolved| over the cutout without
+    its centre (bilateral over four-fold symmetry).
+    """
+    half_width = max(2.0, 1.5 * kernel_sigma)
+    size = 2 * int(half_width) + 1
+    c = size // 2
+    yy, xx = np.mgrid[0:size, 0:size]
+    kmask = (np.hypot(xx - c, yy - c) <= half_width).astype(float)
+    kernel = Gaussian2DKernel(kernel_sigma, x_size=size, y_size=size).array
+    kernel = kernel / kernel.max() * kmask
+    npix = kmask.sum()
+    kernel = (kernel - kernel.sum() / npix) / (np.sum(kernel**2) - kernel.sum() ** 2 / npix) * kmask
+
+    # data around each source: (N, 4c+1, 4c+1), enough to convolve the (N, size, size) cutout
+    centre_x = np.ceil(xypos[:, 0] - 0.5).astype(int)
+    centre_y = np.ceil(xypos[:, 1] - 0.5).astype(int)
+    offsets = np.arange(-2 * c, 2 * c + 1)
+    ys = centre_y[:, None] + offsets
+    xs = centre_x[:, None] + offsets
+    inside_y = (ys >= 0) & (ys < data.shape[0])
+    inside_x = (xs >= 0) & (xs < data.shape[1])
+    rows = np.clip(ys, 0, data.shape[0] - 1)[:, :, None]
+    cols = np.clip(xs, 0, data.shape[1] - 1)[:, None, :]
+    patch = data[rows, cols]
+    inside = inside_y[:, :, None] & inside_x[:, None, :]
+    patch = np.where(inside, patch, 0.0)
+
+    cutout = patch[:, c : c + size, c : c + size]
+    convolved = np.zeros_like(cutout, dtype=float)
+    for i, j in zip(*np.nonzero(kernel), strict=True):
+        # as ndimage.convolve: out[y, x] = Σ K[i, j] · data[y + c − i, x + c − j]
+        top, left = 2 * c - i, 2 * c - j
+        convolved += kernel[i, j] * patch[:, top : top + size, left : left + size]
+    convolved = np.where(inside[:, c : c + size, c : c + size], convolved, 0.0)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        peak = cutout[:, c, c]
+        mean_others = ((cutout * kmask).sum(axis=(1, 2)) - peak) / (npix - 1)
+        sharpness = (peak - mean_others) / convolved[:, c, c]
+
+        ring = convolved.copy()
+        ring[:, c, c] = 0.0
+        quad1 = ring[:, 0 : c + 1, c + 1 :].sum(axis=(1, 2))
+        quad2 = ring[:, 0:c, 0 : c + 1].sum(axis=(1, 2))
+        quad3 = ring[:, c:, 0:c].sum(axis=(1, 2))
+        quad4 = ring[:, c + 1 :, c:].sum(axis=(1, 2))
+        sum4 = np.abs(ring).sum(axis=(1, 2))
+        roundness = 2.0 * (-quad1 + quad2 - quad3 + quad4) / np.where(sum4 == 0, np.nan, sum4)
+    return sharpness, roundness
+
+
+def _nearest_neighbours(labels, xypos, finite):
+    """Label of and distance (pixels) to each source's nearest neighbour; −1 / NaN if none."""
+    labels = np.asarray(labels)
+    if len(labels) == 1:
+        return np.array([-1], dtype=labels.dtype), np.array([np.nan]) * u.pix
+    distance, index = KDTree(xypos).query(xypos, k=[2])
+    nn_label = labels[index[:, 0]]
+    nn_dist = distance[:, 0].copy()
+    nn_label[~finite] = -1
+    nn_dist[~finite] = np.nan
+    return nn_label, nn_dist * u.pix
+
+
+def _symmetric_angle(angle):
+    """Wrap an angle Quantity to (−90°, 90°]: an axis direction, not a vector."""
+    degrees = u.Quantity(angle, u.deg).value
+    return (90.0 - np.mod(90.0 - degrees, 180.0)) * u.deg
+
+
+def _north_angle(wcs, x, y):
+    """Angle (deg) counter-clockwise from +x to celestial north at pixel (x, y)."""
+    here = wcs.pixel_to_world(x, y)
+    x_north, y_north = wcs.world_to_pixel(here.directional_offset_by(0.0 * u.deg, 1.0 * u.arcsec))
+    return np.degrees(np.arctan2(y_north - y, x_north - x)) * u.deg
+
+
+def _column_format(name):
+    """The reference's display formats (JWST pipeline working group, 2020)."""
+    if name in ("xcentroid", "ycentroid") or "CI_" in name:
+        return ".4f"
+    if "flux" in name:
+        return ".6e"
+    if "abmag" in name or "vegamag" in name or name in (
+        "nn_dist",
+        "sharpness",
+        "roundness",
+        "semimajor_sigma",
+        "semiminor_sigma",
+        "ellipticity",
+        "orientation",
+        "sky_orientation",
+    ):
+        return ".6f"
+    return None
+
+
+def _catalog_meta(source_meta, apertures, offset):
+    """Table meta: photutils' (date, settings) with trimmed versions, aperture parameters, offset."""
+    meta = dict(source_meta)
+    versions = dict(meta.get("version", {}))
+    versions = {name: versions.get(name) for name in _VERSION_PACKAGES}
+    versions["Python"] = versions["Python"] or sys.version.split()[0]
+    versions["image3"] = __version__
+    meta["version"] = versions
+    meta["aperture_params"] = {
+        "aperture_ee": np.asarray(apertures["aperture_ee"], dtype=int),
+        "aperture_radii": np.asarray(apertures["aperture_radii"], dtype=float),
+        "aperture_corrections": np.asarray(apertures["aperture_corrections"], dtype=float),
+        "bkg_aperture_inner_radius": float(apertures["bkg_aperture_inner_radius"]),
+        "bkg_aperture_outer_radius": float(apertures["bkg_aperture_outer_radius"]),
+    }
+    meta["abvega_offset"] = float(offset)
+    return meta

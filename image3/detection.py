@@ -1,0 +1,427 @@
+"""Source detection shared by tweakreg (alignment catalogues) and source_catalog.
+
+Re-implements the reference's ``make_tweakreg_catalog``: a 2-D background
+(photutils ``Background2D``, 3σ-clipped median per mesh box, 3×3 median filter
+of the mesh) is subtracted, then sources are found either with a star finder
+(``'iraf'``: ``IRAFStarFinder``, ``'dao'``: ``DAOStarFinder``) above a single
+threshold, or by image segmentation (``'segmentation'``: Gaussian-convolved
+image above a per-pixel threshold, ``SourceFinder`` with optional deblending).
+
+Conventions: arrays are ``(ny, nx)``; pixel coordinates are 0-based with the
+centre of the first pixel at 0.0; a ``mask`` is True where a pixel has no
+usable data (no coverage, DO_NOT_USE, NON_SCIENCE). Non-finite pixels are
+always treated as masked. Fluxes are in the units of ``data``.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.convolution import Gaussian2DKernel, convolve
+from astropy.stats import SigmaClip, gaussian_fwhm_to_sigma
+from astropy.table import QTable, Table
+from astropy.utils.exceptions import AstropyUserWarning
+from photutils import use_future_column_names
+from photutils.background import Background2D, MedianBackground
+from photutils.detection import DAOStarFinder, IRAFStarFinder
+from photutils.segmentation import SegmentationImage, SourceCatalog, SourceFinder
+from photutils.utils import NoDetectionsWarning
+
+from .errors import ConfigError, StepError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "SOURCE_COLUMNS",
+    "STARFINDERS",
+    "Segments",
+    "detect_segments",
+    "estimate_background",
+    "find_sources",
+    "find_stars",
+    "segment_catalog",
+]
+
+STARFINDERS = ("iraf", "dao", "segmentation")
+SOURCE_COLUMNS = ("id", "xcentroid", "ycentroid", "flux")
+_SOURCE_DTYPES = (np.int64, np.float64, np.float64, np.float64)
+
+# photutils >= 3 column names -> the names the reference writes.
+_RENAMED_COLUMNS = {"x_centroid": "xcentroid", "y_centroid": "ycentroid"}
+
+
+def estimate_background(
+    data: np.ndarray,
+    mask: np.ndarray | None,
+    box_size: int | Sequence[int],
+    filter_size: int = 3,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Estimate the 2-D sky background and its RMS as the reference does.
+
+    Parameters
+    ----------
+    data : ndarray (ny, nx)
+        Image; non-finite pixels are excluded from the statistics.
+    mask : ndarray of bool or None
+        Coverage mask, True where the image has no data. The returned maps
+        are 0 there (photutils ``coverage_mask`` semantics).
+    box_size : int or (int, int)
+        Mesh box size in pixels, ``(ny, nx)`` if a pair. A box larger than
+        the image is clipped to the image size.
+    filter_size : int
+        Size of the median filter applied to the mesh, in meshes.
+
+    Returns
+    -------
+    background, background_rms : ndarray (ny, nx)
+        3σ-clipped median background and standard-deviation RMS, in the
+        units of ``data``. When too few meshes have enough good pixels, a
+        single box spanning the whole image is used (every box counts
+        unless it is completely masked), as in the reference.
+
+    Raises
+    ------
+    StepError
+        If no pixel is both unmasked and finite.
+    """
+    data = np.asarray(data)
+    coverage = _as_mask(mask, data.shape)
+    invalid = ~np.isfinite(data)
+    if np.all(coverage | invalid):
+        raise StepError("every pixel is masked or non-finite: no background can be estimated")
+
+    box = np.minimum(np.broadcast_to(np.asarray(box_size, dtype=int), 2), data.shape)
+    common = {
+        "mask": invalid,
+        "coverage_mask": coverage,
+        "filter_size": (filter_size, filter_size),
+        "sigma_clip": SigmaClip(sigma=3.0),
+        "bkg_estimator": MedianBackground(),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        try:
+            bkg = Background2D(data, tuple(box), **common)
+        except ValueError:
+            log.info(
+                "background could not be estimated in %s-pixel meshes; using the whole "
+                "unmasked image as one box",
+                tuple(box),
+            )
+            bkg = Background2D(data, data.shape, exclude_percentile=100.0, **common)
+        return bkg.background, bkg.background_rms
+
+
+@dataclass(frozen=True)
+class Segments:
+    """Result of :func:`detect_segments`.
+
+    Attributes
+    ----------
+    segmentation : photutils.segmentation.SegmentationImage
+        Source labels, consecutive 1..N; 0 is background.
+    data : ndarray
+        Background-subtracted image (units of the input).
+    convolved : ndarray
+        ``data`` convolved with the Gaussian detection kernel.
+    background : ndarray
+        The subtracted 2-D background.
+    mask : ndarray of bool
+        Pixels excluded from detection and measurement (input mask or
+        non-finite).
+    """
+
+    segmentation: SegmentationImage
+    data: np.ndarray
+    convolved: np.ndarray
+    background: np.ndarray
+    mask: np.ndarray
+
+
+def detect_segments(
+    data: np.ndarray,
+    mask: np.ndarray | None,
+    *,
+    snr_threshold: float,
+    kernel_fwhm: float,
+    bkg_boxsize: int,
+    npixels: int = 10,
+    connectivity: int = 8,
+    nlevels: int = 32,
+    contrast: float = 0.001,
+    multithresh_mode: str = "exponential",
+    deblend: bool = True,
+) -> Segments | None:
+    """Segment an image into sources: the reference's 'segmentation' finder.
+
+    The image minus its background (:func:`estimate_background`) is
+    convolved with a normalised circular Gaussian of FWHM ``kernel_fwhm``
+    pixels; pixels above ``snr_threshold`` × background RMS (per pixel) in at
+    least ``npixels`` connected pixels form a source, optionally split by
+    multi-threshold deblending (``nlevels``, ``contrast``,
+    ``multithresh_mode``).
+
+    Returns
+    -------
+    Segments or None
+        None when nothing is detected or no pixel is usable.
+    """
+    _check_choice("connectivity", connectivity, (4, 8))
+    _check_choice("multithresh_mode", multithresh_mode, ("exponential", "linear", "sinh"))
+    subtracted = _subtract_background(data, mask, bkg_boxsize)
+    if subtracted is None:
+        return None
+    data_sub, background, background_rms, total_mask = subtracted
+
+    convolved = _convolve(data_sub, kernel_fwhm, total_mask)
+    finder = SourceFinder(
+        npixels,
+        connectivity=connectivity,
+        deblend=deblend,
+        n_levels=nlevels,
+        contrast=contrast,
+        mode=multithresh_mode,
+        relabel=True,
+        progress_bar=False,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        segmentation = finder(convolved, snr_threshold * background_rms, mask=total_mask)
+    if segmentation is None:
+        return None
+    return Segments(segmentation, data_sub, convolved, background, total_mask)
+
+
+def segment_catalog(
+    segments: Segments,
+    *,
+    error: np.ndarray | None = None,
+    wcs=None,
+    localbkg_width: int = 0,
+    apermask_method: str = "correct",
+    kron_params: Sequence[float] | None = None,
+) -> SourceCatalog:
+    """photutils ``SourceCatalog`` of :func:`detect_segments` sources.
+
+    Measured on the background-subtracted image; centroids and shapes use
+    the convolved image, as in the reference. ``error`` (same units and
+    shape as the image) gives ``segment_flux_err``; ``wcs`` the sky columns.
+    ``localbkg_width`` (pixels, 0 = none) subtracts a local background from
+    ``segment_flux``; ``apermask_method`` and ``kron_params`` (default
+    (2.5, 1.4, 0.0)) only shape Kron quantities. Columns have the photutils
+    names; read them inside ``photutils.use_future_column_names()``.
+    """
+    _check_choice("apermask_method", apermask_method, ("correct", "mask", "none"))
+    return SourceCatalog(
+        segments.data,
+        segments.segmentation,
+        convolved_data=segments.convolved,
+        error=error,
+        mask=segments.mask,
+        wcs=wcs,
+        local_bkg_width=localbkg_width,
+        aperture_mask_method=apermask_method,
+        kron_params=(2.5, 1.4, 0.0) if kron_params is None else tuple(kron_params),
+    )
+
+
+def find_stars(
+    data: np.ndarray,
+    mask: np.ndarray | None,
+    *,
+    starfinder: str,
+    snr_threshold: float,
+    kernel_fwhm: float,
+    bkg_boxsize: int,
+    minsep_fwhm: float = 0.0,
+    sigma_radius: float = 1.5,
+    sharplo: float = 0.5,
+    sharphi: float = 2.0,
+    roundlo: float = 0.0,
+    roundhi: float = 0.2,
+    brightest: int | None = 200,
+    peakmax: float | None = None,
+) -> QTable | None:
+    """Find point sources with photutils ``IRAFStarFinder`` or ``DAOStarFinder``.
+
+    Runs on the background-subtracted image with one threshold,
+    ``snr_threshold`` × the median background RMS. The reference takes that
+    median over the whole RMS map, including the zeros of uncovered areas;
+    here it is taken over covered pixels only, so large empty mosaic corners
+    do not lower the threshold. The minimum separation between sources is
+    ``max(2, int(minsep_fwhm * kernel_fwhm + 0.5))`` pixels; ``brightest``
+    keeps the N brightest (None: all); ``peakmax`` drops sources whose peak
+    reaches it.
+
+    Returns
+    -------
+    astropy.table.QTable or None
+        The star finder's table with ``xcentroid``/``ycentroid`` (0-based
+        pixels) and ``flux`` (background-subtracted, units of ``data``),
+        sorted as photutils returns it; None when nothing is found.
+    """
+    finders = {"iraf": IRAFStarFinder, "dao": DAOStarFinder}
+    _check_choice("starfinder", starfinder, tuple(finders))
+    subtracted = _subtract_background(data, mask, bkg_boxsize)
+    if subtracted is None:
+        return None
+    data_sub, _, background_rms, total_mask = subtracted
+
+    threshold = snr_threshold * float(np.median(background_rms[~total_mask]))
+    finder = finders[starfinder](
+        threshold,
+        kernel_fwhm,
+        sigma_radius=sigma_radius,
+        min_separation=max(2, int(minsep_fwhm * kernel_fwhm + 0.5)),
+        sharpness_range=(sharplo, sharphi),
+        roundness_range=(roundlo, roundhi),
+        peak_max=peakmax,
+        n_brightest=brightest,
+    )
+    with warnings.catch_warnings(), use_future_column_names():
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        # masked pixels are zeroed so that NaNs cannot leak into the finder's convolution
+        stars = finder(np.where(total_mask, 0.0, data_sub), mask=total_mask)
+    if stars is None or len(stars) == 0:
+        return None
+    stars.rename_columns(list(_RENAMED_COLUMNS), list(_RENAMED_COLUMNS.values()))
+    return stars
+
+
+def find_sources(
+    data: np.ndarray,
+    mask: np.ndarray | None,
+    *,
+    starfinder: str = "iraf",
+    snr_threshold: float,
+    kernel_fwhm: float,
+    bkg_boxsize: int,
+    error: np.ndarray | None = None,
+    minsep_fwhm: float = 0.0,
+    sigma_radius: float = 1.5,
+    sharplo: float = 0.5,
+    sharphi: float = 2.0,
+    roundlo: float = 0.0,
+    roundhi: float = 0.2,
+    brightest: int | None = 200,
+    peakmax: float | None = None,
+    npixels: int = 10,
+    connectivity: int = 8,
+    nlevels: int = 32,
+    contrast: float = 0.001,
+    multithresh_mode: str = "exponential",
+    localbkg_width: int = 0,
+    apermask_method: str = "correct",
+    kron_params: Sequence[float] | None = None,
+    deblend: bool = True,
+) -> Table:
+    """Source list for alignment: the reference's ``make_tweakreg_catalog``.
+
+    Parameters have the reference step's names and meanings; the star-finder
+    ones apply to 'iraf'/'dao' (see :func:`find_stars`), the segmentation
+    ones to 'segmentation' (see :func:`detect_segments` and
+    :func:`segment_catalog`; ``error`` is only used there).
+
+    Returns
+    -------
+    astropy.table.Table
+        Columns ``id`` (int), ``xcentroid``, ``ycentroid`` (0-based pixels),
+        ``flux`` (background-subtracted, units of ``data``); no rows when
+        nothing is found or no pixel is usable.
+    """
+    _check_choice("starfinder", starfinder, STARFINDERS)
+    if starfinder == "segmentation":
+        segments = detect_segments(
+            data,
+            mask,
+            snr_threshold=snr_threshold,
+            kernel_fwhm=kernel_fwhm,
+            bkg_boxsize=bkg_boxsize,
+            npixels=npixels,
+            connectivity=connectivity,
+            nlevels=nlevels,
+            contrast=contrast,
+            multithresh_mode=multithresh_mode,
+            deblend=deblend,
+        )
+        if segments is None:
+            return _empty_sources()
+        catalog = segment_catalog(
+            segments,
+            error=error,
+            localbkg_width=localbkg_width,
+            apermask_method=apermask_method,
+            kron_params=kron_params,
+        )
+        with use_future_column_names():
+            columns = (catalog.label, catalog.x_centroid, catalog.y_centroid, catalog.segment_flux)
+    else:
+        stars = find_stars(
+            data,
+            mask,
+            starfinder=starfinder,
+            snr_threshold=snr_threshold,
+            kernel_fwhm=kernel_fwhm,
+            bkg_boxsize=bkg_boxsize,
+            minsep_fwhm=minsep_fwhm,
+            sigma_radius=sigma_radius,
+            sharplo=sharplo,
+            sharphi=sharphi,
+            roundlo=roundlo,
+            roundhi=roundhi,
+            brightest=brightest,
+            peakmax=peakmax,
+        )
+        if stars is None:
+            return _empty_sources()
+        columns = [stars[name] for name in SOURCE_COLUMNS]
+    arrays = [np.atleast_1d(np.asarray(v, dtype=t)) for v, t in zip(columns, _SOURCE_DTYPES, strict=True)]
+    return Table(arrays, names=SOURCE_COLUMNS)
+
+
+def _empty_sources():
+    return Table(names=SOURCE_COLUMNS, dtype=_SOURCE_DTYPES)
+
+
+def _subtract_background(data, mask, bkg_boxsize):
+    """(data − background, background, background_rms, total mask), or None if nothing is usable."""
+    data = np.asarray(data)
+    total_mask = _as_mask(mask, data.shape) | ~np.isfinite(data)
+    if np.all(total_mask):
+        log.warning("no unmasked finite pixel: no sources can be found")
+        return None
+    background, background_rms = estimate_background(data, mask, bkg_boxsize)
+    return data - background, background, background_rms, total_mask
+
+
+def _convolve(data, kernel_fwhm, mask):
+    """Convolve with a normalised circular Gaussian of FWHM ``kernel_fwhm`` pixels.
+
+    Masked pixels are interpolated over by the kernel (astropy ``convolve``),
+    so a source next to a bad pixel keeps its shape.
+    """
+    if kernel_fwhm <= 0:
+        return data
+    kernel = Gaussian2DKernel(kernel_fwhm * gaussian_fwhm_to_sigma)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        return convolve(data, kernel, mask=mask)
+
+
+def _as_mask(mask, shape):
+    if mask is None:
+        return np.zeros(shape, dtype=bool)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != shape:
+        raise ValueError(f"mask shape {mask.shape} differs from the image shape {shape}")
+    return mask
+
+
+def _check_choice(name, value, allowed):
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, allowed))}, not {value!r}")

@@ -1,0 +1,211 @@
+"""The final resample: drizzle every exposure onto the output grid and assemble the ``_i2d``.
+
+The heavy lifting (pixel maps, drizzle, variance sums) is in :mod:`image3.resample`; this module
+feeds it exposures one at a time (memory: one exposure plus the output-sized sums) and builds the
+product users know: SCI, ERR, CON, WHT, VAR_POISSON, VAR_RNOISE, VAR_FLAT, the output gwcs, a FITS
+TAN approximation in the SCI header, and the reference's metadata (units, NDRIZ, exposure-time sums
+over groups, PIXAR_SR/A2 of the output pixel, resample parameters, cal_step, provenance, S_REGION).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from stdatamodels.jwst import datamodels
+
+from . import __version__
+from .datamodel import load_exposure, sky_level_to_remove
+from .wcs import Grid
+from .resample import Partial, Resampled, combine_partials, drizzle_exposure, weight_map
+from .wcs import fits_tan_header, footprint, pixel_map, s_region
+
+log = logging.getLogger(__name__)
+
+_ARCSEC2_PER_SR = (180.0 / np.pi * 3600.0) ** 2
+
+
+@dataclass(frozen=True)
+class ExposureFiles:
+    """Where one member's pixels and stage results are: a _cal (or _crf) and optional sidecars."""
+
+    path: Path
+    group_id: str
+    wcs: Path | None = None
+    sky: Path | None = None
+
+
+def exposure_time(model, weight_type: str) -> float:
+    """The reference's exposure time for ``exptime`` weighting: TMEASURE, else EFFEXPTM."""
+    exp = model.meta.exposure
+    value = exp.measurement_time if exp.measurement_time else exp.effective_exposure_time
+    return float(value or exp.exposure_time or 1.0)
+
+
+def prepare_arrays(model, good_bits, weight_type: str) -> tuple[np.ndarray, dict, np.ndarray]:
+    """Science data with the sky removed, variances and drizzle weight of one exposure.
+
+    Pixels that are non-finite in SCI or in any variance, or flagged bad by ``good_bits``, get
+    zero weight (the reference's ``match_nans_and_flags`` followed by its DQ mask).
+    """
+    data = np.asarray(model.data, dtype=np.float32) - np.float32(sky_level_to_remove(model))
+    variances = {}
+    for name in ("var_rnoise", "var_poisson", "var_flat"):
+        arr = getattr(model, name, None)
+        if arr is not None and arr.shape == data.shape:
+            variances[name] = np.asarray(arr, dtype=np.float32)
+    weight = weight_map(model.dq, variances.get("var_rnoise"), good_bits, weight_type,
+                        exposure_time(model, weight_type))
+    bad = ~np.isfinite(data)
+    for arr in variances.values():
+        bad |= ~np.isfinite(arr)
+    weight = np.where(bad, 0.0, weight).astype(np.float32)
+    data = np.where(bad, 0.0, data).astype(np.float32)
+    variances = {k: np.where(bad, 0.0, v).astype(np.float32) for k, v in variances.items()}
+    return data, variances, weight
+
+
+def drizzle_member(model, grid: Grid, params: dict) -> Partial:
+    """Drizzle one opened exposure onto (its cutout of) the output grid."""
+    data, variances, weight = prepare_arrays(model, params["good_bits"], params["weight_type"])
+    pixmap = pixel_map(model.meta.wcs, data.shape, grid.wcs, stepsize=params["pixmap_stepsize"])
+    return drizzle_exposure(
+        data, variances, weight, pixmap, grid.shape, weight_type=params["weight_type"],
+        kernel=params["kernel"],
+        pixfrac=params["pixfrac"], pixel_scale_ratio=grid.pixel_scale_ratio,
+        exptime=exposure_time(model, params["weight_type"]),
+    )
+
+
+def resample_members(files: Iterable[ExposureFiles], grid: Grid, params: dict) -> datamodels.ImageModel:
+    """Drizzle the members in order (context bit k = k-th member) and assemble the ``_i2d``.
+
+    Only one input exposure is open at a time. The first input's metadata is the base of the
+    product's, as in the reference's metadata blender.
+    """
+    product = datamodels.ImageModel()
+    members: list[dict] = []
+
+    def partials() -> Iterator[Partial]:
+        for f in files:
+            model = load_exposure(f.path, wcs=f.wcs, sky=f.sky)
+            with model:
+                if not members:
+                    product.update(model)
+                log.info("drizzling %s", f.path.name)
+                partial = drizzle_member(model, grid, params)
+                members.append(_member_meta(model, f.group_id))
+            yield partial
+
+    fillval = float(params["fillval"]) if str(params["fillval"]).upper() != "INDEF" else 0.0
+    result = combine_partials(partials(), grid.shape, fillval=fillval)
+    assemble_i2d(product, result, grid, members, params)
+    return product
+
+
+def _member_meta(model, group_id: str) -> dict:
+    """What the i2d needs from each input once its pixels are released."""
+    exp = model.meta.exposure
+    ins = model.meta.instrument
+    return {
+        "group_id": group_id,
+        "exposure_time": exp.exposure_time,
+        "effective_exposure_time": exp.effective_exposure_time,
+        "measurement_time": exp.measurement_time,
+        "duration": exp.duration,
+        "start_time": exp.start_time,
+        "end_time": exp.end_time,
+        "filter": ins.filter,
+        "pupil": ins.pupil,
+        "detector": ins.detector,
+        "cal_step": {k: getattr(model.meta.cal_step, k) for k in
+                     ("tweakreg", "skymatch", "outlier_detection")},
+    }
+
+
+def _combined(values: list, how) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(how(values)) if values else None
+
+
+def _blend(values: list):
+    """The blender's 'multi' rule: one value if all agree, else MULTIPLE."""
+    distinct = {v for v in values if v is not None}
+    if not distinct:
+        return None
+    return distinct.pop() if len(distinct) == 1 else "MULTIPLE"
+
+
+def assemble_i2d(product, result: Resampled, grid: Grid, members: list[dict], params: dict) -> None:
+    """Fill an ``ImageModel`` (already holding the first input's meta) with the resampled arrays."""
+    product.data = result.sci
+    product.wht = result.wht
+    if params["enable_ctx"]:
+        product.con = result.con
+    if params["enable_err"]:
+        product.err = result.err
+        if params["report_var"]:
+            product.var_poisson = result.var_poisson
+            product.var_rnoise = result.var_rnoise
+            product.var_flat = result.var_flat
+    product.meta.bunit_data = "MJy/sr"
+    product.meta.bunit_err = "MJy/sr"
+    product.meta.wcs = grid.wcs
+    header = fits_tan_header(grid.wcs)
+    wcsinfo = product.meta.wcsinfo
+    for axis in (1, 2):
+        setattr(wcsinfo, f"crpix{axis}", header[f"CRPIX{axis}"])
+        setattr(wcsinfo, f"crval{axis}", header[f"CRVAL{axis}"])
+        setattr(wcsinfo, f"ctype{axis}", header[f"CTYPE{axis}"])
+        setattr(wcsinfo, f"cunit{axis}", "deg")
+        setattr(wcsinfo, f"cdelt{axis}", header.get(f"CDELT{axis}", 1.0))
+    for i in (1, 2):
+        for j in (1, 2):
+            key = f"PC{i}_{j}"
+            value = header.get(key, header.get(f"CD{i}_{j}"))
+            setattr(wcsinfo, f"pc{i}_{j}", value)
+    wcsinfo.s_region = s_region(footprint(grid.wcs, grid.shape))
+
+    # Exposure-time bookkeeping counts each exposure (group) once, as the reference does.
+    by_group: dict[str, dict] = {}
+    for m in members:
+        by_group.setdefault(m["group_id"], m)
+    groups = list(by_group.values())
+    exp = product.meta.exposure
+    exp.exposure_time = _combined([g["exposure_time"] for g in groups], sum)
+    exp.effective_exposure_time = _combined([g["effective_exposure_time"] for g in groups], sum)
+    if all(g["measurement_time"] is not None for g in groups):
+        exp.measurement_time = _combined([g["measurement_time"] for g in groups], sum)
+    exp.duration = _combined([g["duration"] for g in groups], sum)
+    exp.start_time = _combined([m["start_time"] for m in members], min)
+    exp.end_time = _combined([m["end_time"] for m in members], max)
+    ins = product.meta.instrument
+    ins.filter = _blend([m["filter"] for m in members])
+    ins.pupil = _blend([m["pupil"] for m in members])
+    ins.detector = _blend([m["detector"] for m in members])
+
+    scale_sr = (grid.pixel_scale_arcsec ** 2) / _ARCSEC2_PER_SR
+    product.meta.photometry.pixelarea_steradians = scale_sr
+    product.meta.photometry.pixelarea_arcsecsq = grid.pixel_scale_arcsec ** 2
+    res = product.meta.resample
+    res.pointings = len(by_group)
+    res.weight_type = params["weight_type"]
+    res.pixfrac = float(params["pixfrac"])
+    res.pixel_scale_ratio = float(grid.pixel_scale_ratio)
+    product.meta.resample.kernel = params["kernel"]
+    product.meta.resample.fillval = str(params["fillval"])
+    for step in ("tweakreg", "skymatch", "outlier_detection"):
+        states = {m["cal_step"][step] for m in members if m["cal_step"][step]}
+        if states:
+            setattr(product.meta.cal_step, step,
+                    "COMPLETE" if "COMPLETE" in states else sorted(states)[0])
+    product.meta.cal_step.resample = "COMPLETE"
+    product.meta.calibration_software_version = __version__
+    product.add_history_entry(
+        "image3 resample parameters: " + json.dumps(params, sort_keys=True),
+        software={"name": "image3", "version": __version__},
+    )

@@ -1,0 +1,434 @@
+"""Drizzle core: per-exposure partial sums on a cutout of the output grid, and their exact join.
+
+Drizzle's output is a weighted mean, ``sci = sum(w a d) / sum(w a)`` (w: input pixel weight,
+a: overlap of the input pixel's drop with the output pixel, d: input surface brightness), so an
+exposure can be drizzled alone onto the part of the output grid it touches and kept as
+*un-normalised* sums; adding those sums for all exposures and normalising once gives the same
+mosaic as drizzling every exposure, in order, into one ``drizzle.resample.Drizzle``.
+
+Variances follow the reference (stcal ``Resample``): for each of VAR_RNOISE, VAR_POISSON and
+VAR_FLAT, sqrt(var) is drizzled alone with the same weights and squared, giving sigma_i^2 per
+exposure i on the output grid; with W_i = 1 / sigma_rnoise,i^2 (``ivm``) or the exposure time
+(``exptime``), ``var = sum(W_i^2 sigma_i^2) / (sum W_i)^2 / pixel_scale_ratio^2``.
+
+Units: data and errors in surface brightness (MJy/sr); variances in (MJy/sr)^2.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.nddata.bitmask import interpret_bit_flags
+from drizzle.resample import Drizzle, blot_image
+from stdatamodels.jwst.datamodels.dqflags import pixel as JWST_DQ_FLAGS
+
+from .errors import ConfigError, InputFileError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "KERNELS",
+    "VARIANCE_NAMES",
+    "Partial",
+    "Resampled",
+    "blot",
+    "combine_partials",
+    "drizzle_exposure",
+    "interpret_bits",
+    "load_partial",
+    "save_partial",
+    "weight_map",
+]
+
+KERNELS = ("square", "gaussian", "point", "turbo", "lanczos2", "lanczos3")
+#: Output variance planes, in i2d extension order.
+VARIANCE_NAMES = ("var_poisson", "var_rnoise", "var_flat")
+_CTX_BITS = 32
+
+
+# --------------------------------------------------------------------------------------------
+# Input weights
+
+
+def interpret_bits(spec: int | str | None) -> int:
+    """DQ bits that make a pixel unusable, from a reference-style ``good_bits`` value.
+
+    ``good_bits`` lists the DQ flags to *ignore* (astropy ``interpret_bit_flags`` syntax with
+    JWST flag names): an int or "4+8" / "JUMP_DET,DROPOUT" = those bits are harmless, any
+    other set bit is bad; "0" = any set bit is bad; a leading "~" flips the meaning, so
+    "~DO_NOT_USE+NON_SCIENCE" = only DO_NOT_USE (1) and NON_SCIENCE (512) are bad;
+    None = no bit is bad (the DQ array is not used).
+    """
+    try:
+        good = interpret_bit_flags(spec, flag_name_map=JWST_DQ_FLAGS)
+    except (KeyError, ValueError, TypeError) as err:
+        raise ConfigError(f"good_bits {spec!r} is not a DQ bit specification ({err})") from None
+    if good is None:
+        return 0
+    return ~int(good) & 0xFFFFFFFF
+
+
+def weight_map(
+    dq: np.ndarray,
+    var_rnoise: np.ndarray | None,
+    good_bits: int | str | None,
+    weight_type: str | None,
+    exptime: float,
+) -> np.ndarray:
+    """Per-pixel drizzle weight (float32) of one exposure, as the reference builds it.
+
+    ``ivm``: 1 / VAR_RNOISE (non-finite -> 0; all ones when VAR_RNOISE is missing);
+    ``exptime``: ``exptime`` (the caller passes TMEASURE, else EFFEXPTM); None: 1.
+    Pixels with a bad DQ bit (:func:`interpret_bits` of ``good_bits``) get 0.
+    """
+    bad_bits = interpret_bits(good_bits)
+    good = ((np.asarray(dq).astype(np.uint32) & np.uint32(bad_bits)) == 0).astype(np.uint8)
+    if weight_type == "ivm":
+        if var_rnoise is None or var_rnoise.shape != good.shape:
+            log.warning("VAR_RNOISE not available: drizzle weight set to 1")
+            inverse = np.ones(good.shape, dtype=np.float32)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                inverse = 1.0 / np.asarray(var_rnoise, dtype=np.float32)
+            inverse[~np.isfinite(inverse)] = 0
+        result = inverse * good
+    elif weight_type == "exptime":
+        result = np.float32(exptime) * good
+    elif weight_type is None:
+        result = good
+    else:
+        raise ConfigError(f"weight_type must be 'ivm', 'exptime' or None, got {weight_type!r}")
+    return result.astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-exposure partial sums
+
+
+@dataclass
+class Partial:
+    """One exposure drizzled onto the cutout ``bbox`` of the output grid, as additive sums.
+
+    ``bbox`` = (y0, y1, x0, x1), half-open, in output-grid pixels; every array is
+    (y1 - y0, x1 - x0). ``data_sum`` = sum(w a d), ``weight_sum`` = sum(w a) (drizzle's WHT),
+    ``coverage`` = drizzle's context bit of this exposure. ``variance_sums[name]`` =
+    (sum W^2 sigma^2, sum W) of that variance. All sums float32.
+    """
+
+    out_shape: tuple[int, int]
+    bbox: tuple[int, int, int, int]
+    data_sum: np.ndarray
+    weight_sum: np.ndarray
+    coverage: np.ndarray
+    variance_sums: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    pixel_scale_ratio: float = 1.0
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        y0, y1, x0, x1 = self.bbox
+        return slice(y0, y1), slice(x0, x1)
+
+
+def _cutout(pixmap: np.ndarray, out_shape, margin: int) -> tuple[int, int, int, int]:
+    """Output-grid box (y0, y1, x0, x1) holding every finite pixmap point plus ``margin``."""
+    ny, nx = out_shape
+    x, y = pixmap[..., 0], pixmap[..., 1]
+    x0 = max(0, math.floor(np.nanmin(x)) - margin)
+    x1 = min(nx, math.ceil(np.nanmax(x)) + margin + 1)
+    y0 = max(0, math.floor(np.nanmin(y)) - margin)
+    y1 = min(ny, math.ceil(np.nanmax(y)) + margin + 1)
+    return y0, max(y0, y1), x0, max(x0, x1)
+
+
+def _kernel_margin(pixmap: np.ndarray, kernel: str, pixfrac: float,
+                   pixel_scale_ratio: float) -> int:
+    """Output pixels a drop can reach beyond its centre: a safe bound for every kernel.
+
+    Square/turbo drops reach < pixfrac input pixels, gaussian ~1.1 pixfrac (at least 1.2) and
+    lanczos its order (2 or 3); input pixels span at most ``step`` output pixels.
+    """
+    # every 8th row/column is plenty: distortions are smooth and the bound has slack
+    along_x = np.diff(pixmap[::8], axis=1)
+    along_y = np.diff(pixmap[:, ::8], axis=0)
+    with np.errstate(invalid="ignore"):
+        step = max(
+            np.nanmax(np.hypot(along_x[..., 0], along_x[..., 1]), initial=0.0),
+            np.nanmax(np.hypot(along_y[..., 0], along_y[..., 1]), initial=0.0),
+        )
+    step = max(float(step), 1.0 / pixel_scale_ratio)
+    reach = 3.0 if kernel.startswith("lanczos") else max(1.5, 1.2 * pixfrac)
+    return math.ceil(reach * step) + 2
+
+
+def drizzle_exposure(
+    data: np.ndarray,
+    variances: Mapping[str, np.ndarray],
+    weight: np.ndarray,
+    pixmap: np.ndarray,
+    out_shape: tuple[int, int],
+    *,
+    weight_type: str = "ivm",
+    kernel: str = "square",
+    pixfrac: float = 1.0,
+    pixel_scale_ratio: float = 1.0,
+    exptime: float = 1.0,
+) -> Partial:
+    """Drizzle one exposure (data and each variance) onto its cutout of the output grid.
+
+    Parameters
+    ----------
+    data
+        Surface brightness (sky already removed); pixels with zero weight are ignored.
+    variances
+        Any of ``var_rnoise``, ``var_poisson``, ``var_flat`` (same shape as ``data``).
+        ``var_rnoise`` is required for ``weight_type='ivm'``.
+    weight
+        Drizzle weight per input pixel (:func:`weight_map`).
+    pixmap
+        (ny, nx, 2) input pixel centres on the output grid (:func:`image3.wcs.pixel_map`);
+        NaN outside the input's bounding box.
+    out_shape
+        (ny, nx) of the full output grid.
+    weight_type
+        ``ivm`` or ``exptime``: the per-exposure variance weight W (see module docstring).
+    kernel, pixfrac, pixel_scale_ratio
+        Drizzle parameters; ``pixel_scale_ratio`` = output / input pixel scale.
+    exptime
+        Exposure time (s): the variance weight W for ``exptime`` weighting.
+    """
+    if kernel not in KERNELS:
+        raise ConfigError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
+    if weight_type not in ("ivm", "exptime"):
+        raise ConfigError(f"weight_type must be 'ivm' or 'exptime', got {weight_type!r}")
+    unknown = set(variances) - set(VARIANCE_NAMES)
+    if unknown:
+        raise ValueError(f"unknown variance arrays {sorted(unknown)}; expected {VARIANCE_NAMES}")
+    if weight_type == "ivm" and variances and "var_rnoise" not in variances:
+        raise InputFileError("weight_type 'ivm' needs VAR_RNOISE to weight the variances")
+    out_shape = (int(out_shape[0]), int(out_shape[1]))
+
+    finite = np.all(np.isfinite(pixmap), axis=-1)
+    rows = np.flatnonzero(finite.any(axis=1))
+    cols = np.flatnonzero(finite.any(axis=0))
+    if rows.size == 0:
+        return _empty_partial(out_shape, variances, pixel_scale_ratio)
+    # drizzle's input range (the reference's ``resample_range`` of the bounding box)
+    in_range = {"xmin": int(cols[0]), "xmax": int(cols[-1]),
+                "ymin": int(rows[0]), "ymax": int(rows[-1])}
+    sub = pixmap[in_range["ymin"]:in_range["ymax"] + 1, in_range["xmin"]:in_range["xmax"] + 1]
+    margin = _kernel_margin(sub, kernel, pixfrac, pixel_scale_ratio)
+    y0, y1, x0, x1 = _cutout(sub, out_shape, margin)
+    if y1 <= y0 or x1 <= x0:
+        return _empty_partial(out_shape, variances, pixel_scale_ratio)
+    cut_shape = (y1 - y0, x1 - x0)
+    shifted = pixmap - np.array([x0, y0], dtype=np.float64)
+
+    drizzle_args = {
+        "exptime": exptime,
+        "pixmap": shifted,
+        "iscale": 1.0,
+        "pixel_scale_ratio": pixel_scale_ratio,
+        "weight_map": weight,
+        "wht_scale": 1.0,
+        "pixfrac": pixfrac,
+        "in_units": "cps",
+        **in_range,
+    }
+    driz = Drizzle(kernel=kernel, fillval="NaN", out_shape=cut_shape, max_ctx_id=0)
+    driz.add_image(data, **drizzle_args)
+    weight_sum = driz.out_wht
+    touched = weight_sum != 0
+    data_sum = np.where(touched, driz.out_img.astype(np.float64) * weight_sum, 0.0)
+    data_sum = data_sum.astype(np.float32)
+    coverage = driz.out_ctx[0] != 0
+    del driz
+
+    drizzled = {}
+    for name in VARIANCE_NAMES:
+        if name in variances:
+            vdriz = Drizzle(kernel=kernel, fillval="NaN", out_shape=cut_shape, disable_ctx=True)
+            vdriz.add_image(np.sqrt(variances[name]), **drizzle_args)
+            drizzled[name] = vdriz.out_img ** 2
+            del vdriz
+
+    if weight_type == "ivm":
+        rn = drizzled.get("var_rnoise")
+        w = np.zeros(cut_shape)
+        if rn is not None:
+            ok = (rn > 0) & np.isfinite(rn)
+            w[ok] = np.reciprocal(rn[ok])
+    else:
+        w = np.full(cut_shape, float(exptime))
+    variance_sums = {}
+    for name, var in drizzled.items():
+        ok = (var >= 0) & np.isfinite(var) & (w > 0)
+        with np.errstate(over="ignore"):
+            wsum = np.where(ok, var * w * w, 0.0).astype(np.float32)
+        variance_sums[name] = (wsum, np.where(ok, w, 0.0).astype(np.float32))
+
+    return Partial(out_shape, (y0, y1, x0, x1), data_sum, weight_sum.astype(np.float32),
+                   coverage, variance_sums, float(pixel_scale_ratio))
+
+
+def _empty_partial(out_shape, variances, pixel_scale_ratio) -> Partial:
+    log.warning("exposure does not overlap the output grid: it contributes nothing")
+    empty = np.zeros((0, 0), dtype=np.float32)
+    return Partial(out_shape, (0, 0, 0, 0), empty, empty, np.zeros((0, 0), dtype=bool),
+                   {name: (empty, empty) for name in variances if name in VARIANCE_NAMES},
+                   float(pixel_scale_ratio))
+
+
+def save_partial(path: str | Path, partial: Partial) -> None:
+    """Write a :class:`Partial` to an uncompressed ``.npz`` (exactly ``path``, no suffix added)."""
+    arrays = {
+        "out_shape": np.array(partial.out_shape, dtype=np.int64),
+        "bbox": np.array(partial.bbox, dtype=np.int64),
+        "data_sum": partial.data_sum,
+        "weight_sum": partial.weight_sum,
+        "coverage": partial.coverage,
+        "pixel_scale_ratio": np.array(partial.pixel_scale_ratio),
+    }
+    for name, (wsum, wt) in partial.variance_sums.items():
+        arrays[f"{name}_wsum"] = wsum
+        arrays[f"{name}_wt"] = wt
+    with open(path, "wb") as stream:
+        np.savez(stream, **arrays)
+
+
+def load_partial(path: str | Path) -> Partial:
+    """Read a :class:`Partial` written by :func:`save_partial`."""
+    try:
+        with np.load(path) as f:
+            variance_sums = {
+                name: (f[f"{name}_wsum"], f[f"{name}_wt"])
+                for name in VARIANCE_NAMES if f"{name}_wsum" in f
+            }
+            return Partial(
+                tuple(int(n) for n in f["out_shape"]),
+                tuple(int(n) for n in f["bbox"]),
+                f["data_sum"], f["weight_sum"], f["coverage"], variance_sums,
+                float(f["pixel_scale_ratio"]),
+            )
+    except (OSError, KeyError, ValueError) as err:
+        raise InputFileError(f"{path}: not a drizzle partial written by image3 ({err})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Join
+
+
+@dataclass
+class Resampled:
+    """The mosaic arrays of the ``_i2d`` (float32, except CON int32 (planes, ny, nx))."""
+
+    sci: np.ndarray
+    wht: np.ndarray
+    con: np.ndarray
+    var_poisson: np.ndarray
+    var_rnoise: np.ndarray
+    var_flat: np.ndarray
+    err: np.ndarray
+    n_inputs: int
+
+
+def combine_partials(
+    partials: Iterable[Partial | str | Path],
+    out_shape: tuple[int, int],
+    fillval: float | str = np.nan,
+) -> Resampled:
+    """Sum per-exposure partials (in the given order = context bit order) into the mosaic.
+
+    Partials (or paths to saved ones, loaded one at a time) are accumulated into float64
+    output-sized sums, so memory is ~68 bytes per output pixel plus one partial. The result
+    equals drizzling the same inputs serially into one ``Drizzle`` to float32 rounding.
+    SCI is ``fillval`` and every variance and ERR NaN where no input has weight.
+    """
+    if isinstance(fillval, str):
+        fillval = np.nan if fillval.strip().upper() in ("NAN", "INDEF") else float(fillval)
+    ny, nx = (int(out_shape[0]), int(out_shape[1]))
+    data_sum = np.zeros((ny, nx))
+    weight_sum = np.zeros((ny, nx))
+    var_wsum = {name: np.zeros((ny, nx)) for name in VARIANCE_NAMES}
+    var_wt = {name: np.zeros((ny, nx)) for name in VARIANCE_NAMES}
+    con = np.zeros((1, ny, nx), dtype=np.uint32)
+    ratio = None
+    n = 0
+    for item in partials:
+        p = item if isinstance(item, Partial) else load_partial(item)
+        if tuple(p.out_shape) != (ny, nx):
+            raise ValueError(f"partial for a {p.out_shape} grid cannot join a {(ny, nx)} grid")
+        if ratio is None:
+            ratio = p.pixel_scale_ratio
+        elif not math.isclose(p.pixel_scale_ratio, ratio, rel_tol=1e-12):
+            raise ValueError(
+                f"partials disagree on pixel_scale_ratio: {ratio} vs {p.pixel_scale_ratio}")
+        plane, bit = divmod(n, _CTX_BITS)
+        if plane == con.shape[0]:
+            con = np.concatenate([con, np.zeros((1, ny, nx), dtype=np.uint32)])
+        n += 1
+        sl = p.slices
+        if p.data_sum.size == 0:
+            continue
+        data_sum[sl] += p.data_sum
+        weight_sum[sl] += p.weight_sum
+        for name, (wsum, wt) in p.variance_sums.items():
+            var_wsum[name][sl] += wsum
+            var_wt[name][sl] += wt
+        con[plane][sl] |= p.coverage.astype(np.uint32) << np.uint32(bit)
+        del p
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        touched = weight_sum != 0
+        sci = np.where(touched, data_sum / np.where(touched, weight_sum, 1.0), fillval)
+        sci = sci.astype(np.float32)
+        del data_sum
+        scaling = 1.0 / (ratio or 1.0) ** 2
+        variances = {}
+        for name in VARIANCE_NAMES:
+            wt = var_wt.pop(name)
+            covered = wt > 0
+            safe = np.where(covered, wt, 1.0)
+            variances[name] = np.where(covered, var_wsum.pop(name) * scaling / safe / safe,
+                                       np.nan).astype(np.float32)
+            del wt, covered, safe
+        stack = np.stack([variances[name] for name in ("var_rnoise", "var_flat", "var_poisson")])
+        err = np.sqrt(np.nansum(stack, axis=0)).astype(np.float32)
+        err[np.all(np.isnan(stack), axis=0)] = np.nan
+        del stack
+    return Resampled(
+        sci=sci,
+        wht=weight_sum.astype(np.float32),
+        con=con.view(np.int32),
+        var_poisson=variances["var_poisson"],
+        var_rnoise=variances["var_rnoise"],
+        var_flat=variances["var_flat"],
+        err=err,
+        n_inputs=n,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Blot
+
+
+def blot(image: np.ndarray, pixmap: np.ndarray, in_shape: tuple[int, int], *,
+         fillval: float = np.nan, interp: str = "linear") -> np.ndarray:
+    """Resample a mosaic (e.g. the median) back onto an exposure's detector grid (float32).
+
+    ``pixmap`` is the exposure's :func:`image3.wcs.pixel_map` onto the mosaic grid, shape
+    ``in_shape + (2,)``. As in the reference, NaN pixmap entries become -1 (off the mosaic,
+    so ``fillval``) and the interpolation is bilinear.
+    """
+    in_shape = (int(in_shape[0]), int(in_shape[1]))
+    if pixmap.shape != in_shape + (2,):
+        raise ValueError(f"pixmap shape {pixmap.shape} does not match the exposure {in_shape}")
+    pixmap = np.where(np.isnan(pixmap), -1.0, pixmap)
+    out = np.full(in_shape, fillval, dtype=np.float32)
+    blot_image(data=np.asarray(image, dtype=np.float32), pixmap=pixmap, out_img=out,
+               fillval=fillval, iscale=1.0, interp=interp)
+    return out

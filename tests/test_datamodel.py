@@ -1,0 +1,134 @@
+"""JWST-format I/O: real MIRI products read intact; our products round-trip; sidecars apply on read."""
+
+import copy
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.modeling.models import Shift
+from astropy.wcs import WCS
+from stdatamodels.jwst import datamodels
+
+from image3.datamodel import (
+    SkyRecord,
+    atomic_path,
+    check_exposure,
+    load_exposure,
+    open_exposure,
+    save_model,
+    sky_level_to_remove,
+    write_wcs,
+)
+from image3.errors import InputFileError
+
+
+def test_real_miri_products_read_with_units_meta_and_gwcs(miri_i2d_files):
+    assert len(miri_i2d_files) == 3
+    for path in miri_i2d_files:
+        model = open_exposure(path)
+        with model:
+            assert model.meta.bunit_data == "MJy/sr" and model.meta.bunit_err == "MJy/sr"
+            assert model.meta.instrument.name == "MIRI"
+            assert model.meta.instrument.filter.lower() in {"f770w", "f1130w", "f1500w"}
+            assert model.meta.photometry.pixelarea_steradians == pytest.approx(2.844e-13, rel=1e-3)
+            assert model.data.dtype.newbyteorder("=") == np.float32
+            assert model.con.dtype.newbyteorder("=") == np.int32
+            # The gwcs agrees with the FITS TAN header the pipeline wrote beside it.
+            header = fits.getheader(path, "SCI")
+            fits_wcs = WCS(header)
+            ny, nx = model.data.shape
+            y, x = np.mgrid[0:ny:16, 0:nx:16]
+            ra, dec = model.meta.wcs(x, y)
+            fx, fy = fits_wcs.all_world2pix(ra, dec, 0)
+            assert np.nanmax(np.hypot(fx - x, fy - y)) < 0.05
+
+
+def small_model(shape=(40, 50)) -> datamodels.ImageModel:
+    """A tiny imaging model with a TAN gwcs, built from a FITS header."""
+    from gwcs import WCS as GWCS
+    from gwcs import coordinate_frames as cf
+    from astropy import units as u
+    from astropy.modeling.models import Pix2Sky_TAN, RotateNative2Celestial, Scale
+
+    scale = 0.03 / 3600
+    transform = (Shift(-25) & Shift(-20)) | (Scale(scale) & Scale(scale)) | Pix2Sky_TAN() | \
+        RotateNative2Celestial(10.0, -20.0, 180.0)
+    wcs = GWCS([(cf.Frame2D(name="detector"), transform),
+                (cf.CelestialFrame(name="world", reference_frame=__import__("astropy.coordinates").coordinates.ICRS(),
+                                   unit=(u.deg, u.deg)), None)])
+    wcs.bounding_box = ((-0.5, shape[1] - 0.5), (-0.5, shape[0] - 0.5))
+    rng = np.random.default_rng(3)
+    model = datamodels.ImageModel(shape)
+    model.data = rng.normal(0.2, 0.01, shape).astype(np.float32)
+    model.err = np.full(shape, 0.01, np.float32)
+    model.var_rnoise = np.full(shape, 0.0001, np.float32)
+    model.meta.wcs = wcs
+    model.meta.exposure.type = "NRC_IMAGE"
+    model.meta.bunit_data = "MJy/sr"
+    model.meta.bunit_err = "MJy/sr"
+    model.meta.instrument.name = "NIRCAM"
+    return model
+
+
+def test_product_round_trips_through_stdatamodels_and_astropy(tmp_path):
+    model = small_model()
+    path = save_model(model, tmp_path / "prod_i2d.fits")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prod_i2d.fits"]  # no temp file left
+    with datamodels.open(path) as back:
+        assert back.meta.filename == "prod_i2d.fits"
+        np.testing.assert_array_equal(back.data, model.data)
+        np.testing.assert_array_equal(back.var_rnoise, model.var_rnoise)
+        assert back.meta.wcs(10, 10) == pytest.approx(model.meta.wcs(10, 10), abs=1e-12)
+    with fits.open(path) as hdul:
+        assert [h.name for h in hdul][:3] == ["PRIMARY", "SCI", "ERR"] and "ASDF" in hdul
+        assert hdul["SCI"].header["BUNIT"] == "MJy/sr"
+
+
+def test_sidecars_apply_on_read(tmp_path):
+    model = small_model()
+    cal = save_model(model, tmp_path / "x_cal.fits")
+    shifted = copy.deepcopy(model.meta.wcs)
+    shifted.insert_transform("detector", Shift(1.0) & Shift(0.0), after=True)
+    write_wcs(tmp_path / "wcs.asdf", shifted, status="COMPLETE")
+    SkyRecord(level=0.2, method="match", subtracted=False).write(tmp_path / "sky.json")
+    loaded = load_exposure(cal, wcs=tmp_path / "wcs.asdf", sky=tmp_path / "sky.json")
+    ra0, dec0 = model.meta.wcs(11.0, 10.0)
+    assert loaded.meta.wcs(10.0, 10.0) == pytest.approx((ra0, dec0), abs=1e-12)
+    assert loaded.meta.wcsinfo.s_region.startswith("POLYGON ICRS")
+    assert loaded.meta.background.level == 0.2 and loaded.meta.background.subtracted is False
+    assert sky_level_to_remove(loaded) == pytest.approx(0.2)
+    np.testing.assert_array_equal(loaded.data, model.data)  # not subtracted in the data
+    SkyRecord(level=0.2, method="match", subtracted=True).write(tmp_path / "sky.json")
+    subtracted = load_exposure(cal, sky=tmp_path / "sky.json")
+    np.testing.assert_allclose(subtracted.data, model.data - np.float32(0.2), atol=1e-7)
+    assert sky_level_to_remove(subtracted) == 0.0
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda m: setattr(m.meta.exposure, "type", "NRC_WFSS"), "is not an imaging exposure"),
+    (lambda m: setattr(m.meta, "bunit_data", "DN/s"), "SCI units are 'DN/s'"),
+    (lambda m: setattr(m, "data", np.full(m.data.shape, np.nan, np.float32)), "no usable science pixel"),
+    (lambda m: setattr(m, "dq", np.ones(m.data.shape, np.uint32)), "no usable science pixel"),
+])
+def test_unusable_exposures_are_one_line(tmp_path, change, message):
+    model = small_model()
+    change(model)
+    with pytest.raises(InputFileError) as err:
+        check_exposure(model, tmp_path / "bad_cal.fits")
+    assert message in str(err.value) and "bad_cal.fits" in str(err.value)
+
+
+def test_corrupt_file_is_one_line(tmp_path):
+    path = save_model(small_model(), tmp_path / "x_cal.fits")
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(InputFileError) as err:
+        open_exposure(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "out.fits") as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("crash")
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,444 @@
+"""Tests of image3.skymatch: the sky statistic, overlaps on the sky and the skymatch solve.
+
+The scene: dithered copies of the real NIRCam NRCB1 gwcs (the pointing moved by perturbing the
+RotationSequence3D angles of its v2v3 -> world part), seen through 512 x 512 subarrays, with
+unit Gaussian noise, compact sources at fixed sky positions and known per-exposure sky levels.
+What the reference's 'mode' predicts for an image is the peak of its pixel-value distribution:
+the noise-free image's values convolved with the noise (:func:`distribution_peak`).
+Sky levels must come out within 1 % of the per-pixel noise sigma. A 512 x 512 'mode' is itself
+good to 0.45 % sigma rms, so where one such value decides alone (an absolute 512^2 level, a
+single pair) the check is against 3 x its rms, and absolute levels are also checked on full
+2048 x 2048 frames.
+"""
+
+import copy
+import json
+import logging
+from dataclasses import dataclass
+
+import asdf
+import gwcs
+import numpy as np
+import pytest
+from astropy.modeling.models import RotationSequence3D, Shift
+from scipy import optimize, stats
+from spherical_geometry.polygon import SphericalPolygon
+
+from image3.datamodel import SkyRecord
+from image3.errors import ConfigError
+from image3.skymatch import (
+    good_pixels,
+    member_sky_stats,
+    overlap_mask,
+    sky_footprint,
+    sky_statistic,
+    solve_sky,
+)
+
+SIGMA = 1.0  # per-pixel noise (data units)
+TOLERANCE = 0.01 * SIGMA
+SIZE = 512
+BASE_SKY = 10.0
+PSF_SIGMA_PIX = 1.2
+
+# member: (group, pointing move in detector pixels (dx, dy), roll change (deg),
+#          subarray origin on the 2048^2 detector (x, y), sky offset above BASE_SKY)
+EXPOSURES = {
+    "a": ("A", (0, 0), 0.0, (768, 768), 0.0),
+    "b": ("B", (60, 40), 0.0, (768, 768), 3.0),
+    "c": ("C", (-50, 70), 2.0, (768, 768), 5.5),
+    "d": ("D", (30, -80), 0.0, (768, 768), 1.7),
+    # one exposure, two detectors side by side: one group, one sky level
+    "g1": ("G", (90, 20), 0.0, (512, 768), 2.2),
+    "g2": ("G", (90, 20), 0.0, (1024, 768), 2.2),
+    # far from everything
+    "e": ("E", (4000, 0), 0.0, (768, 768), 6.0),
+    # a pair overlapping each other only
+    "k": ("K", (-4000, 0), 0.0, (768, 768), 4.0),
+    "l": ("L", (-3950, 60), 0.0, (768, 768), 1.0),
+    # overlapping the main set, every pixel DO_NOT_USE
+    "f": ("F", (20, 20), 0.0, (768, 768), 0.0),
+}
+ALL_GROUPS = tuple(dict.fromkeys(spec[0] for spec in EXPOSURES.values()))
+MAIN = ("A", "B", "C", "D", "G")
+MASKED = {"f"}
+
+
+def moved_wcs(base, move_pix, roll_deg, origin, size):
+    """``base`` with its pointing moved by about ``move_pix`` NIRCam pixels and rolled,
+    seen through the ``size`` x ``size`` subarray whose first pixel is detector pixel ``origin``."""
+    wcs = copy.deepcopy(base)
+    to_sky = wcs.pipeline[2].transform
+    rotation = next(to_sky[i] for i in range(to_sky.n_submodels)
+                    if isinstance(to_sky[i], RotationSequence3D))
+    angles = rotation.angles.value.copy()  # (v2, -v3, roll, dec, -ra) degrees
+    step_deg = 0.031 / 3600.0
+    angles[2] += roll_deg
+    angles[3] += move_pix[1] * step_deg
+    angles[4] -= move_pix[0] * step_deg / np.cos(np.deg2rad(angles[3]))
+    rotation.angles = angles
+    steps = [(step.frame, step.transform) for step in wcs.pipeline]
+    if origin != (0, 0):
+        steps[0] = (steps[0][0], (Shift(origin[0]) & Shift(origin[1])) | steps[0][1])
+    return gwcs.WCS(steps)
+
+
+def render(wcs, sources, size):
+    """Noise-free surface brightness of Gaussian sources (ra, dec, peak) on a size^2 image."""
+    image = np.zeros((size, size))
+    x, y = wcs.invert(sources[:, 0], sources[:, 1], with_bounding_box=False)
+    half = int(6 * PSF_SIGMA_PIX) + 1
+    for xc, yc, peak in zip(x, y, sources[:, 2], strict=True):
+        x0, x1 = max(0, int(xc) - half), min(size, int(xc) + half + 1)
+        y0, y1 = max(0, int(yc) - half), min(size, int(yc) + half + 1)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        image[y0:y1, x0:x1] += peak * np.exp(-0.5 * ((xx - xc) ** 2 + (yy - yc) ** 2)
+                                            / PSF_SIGMA_PIX**2)
+    return image
+
+
+def distribution_peak(noiseless, sigma=SIGMA):
+    """Peak of the distribution of ``noiseless + N(0, sigma^2)`` values (exact to 5e-4 sigma)."""
+    sky = float(np.median(noiseless))
+    width = 0.005 * sigma  # the pure-sky value sits on a bin centre
+    counts, edges = np.histogram(noiseless - sky, bins=4000,
+                                 range=(-0.5 * width, 3999.5 * width))
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    used = counts > 0
+    grid = np.arange(-0.3, 0.3, 0.0005) * sigma
+    density = (counts[used] * stats.norm.pdf(grid[:, None], centres[used], sigma)).sum(axis=1)
+    return sky + grid[np.argmax(density)]
+
+
+@dataclass
+class Scene:
+    exposures: dict
+    wcs: dict
+    peak: dict  # predicted 'mode' of each member
+    offset: dict  # true sky above BASE_SKY, per group
+    stats: dict
+    footprints: dict
+
+    def groups(self, names):
+        return {g: [m for m, spec in self.exposures.items() if spec[0] == g] for g in names}
+
+
+def build_scene(base, exposures, size, sources_per_pointing, seed):
+    """Render, add noise and measure every member (overlaps included) of ``exposures``."""
+    rng = np.random.default_rng(seed)
+    wcs = {m: moved_wcs(base, move, roll, origin, size)
+           for m, (_, move, roll, origin, _) in exposures.items()}
+    footprints = {m: sky_footprint(wcs[m], (size, size)) for m in exposures}
+    # sources over each cluster of pointings (the main one, the far pair), peaks 3-60 sigma
+    sources = []
+    for anchor in [m for m in ("a", "k") if m in exposures]:
+        near = [f for f in footprints.values()
+                if np.abs(f.mean(axis=0) - footprints[anchor].mean(axis=0)).max() < 0.05]
+        low, high = np.min(near, axis=(0, 1)), np.max(near, axis=(0, 1))
+        n = sources_per_pointing
+        sources.append(np.column_stack([rng.uniform(low[0], high[0], n),
+                                        rng.uniform(low[1], high[1], n),
+                                        SIGMA * np.exp(rng.uniform(np.log(3), np.log(60), n))]))
+    sources = np.concatenate(sources)
+    data, dq, peak, offset, group_footprints = {}, {}, {}, {}, {}
+    for m, (group, _, _, _, sky_offset) in exposures.items():
+        noiseless = BASE_SKY + sky_offset + render(wcs[m], sources, size)
+        data[m] = (noiseless + rng.normal(0.0, SIGMA, noiseless.shape)).astype(np.float32)
+        dq[m] = np.full(noiseless.shape, 1 if m in MASKED else 0, dtype=np.uint32)
+        peak[m] = distribution_peak(noiseless)
+        offset[group] = sky_offset
+        group_footprints.setdefault(group, []).append(footprints[m])
+    member_stats = {
+        m: member_sky_stats(data[m], dq[m], wcs[m], group_footprints=group_footprints,
+                            own_group=exposures[m][0], params={"skymethod": "match"})
+        for m in exposures
+    }
+    return Scene(exposures, wcs, peak, offset, member_stats, group_footprints)
+
+
+def load_nircam_wcs(path):
+    with asdf.open(path, lazy_load=False, memmap=False) as af:
+        return af["wcs"]
+
+
+@pytest.fixture(scope="module")
+def scene(nircam_wcs_file):
+    """EXPOSURES on 512 x 512 subarrays."""
+    return build_scene(load_nircam_wcs(nircam_wcs_file), EXPOSURES, SIZE, 60, seed=20260101)
+
+
+@pytest.fixture(scope="module")
+def full_frame(nircam_wcs_file):
+    """Three dithered full 2048 x 2048 NRCB1 exposures: a single 512 x 512 image's 'mode' is
+    only good to 0.45 % sigma rms, so absolute levels are checked where that is 0.12 %."""
+    exposures = {
+        "a": ("A", (0, 0), 0.0, (0, 0), 0.0),
+        "b": ("B", (300, 200), 0.0, (0, 0), 3.0),
+        "c": ("C", (-250, 350), 2.0, (0, 0), 5.5),
+    }
+    return build_scene(load_nircam_wcs(nircam_wcs_file), exposures, 2048, 960, seed=7)
+
+
+# --------------------------------------------------------------------------------------------
+# Solve
+
+
+def test_match_recovers_relative_sky_within_one_percent_sigma(scene):
+    groups = scene.groups(MAIN)
+    records = solve_sky(scene.stats, groups, {"skymethod": "match"})
+    lowest = min(scene.offset[g] for g in MAIN)
+    for group, members in groups.items():
+        for m in members:
+            assert records[m].status == "COMPLETE"
+            assert records[m].method == "match" and records[m].subtracted is False
+            assert records[m].level == pytest.approx(scene.offset[group] - lowest, abs=TOLERANCE)
+    # one exposure, one level
+    assert records["g1"].level == records["g2"].level
+
+
+def test_match_up_anchors_the_highest_sky_at_zero(scene):
+    params = {"skymethod": "match", "match_down": False}
+    records = solve_sky(scene.stats, scene.groups(MAIN), params)
+    highest = max(scene.offset[g] for g in MAIN)
+    assert max(r.level for r in records.values()) == 0.0
+    for m, record in records.items():
+        assert record.level == pytest.approx(scene.offset[EXPOSURES[m][0]] - highest, abs=TOLERANCE)
+
+
+def test_global_plus_match_keeps_matched_levels_and_adds_the_reference_anchor(scene):
+    """Relative levels as 'match'; the anchor is the reference's min over groups of
+    (group sky - delta), where a group's sky is its lowest member's local sky."""
+    groups = scene.groups(MAIN)
+    matched = solve_sky(scene.stats, groups, {"skymethod": "match"})
+    records = solve_sky(scene.stats, groups, {"skymethod": "global+match", "subtract": True})
+    local = {g: min(scene.stats[m]["local"]["sky"] for m in groups[g]) for g in MAIN}
+    anchor = min(local[g] - matched[groups[g][0]].level for g in MAIN)
+    for m, record in records.items():
+        assert record.subtracted is True and record.status == "COMPLETE"
+        assert record.level == pytest.approx(matched[m].level + anchor, abs=1e-9)
+
+
+def test_absolute_levels_are_the_distribution_peaks_full_frame(full_frame):
+    """2048^2: 'local', 'global' and 'global+match' levels within 1 % sigma of the peaks of
+    the pixel-value distributions, 'match' within 1 % sigma of the injected differences."""
+    scene = full_frame
+    names = tuple(scene.offset)
+    groups = scene.groups(names)
+    peak = {g: scene.peak[groups[g][0]] for g in names}
+    lowest = min(scene.offset.values())
+    delta = {g: scene.offset[g] - lowest for g in names}
+    solved = {method: solve_sky(scene.stats, groups, {"skymethod": method})
+              for method in ("local", "global", "match", "global+match")}
+    anchor = min(peak[g] - delta[g] for g in names)
+    for g in names:
+        m = groups[g][0]
+        assert solved["local"][m].level == pytest.approx(peak[g], abs=TOLERANCE)
+        assert solved["global"][m].level == pytest.approx(min(peak.values()), abs=TOLERANCE)
+        assert solved["match"][m].level == pytest.approx(delta[g], abs=TOLERANCE)
+        assert solved["global+match"][m].level == pytest.approx(delta[g] + anchor, abs=TOLERANCE)
+
+
+def test_local_gives_each_group_its_lowest_member_sky(scene):
+    groups = scene.groups(MAIN)
+    local = solve_sky(scene.stats, groups, {"skymethod": "local"})
+    overall = solve_sky(scene.stats, groups, {"skymethod": "global"})
+    lowest_member = min(scene.stats[m]["local"]["sky"] for m in ("g1", "g2"))
+    assert local["g1"].level == local["g2"].level == lowest_member
+    assert {r.level for r in overall.values()} == {min(r.level for r in local.values())}
+    # each 512^2 level is within 3 x its 0.45 % sigma rms of its distribution peak
+    for group, members in groups.items():
+        predicted = min(scene.peak[m] for m in members)
+        assert local[members[0]].level == pytest.approx(predicted, abs=3 * 0.0045 * SIGMA)
+
+
+def test_disjoint_exposures_are_skipped_and_the_rest_matched(scene, caplog):
+    groups = scene.groups(ALL_GROUPS)
+    with caplog.at_level(logging.WARNING, logger="image3.skymatch"):
+        records = solve_sky(scene.stats, groups, {"skymethod": "match"})
+    for m in ("e", "f"):
+        assert records[m] == SkyRecord(None, "match", False, "SKIPPED")
+    text = caplog.text
+    assert "no usable overlap with any other exposure for group(s) E, F" in text
+    assert "no good pixel in f" in text
+    assert "2 disconnected sets" in text and "[K, L]" in text
+    # the main set is matched internally to 1 % sigma
+    for a, b in (("a", "b"), ("a", "c"), ("d", "g2")):
+        truth = scene.offset[EXPOSURES[a][0]] - scene.offset[EXPOSURES[b][0]]
+        assert records[a].level - records[b].level == pytest.approx(truth, abs=TOLERANCE)
+    # the far pair by its one equation: k's minus l's sky in their overlap, which is only
+    # good to the 0.7 % sigma rms of a difference of two 512^2 modes
+    k_sky = scene.stats["k"]["overlaps"]["L"]["sky"]
+    l_sky = scene.stats["l"]["overlaps"]["K"]["sky"]
+    assert records["k"].level - records["l"].level == pytest.approx(k_sky - l_sky, abs=1e-9)
+    assert k_sky - l_sky == pytest.approx(scene.offset["K"] - scene.offset["L"], abs=3 * 0.007)
+
+
+def test_global_plus_match_gives_unmatched_exposures_the_global_level(scene, caplog):
+    """As in the reference: a group in no pair enters 'global' with a zero delta."""
+    groups = scene.groups(MAIN + ("E",))
+    with caplog.at_level(logging.WARNING, logger="image3.skymatch"):
+        records = solve_sky(scene.stats, groups, {"skymethod": "global+match"})
+    assert "for group(s) E:" in caplog.text
+    assert records["e"].status == "COMPLETE"
+    assert records["e"].level == pytest.approx(min(r.level for r in records.values()), abs=1e-12)
+
+
+def test_member_without_good_pixels_warns_and_gets_no_level(scene, caplog):
+    stats = scene.stats["f"]
+    assert stats["good_pixels"] == 0 and stats["local"] == {"sky": None, "npix": 0}
+    with caplog.at_level(logging.WARNING, logger="image3.skymatch"):
+        records = solve_sky(scene.stats, scene.groups(MAIN + ("F",)), {"skymethod": "local"})
+    assert "no good pixel in f" in caplog.text
+    assert records["f"] == SkyRecord(None, "local", False, "SKIPPED")
+    assert all(records[m].level is not None for m in records if m != "f")
+
+
+def test_member_without_good_pixels_shares_its_groups_level(scene, caplog):
+    groups = {**scene.groups(("A", "B", "C", "D")), "G": ["g1", "g2", "f"]}
+    with caplog.at_level(logging.WARNING, logger="image3.skymatch"):
+        records = solve_sky(scene.stats, groups, {"skymethod": "match"})
+    assert "no good pixel in f" in caplog.text
+    assert records["f"] == records["g1"] == records["g2"]
+
+
+def test_user_levels_come_from_the_skylist(scene, tmp_path):
+    groups = scene.groups(("A", "B"))
+    skylist = tmp_path / "sky.txt"
+    skylist.write_text("# name level\na_cal.fits 1.5\nb_cal.fits -0.25\n")
+    records = solve_sky({}, groups, {"skymethod": "user", "skylist": str(skylist)})
+    assert records == {"a": SkyRecord(1.5, "user", False), "b": SkyRecord(-0.25, "user", False)}
+    skylist.write_text("a_cal.fits 1.5\n")
+    with pytest.raises(ConfigError, match="1 entries for 2 exposures"):
+        solve_sky({}, groups, {"skymethod": "user", "skylist": str(skylist)})
+
+
+# --------------------------------------------------------------------------------------------
+# Per-member statistics and geometry
+
+
+def test_member_stats_are_json_and_only_name_overlapping_groups(scene):
+    stats = scene.stats["a"]
+    assert json.loads(json.dumps(stats)) == stats
+    assert set(stats["overlaps"]) == {"B", "C", "D", "G", "F"}
+    assert scene.stats["e"]["overlaps"] == {}
+    assert set(scene.stats["k"]["overlaps"]) == {"L"}
+
+
+def test_overlap_area_equals_the_spherical_intersection(scene):
+    """a's pixels inside c's footprint (rolled 2 degrees) cover the polygons' intersection."""
+    wcs = scene.wcs["a"]
+    yy, xx = np.mgrid[-0.5:SIZE:1.0, -0.5:SIZE:1.0]
+    ra, dec = wcs(xx, yy)
+    centre = wcs((SIZE - 1) / 2, (SIZE - 1) / 2)
+    # pixel solid angles from their corners on the plane tangent at the centre
+    xi, eta = tangent_plane(ra, dec, *centre)
+    corner = np.stack([xi, eta], axis=-1)
+    d1 = corner[1:, 1:] - corner[:-1, :-1]
+    d2 = corner[:-1, 1:] - corner[1:, :-1]
+    solid_angle = 0.5 * np.abs(d1[..., 0] * d2[..., 1] - d1[..., 1] * d2[..., 0])
+    inside = overlap_mask(wcs, (SIZE, SIZE), scene.footprints["C"])
+    own = sky_footprint(wcs, (SIZE, SIZE), stepsize=16)
+    other = scene.footprints["C"][0]
+    truth = SphericalPolygon.from_radec(*own.T).intersection(
+        SphericalPolygon.from_radec(*other.T)).area()
+    assert scene.stats["a"]["overlaps"]["C"]["area_pixels"] == inside.sum()
+    assert solid_angle[inside].sum() == pytest.approx(truth, rel=0.01)
+
+
+def tangent_plane(ra, dec, ra0, dec0):
+    """Gnomonic projection (radians) about (ra0, dec0), all in degrees."""
+    ra, dec, ra0, dec0 = map(np.deg2rad, (ra, dec, ra0, dec0))
+    cos_c = np.sin(dec0) * np.sin(dec) + np.cos(dec0) * np.cos(dec) * np.cos(ra - ra0)
+    xi = np.cos(dec) * np.sin(ra - ra0) / cos_c
+    eta = (np.cos(dec0) * np.sin(dec) - np.sin(dec0) * np.cos(dec) * np.cos(ra - ra0)) / cos_c
+    return xi, eta
+
+
+def test_two_member_group_is_measured_from_both_members(scene):
+    """Exposure a overlaps both detectors of G; both report an overlap, weighted by npix."""
+    g1, g2 = (scene.stats[m]["overlaps"]["A"] for m in ("g1", "g2"))
+    assert g1["npix"] > 0 and g2["npix"] > 0
+    both = scene.stats["a"]["overlaps"]["G"]["area_pixels"]
+    assert both > max(g1["area_pixels"], g2["area_pixels"])
+
+
+def test_sky_footprint_follows_the_reference_outline(scene):
+    wcs = scene.wcs["a"]
+    corners = sky_footprint(wcs, (SIZE, SIZE))
+    expected = np.column_stack(wcs(np.array([-0.5, SIZE - 0.5, SIZE - 0.5, -0.5]),
+                                   np.array([-0.5, -0.5, SIZE - 0.5, SIZE - 0.5])))
+    np.testing.assert_allclose(corners, expected, rtol=0, atol=1e-12)
+    # stepsize 100: ceil(513 / 100) = 6 vertices per side, corners shared
+    assert sky_footprint(wcs, (SIZE, SIZE), stepsize=100).shape == (4 * 6 - 4, 2)
+
+
+def test_good_pixels_follow_dqbits():
+    data = np.array([1.0, 1.0, 1.0, 1.0, np.nan], dtype=np.float32)
+    dq = np.array([0, 1, 512, 2, 0], dtype=np.uint32)  # -, DO_NOT_USE, NON_SCIENCE, SATURATED
+    assert good_pixels(data, dq, "~DO_NOT_USE+NON_SCIENCE").tolist() == [1, 0, 0, 1, 0]
+    assert good_pixels(data, dq, 0).tolist() == [1, 0, 0, 0, 0]
+    assert good_pixels(data, dq, None).tolist() == [1, 1, 1, 1, 0]
+
+
+# --------------------------------------------------------------------------------------------
+# Sky statistic
+
+
+def test_statistics_of_gaussian_noise_hit_its_centre():
+    rng = np.random.default_rng(5)
+    values = rng.normal(7.0, 2.0, SIZE * SIZE)
+    for skystat in ("mode", "median", "mean"):
+        value, npix = sky_statistic(values, skystat)
+        assert value == pytest.approx(7.0, abs=0.01 * 2.0), skystat
+        assert npix > 0.9999 * values.size  # 4-sigma clipping removes ~6e-5
+    # the reference's histogram estimators are good to about a bin (0.1 sigma)
+    for skystat in ("imagestats_mode", "midpt"):
+        assert sky_statistic(values, skystat)[0] == pytest.approx(7.0, abs=0.1 * 2.0), skystat
+
+
+def test_mode_finds_the_peak_of_a_skewed_distribution():
+    """Noise plus 8 % of pixels with exponentially distributed source flux (scale 3 sigma):
+    the fitted mode lands on the density's peak, which the median and mean miss."""
+    rng = np.random.default_rng(11)
+    n, fraction, scale = 1_000_000, 0.08, 3.0
+    values = rng.normal(0.0, 1.0, n)
+    on_source = rng.random(n) < fraction
+    values[on_source] += rng.exponential(scale, on_source.sum())
+
+    def density(x):
+        return (1 - fraction) * stats.norm.pdf(x) + fraction * stats.exponnorm.pdf(x, scale)
+
+    peak = optimize.minimize_scalar(lambda x: -density(x), bounds=(-1, 1), method="bounded").x
+    assert sky_statistic(values, "mode")[0] == pytest.approx(peak, abs=TOLERANCE)
+    assert sky_statistic(values, "median")[0] - peak > 3 * TOLERANCE
+
+
+def test_imagestats_definitions_on_a_hand_computed_example():
+    """values 0, 1, 1, 2.3 x3, 3, 3, 4; nclip=0, binwidth=0.5: mean 2.1, std sqrt(12.18 / 8);
+    7 bins of 4/6 filled [1, 2, 0, 3, 2, 0|1, 1|0] but read back with step 0.5 std."""
+    values = np.array([0, 1, 1, 2.3, 2.3, 2.3, 3, 3, 4])
+    options = {"nclip": 0, "binwidth": 0.5}
+    step = 0.5 * np.sqrt(12.18 / 8)
+    assert sky_statistic(values, "mean", **options) == (pytest.approx(2.1, rel=1e-6), 9)
+    # peak bin 3, rises 3 and falls 1: parabola offset 0.5 (3 - 1) / 4
+    mode = sky_statistic(values, "imagestats_mode", **options)[0]
+    assert mode == pytest.approx(3.75 * step, rel=1e-6)
+    # half-way count in bin 3, one half of the way through its 3 of 9
+    assert sky_statistic(values, "midpt", **options)[0] == pytest.approx(3.5 * step, rel=1e-6)
+    assert sky_statistic(values, "median", **options)[0] == pytest.approx(2.3, rel=1e-6)
+
+
+def test_clipping_and_limits():
+    rng = np.random.default_rng(2)
+    values = rng.normal(0.0, 1.0, 100_000)
+    values[:1000] = 1e4  # cosmic rays
+    mean, npix = sky_statistic(values, "mean")
+    assert mean == pytest.approx(0.0, abs=0.01) and npix < 99_000
+    assert sky_statistic(values, "mean", upper=100.0)[1] == npix
+    assert sky_statistic(values, "mean", lower=2e4) == (None, 0)
+    assert sky_statistic(np.array([np.nan, np.inf])) == (None, 0)
+    assert sky_statistic(np.full(50, 3.0)) == (3.0, 50)
+    with pytest.raises(ConfigError):
+        sky_statistic(values, "average")
