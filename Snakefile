@@ -14,7 +14,11 @@ configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
 include: "rules/common.smk"
 include: "rules/demo.smk"
+include: "rules/tweakreg.smk"
+include: "rules/skymatch.smk"
 include: "rules/resample.smk"
+include: "rules/outlier_detection.smk"
+include: "rules/source_catalog.smk"
 
 
 rule all:

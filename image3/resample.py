@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,11 @@ __all__ = [
 KERNELS = ("square", "gaussian", "point", "turbo", "lanczos2", "lanczos3")
 #: Output variance planes, in i2d extension order.
 VARIANCE_NAMES = ("var_poisson", "var_rnoise", "var_flat")
+# Weight types that weight by inverse read-noise variance (see weight_map).
+IVM_TYPES = ("ivm", "ivm-smooth")
+# Block size (pixels) of the smoothed read-noise variance: far larger than a PSF, far smaller
+# than an amplifier (512 px on NIRCam) so the read-noise map's real structure is kept.
+SMOOTH_BLOCK_PX = 32
 _CTX_BITS = 32
 
 
@@ -83,18 +89,29 @@ def weight_map(
     """Per-pixel drizzle weight (float32) of one exposure, as the reference builds it.
 
     ``ivm``: 1 / VAR_RNOISE (non-finite -> 0; all ones when VAR_RNOISE is missing);
+    ``ivm-smooth``: 1 / VAR_RNOISE smoothed by :func:`smooth_variance` (the read-noise map's
+    large-scale structure, e.g. per amplifier, without its pixel-to-pixel scatter);
     ``exptime``: ``exptime`` (the caller passes TMEASURE, else EFFEXPTM); None: 1.
     Pixels with a bad DQ bit (:func:`interpret_bits` of ``good_bits``) get 0.
+
+    Why ``ivm-smooth``: a drizzled pixel is a weighted mean of the input pixels it overlaps, so
+    weights that differ from pixel to pixel (a read-noise map scatters by ~10%) re-weight the
+    pixels of an undersampled PSF against each other and scatter a star's flux by ~0.9% per
+    exposure (measured: uniform +/-10% weights, FWHM 2 px). Smoothing the weight keeps the
+    inverse-variance weighting between exposures and regions and removes that scatter.
     """
     bad_bits = interpret_bits(good_bits)
     good = ((np.asarray(dq).astype(np.uint32) & np.uint32(bad_bits)) == 0).astype(np.uint8)
-    if weight_type == "ivm":
+    if weight_type in IVM_TYPES:
         if var_rnoise is None or var_rnoise.shape != good.shape:
             log.warning("VAR_RNOISE not available: drizzle weight set to 1")
             inverse = np.ones(good.shape, dtype=np.float32)
         else:
+            var = np.asarray(var_rnoise, dtype=np.float32)
+            if weight_type == "ivm-smooth":
+                var = np.where(np.isfinite(var), smooth_variance(var), np.nan)
             with np.errstate(divide="ignore", invalid="ignore"):
-                inverse = 1.0 / np.asarray(var_rnoise, dtype=np.float32)
+                inverse = 1.0 / var
             inverse[~np.isfinite(inverse)] = 0
         result = inverse * good
     elif weight_type == "exptime":
@@ -102,8 +119,27 @@ def weight_map(
     elif weight_type is None:
         result = good
     else:
-        raise ConfigError(f"weight_type must be 'ivm', 'exptime' or None, got {weight_type!r}")
+        raise ConfigError(
+            f"weight_type must be 'ivm', 'ivm-smooth', 'exptime' or None, got {weight_type!r}")
     return result.astype(np.float32)
+
+
+def smooth_variance(var: np.ndarray, block: int = SMOOTH_BLOCK_PX) -> np.ndarray:
+    """Median of ``var`` over ``block`` x ``block`` pixel blocks, expanded back to full size.
+
+    Non-finite pixels are ignored; a block with none finite takes the global median.
+    """
+    ny, nx = var.shape
+    py, px = -ny % block, -nx % block
+    padded = np.pad(np.where(np.isfinite(var), var, np.nan), ((0, py), (0, px)),
+                    constant_values=np.nan)
+    blocks = padded.reshape(padded.shape[0] // block, block, padded.shape[1] // block, block)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks
+        medians = np.nanmedian(blocks, axis=(1, 3))
+    medians = np.where(np.isfinite(medians), medians, np.nanmedian(var))
+    full = np.repeat(np.repeat(medians, block, axis=0), block, axis=1)
+    return full[:ny, :nx].astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,12 +239,13 @@ def drizzle_exposure(
     """
     if kernel not in KERNELS:
         raise ConfigError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
-    if weight_type not in ("ivm", "exptime"):
-        raise ConfigError(f"weight_type must be 'ivm' or 'exptime', got {weight_type!r}")
+    if weight_type not in (*IVM_TYPES, "exptime"):
+        raise ConfigError(
+            f"weight_type must be 'ivm', 'ivm-smooth' or 'exptime', got {weight_type!r}")
     unknown = set(variances) - set(VARIANCE_NAMES)
     if unknown:
         raise ValueError(f"unknown variance arrays {sorted(unknown)}; expected {VARIANCE_NAMES}")
-    if weight_type == "ivm" and variances and "var_rnoise" not in variances:
+    if weight_type in IVM_TYPES and variances and "var_rnoise" not in variances:
         raise InputFileError("weight_type 'ivm' needs VAR_RNOISE to weight the variances")
     out_shape = (int(out_shape[0]), int(out_shape[1]))
 
@@ -256,7 +293,7 @@ def drizzle_exposure(
             drizzled[name] = vdriz.out_img ** 2
             del vdriz
 
-    if weight_type == "ivm":
+    if weight_type in IVM_TYPES:
         rn = drizzled.get("var_rnoise")
         w = np.zeros(cut_shape)
         if rn is not None:

@@ -54,7 +54,8 @@ each source and drawn as pixel means on stamps by ``psf.add_gaussians``
 Sky model
 ---------
 Sites on a jittered square lattice in the tangent plane, alternately stars
-and galaxies (0.8 each per arcsec²; neighbours ≥ 0.32" apart), cover every
+and galaxies (``density`` sources per arcsec² in all, DEFAULT_DENSITY_PER_ARCSEC2
+by default: a quarter of the stars have no neighbour within 1"), cover every
 footprint plus SOURCE_MARGIN_ARCSEC. Fluxes: a fraction FAINT_FRACTION
 log-uniform between the first two values of STAR_FLUX_UJY /
 GALAXY_FLUX_UJY, the rest a power law N(>F) ∝ F^-0.8 up to the last value.
@@ -226,7 +227,7 @@ ABVEGA_OFFSET_F200W = 1.70
 # Sky model.
 SKY_BASE_MJYSR = (0.1, 0.3)
 SKY_OFFSET_SIGMA = (2.0, 8.0)
-STAR_DENSITY_PER_ARCSEC2 = 0.8  # galaxies have the same density
+DEFAULT_DENSITY_PER_ARCSEC2 = 0.5  # stars + galaxies, half each
 SITE_JITTER = 0.3  # fraction of the lattice cell
 SOURCE_MARGIN_ARCSEC = 3.0
 # Flux distributions [µJy]: (faintest, start of the power law, brightest).
@@ -635,8 +636,10 @@ def sersic_mixture(sersic_n: float) -> tuple[np.ndarray, np.ndarray]:
     return sigma / half_light, flux
 
 
-def make_sources(plans: list[MemberPlan], seed: int) -> Table:
-    """The sky: stars and galaxies over every member's true footprint plus a margin."""
+def make_sources(plans: list[MemberPlan], seed: int,
+                 density: float = DEFAULT_DENSITY_PER_ARCSEC2) -> Table:
+    """The sky: stars and galaxies (``density`` per arcsec² in all) over every member's true
+    footprint plus a margin."""
     rng = _rng(seed, _STREAM_SOURCES)
     true_wcs = [exposure_wcs(p.geometry, p.true_pointing) for p in plans]
     corners = [
@@ -645,7 +648,7 @@ def make_sources(plans: list[MemberPlan], seed: int) -> Table:
     ]
     east = np.concatenate([c[0] for c in corners])
     north = np.concatenate([c[1] for c in corners])
-    cell = 1.0 / np.sqrt(2 * STAR_DENSITY_PER_ARCSEC2)
+    cell = 1.0 / np.sqrt(density)
     cols = np.arange(
         np.floor((east.min() - SOURCE_MARGIN_ARCSEC) / cell),
         np.ceil((east.max() + SOURCE_MARGIN_ARCSEC) / cell),
@@ -1138,6 +1141,7 @@ def make_association(
     cosmic_rays: bool = True,
     detectors: int = 1,
     truth_images: bool = False,
+    density: float = DEFAULT_DENSITY_PER_ARCSEC2,
 ) -> Path:
     """Write ``n`` exposures (× ``detectors``) of a synthetic field, the ASN and the truth.
 
@@ -1152,7 +1156,7 @@ def make_association(
     truth_dir.mkdir(parents=True, exist_ok=True)
 
     plans = plan_members(n, size, seed, wcs_errors, sky_offsets, detectors)
-    sources = make_sources(plans, seed)
+    sources = make_sources(plans, seed, density)
     rows = []
     for plan in plans:
         exposure = simulate_exposure(plan, sources, seed, cosmic_rays)
@@ -1181,6 +1185,7 @@ def make_association(
         "wcs_errors": wcs_errors,
         "sky_offsets": sky_offsets,
         "cosmic_rays": cosmic_rays,
+        "density_per_arcsec2": density,
     }
     sources.meta.update(settings)
     sources.write(truth_dir / "sources.ecsv", overwrite=True)
@@ -1216,6 +1221,8 @@ def main(argv=None) -> None:
         "--detectors", type=int, choices=(1, 2), default=1, help="NRCB1 only, or NRCB1 and NRCB2"
     )
     parser.add_argument("--truth-images", action="store_true", help="also write noise-free images to truth/")
+    parser.add_argument("--density", type=float, default=DEFAULT_DENSITY_PER_ARCSEC2,
+                        help="sources (stars + galaxies) per arcsec^2")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
@@ -1229,6 +1236,7 @@ def main(argv=None) -> None:
             cosmic_rays=not args.no_cosmic_rays,
             detectors=args.detectors,
             truth_images=args.truth_images,
+            density=args.density,
         )
     except ConfigError as error:
         parser.exit(2, f"image3.synth: {error}\n")

@@ -1,0 +1,1 @@
+"""skymatch rules (being written)."""
