@@ -98,6 +98,17 @@ def open_exposure(path: str | Path) -> datamodels.ImageModel:
     return model
 
 
+def open_product(path: str | Path) -> datamodels.ImageModel:
+    """Open a resampled product (``_i2d``); failure is one :class:`InputFileError` line."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return datamodels.ImageModel(str(path))
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputFileError(f"{path}: not a readable JWST image product ({reason})") from None
+
+
 def check_exposure(model: datamodels.ImageModel, path: str | Path) -> None:
     """Raise :class:`InputFileError` if ``model`` cannot be used by image3.
 

@@ -155,6 +155,7 @@ def detect_segments(
     contrast: float = 0.001,
     multithresh_mode: str = "exponential",
     deblend: bool = True,
+    error: np.ndarray | None = None,
 ) -> Segments | None:
     """Segment an image into sources: the reference's 'segmentation' finder.
 
@@ -164,6 +165,12 @@ def detect_segments(
     least ``npixels`` connected pixels form a source, optionally split by
     multi-threshold deblending (``nlevels``, ``contrast``,
     ``multithresh_mode``).
+
+    With ``error`` (a per-pixel noise map, e.g. the mosaic's ERR), the threshold follows the
+    noise from pixel to pixel: the background RMS is rescaled by ``error / median(error)``
+    within the covered area. A mosaic's depth changes from one to many exposures at every
+    dither edge; a threshold from the background RMS alone (the reference) is too low where
+    few exposures overlap and turns their noise into large spurious segments.
 
     Returns
     -------
@@ -178,6 +185,9 @@ def detect_segments(
     data_sub, background, background_rms, total_mask = subtracted
 
     convolved = _convolve(data_sub, kernel_fwhm, total_mask)
+    if error is not None:
+        background_rms = _noise_shaped_rms(background_rms, error, total_mask)
+        total_mask = total_mask | ~np.isfinite(background_rms)
     finder = SourceFinder(
         npixels,
         connectivity=connectivity,
@@ -195,6 +205,17 @@ def detect_segments(
     if segmentation is None:
         return None
     return Segments(segmentation, data_sub, convolved, background, total_mask)
+
+
+def _noise_shaped_rms(background_rms: np.ndarray, error: np.ndarray,
+                      mask: np.ndarray) -> np.ndarray:
+    """Background RMS that follows the spatial pattern of a noise map ``error``."""
+    good = ~mask & np.isfinite(error) & (error > 0)
+    if not good.any():
+        return background_rms
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.median(background_rms[good] / error[good])
+        return np.where(good, error * scale, np.nan)
 
 
 def segment_catalog(

@@ -27,6 +27,7 @@ image; ``image3.synth`` renders its sky with it.
 
 import json
 from functools import lru_cache
+from math import comb
 
 import numpy as np
 from astropy.table import Table
@@ -79,22 +80,41 @@ def sky_encircled_energy(radius_arcsec):
     return sum(w * (1.0 - np.exp(-r2 / (2 * s * s))) for w, s in PSF_COMPONENTS)
 
 
-def _pixelated(x, sigma, pixel, cumulative):
-    """1-D profile (or CDF) of a Gaussian convolved with two boxes of width ``pixel``.
+# A star on a native-scale drizzled mosaic (square kernel, pixfrac 1), measured with exact-overlap
+# apertures, is the sky PSF convolved with four pixel-wide boxes: the detector pixel that
+# integrates it, the drizzle drop that spreads each input pixel, the output pixel that averages
+# the drops, and the aperture sum that treats each output pixel as uniform. (Measured on noise-free
+# synthetic mosaics: EE(1 px) = 0.277 against 0.273 for four boxes, 0.293 for three, 0.314 for two.)
+MOSAIC_BOXES = 4
 
-    Two boxes make a triangle of half-width ``pixel``; its convolution with
-    the Gaussian is the second difference of the Gaussian's second (for the
-    profile) or third (for the CDF) antiderivative, both closed-form.
+
+def _repeated_integral(t, sigma, order):
+    """``order``-fold antiderivative of the N(0, sigma) density (order 0 = density).
+
+    Uses the recurrence m I_{m+1} = t I_m + sigma² I_{m-1} of repeated normal integrals.
     """
+    u = t / sigma
+    previous = np.exp(-u * u / 2) / (np.sqrt(2 * np.pi) * sigma)  # I_0
+    current = ndtr(u)  # I_1
+    if order == 0:
+        return previous
+    for m in range(1, order):
+        previous, current = current, (t * current + sigma * sigma * previous) / m
+    return current
 
-    def antiderivative(t):
-        u = t / sigma
-        phi = np.exp(-u * u / 2) / np.sqrt(2 * np.pi)
-        if cumulative:
-            return 0.5 * (t * t + sigma * sigma) * ndtr(u) + 0.5 * t * sigma * phi
-        return t * ndtr(u) + sigma * phi
 
-    return (antiderivative(x + pixel) - 2 * antiderivative(x) + antiderivative(x - pixel)) / (pixel * pixel)
+def _pixelated(x, sigma, pixel, cumulative, boxes=MOSAIC_BOXES):
+    """1-D profile (or CDF) of a Gaussian convolved with ``boxes`` boxes of width ``pixel``.
+
+    The convolution with n boxes is the n-th central difference (step ``pixel``) of the
+    Gaussian's n-th antiderivative (n + 1-th for the CDF), divided by pixel^n: closed form.
+    """
+    order = boxes + (1 if cumulative else 0)
+    total = np.zeros(np.shape(x))
+    for k in range(boxes + 1):
+        shift = (boxes / 2 - k) * pixel
+        total = total + (-1) ** k * comb(boxes, k) * _repeated_integral(x + shift, sigma, order)
+    return total / pixel ** boxes
 
 
 def encircled_energy(radius_arcsec, pixel_scale_arcsec: float = NATIVE_PIXEL_SCALE_ARCSEC):
@@ -105,7 +125,7 @@ def encircled_energy(radius_arcsec, pixel_scale_arcsec: float = NATIVE_PIXEL_SCA
     radius_arcsec : float or array
         Aperture radius [arcsec], centred on the star.
     pixel_scale_arcsec : float
-        Side of the detector pixel and of the output pixel [arcsec].
+        Side of the detector pixel and of the output pixel [arcsec] (see MOSAIC_BOXES).
 
     Returns
     -------

@@ -1,1 +1,24 @@
-"""source_catalog rules (being written)."""
+"""Source catalogue of the mosaic: detection, deblending, photometry → _cat.ecsv, _segm.fits."""
+
+STEPS_AVAILABLE.add("source_catalog")
+
+
+rule source_catalog:
+    input:
+        i2d=PRODUCTS["i2d"],
+    output:
+        catalog=PRODUCTS["cat"],
+        segm=PRODUCTS["segm"],
+    params:
+        catalog=catalog_params(),
+    log:
+        f"{LOGS}/source_catalog.log",
+    benchmark:
+        f"{BENCH}/source_catalog.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=lambda wildcards, input: 1500 + 40 * max(input.size_mb, 1),
+        runtime=30,
+    script:
+        "../scripts/source_catalog.py"

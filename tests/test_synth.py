@@ -436,13 +436,15 @@ def test_psf_fwhm_and_mosaic_encircled_energy():
     radii = np.array([0.03, 0.1, 0.3, 1.0, 3.0])
     ee = psf.encircled_energy(radii)
     assert np.all(np.diff(ee) > 0) and ee[-1] == pytest.approx(1.0, abs=1e-9)
-    # Two pixel boxes spread the light: below the sky PSF's EE at small radii.
+    # The pixel boxes spread the light: below the sky PSF's EE at small radii.
     assert np.all(ee[:2] < psf.sky_encircled_energy(radii[:2]))
-    # Brute force: PSF × (box ⊗ box) on a fine grid.
+    # Brute force: PSF ⊗ MOSAIC_BOXES pixel boxes on a fine grid.
     step = psf.NATIVE_PIXEL_SCALE_ARCSEC / 10
     axis = np.arange(-1.0, 1.0 + step / 2, step)
     xx, yy = np.meshgrid(axis, axis)
-    box = np.convolve(np.ones(10), np.ones(10)) / 100
+    box = np.ones(1)
+    for _ in range(psf.MOSAIC_BOXES):
+        box = np.convolve(box, np.ones(10) / 10)
     image = sum(
         w * np.exp(-(xx**2 + yy**2) / (2 * s * s)) / (2 * np.pi * s * s) * step**2
         for w, s in psf.PSF_COMPONENTS

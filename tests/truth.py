@@ -46,3 +46,27 @@ def windowed_centroid(image: np.ndarray, x: float, y: float, sigma_px: float = 1
         x, y = nx, ny
     return x, y
 
+
+
+def match_to_truth(catalog_ra, catalog_dec, sources: Table, radius_arcsec: float,
+                   remove_offset: bool = True):
+    """Nearest truth source of each catalogue entry within ``radius_arcsec``, after removing
+    the catalogue's common offset (median over confident matches) if asked.
+
+    Returns (index into ``sources`` or -1 for each entry, distance arcsec, (dx, dy) offset).
+    """
+    dec0 = np.deg2rad(np.mean(sources["dec"]))
+    truth_xy = np.column_stack([np.asarray(sources["ra"]) * np.cos(dec0),
+                                np.asarray(sources["dec"])]) * ARCSEC_PER_DEG
+    cat_xy = np.column_stack([np.asarray(catalog_ra) * np.cos(dec0),
+                              np.asarray(catalog_dec)]) * ARCSEC_PER_DEG
+    tree = cKDTree(truth_xy)
+    offset = np.zeros(2)
+    if remove_offset:
+        dist, idx = tree.query(cat_xy, distance_upper_bound=3 * radius_arcsec)
+        ok = np.isfinite(dist)
+        if ok.sum() >= 3:
+            offset = np.median(cat_xy[ok] - truth_xy[idx[ok]], axis=0)
+    dist, idx = tree.query(cat_xy - offset, distance_upper_bound=radius_arcsec)
+    idx = np.where(np.isfinite(dist), idx, -1)
+    return idx, dist, offset

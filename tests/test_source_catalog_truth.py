@@ -1,0 +1,124 @@
+"""The source catalogue against truth (issue 8), through the real workflow.
+
+Data: 3 dithered 1024² synthetic NIRCam exposures at the generator's default source density,
+no WCS errors, sky offsets or cosmic rays (the stages that handle those are tested elsewhere),
+with the generator's own APCORR and ABVEGAOFFSET files.
+"""
+
+import numpy as np
+import pytest
+from astropy.table import QTable
+from scipy.ndimage import binary_erosion
+from stdatamodels.jwst import datamodels
+
+from image3 import psf, synth
+from truth import isolation_arcsec, match_to_truth, to_pixels, truth_sources
+from workflow import snakemake
+
+EDGE_PX = 10  # "inside the footprint": at least 0.3" from the edge of the covered area
+
+
+@pytest.fixture(scope="module")
+def products(tmp_path_factory):
+    root = tmp_path_factory.mktemp("catalog")
+    asn = synth.make_association(root / "data", n=3, size=1024, seed=21, wcs_errors=False,
+                                 sky_offsets=False, cosmic_rays=False)
+    truth = asn.parent / "truth"
+    snakemake(root, "--cores", "2", config={
+        "asn": asn, "output_dir": root / "out", "tweakreg": "{skip: true}",
+        "source_catalog": f"{{apcorr_file: {truth / 'apcorr.fits'}, "
+                          f"abvegaoffset_file: {truth / 'abvegaoffset.asdf'}}}"})
+    out = root / "out"
+    catalog = QTable.read(out / f"{synth.PRODUCT_NAME}_cat.ecsv")
+    i2d = datamodels.open(out / f"{synth.PRODUCT_NAME}_i2d.fits")
+    segm = datamodels.open(out / f"{synth.PRODUCT_NAME}_segm.fits")
+    yield catalog, i2d, segm, truth_sources(asn)
+    i2d.close()
+    segm.close()
+
+
+@pytest.fixture(scope="module")
+def matched(products):
+    catalog, i2d, _, sources = products
+    sky = catalog["sky_centroid"]
+    idx, _, _ = match_to_truth(sky.ra.deg, sky.dec.deg, sources, 0.1)
+    return idx
+
+
+def test_completeness_of_the_brighter_half_of_stars(products, matched):
+    _, i2d, _, sources = products
+    covered = binary_erosion(i2d.wht > 0, iterations=EDGE_PX)
+    x, y = to_pixels(i2d.meta.wcs, sources)
+    ok = np.isfinite(x) & np.isfinite(y)
+    inside = np.zeros(len(sources), bool)
+    ix, iy = np.round(x[ok]).astype(int), np.round(y[ok]).astype(int)
+    ny, nx = covered.shape
+    on = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+    inside[np.flatnonzero(ok)[on]] = covered[iy[on], ix[on]]
+    stars = np.flatnonzero(inside & (sources["kind"] == "star"))
+    flux = np.asarray(sources["flux_ujy"])[stars]
+    bright = stars[flux >= np.median(flux)]
+    found = np.isin(bright, matched[matched >= 0])
+    assert len(bright) > 100
+    assert found.mean() >= 0.99, f"{found.mean():.4f} of {len(bright)} bright stars"
+
+
+def test_few_entries_without_a_truth_source(products):
+    catalog, _, _, sources = products
+    sky = catalog["sky_centroid"]
+    idx, _, _ = match_to_truth(sky.ra.deg, sky.dec.deg, sources, 0.3)
+    assert np.mean(idx < 0) <= 0.02
+
+
+def _snr(catalog):
+    return np.asarray(catalog["aper_total_flux"] / catalog["aper_total_flux_err"])
+
+
+def test_positions_of_sources_above_snr_50(products, matched):
+    catalog, i2d, _, sources = products
+    sel = (matched >= 0) & (_snr(catalog) >= 50)
+    x, y = to_pixels(i2d.meta.wcs, sources[matched[sel]])
+    dx = np.asarray(catalog["xcentroid"])[sel] - x
+    dy = np.asarray(catalog["ycentroid"])[sel] - y
+    rms = np.sqrt(np.mean(dx ** 2 + dy ** 2))
+    assert sel.sum() > 100
+    assert rms <= 0.05, f"position RMS {rms:.4f} px over {sel.sum()} sources"
+
+
+def _isolated(sources, idx):
+    return isolation_arcsec(sources)[idx] > 1.0
+
+
+def test_total_flux_of_isolated_bright_stars(products, matched):
+    catalog, _, _, sources = products
+    good = matched >= 0
+    idx = matched[good]
+    sel = (_snr(catalog)[good] >= 100) & _isolated(sources, idx) & (sources["kind"][idx] == "star")
+    ratio = (np.asarray(catalog["aper_total_flux"])[good][sel]
+             / (np.asarray(sources["flux_ujy"])[idx][sel] * 1e-6))
+    assert sel.sum() >= 15
+    assert np.median(ratio) == pytest.approx(1.0, abs=0.01)
+
+
+def test_is_extended_separates_stars_and_large_galaxies(products, matched):
+    catalog, _, _, sources = products
+    good = matched >= 0
+    idx = matched[good]
+    iso = _isolated(sources, idx)
+    extended = np.asarray(catalog["is_extended"])[good]
+    stars = iso & (sources["kind"][idx] == "star")
+    large = iso & (sources["kind"][idx] == "galaxy") & (
+        np.asarray(sources["r_half_arcsec"])[idx] >= 2 * psf.fwhm_arcsec())
+    assert stars.sum() > 50 and large.sum() > 20
+    assert (~extended[stars]).mean() >= 0.98
+    assert extended[large].mean() >= 0.90
+
+
+def test_ecsv_units_and_segmentation_labels(products):
+    catalog, i2d, segm, _ = products
+    assert catalog["aper_total_flux"].unit == "Jy"
+    assert catalog["xcentroid"].unit is None or catalog["xcentroid"].unit == "pix"
+    assert catalog.colnames[:4] == ["label", "xcentroid", "ycentroid", "sky_centroid"]
+    labels = np.unique(segm.data)
+    assert set(labels[labels > 0]) == set(np.asarray(catalog["label"]))
+    assert segm.data.shape == i2d.data.shape and segm.data.dtype == np.uint32
