@@ -23,6 +23,7 @@ Conventions:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -44,7 +45,9 @@ __all__ = [
     "DEFAULT_PARAMS",
     "SKY_METHODS",
     "SKY_STATISTICS",
+    "footprints_table",
     "good_pixels",
+    "group_footprints",
     "member_sky_stats",
     "overlap_mask",
     "read_skylist",
@@ -776,3 +779,27 @@ def _user_levels(members, skylist) -> dict[str, float]:
             raise ConfigError(f"skymatch.skylist {skylist} has no entry for {root}")
         out[m] = levels[root]
     return out
+
+
+def footprints_table(rows: Sequence[Mapping], open_member, stepsize: int | None = None) -> str:
+    """JSON text of every member's sky footprint: ``{member: {"group", "polygon"}}``.
+
+    ``rows`` carry ``member`` and ``group_id``; ``open_member(row)`` returns the member's model
+    (with its corrected gwcs). Written once per association so that each per-member statistics
+    job knows every other group's footprint without opening the other exposures.
+    """
+    out = {}
+    for row in rows:
+        model = open_member(row)
+        with model:
+            polygon = sky_footprint(model.meta.wcs, model.data.shape, stepsize)
+        out[row["member"]] = {"group": row["group_id"], "polygon": polygon.tolist()}
+    return json.dumps(out, indent=1) + "\n"
+
+
+def group_footprints(path: str | Path) -> dict[str, list[np.ndarray]]:
+    """Read :func:`footprints_table`'s file as {group_id: [member polygons]} (a union)."""
+    groups: dict[str, list[np.ndarray]] = {}
+    for entry in json.loads(Path(path).read_text()).values():
+        groups.setdefault(entry["group"], []).append(np.asarray(entry["polygon"]))
+    return groups

@@ -152,6 +152,13 @@ def outlier_grid():
     return f"{WORK}/grid.asdf" if same else f"{WORK}/grid_outlier.asdf"
 
 
+def skymatch_params():
+    """The skymatch section without ``skip``; an empty skylist is None."""
+    params = {k: v for k, v in config["skymatch"].items() if k != "skip"}
+    params["skylist"] = params["skylist"] or None
+    return params
+
+
 def catalog_params():
     """The source_catalog section; the demo uses the generator's own APCORR/ABVEGAOFFSET files."""
     params = {k: v for k, v in config["source_catalog"].items() if k != "skip"}

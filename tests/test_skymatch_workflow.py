@@ -1,0 +1,100 @@
+"""skymatch through the workflow against the injected sky levels (issue 6).
+
+Data: 3 dithered 1024² synthetic exposures with per-exposure sky offsets of 2-8 σ (σ = per-pixel
+noise of one exposure, truth ``noise_sigma_mjysr``), no WCS errors or cosmic rays.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from astropy.table import Table
+from scipy.ndimage import binary_dilation
+from stdatamodels.jwst import datamodels
+
+from image3 import synth
+from workflow import snakemake
+
+TOLERANCE_SIGMA = 0.01
+
+
+@pytest.fixture(scope="module")
+def association(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sky")
+    asn = synth.make_association(root / "data", n=3, size=1024, seed=21, wcs_errors=False,
+                                 cosmic_rays=False)
+    truth = Table.read(asn.parent / "truth" / "exposures.ecsv")
+    return root, asn, truth
+
+
+def run(association, name, *args, **config):
+    root, asn, _ = association
+    out = root / name
+    snakemake(root, "--cores", "2", *args, config={"asn": asn, "output_dir": out,
+                                                   "tweakreg": "{skip: true}", **config})
+    return out
+
+
+def levels(out, truth):
+    return np.array([json.loads((out / "work" / m / "sky.json").read_text())["level"]
+                     for m in truth["member"]])
+
+
+def test_match_recovers_relative_levels(association):
+    _, _, truth = association
+    out = run(association, "match", "--until", "skymatch")
+    sigma = np.asarray(truth["noise_sigma_mjysr"])
+    true = np.asarray(truth["sky_mjysr"])
+    error = (levels(out, truth) - (true - true.min())) / sigma
+    assert np.all(np.abs(error) < TOLERANCE_SIGMA), error
+
+
+@pytest.mark.parametrize("method", ["local", "global", "global+match"])
+def test_other_methods_follow_their_definitions(association, method):
+    """local: each exposure's own sky (differences as injected); global: the minimum local sky
+    for all; global+match: matched levels anchored to an absolute level. All absolute levels
+    carry the same small bias of the mode on a field with faint sources (~0.06 σ here, shared
+    by the reference's definition), so they are compared through differences and anchors."""
+    _, _, truth = association
+    out = run(association, f"m-{method.replace('+', '_')}", "--until", "skymatch",
+              skymatch=f"{{skymethod: {method}}}")
+    sigma = np.asarray(truth["noise_sigma_mjysr"])
+    true = np.asarray(truth["sky_mjysr"])
+    got = levels(out, truth)
+    bias = (got[np.argmin(true)] - true.min()) / sigma.min()
+    assert abs(bias) < 0.1
+    if method == "global":
+        assert np.all(got == got[0])
+        assert got[0] == pytest.approx(true.min() + bias * sigma.min())
+    else:
+        relative = ((got - got.min()) - (true - true.min())) / sigma
+        assert np.all(np.abs(relative) < TOLERANCE_SIGMA), relative
+
+
+def _seam_steps(out, truth):
+    """|median sky of pair overlap − median sky of the rest of an exposure|, in σ, per pair."""
+    name = synth.PRODUCT_NAME
+    with datamodels.open(out / f"{name}_i2d.fits") as i2d, \
+            datamodels.open(out / f"{name}_segm.fits") as segm:
+        sources = binary_dilation(segm.data > 0, iterations=4)
+        bits = i2d.con[0]
+        data = np.where(sources, np.nan, i2d.data)
+    sigma = float(np.median(truth["noise_sigma_mjysr"]))
+    steps = []
+    for i in range(3):
+        for j in range(3):
+            if i == j:
+                continue
+            in_i = (bits >> i) & 1 == 1
+            in_j = (bits >> j) & 1 == 1
+            steps.append(abs(np.nanmedian(data[in_i & in_j]) - np.nanmedian(data[in_i & ~in_j]))
+                         / sigma)
+    return np.array(steps)
+
+
+def test_no_seam_with_skymatch_and_seams_without(association):
+    _, _, truth = association
+    matched = _seam_steps(run(association, "seam-match"), truth)
+    skipped = _seam_steps(run(association, "seam-skip", skymatch="{skip: true}"), truth)
+    assert matched.max() < 0.02, matched
+    assert skipped.max() > 1.0, skipped
