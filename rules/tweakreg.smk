@@ -1,1 +1,86 @@
-"""tweakreg rules (being written)."""
+"""tweakreg: per-member source lists, then one alignment of all members (gwcs sidecars)."""
+
+STEPS_AVAILABLE.add("tweakreg")
+
+from image3.refcat import check_abs_refcat, custom_catalogs
+from image3.tweakreg import FINDING_KEYS as TWEAKREG_FINDING_KEYS
+from image3.tweakreg import FIT_KEYS as TWEAKREG_FIT_KEYS
+from image3.tweakreg import saved_catalog_name
+
+TWEAKREG = config["tweakreg"]
+
+# Custom catalogues and the absolute reference file are checked before any job starts.
+TWEAKREG_CATALOGS, TWEAKREG_ABS_REFCAT = {}, None
+if step_runs("tweakreg"):
+    try:
+        if TWEAKREG["use_custom_catalogs"]:
+            TWEAKREG_CATALOGS = custom_catalogs(
+                ((m.name, m.path, m.tweakreg_catalog) for m in ASN.members), TWEAKREG["catfile"])
+        TWEAKREG_ABS_REFCAT = check_abs_refcat(TWEAKREG["abs_refcat"])
+    except Image3Error as exc:
+        fail(exc)
+
+TWEAKREG_MEMBERS = [
+    {"member": m, "group_id": ASN.member(m).group_id, "cal": cal_path(m),
+     "sources": f"{WORK}/{m}/sources.ecsv"}
+    for m in MEMBERS
+]
+# save_catalogs: found source lists (never a user's catalogue) under the reference's names.
+TWEAKREG_SAVED = [
+    {"member": m, "sources": f"{WORK}/{m}/sources.ecsv",
+     "path": f"{OUT}/{saved_catalog_name(cal_path(m), TWEAKREG['catalog_format'])}"}
+    for m in MEMBERS
+    if TWEAKREG["save_catalogs"] and not TWEAKREG_CATALOGS.get(m)
+]
+
+
+rule find_sources:
+    input:
+        unpack(lambda wildcards: {"cal": cal_path(wildcards.member)}
+               | ({"catalog": str(TWEAKREG_CATALOGS[wildcards.member])}
+                  if TWEAKREG_CATALOGS.get(wildcards.member) else {})),
+    output:
+        sources=f"{WORK}/{{member}}/sources.ecsv",
+    params:
+        # finding parameters only: a changed fit parameter re-runs the join, not finding
+        finding={k: TWEAKREG[k] for k in TWEAKREG_FINDING_KEYS},
+    log:
+        f"{LOGS}/find_sources/{{member}}.log",
+    benchmark:
+        f"{BENCH}/find_sources/{{member}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,  # measured 430 MB peak for a 2048² exposure
+        runtime=15,
+    script:
+        "../scripts/find_sources.py"
+
+
+rule tweakreg:
+    input:
+        sources=[row["sources"] for row in TWEAKREG_MEMBERS],
+        cals=[row["cal"] for row in TWEAKREG_MEMBERS],
+        abs_refcat=[str(TWEAKREG_ABS_REFCAT)] if TWEAKREG_ABS_REFCAT else [],
+    output:
+        wcs=[f"{WORK}/{m}/wcs.asdf" for m in MEMBERS],
+        report=f"{WORK}/tweakreg_report.ecsv",
+        saved_catalogs=[row["path"] for row in TWEAKREG_SAVED],
+    params:
+        members=TWEAKREG_MEMBERS,
+        fit={k: TWEAKREG[k] for k in TWEAKREG_FIT_KEYS},
+        abs_refcat=str(TWEAKREG_ABS_REFCAT) if TWEAKREG_ABS_REFCAT else "",
+        saved_catalogs=TWEAKREG_SAVED,
+    log:
+        f"{LOGS}/tweakreg.log",
+    benchmark:
+        f"{BENCH}/tweakreg.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000 + 20 * len(MEMBERS),
+        runtime=10 + len(MEMBERS) // 10,
+    script:
+        "../scripts/tweakreg.py"

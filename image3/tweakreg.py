@@ -1,0 +1,596 @@
+"""tweakreg: align exposures to each other (and optionally to a reference catalogue).
+
+The reference's algorithm (jwst ``TweakRegStep`` + stcal ``relative_align`` /
+``absolute_align`` + tweakwcs), split at the workflow's job boundary:
+
+1. Per member, :func:`exposure_sources` finds point-like sources (the reference's
+   ``make_tweakreg_catalog``, :func:`image3.detection.find_sources`) on pixels not flagged
+   DO_NOT_USE or NON_SCIENCE, keeping those strictly inside the WCS bounding box. Positions are
+   0-based pixels of the exposure (``xcentroid``, ``ycentroid``).
+2. Once for all members, :func:`align_exposures`:
+
+   * relative alignment, when there are two or more groups: members sharing a group id are one
+     rigid body (their catalogues concatenated); by default the first group is the reference
+     and every other group is matched to its catalogue (``expand_refcat`` / not
+     ``enforce_user_order``: tweakwcs's largest-overlap order with a growing reference
+     catalogue). Matching is tweakwcs's ``XYXYMatch`` (2-D histogram of offsets within
+     ``searchrad``, then xyxymatch with ``separation`` / ``tolerance``) in the reference
+     group's V2V3 tangent plane [arcsec]; the fit is ``fitgeometry`` with ``nclip`` rounds of
+     ``sigma`` × RMSE clipping. A group with fewer than ``minobj`` matches keeps its WCS.
+     If any corrected footprint moved by 2·(searchrad + tolerance) arcsec or more, the whole
+     relative result is rejected, as the reference does;
+   * absolute alignment, when a reference catalogue is given: all members as ONE rigid body
+     fitted to it with the ``abs_*`` parameters, user order, no catalogue expansion.
+
+   Beyond the reference: a fit whose residual RMS exceeds ``max_rms`` arcsec is not applied
+   (the group keeps its WCS), so a confused match cannot silently distort the mosaic; and in
+   the absolute fit a source already measured by an earlier member is dropped from the later
+   members' lists (see :func:`_without_repeats`: the reference's duplicate handling biases the
+   absolute solution by about one centroid error).
+
+The correction is tweakwcs's ``JWSTWCSCorrector``: an affine transform in the V2V3 tangent
+plane inserted into each member's gwcs (frames ``v2v3[vacorr] → v2v3corr``), exactly as
+the reference stores it.
+
+Status, as the reference: every member is marked COMPLETE once alignment ran (also the
+reference group and groups whose fit failed; their fit status is in the report), SKIPPED when
+relative alignment could not run (fewer than two groups with sources, source confusion, the
+whole result rejected) and there is no absolute alignment, or when the absolute reference
+catalogue has too few sources (relative results are then discarded too). A failed absolute fit
+also leaves every member with its input WCS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import gc
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+
+from .errors import ConfigError, InputFileError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "FINDING_KEYS",
+    "FIT_KEYS",
+    "Alignment",
+    "ExposureCatalog",
+    "GroupFit",
+    "align_exposures",
+    "exposure_sources",
+    "inside_bounding_box",
+    "read_exposure_catalog",
+    "read_sources",
+    "report_table",
+    "saved_catalog_name",
+    "write_report",
+    "write_saved_catalog",
+    "write_sources",
+]
+
+#: Parameters of source finding (changing one of these re-runs finding, nothing else does).
+FINDING_KEYS = (
+    "starfinder", "snr_threshold", "kernel_fwhm", "bkg_boxsize", "minsep_fwhm", "sigma_radius",
+    "sharplo", "sharphi", "roundlo", "roundhi", "brightest", "peakmax", "npixels",
+    "connectivity", "nlevels", "contrast", "multithresh_mode", "localbkg_width",
+    "apermask_method", "kron_params", "deblend",
+)
+
+#: Parameters of matching and fitting (the join job's; ``max_rms`` is this workflow's own).
+FIT_KEYS = (
+    "enforce_user_order", "expand_refcat", "minobj", "fitgeometry", "nclip", "sigma",
+    "searchrad", "use2dhist", "separation", "tolerance", "xoffset", "yoffset", "max_rms",
+    "abs_minobj", "abs_fitgeometry", "abs_nclip", "abs_sigma", "abs_searchrad",
+    "abs_use2dhist", "abs_separation", "abs_tolerance",
+)
+
+# DQ bits that exclude a pixel from source finding (the reference's coverage mask).
+_DO_NOT_USE, _NON_SCIENCE = 1, 512
+
+# The reference gives every member this group id for the absolute fit (one rigid body).
+_ABSOLUTE_GROUP = 987654
+
+
+# --------------------------------------------------------------------------------------------
+# Source lists
+
+
+def exposure_sources(model, params: Mapping) -> Table:
+    """Sources of one exposure for alignment: ``id, xcentroid, ycentroid, flux``.
+
+    ``params`` holds the reference's finding parameters (:data:`FINDING_KEYS`). Pixels flagged
+    DO_NOT_USE or NON_SCIENCE are excluded; ``ERR`` is the segmentation finder's error array.
+    Only sources strictly inside the WCS bounding box are kept.
+    """
+    from .detection import find_sources  # photutils: only where sources are found
+
+    mask = None
+    if model.dq is not None and model.dq.shape == model.data.shape:
+        mask = (model.dq & (_DO_NOT_USE | _NON_SCIENCE)) != 0
+    err = model.err if model.err is not None and model.err.shape == model.data.shape else None
+    sources = find_sources(model.data, mask, error=err, **{k: params[k] for k in FINDING_KEYS})
+    return inside_bounding_box(sources, model.meta.wcs.bounding_box)
+
+
+def inside_bounding_box(sources: Table, bounding_box) -> Table:
+    """Rows of ``sources`` strictly inside a gwcs bounding box (all rows when there is none)."""
+    if bounding_box is None or len(sources) == 0:
+        return sources
+    if hasattr(bounding_box, "bounding_box"):
+        bounding_box = bounding_box.bounding_box(order="F")
+    (xmin, xmax), (ymin, ymax) = bounding_box
+    x, y = np.asarray(sources["xcentroid"]), np.asarray(sources["ycentroid"])
+    return sources[(x > xmin) & (x < xmax) & (y > ymin) & (y < ymax)]
+
+
+# --------------------------------------------------------------------------------------------
+# Alignment inputs and results
+
+
+@dataclass
+class ExposureCatalog:
+    """One member's alignment input.
+
+    ``wcsinfo`` holds ``v2_ref``, ``v3_ref`` [arcsec] and ``roll_ref`` [deg] (the member's
+    ``meta.wcsinfo``); ``sources`` has ``xcentroid``, ``ycentroid`` (0-based pixels) and
+    optionally ``weight``.
+    """
+
+    name: str
+    group_id: str
+    wcs: object
+    wcsinfo: Mapping
+    sources: Table
+
+
+@dataclass
+class GroupFit:
+    """The fit of one group at one stage ('relative' or 'absolute').
+
+    ``status`` is tweakwcs's (REFERENCE, SUCCESS, FAILED: reason) or REJECTED: reason when a
+    successful fit was not applied (RMS above ``max_rms``, whole result rejected). ``shift`` is
+    in arcsec and ``rotation_deg`` in degrees, both in the reference tangent plane (V2V3-based
+    axes); ``rms_arcsec`` is the fit's residual RMS.
+    """
+
+    stage: str
+    group_id: str
+    members: list[str]
+    status: str
+    n_sources: int
+    n_matched: int = 0
+    n_fit: int = 0
+    rms_arcsec: float = math.nan
+    shift_arcsec: tuple[float, float] = (math.nan, math.nan)
+    rotation_deg: float = math.nan
+    scale: float = math.nan
+
+    @property
+    def applied(self) -> bool:
+        return self.status == "SUCCESS"
+
+
+@dataclass
+class Alignment:
+    """The step's result: final gwcs per member, the cal_step status, every group's fit, and
+    the members whose gwcs was corrected (the reference refits their FITS SIP headers)."""
+
+    wcs: dict[str, object]
+    status: str
+    fits: list[GroupFit] = field(default_factory=list)
+    corrected: frozenset[str] = frozenset()
+
+
+class _StageFailed(Exception):
+    """A stage could not produce any result (the reference's TweakregError); ``fits`` are the
+    group fits it rejected, for the report."""
+
+    def __init__(self, message: str, fits: list[GroupFit] | None = None):
+        super().__init__(message)
+        self.fits = fits or []
+
+
+# --------------------------------------------------------------------------------------------
+# The step
+
+
+def align_exposures(exposures: Sequence[ExposureCatalog], params: Mapping,
+                    refcat: Table | None = None) -> Alignment:
+    """Relative, then (with ``refcat``, a table with RA/DEC [deg]) absolute alignment.
+
+    ``params`` carries the reference's fit parameters (``minobj``, ``fitgeometry``, ``nclip``,
+    ``sigma``, ``searchrad``, ``use2dhist``, ``separation``, ``tolerance``, ``xoffset``,
+    ``yoffset``, ``enforce_user_order``, ``expand_refcat``, the ``abs_*`` ones) and
+    ``max_rms`` [arcsec]. Problems that stop a stage are logged as one warning line and
+    leave the WCSs unchanged; nothing is raised for data the step cannot align.
+    """
+    _check_separation(params, "")
+    original = {e.name: e.wcs for e in exposures}
+    n_groups = len({e.group_id for e in exposures})
+    fits: list[GroupFit] = []
+    relative_done = False
+    wcs = dict(original)
+
+    if n_groups > 1:
+        # as the reference, a reference catalogue forces expand_refcat for the relative stage
+        expand = params["expand_refcat"] or refcat is not None
+        try:
+            wcs, stage_fits = _relative(exposures, params, expand)
+            fits += stage_fits
+            relative_done = True
+        except _StageFailed as exc:
+            log.warning("relative alignment not done: %s", exc)
+            fits += exc.fits
+    else:
+        log.info("one group (%s): no relative alignment", exposures[0].group_id)
+
+    if refcat is not None:
+        _check_separation(params, "abs_")
+        current = [ExposureCatalog(e.name, e.group_id, wcs[e.name], e.wcsinfo, e.sources)
+                   for e in exposures]
+        try:
+            abs_wcs, stage_fits = _absolute(current, refcat, params)
+        except _StageFailed as exc:
+            log.warning("absolute alignment not done, every exposure keeps its input WCS: %s", exc)
+            return _result(original, original, "SKIPPED",
+                           _discarded(fits, "absolute alignment not done"))
+        if not stage_fits[0].applied:
+            # As the reference: only members whose last fit succeeded get a new WCS.
+            return _result(original, original, "COMPLETE",
+                           _discarded(fits, "absolute fit not applied") + stage_fits)
+        fits += stage_fits
+        for w in abs_wcs.values():
+            w.name = f"FIT-LVL3-{refcat.meta.get('name', 'REFCAT')}"
+        return _result(abs_wcs, original, "COMPLETE", fits)
+
+    if not relative_done:
+        return _result(original, original, "SKIPPED", fits)
+    return _result(wcs, original, "COMPLETE", fits)
+
+
+def _result(wcs: dict, original: dict, status: str, fits: list[GroupFit]) -> Alignment:
+    corrected = frozenset(name for name, w in wcs.items() if w is not original[name])
+    return Alignment(wcs, status, fits, corrected)
+
+
+def _discarded(fits: list[GroupFit], reason: str) -> list[GroupFit]:
+    """``fits`` with every applied fit marked REJECTED (its correction was thrown away)."""
+    for fit in fits:
+        if fit.applied:
+            fit.status = f"REJECTED: {reason}"
+    return fits
+
+
+def _check_separation(params: Mapping, prefix: str) -> None:
+    sep, tol = params[f"{prefix}separation"], params[f"{prefix}tolerance"]
+    if not sep > math.sqrt(2.0) * tol:
+        raise ConfigError(f"tweakreg.{prefix}separation ({sep}) must exceed sqrt(2) x "
+                          f"tweakreg.{prefix}tolerance ({tol})")
+
+
+def _corrector(exposure: ExposureCatalog, group_id):
+    from tweakwcs import JWSTWCSCorrector
+
+    catalog = Table({"x": np.asarray(exposure.sources["xcentroid"], dtype=float),
+                     "y": np.asarray(exposure.sources["ycentroid"], dtype=float)})
+    if "weight" in exposure.sources.colnames:
+        catalog["weight"] = np.asarray(exposure.sources["weight"], dtype=float)
+    catalog = catalog[np.isfinite(catalog["x"]) & np.isfinite(catalog["y"])]
+    catalog.meta["name"] = exposure.name
+    info = {k: float(exposure.wcsinfo[k]) for k in ("v2_ref", "v3_ref", "roll_ref")}
+    try:
+        return JWSTWCSCorrector(exposure.wcs, info, meta={"catalog": catalog,
+                                                          "name": exposure.name,
+                                                          "group_id": group_id})
+    except ValueError as exc:  # a gwcs without the JWST v2v3 frames, or an inconsistent TPCorr
+        raise InputFileError(f"{exposure.name}: its WCS cannot be corrected by tweakreg "
+                             f"({' '.join(map(str, exc.args))})") from None
+
+
+def _match(params: Mapping, prefix: str):
+    from tweakwcs.matchutils import XYXYMatch
+
+    absolute = prefix == "abs_"
+    return XYXYMatch(
+        searchrad=params[f"{prefix}searchrad"],
+        separation=params[f"{prefix}separation"],
+        use2dhist=params[f"{prefix}use2dhist"],
+        tolerance=params[f"{prefix}tolerance"],
+        xoffset=0.0 if absolute else params["xoffset"],
+        yoffset=0.0 if absolute else params["yoffset"],
+    )
+
+
+def _run_tweakwcs(correctors, params: Mapping, prefix: str, **options) -> None:
+    """tweakwcs ``align_wcs`` with the step's match and fit parameters (``prefix`` '' or
+    'abs_'); a failure of the whole stage becomes :class:`_StageFailed`."""
+    from tweakwcs.imalign import NotEnoughCatalogs, align_wcs
+    from tweakwcs.matchutils import MatchSourceConfusionError
+
+    with _tweakwcs_messages_to_log():
+        try:
+            align_wcs(
+                correctors,
+                minobj=params[f"{prefix}minobj"],
+                match=_match(params, prefix),
+                fitgeom=params[f"{prefix}fitgeometry"],
+                nclip=params[f"{prefix}nclip"],
+                sigma=(params[f"{prefix}sigma"], "rmse"),
+                **options,
+            )
+        except NotEnoughCatalogs:
+            needed = "one exposure" if options.get("refcat") is not None else "two groups"
+            raise _StageFailed(f"at least {needed} with sources needed") from None
+        except MatchSourceConfusionError:
+            raise _StageFailed(
+                f"several sources matched one reference source; lower tweakreg.{prefix}tolerance "
+                f"and/or tweakreg.{prefix}separation") from None
+
+
+def _relative(exposures: Sequence[ExposureCatalog], params: Mapping, expand: bool):
+    correctors = [_corrector(e, e.group_id) for e in exposures]
+    _run_tweakwcs(correctors, params, "", refcat=None,
+                  enforce_user_order=params["enforce_user_order"], expand_refcat=expand)
+    fits = _group_fits("relative", exposures, correctors, params["max_rms"])
+    limit = _largest_allowed_move(params)
+    moved = max(_footprint_move_arcsec(c) for c in correctors)
+    if not moved < limit:
+        reason = (f"a corrected WCS moved by {moved:.3g} arcsec, not less than 2 x (searchrad + "
+                  f"tolerance) = {limit:.3g} arcsec (mismatched sources?)")
+        raise _StageFailed(reason, _discarded(fits, f"whole relative result, {reason}"))
+    return _final_wcs(exposures, correctors, fits), fits
+
+
+def _absolute(exposures: Sequence[ExposureCatalog], refcat: Table, params: Mapping):
+    if len(refcat) < params["abs_minobj"]:
+        raise _StageFailed(f"the reference catalogue has {len(refcat)} sources, fewer than "
+                           f"abs_minobj = {params['abs_minobj']}")
+    exposures = _without_repeats(exposures, params["abs_separation"])
+    correctors = [_corrector(e, _ABSOLUTE_GROUP) for e in exposures]
+    _run_tweakwcs(correctors, params, "abs_", refcat=refcat, enforce_user_order=True,
+                  expand_refcat=False)
+    fits = _group_fits("absolute", exposures, correctors, params["max_rms"], one_body=True)
+    return _final_wcs(exposures, correctors, fits), fits
+
+
+def _without_repeats(exposures: Sequence[ExposureCatalog], radius_arcsec: float):
+    """Members' sources minus those already measured by an earlier member (within
+    ``radius_arcsec`` on the sky, through the members' current WCSs).
+
+    In the one-body absolute fit the members' catalogues are concatenated, so a star seen by
+    n overlapping exposures appears n times. xyxymatch then keeps only the lowest-y copy
+    (its ``separation`` filter), i.e. the copy whose centroid error is most negative along
+    the tangent plane's y axis: the reference's absolute solution is biased by about one
+    centroid error (measured: 0.045 pixel with 4 dithers). Keeping the first member's copy
+    instead makes the choice independent of the measurement error.
+    """
+    from scipy.spatial import cKDTree
+
+    skies = [_sky(e) for e in exposures]
+    ra_all, dec_all = (np.concatenate(c) for c in zip(*skies))
+    if ra_all.size == 0:
+        return list(exposures)
+    centre = (ra_all[0], dec_all[0])  # any point of the field serves as tangent point
+    kept_xy = np.empty((0, 2))
+    result = []
+    for exposure, sky in zip(exposures, skies, strict=True):
+        xy = _tangent_arcsec(*sky, *centre)
+        keep = np.ones(len(xy), dtype=bool)
+        if len(kept_xy) and len(xy):
+            distance, _ = cKDTree(kept_xy).query(xy, distance_upper_bound=radius_arcsec)
+            keep = ~(distance <= radius_arcsec)
+        result.append(ExposureCatalog(exposure.name, exposure.group_id, exposure.wcs,
+                                      exposure.wcsinfo, exposure.sources[keep]))
+        kept_xy = np.vstack([kept_xy, xy[keep]])
+    return result
+
+
+def _sky(exposure: ExposureCatalog):
+    x = np.asarray(exposure.sources["xcentroid"], dtype=float)
+    y = np.asarray(exposure.sources["ycentroid"], dtype=float)
+    if len(x) == 0:
+        return np.empty(0), np.empty(0)
+    ra, dec = exposure.wcs(x, y, with_bounding_box=False)
+    return np.asarray(ra), np.asarray(dec)
+
+
+def _tangent_arcsec(ra, dec, ra0, dec0) -> np.ndarray:
+    """Gnomonic (east, north) offsets [arcsec] of (ra, dec) from (ra0, dec0), all degrees."""
+    ra, dec, ra0, dec0 = map(np.deg2rad, (ra, dec, ra0, dec0))
+    cos_c = np.sin(dec0) * np.sin(dec) + np.cos(dec0) * np.cos(dec) * np.cos(ra - ra0)
+    east = np.cos(dec) * np.sin(ra - ra0) / cos_c
+    north = (np.cos(dec0) * np.sin(dec) - np.sin(dec0) * np.cos(dec) * np.cos(ra - ra0)) / cos_c
+    return np.rad2deg(np.column_stack([east, north])) * 3600.0
+
+
+def _largest_allowed_move(params: Mapping) -> float:
+    """The reference's sanity limit [arcsec] on how far relative alignment may move a WCS."""
+    if params["use2dhist"]:
+        return 2.0 * (params["searchrad"] + params["tolerance"])
+    return 2.0 * (max(abs(params["xoffset"]), abs(params["yoffset"])) + params["tolerance"])
+
+
+def _footprint_move_arcsec(corrector) -> float:
+    """Largest displacement [arcsec] of a footprint vertex between original and corrected WCS."""
+    before = np.deg2rad(corrector.original_wcs.footprint(axis_type="spatial"))
+    after = np.deg2rad(corrector.wcs.footprint(axis_type="spatial"))
+    (ra1, dec1), (ra2, dec2) = before.T, after.T
+    cos_d = (np.sin(dec1) * np.sin(dec2) + np.cos(dec1) * np.cos(dec2) * np.cos(ra2 - ra1))
+    return float(np.rad2deg(np.max(np.arccos(np.clip(cos_d, -1.0, 1.0)))) * 3600.0)
+
+
+def _group_fits(stage: str, exposures, correctors, max_rms: float,
+                one_body: bool = False) -> list[GroupFit]:
+    """One :class:`GroupFit` per group (one in all for the absolute stage), max_rms applied."""
+    groups: dict[str, list[int]] = {}
+    for i, e in enumerate(exposures):
+        groups.setdefault("all" if one_body else e.group_id, []).append(i)
+    fits = []
+    for group_id, indices in groups.items():
+        info = correctors[indices[0]].meta.get("fit_info", {"status": "FAILED: not aligned"})
+        n_sources = sum(len(correctors[i].meta["catalog"]) for i in indices)
+        fit = GroupFit(stage, group_id, [exposures[i].name for i in indices],
+                       str(info["status"]), n_sources)
+        if fit.status == "SUCCESS":
+            fit.n_matched = int(info.get("nmatches", 0))
+            fit.n_fit = int(np.count_nonzero(info["fitmask"]))
+            fit.rms_arcsec = float(info["rmse"])
+            fit.shift_arcsec = (float(info["shift"][0]), float(info["shift"][1]))
+            fit.rotation_deg = float(info["proper_rot"])
+            fit.scale = float(info["<scale>"])
+            if not fit.rms_arcsec <= max_rms:
+                fit.status = f"REJECTED: RMS {fit.rms_arcsec:.3g} arcsec > max_rms {max_rms:g}"
+        _log_fit(fit)
+        fits.append(fit)
+    return fits
+
+
+def _log_fit(fit: GroupFit) -> None:
+    where = f"{fit.stage} alignment, group {fit.group_id}"
+    if fit.status == "REFERENCE":
+        log.info("%s: reference (%d sources), WCS unchanged", where, fit.n_sources)
+    elif fit.status == "SUCCESS":
+        log.info("%s: %d matches, %d fitted, RMS %.4f arcsec, shift (%.4f, %.4f) arcsec, "
+                 "rotation %.5f deg, scale %.7f", where, fit.n_matched, fit.n_fit,
+                 fit.rms_arcsec, *fit.shift_arcsec, fit.rotation_deg, fit.scale)
+    else:
+        reason = fit.status.split(":", 1)[-1].strip()
+        if reason == "not enough matches":
+            reason = "too few matched sources (fewer than minobj)"
+        elif reason == "empty source catalog":
+            reason = "no sources"
+        log.warning("%s not applied, WCS kept: %s (%d sources)", where, reason, fit.n_sources)
+
+
+def _final_wcs(exposures, correctors, fits: list[GroupFit]) -> dict[str, object]:
+    applied = {name for fit in fits if fit.applied for name in fit.members}
+    return {e.name: (c.wcs if e.name in applied else e.wcs)
+            for e, c in zip(exposures, correctors, strict=True)}
+
+
+@contextlib.contextmanager
+def _tweakwcs_messages_to_log():
+    """tweakwcs's own messages go to this module's log at INFO (one warning line per group
+    is written by :func:`_log_fit`, not tweakwcs's several)."""
+    source = logging.getLogger("tweakwcs")
+
+    class Forward(logging.Handler):
+        def emit(self, record):
+            message = record.getMessage().strip()
+            if message:
+                log.info("tweakwcs: %s", message)
+
+    handler = Forward()
+    saved = source.propagate, source.level
+    source.addHandler(handler)
+    source.propagate = False
+    source.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        source.removeHandler(handler)
+        source.propagate, source.level = saved
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+
+
+def report_table(alignment: Alignment) -> Table:
+    """The per-group fit report (``tweakreg_report.ecsv``): one row per stage and group."""
+    rows = [{
+        "stage": f.stage,
+        "group_id": f.group_id,
+        "members": ",".join(f.members),
+        "status": f.status,
+        "applied": f.applied,
+        "n_sources": f.n_sources,
+        "n_matched": f.n_matched,
+        "n_fit": f.n_fit,
+        "rms_arcsec": f.rms_arcsec,
+        "shift_x_arcsec": f.shift_arcsec[0],
+        "shift_y_arcsec": f.shift_arcsec[1],
+        "rotation_deg": f.rotation_deg,
+        "scale": f.scale,
+    } for f in alignment.fits]
+    names = ("stage", "group_id", "members", "status", "applied", "n_sources", "n_matched",
+             "n_fit", "rms_arcsec", "shift_x_arcsec", "shift_y_arcsec", "rotation_deg", "scale")
+    dtypes = (str, str, str, str, bool, int, int, int, float, float, float, float, float)
+    table = Table(rows=[[r[n] for n in names] for r in rows] or None, names=names,
+                  dtype=dtypes)
+    table.meta["cal_step_tweakreg"] = alignment.status
+    table.meta["comments"] = [
+        "tweakreg fits per group; shift and rotation in the reference V2V3 tangent plane",
+        "status: REFERENCE, SUCCESS (applied), FAILED: reason, REJECTED: reason (not applied)",
+    ]
+    return table
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+
+
+def _write_table(table: Table, path, fmt: str = "ascii.ecsv") -> None:
+    from .datamodel import atomic_path  # stdatamodels: not needed to read the key lists above
+
+    with atomic_path(path) as tmp:
+        table.write(tmp, format=fmt, overwrite=True)
+
+
+def write_sources(sources: Table, path, origin: str = "") -> None:
+    """Write a member's source list (ECSV; ``xcentroid``/``ycentroid`` 0-based pixels)."""
+    table = Table(sources, copy=False)
+    table.meta = {"origin": origin, "pixel_convention": "0-based, first pixel centre at 0.0"}
+    _write_table(table, path)
+
+
+def read_sources(path) -> Table:
+    """A source list written by :func:`write_sources`."""
+    return Table.read(path, format="ascii.ecsv")
+
+
+def read_exposure_catalog(cal, sources, name: str, group_id: str) -> ExposureCatalog:
+    """A member's alignment input: its gwcs and wcsinfo (arrays are not read) and sources."""
+    from stdatamodels.jwst import datamodels
+
+    try:
+        with datamodels.ImageModel(str(cal)) as model:
+            # a copy: the model's own gwcs keeps every array of the file alive (~110 MB each)
+            wcs = copy.deepcopy(model.meta.wcs)
+            info = {k: getattr(model.meta.wcsinfo, k) for k in ("v2_ref", "v3_ref", "roll_ref")}
+    except Exception as exc:  # stdatamodels raises many types for unreadable files
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputFileError(f"{cal}: cannot read the WCS ({reason})") from None
+    gc.collect()  # the closed model's arrays sit in reference cycles: free them per member
+    missing = [k for k, v in info.items() if v is None]
+    if wcs is None or missing:
+        raise InputFileError(f"{cal}: tweakreg needs a gwcs and wcsinfo "
+                             f"v2_ref/v3_ref/roll_ref (missing: {missing or ['wcs']})")
+    return ExposureCatalog(name, group_id, wcs, info, read_sources(sources))
+
+
+def write_report(report: Table, path) -> None:
+    _write_table(report, path)
+
+
+def saved_catalog_name(exposure_file, catalog_format: str = "ecsv") -> str:
+    """The reference's ``save_catalogs`` file name: the exposure's name with ``.fits`` →
+    ``_cat.<catalog_format>`` (``x_nrca1_cal.fits`` → ``x_nrca1_cal_cat.ecsv``)."""
+    return Path(exposure_file).name.replace(".fits", f"_cat.{catalog_format}")
+
+
+def write_saved_catalog(sources: Table, path, name: str) -> None:
+    """A member's catalogue as the reference's ``save_catalogs`` writes it (``x``/``y``
+    0-based pixels; ECSV or FITS by the file name's extension)."""
+    table = Table(sources, copy=True)
+    table.rename_columns(["xcentroid", "ycentroid"], ["x", "y"])
+    table.meta = {"name": name}
+    _write_table(table, path, "fits" if str(path).endswith(".fits") else "ascii.ecsv")

@@ -1,0 +1,20 @@
+"""Rule find_sources: one member's source list for tweakreg (found, or the user's catalogue)."""
+
+from image3.datamodel import check_exposure, open_exposure
+from image3.refcat import read_source_list
+from image3.runjob import job
+from image3.tweakreg import exposure_sources, inside_bounding_box, write_sources
+
+with job(snakemake) as log:
+    cal = snakemake.input.cal
+    with open_exposure(cal) as model:
+        check_exposure(model, cal)
+        if snakemake.input.get("catalog"):
+            sources = inside_bounding_box(read_source_list(snakemake.input.catalog),
+                                          model.meta.wcs.bounding_box)
+            origin = f"user catalogue {snakemake.input.catalog}"
+        else:
+            sources = exposure_sources(model, snakemake.params.finding)
+            origin = f"{snakemake.params.finding['starfinder']} star finder"
+    write_sources(sources, snakemake.output.sources, origin=origin)
+    log.info("%s: %d sources (%s)", snakemake.wildcards.member, len(sources), origin)

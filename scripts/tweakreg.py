@@ -1,0 +1,30 @@
+"""Rule tweakreg: align all members; write each member's gwcs sidecar and the fit report."""
+
+from image3.datamodel import write_wcs
+from image3.refcat import read_reference_catalog
+from image3.runjob import job
+from image3.tweakreg import (
+    align_exposures,
+    read_exposure_catalog,
+    read_sources,
+    report_table,
+    write_report,
+    write_saved_catalog,
+)
+
+with job(snakemake) as log:
+    members = snakemake.params.members
+    exposures = [read_exposure_catalog(row["cal"], row["sources"], row["member"], row["group_id"])
+                 for row in members]
+    abs_refcat = snakemake.params.abs_refcat
+    refcat = read_reference_catalog(abs_refcat) if abs_refcat else None
+    alignment = align_exposures(exposures, snakemake.params.fit, refcat)
+    for row, path in zip(members, snakemake.output.wcs, strict=True):
+        write_wcs(path, alignment.wcs[row["member"]], status=alignment.status,
+                  corrected=row["member"] in alignment.corrected)
+    write_report(report_table(alignment), snakemake.output.report)
+    for row in snakemake.params.saved_catalogs:
+        write_saved_catalog(read_sources(row["sources"]), row["path"], row["member"])
+        log.info("wrote source catalogue %s", row["path"])
+    log.info("tweakreg %s: %d groups, %d fits applied", alignment.status,
+             len({e.group_id for e in exposures}), sum(f.applied for f in alignment.fits))

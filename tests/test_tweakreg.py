@@ -1,0 +1,322 @@
+"""tweakreg against truth: source lists, relative and absolute alignment, failure paths, SIP.
+
+Data: 4 dithered 512² synthetic NIRCam exposures (seed 3, default density 0.5 per arcsec²,
+cosmic rays on) whose written pointings carry injected errors (0.05-0.3" shifts, up to
+±0.02° rolls) except exposure 1, which is exact. The error of a member's WCS is measured on
+the truth: every true source's pixel position (true gwcs) is mapped through the member's
+corrected gwcs and compared with its true RA/Dec.
+"""
+
+import logging
+import math
+from pathlib import Path
+
+import asdf
+import numpy as np
+import pytest
+import yaml
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+from astropy.table import QTable, Table
+
+from image3 import synth, tweakreg
+from image3.datamodel import load_exposure, open_exposure, save_model, write_wcs
+from image3.errors import ConfigError, InputFileError
+from image3.refcat import (
+    check_abs_refcat,
+    custom_catalogs,
+    parse_catfile,
+    read_reference_catalog,
+    read_source_list,
+)
+from image3.sip import apply_sip, sip_pixel_error
+from image3.tweakreg import ExposureCatalog, align_exposures, exposure_sources, report_table
+from image3.wcs import pixel_scale_arcsec
+
+ROOT = Path(__file__).resolve().parents[1]
+# The workflow's defaults (the reference's parameter values), so tests follow config.yaml.
+DEFAULTS = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["tweakreg"]
+
+
+def _exposures(asn: Path) -> list[ExposureCatalog]:
+    out = []
+    for member in map(str, Table.read(asn.parent / "truth" / "exposures.ecsv")["member"]):
+        with open_exposure(asn.parent / synth.cal_filename(member)) as model:
+            info = {k: getattr(model.meta.wcsinfo, k) for k in ("v2_ref", "v3_ref", "roll_ref")}
+            out.append(ExposureCatalog(member, synth.group_id(member), model.meta.wcs, info,
+                                       exposure_sources(model, DEFAULTS)))
+    return out
+
+
+def truth_error_px(asn: Path, member: str, wcs) -> float:
+    """RMS [pixel] over true sources on the member of wcs(true pixel position) − true RA/Dec."""
+    sources = Table.read(asn.parent / "truth" / "sources.ecsv")
+    with asdf.open(asn.parent / "truth" / f"{member}_wcs.asdf") as af:
+        true_wcs = af.tree["wcs"]
+        nx, ny = true_wcs.pixel_shape
+        x, y = synth.sky_to_pixel(true_wcs, sources["ra"], sources["dec"])
+        inside = (x > -0.5) & (x < nx - 0.5) & (y > -0.5) & (y < ny - 0.5)
+        scale = pixel_scale_arcsec(true_wcs, *true_wcs((nx - 1) / 2, (ny - 1) / 2))
+    ra, dec = wcs(x[inside], y[inside], with_bounding_box=False)
+    east, north = synth._tangent_offsets(ra, dec, sources["ra"][inside], sources["dec"][inside])
+    return float(np.sqrt(np.mean(east**2 + north**2)) / scale)
+
+
+@pytest.fixture(scope="module")
+def dithers(tmp_path_factory):
+    asn = synth.make_association(tmp_path_factory.mktemp("dithers"), n=4, size=512, seed=3)
+    return asn, _exposures(asn)
+
+
+def _with_sources(exposure: ExposureCatalog, sources: Table) -> ExposureCatalog:
+    return ExposureCatalog(exposure.name, exposure.group_id, exposure.wcs, exposure.wcsinfo,
+                           sources)
+
+
+# --------------------------------------------------------------------------------------------
+# Relative and absolute alignment against truth
+
+
+def test_relative_alignment_reaches_0_03_pixel_with_reference_defaults(dithers):
+    asn, exposures = dithers
+    before = [truth_error_px(asn, e.name, e.wcs) for e in exposures[1:]]
+    result = align_exposures(exposures, DEFAULTS)
+    after = [truth_error_px(asn, e.name, result.wcs[e.name]) for e in exposures[1:]]
+    assert result.status == "COMPLETE"
+    assert min(before) > 1.0  # the injected errors are several pixels
+    # The first exposure is exact and the reference: relative error = absolute error here.
+    assert math.sqrt(np.mean(np.square(after))) <= 0.03, after
+    assert result.wcs[exposures[0].name] is exposures[0].wcs
+    assert result.corrected == {e.name for e in exposures[1:]}
+    report = report_table(result)
+    assert list(report["status"]) == ["REFERENCE", "SUCCESS", "SUCCESS", "SUCCESS"]
+    assert np.all(report["n_matched"][1:] >= DEFAULTS["minobj"])
+    assert np.all(report["rms_arcsec"][1:] < 0.01)
+
+
+def test_absolute_alignment_to_truth_stars_within_0_05_pixel(dithers, tmp_path):
+    asn, exposures = dithers
+    sources = Table.read(asn.parent / "truth" / "sources.ecsv")
+    stars = sources[(sources["kind"] == "star") & (sources["flux_ujy"] > 0.1)]
+    Table({"ra": stars["ra"], "Dec": stars["dec"]}).write(tmp_path / "ref.ecsv")  # mixed case
+    refcat = read_reference_catalog(tmp_path / "ref.ecsv")
+    result = align_exposures(exposures, DEFAULTS, refcat)
+    errors = [truth_error_px(asn, e.name, result.wcs[e.name]) for e in exposures]
+    assert result.status == "COMPLETE"
+    assert math.sqrt(np.mean(np.square(errors))) <= 0.05, errors
+    absolute = [f for f in result.fits if f.stage == "absolute"]
+    assert len(absolute) == 1 and absolute[0].applied
+    assert all(result.wcs[e.name].name == "FIT-LVL3-ref.ecsv" for e in exposures)
+
+
+def test_two_detector_exposures_move_as_one_body(tmp_path):
+    asn = synth.make_association(tmp_path, n=2, size=512, seed=5, detectors=2)
+    exposures = _exposures(asn)
+    result = align_exposures(exposures, DEFAULTS)
+    relative = [f for f in result.fits if f.stage == "relative"]
+    assert [len(f.members) for f in relative] == [2, 2]
+    assert [f.status for f in relative] == ["REFERENCE", "SUCCESS"]
+    moved = [e for e in exposures if e.group_id == relative[1].group_id]
+    errors = {e.name: truth_error_px(asn, e.name, result.wcs[e.name]) for e in moved}
+    assert max(errors.values()) <= 0.05, errors  # two exposures: ~110 matched sources
+    # One rigid motion on the sky explains both detectors' corrections to 1e-4 pixel.
+    before, after = [], []
+    for e in moved:
+        xs, ys = (g.ravel() for g in np.meshgrid(np.linspace(0, 511, 9), np.linspace(0, 511, 9)))
+        before.append(np.column_stack(e.wcs(xs, ys)))
+        after.append(np.column_stack(result.wcs[e.name](xs, ys)))
+    before, after = np.vstack(before), np.vstack(after)
+    ra0, dec0 = before.mean(axis=0)
+    p = np.column_stack(synth._tangent_offsets(*before.T, ra0, dec0))
+    q = np.column_stack(synth._tangent_offsets(*after.T, ra0, dec0))
+    design = np.column_stack([p, np.ones(len(p))])
+    coeffs, *_ = np.linalg.lstsq(design, q, rcond=None)
+    residual_arcsec = np.abs(design @ coeffs - q).max()
+    assert residual_arcsec < 1e-4 * 0.031
+
+
+# --------------------------------------------------------------------------------------------
+# Groups that cannot be aligned keep their WCS; the run goes on
+
+
+def test_group_with_too_few_matches_keeps_its_wcs_with_one_warning(dithers, caplog):
+    _, exposures = dithers
+    starved = exposures[2]
+    inputs = list(exposures)
+    inputs[2] = _with_sources(starved, starved.sources[:5])
+    with caplog.at_level(logging.INFO):
+        result = align_exposures(inputs, DEFAULTS)
+    assert result.status == "COMPLETE"
+    assert result.wcs[starved.name] is starved.wcs
+    assert [f.status for f in result.fits] == [
+        "REFERENCE", "SUCCESS", "FAILED: not enough matches", "SUCCESS"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and starved.group_id in warnings[0] and "minobj" in warnings[0]
+
+
+def test_exposure_without_sources_keeps_its_wcs(dithers, caplog):
+    _, exposures = dithers
+    inputs = list(exposures)
+    inputs[1] = _with_sources(exposures[1], exposures[1].sources[:0])
+    with caplog.at_level(logging.WARNING):
+        result = align_exposures(inputs, DEFAULTS)
+    assert result.wcs[exposures[1].name] is exposures[1].wcs
+    assert result.fits[1].status.startswith("FAILED")
+    assert result.fits[2].applied and result.fits[3].applied
+    assert [r.getMessage() for r in caplog.records if exposures[1].group_id in r.getMessage()]
+
+
+def test_fit_with_rms_above_max_rms_is_not_applied(dithers, caplog):
+    _, exposures = dithers
+    with caplog.at_level(logging.WARNING):
+        result = align_exposures(exposures, {**DEFAULTS, "max_rms": 1e-4})
+    assert all(result.wcs[e.name] is e.wcs for e in exposures)
+    assert all(f.status.startswith("REJECTED: RMS") for f in result.fits[1:])
+    assert len([r for r in caplog.records if "max_rms" in r.getMessage()]) == 3
+
+
+def test_whole_relative_result_rejected_when_a_wcs_moves_too_far(dithers, monkeypatch, caplog):
+    """The reference's sanity check: any footprint moved by >= 2 (searchrad + tolerance)
+    rejects every group's fit (here the limit is lowered below the true corrections)."""
+    _, exposures = dithers
+    monkeypatch.setattr(tweakreg, "_largest_allowed_move", lambda params: 0.01)
+    with caplog.at_level(logging.WARNING):
+        result = align_exposures(exposures, DEFAULTS)
+    assert result.status == "SKIPPED"
+    assert all(result.wcs[e.name] is e.wcs for e in exposures)
+    assert len(caplog.records) == 1 and "moved by" in caplog.records[0].getMessage()
+    assert all(f.status.startswith("REJECTED: whole relative result") for f in result.fits[1:])
+
+
+def test_single_group_skips_relative_alignment(dithers):
+    _, exposures = dithers
+    result = align_exposures(exposures[:1], DEFAULTS)
+    assert result.status == "SKIPPED" and result.fits == []
+    assert result.wcs[exposures[0].name] is exposures[0].wcs
+
+
+def test_absolute_fit_keeps_the_first_members_copy_of_a_repeated_source(dithers):
+    """The members' lists are concatenated in the one-body fit: a source seen again by a later
+    member is dropped there, so the copy used does not depend on its centroid error."""
+    _, exposures = dithers
+    first, second = tweakreg._without_repeats(exposures[:2], 0.5)
+    assert len(first.sources) == len(exposures[0].sources)
+    assert 10 < len(second.sources) < len(exposures[1].sources)
+    xy1 = tweakreg._tangent_arcsec(*tweakreg._sky(first), 53.16, -27.78)
+    xy2 = tweakreg._tangent_arcsec(*tweakreg._sky(second), 53.16, -27.78)
+    assert np.min(np.hypot(*(xy2[:, None, :] - xy1[None, :, :]).transpose(2, 0, 1))) > 0.5
+
+
+def test_too_few_reference_stars_skips_the_step(dithers):
+    _, exposures = dithers
+    refcat = Table({"RA": [53.16], "DEC": [-27.78]})
+    result = align_exposures(exposures, DEFAULTS, refcat)
+    assert result.status == "SKIPPED"
+    assert all(result.wcs[e.name] is e.wcs for e in exposures)
+    # the relative fits were thrown away with it, and the report says so
+    assert not any(f.applied for f in result.fits)
+    assert sum(f.status == "REJECTED: absolute alignment not done" for f in result.fits) == 3
+
+
+def test_separation_must_exceed_sqrt2_tolerance(dithers):
+    _, exposures = dithers
+    with pytest.raises(ConfigError, match="separation"):
+        align_exposures(exposures, {**DEFAULTS, "separation": 0.9})
+
+
+# --------------------------------------------------------------------------------------------
+# Source lists
+
+
+def test_sources_avoid_flagged_pixels_and_stay_inside_the_bounding_box(dithers):
+    asn, _ = dithers
+    with open_exposure(asn.parent / synth.cal_filename(synth.member_names(1)[0])) as model:
+        all_sources = exposure_sources(model, DEFAULTS)
+        dq = model.dq.copy()
+        model.dq[:, :256] |= 1  # DO_NOT_USE on the left half
+        right = exposure_sources(model, DEFAULTS)
+        model.dq = dq
+        model.meta.wcs.bounding_box = ((99.5, 399.5), (99.5, 399.5))
+        boxed = exposure_sources(model, DEFAULTS)
+    assert list(all_sources.colnames) == ["id", "xcentroid", "ycentroid", "flux"]
+    assert len(right) > 10 and right["xcentroid"].min() > 255
+    assert (all_sources["xcentroid"] < 250).sum() > 10
+    assert len(boxed) > 5
+    for axis in ("xcentroid", "ycentroid"):
+        assert boxed[axis].min() > 99.5 and boxed[axis].max() < 399.5
+
+
+def test_custom_source_lists_and_catfile(tmp_path):
+    Table({"x_centroid": [1.5, 2.5], "y_centroid": [3.0, 4.0]}).write(tmp_path / "a.ecsv")
+    Table({"x": [7.0], "y": [8.0], "flux": [2.0], "weight": [0.5]}).write(tmp_path / "b.fits")
+    a = read_source_list(tmp_path / "a.ecsv")
+    assert list(a["id"]) == [1, 2] and list(a["xcentroid"]) == [1.5, 2.5]
+    assert np.isnan(a["flux"]).all()
+    b = read_source_list(tmp_path / "b.fits")
+    assert list(b.colnames) == ["id", "xcentroid", "ycentroid", "flux", "weight"]
+    Table({"ra": [1.0]}).write(tmp_path / "bad.ecsv")
+    with pytest.raises(InputFileError, match="column"):
+        read_source_list(tmp_path / "bad.ecsv")
+
+    cats = tmp_path / "cats"
+    cats.mkdir()
+    (cats / "c1.ecsv").write_text((tmp_path / "a.ecsv").read_text())
+    catfile = tmp_path / "catfile.txt"
+    catfile.write_text("# exposure catalogue\nx1_cal.fits cats/c1.ecsv\n\nx2_cal.fits\n")
+    assert parse_catfile(catfile) == {"x1_cal.fits": tmp_path / "cats" / "c1.ecsv",
+                                      "x2_cal.fits": None}
+    members = [("x1", Path("/d/x1_cal.fits"), None), ("x2", Path("/d/x2_cal.fits"), cats / "nope"),
+               ("x3", Path("/d/x3_cal.fits"), None)]
+    # A catfile decides alone (the ASN's tweakreg_catalog of x2 is ignored).
+    assert custom_catalogs(members, str(catfile)) == {
+        "x1": tmp_path / "cats" / "c1.ecsv", "x2": None, "x3": None}
+    with pytest.raises(InputFileError, match="x2"):
+        custom_catalogs(members)
+    catfile.write_text("x1_cal.fits a b\n")
+    with pytest.raises(ConfigError, match="two columns"):
+        parse_catfile(catfile)
+
+
+def test_reference_catalogue_files(tmp_path):
+    Table({"RA": [10.0, np.nan], "dec": [20.0, 21.0]}).write(tmp_path / "r.csv")
+    table = read_reference_catalog(tmp_path / "r.csv")
+    assert list(table["RA"]) == [10.0] and list(table["DEC"]) == [20.0]
+    cat = QTable({"label": [1], "sky_centroid": SkyCoord([30.0], [-5.0], unit="deg")})
+    cat.write(tmp_path / "x_cat.ecsv")
+    table = read_reference_catalog(tmp_path / "x_cat.ecsv")
+    assert table["RA"][0] == pytest.approx(30.0) and table["DEC"][0] == pytest.approx(-5.0)
+    Table({"x": [1.0]}).write(tmp_path / "none.fits")
+    with pytest.raises(InputFileError, match="neither RA/Dec"):
+        read_reference_catalog(tmp_path / "none.fits")
+    Table({"ra": [1.0], "RA": [1.0], "dec": [2.0]}).write(tmp_path / "two.ecsv")
+    with pytest.raises(InputFileError, match="several"):
+        read_reference_catalog(tmp_path / "two.ecsv")
+
+
+@pytest.mark.parametrize("name", ["GAIADR3", "gaiadr2", "GAIAREFCAT"])
+def test_network_catalogues_are_refused_with_one_line(name):
+    with pytest.raises(ConfigError) as error:
+        check_abs_refcat(name)
+    message = str(error.value)
+    assert "\n" not in message and "not available offline" in message and "file" in message
+    assert check_abs_refcat("") is None
+
+
+# --------------------------------------------------------------------------------------------
+# FITS SIP approximation of the corrected gwcs
+
+
+def test_sip_in_saved_sci_header_matches_corrected_gwcs_within_0_01_pixel(dithers, tmp_path):
+    asn, exposures = dithers
+    member = exposures[1].name
+    result = align_exposures(exposures, DEFAULTS)
+    write_wcs(tmp_path / "wcs.asdf", result.wcs[member], status=result.status)
+    model = load_exposure(asn.parent / synth.cal_filename(member), wcs=tmp_path / "wcs.asdf")
+    header = apply_sip(model, DEFAULTS)
+    assert header["CTYPE1"] == "RA---TAN-SIP" and header["A_ORDER"] >= 1
+    saved = save_model(model, tmp_path / f"{member}_cal.fits")
+    model.close()
+    sci = fits.getheader(saved, "SCI")
+    assert "PC1_1" not in sci and "CDELT1" not in sci and sci["CTYPE2"] == "DEC--TAN-SIP"
+    error = sip_pixel_error(result.wcs[member], sci, (512, 512))
+    assert error < 0.01, error
