@@ -225,8 +225,6 @@ def read_association(path: str | Path) -> Association:
     if not members:
         raise AssociationError(f"{path}: none of the {len(science)} science members is usable "
                                f"({warnings[0] if warnings else 'no member'})")
-    for line in warnings:
-        log.warning(line)
     return Association(product=str(product_name), asn_id=asn_id, members=tuple(members),
                        source=path, warnings=tuple(warnings))
 

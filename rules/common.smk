@@ -9,6 +9,7 @@ from snakemake.utils import validate
 import image3.config as i3config
 from image3.asn import Association, Member, crf_name, product_names, read_association
 from image3.errors import Image3Error
+from image3.inspect import screen
 from image3.runjob import ERRORS_FILE
 
 
@@ -53,9 +54,12 @@ def demo_association():
 
 
 try:
-    ASN = demo_association() if DEMO else read_association(config["asn"])
+    ASN = demo_association() if DEMO else screen(read_association(config["asn"]),
+                                                 f"{WORK}/inspection.json")
 except Image3Error as exc:
     fail(exc)
+for _line in ASN.warnings:
+    print(f"image3: WARNING: {_line}", file=sys.stderr)
 
 MEMBERS = [m.name for m in ASN.members]
 GROUPS = list(ASN.groups)

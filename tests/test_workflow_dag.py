@@ -3,36 +3,27 @@
 import json
 
 import pytest
-from astropy.io import fits
 
-from image3.asn import write_association
+from image3 import synth
 from workflow import jobs_run, snakemake
 
 
 @pytest.fixture
-def header_only_asn(tmp_path):
-    """An association of two exposures (different group ids) whose files hold only headers:
-    enough for Snakemake to build the DAG, which reads headers, never pixels."""
-    names = []
-    for k in (1, 2):
-        header = fits.Header(dict(PROGRAM="01234", OBSERVTN="001", VISIT="001", VISITGRP="02",
-                                  SEQ_ID="1", ACT_ID="01", EXPOSURE=f"0000{k}"))
-        name = f"jw01234001001_02101_0000{k}_nrca1_cal.fits"
-        fits.PrimaryHDU(header=header).writeto(tmp_path / name)
-        names.append(name)
-    return write_association(tmp_path / "test_asn.json", "jw01234-o001_t001_nircam_clear-f200w",
-                              "o001", names)
+def small_asn(tmp_path):
+    """Two small synthetic exposures (different group ids): enough for Snakemake to build the
+    DAG, which reads headers and screens members, never runs a job here."""
+    return synth.make_association(tmp_path / "data", n=2, size=256, seed=4)
 
 
-def test_dry_run_builds_the_dag(tmp_path, header_only_asn):
-    proc = snakemake(tmp_path, "-n", config={"asn": header_only_asn, "output_dir": "out"})
+def test_dry_run_builds_the_dag(tmp_path, small_asn):
+    proc = snakemake(tmp_path, "-n", config={"asn": small_asn, "output_dir": "out"})
     jobs = jobs_run(proc)
-    assert jobs["grid"] == 1 and jobs["resample"] == 1
-    assert "out/jw01234-o001_t001_nircam_clear-f200w_i2d.fits" in proc.stdout
+    assert jobs["grid"] == 1 and jobs["resample"] == 1 and jobs["find_sources"] == 2
+    assert f"out/{synth.PRODUCT_NAME}_i2d.fits" in proc.stdout
 
 
-def test_lint_is_clean(tmp_path, header_only_asn):
-    proc = snakemake(tmp_path, "--lint", config={"asn": header_only_asn}, check=False)
+def test_lint_is_clean(tmp_path, small_asn):
+    proc = snakemake(tmp_path, "--lint", config={"asn": small_asn}, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Lints for" not in proc.stdout + proc.stderr
 
@@ -58,8 +49,8 @@ def test_fatal_association_errors_are_one_line_and_write_nothing(tmp_path, conte
     assert not (tmp_path / "out").exists()
 
 
-def test_bad_config_value_stops_before_any_job(tmp_path, header_only_asn):
-    proc = snakemake(tmp_path, "-j1", config={"asn": header_only_asn, "output_dir": "out",
+def test_bad_config_value_stops_before_any_job(tmp_path, small_asn):
+    proc = snakemake(tmp_path, "-j1", config={"asn": small_asn, "output_dir": "out",
                                               "resample": "{pixfrac: 1.5}"}, check=False)
     assert proc.returncode != 0
     assert "resample.pixfrac = 1.5 is invalid" in proc.stderr.strip().splitlines()[-1]

@@ -1,0 +1,135 @@
+"""Screening association members before any job: what can be used, and why not.
+
+Each member file is checked once (results cached by path, size and modification time in
+``<work_dir>/inspection.json``, so the re-parse of the Snakefile in every cluster job costs a
+stat per file): readable FITS with a 2-D SCI image, an ASDF extension (the gwcs), an imaging
+exposure type, surface-brightness units, and at least one usable pixel (SCI finite and non-zero
+where DQ lacks DO_NOT_USE). A member that fails is left out with one warning line naming the file;
+if none is left the association is refused. Mixed instruments or units keep the majority
+(the first member's on a tie). Moving-target associations are refused (not supported).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from .asn import IMAGING_EXPTYPES, Association
+from .errors import AssociationError
+
+DO_NOT_USE = 1
+UNIT = "MJy/sr"
+CACHE_VERSION = 1
+
+
+def _signature(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def inspect_file(path: str | Path) -> dict:
+    """Facts about one exposure file: ``problem`` (None if usable), instrument, unit, moving."""
+    path = Path(path)
+    facts = {"problem": None, "instrument": None, "unit": None, "moving": False}
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            primary = hdul[0].header
+            facts["instrument"] = primary.get("INSTRUME")
+            facts["moving"] = str(primary.get("TARGTYPE", "")).strip().upper() == "MOVING"
+            exp_type = primary.get("EXP_TYPE")
+            if exp_type is not None and exp_type not in IMAGING_EXPTYPES:
+                facts["problem"] = f"exposure type {exp_type!r} is not an imaging exposure"
+                return facts
+            if "SCI" not in hdul:
+                facts["problem"] = "has no SCI extension"
+                return facts
+            sci = hdul["SCI"]
+            facts["unit"] = sci.header.get("BUNIT")
+            if "ASDF" not in hdul:
+                facts["problem"] = "has no WCS (no ASDF extension holding the gwcs)"
+                return facts
+            data = sci.data
+            if data is None or data.ndim != 2:
+                facts["problem"] = "SCI is not a 2-D image"
+                return facts
+            good = np.isfinite(data) & (data != 0)
+            if "DQ" in hdul and hdul["DQ"].data is not None and hdul["DQ"].data.shape == data.shape:
+                good &= (hdul["DQ"].data & DO_NOT_USE) == 0
+            if not good.any():
+                facts["problem"] = "no usable science pixel (SCI all NaN/zero or DQ all DO_NOT_USE)"
+                return facts
+    except (OSError, ValueError, TypeError, IndexError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        facts["problem"] = f"not a readable FITS file ({reason})"
+        return facts
+    if facts["unit"] is not None and facts["unit"] != UNIT:
+        facts["problem"] = f"SCI units are {facts['unit']!r}, expected {UNIT!r}"
+    return facts
+
+
+def _load_cache(path: Path | None) -> dict:
+    if path is None or not path.exists():
+        return {}
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return cache if cache.get("version") == CACHE_VERSION else {}
+
+
+def _save_cache(path: Path | None, entries: dict) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"version": CACHE_VERSION, "files": entries}, indent=1))
+    os.replace(tmp, path)
+
+
+def screen(asn: Association, cache_path: str | Path | None = None) -> Association:
+    """The association with unusable members left out (warnings added), or AssociationError."""
+    cache_path = Path(cache_path) if cache_path else None
+    cache = _load_cache(cache_path).get("files", {})
+    entries, facts = {}, {}
+    for member in asn.members:
+        key = str(member.path)
+        signature = _signature(member.path)
+        cached = cache.get(key)
+        result = cached["facts"] if cached and cached["signature"] == signature else None
+        if result is None:
+            result = inspect_file(member.path)
+        entries[key] = {"signature": signature, "facts": result}
+        facts[member.name] = result
+
+    if any(f["moving"] for f in facts.values()):
+        raise AssociationError(f"{asn.source}: moving-target associations are not supported")
+    warnings = list(asn.warnings)
+    usable = []
+    for member in asn.members:
+        problem = facts[member.name]["problem"]
+        if problem:
+            warnings.append(f"{member.path}: {problem}; left out")
+        else:
+            usable.append(member)
+    for field, what in (("instrument", "instrument"), ("unit", "SCI units")):
+        counts = Counter(facts[m.name][field] for m in usable)
+        if len(counts) > 1:
+            first = facts[usable[0].name][field]
+            keep = max(counts, key=lambda v: (counts[v], v == first))
+            for m in [m for m in usable if facts[m.name][field] != keep]:
+                warnings.append(f"{m.path}: {what} {facts[m.name][field]!r} differ from the "
+                                f"majority's {keep!r}; left out")
+            usable = [m for m in usable if facts[m.name][field] == keep]
+    if not usable:
+        reasons = "; ".join(w for w in warnings[-3:])
+        raise AssociationError(f"{asn.source}: no usable member left ({reasons})")
+    # Cached only once the association is accepted: a refused one leaves nothing behind.
+    if entries != cache:
+        _save_cache(cache_path, entries)
+    return replace(asn, members=tuple(usable), warnings=tuple(warnings))

@@ -1,0 +1,123 @@
+"""Bad inputs (issue 10): each gives one clear line naming the file; member-level problems leave
+the member out and the rest still makes a valid product; fatal ones leave nothing behind.
+
+Every case is run through the real Snakefile as a user would.
+"""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from stdatamodels.jwst import datamodels
+
+from image3 import synth
+from image3.asn import write_association
+from workflow import snakemake
+
+SKIP_SLOW = {"source_catalog": "{skip: true}"}
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    """Two good 256² exposures to copy from."""
+    root = tmp_path_factory.mktemp("good")
+    synth.make_association(root, n=2, size=256, seed=8)
+    return [root / synth.cal_filename(m) for m in synth.member_names(2)]
+
+
+def _copy(src, dst, change=None):
+    shutil.copy(src, dst)
+    if change is not None:
+        with fits.open(dst, mode="update") as hdul:
+            change(hdul)
+    return dst.name
+
+
+def _bad_members(folder, template):
+    """One file per member-level problem, each derived from a good exposure."""
+    bad = {}
+
+    def name(label):
+        return folder / f"jw99999001001_02101_0009{len(bad)}_{label}_cal.fits"
+
+    f = name("trunc")
+    data = template.read_bytes()
+    f.write_bytes(data[: len(data) // 3])
+    bad["truncated"] = f.name
+    bad["no WCS"] = _copy(template, name("nowcs"), lambda h: h.__delitem__("ASDF"))
+    bad["not imaging"] = _copy(template, name("wfss"),
+                               lambda h: h[0].header.__setitem__("EXP_TYPE", "NRC_WFSS"))
+    bad["all NaN"] = _copy(template, name("nan"),
+                           lambda h: h["SCI"].data.__setitem__(Ellipsis, np.nan))
+    bad["all DO_NOT_USE"] = _copy(template, name("dnu"),
+                                  lambda h: h["DQ"].data.__setitem__(Ellipsis, 1))
+    bad["wrong units"] = _copy(template, name("units"),
+                               lambda h: h["SCI"].header.__setitem__("BUNIT", "DN/s"))
+    bad["other instrument"] = _copy(template, name("miri"),
+                                    lambda h: h[0].header.__setitem__("INSTRUME", "MIRI"))
+    return bad
+
+
+def test_member_level_problems_leave_the_member_out(tmp_path, good):
+    folder = tmp_path / "data with spaces"
+    folder.mkdir()
+    names = [_copy(p, folder / p.name) for p in good]
+    bad = _bad_members(folder, good[0])
+    members = names + list(bad.values()) + ["missing_cal.fits", names[0]]
+    asn = write_association(folder / "mixed_asn.json", "mixed", "o001", members)
+    proc = snakemake(tmp_path, "--cores", "2",
+                     config={"asn": asn, "output_dir": tmp_path / "out", **SKIP_SLOW})
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("image3: WARNING:")]
+    for problem, filename in bad.items():
+        assert any(filename in line for line in warnings), f"{problem}: no warning naming it"
+    assert any("missing_cal.fits: member file not found" in line for line in warnings)
+    assert any("listed twice" in line for line in warnings)
+    assert "Traceback" not in proc.stderr
+    with datamodels.open(tmp_path / "out" / "mixed_i2d.fits") as i2d:
+        assert i2d.meta.resample.pointings == 2
+        assert np.isfinite(i2d.data).sum() > 0.5 * i2d.data.size
+
+
+def _fatal(tmp_path, asn, needle, **config):
+    proc = snakemake(tmp_path, "--cores", "1", config={"asn": asn, "output_dir": tmp_path / "out",
+                                                       **config}, check=False)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode != 0
+    assert last.startswith("image3: ERROR:") and needle in last, last
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+    return last
+
+
+def test_every_member_unusable_is_fatal(tmp_path, good):
+    bad = _bad_members(tmp_path, good[0])
+    asn = write_association(tmp_path / "bad_asn.json", "bad", "o001", list(bad.values())[:5])
+    line = _fatal(tmp_path, asn, "no usable member left")
+    assert str(asn) in line
+
+
+def test_moving_target_is_refused(tmp_path, good):
+    names = [_copy(p, tmp_path / p.name,
+                   lambda h: h[0].header.__setitem__("TARGTYPE", "MOVING")) for p in good]
+    asn = write_association(tmp_path / "mt_asn.json", "mt", "o001", names)
+    _fatal(tmp_path, asn, "moving-target associations are not supported")
+
+
+def test_not_an_association(tmp_path):
+    asn = tmp_path / "x_asn.json"
+    asn.write_text(json.dumps({"products": "nope"}))
+    _fatal(tmp_path, asn, "no 'products' list")
+
+
+def test_single_cal_with_a_space_in_its_path(tmp_path, good):
+    folder = tmp_path / "my data"
+    folder.mkdir()
+    cal = folder / good[0].name
+    shutil.copy(good[0], cal)
+    proc = snakemake(tmp_path, "--cores", "2", config={"asn": f"'{cal}'", "output_dir": "out"})
+    assert "Traceback" not in proc.stderr
+    root = good[0].name.replace("_cal.fits", "")
+    assert (tmp_path / "out" / f"{root}_i2d.fits").exists()
+    assert (tmp_path / "out" / f"{root}_cat.ecsv").exists()
