@@ -143,6 +143,12 @@ def write_wcs(path: str | Path, wcs, **extra) -> None:
         asdf.AsdfFile({"wcs": wcs, **extra}).write_to(tmp)
 
 
+def read_wcs_status(path: str | Path) -> dict:
+    """The small items stored beside a corrected gwcs (``status``, ``corrected``)."""
+    with asdf.open(path, lazy_load=False, memmap=False) as af:
+        return {k: v for k, v in af.tree.items() if k in ("status", "corrected")}
+
+
 def apply_wcs(model: datamodels.ImageModel, wcs) -> None:
     """Replace the exposure's gwcs by a corrected one and update its S_REGION."""
     from .wcs import footprint, s_region  # wcs imports heavy modules only when needed
