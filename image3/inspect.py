@@ -83,17 +83,19 @@ def _load_cache(path: Path | None) -> dict:
     return cache if cache.get("version") == CACHE_VERSION else {}
 
 
-def _save_cache(path: Path | None, entries: dict) -> None:
-    if path is None:
-        return
+def _save_cache(path: Path, entries: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"version": CACHE_VERSION, "files": entries}, indent=1))
     os.replace(tmp, path)
 
 
-def screen(asn: Association, cache_path: str | Path | None = None) -> Association:
-    """The association with unusable members left out (warnings added), or AssociationError."""
+def screen(asn: Association, cache_path: str | Path | None = None) -> tuple[Association, dict]:
+    """The association with unusable members left out (warnings added), or AssociationError.
+
+    Also returns the inspection results to cache with :func:`save_inspection` once the run
+    really starts (a refused configuration must leave nothing in the output folder).
+    """
     cache_path = Path(cache_path) if cache_path else None
     cache = _load_cache(cache_path).get("files", {})
     entries, facts = {}, {}
@@ -129,7 +131,11 @@ def screen(asn: Association, cache_path: str | Path | None = None) -> Associatio
     if not usable:
         reasons = "; ".join(w for w in warnings[-3:])
         raise AssociationError(f"{asn.source}: no usable member left ({reasons})")
-    # Cached only once the association is accepted: a refused one leaves nothing behind.
-    if entries != cache:
+    return replace(asn, members=tuple(usable), warnings=tuple(warnings)), entries
+
+
+def save_inspection(cache_path: str | Path, entries: dict) -> None:
+    """Write the inspection cache (no-op when it is already up to date)."""
+    cache_path = Path(cache_path)
+    if _load_cache(cache_path).get("files") != entries:
         _save_cache(cache_path, entries)
-    return replace(asn, members=tuple(usable), warnings=tuple(warnings))

@@ -9,7 +9,7 @@ from snakemake.utils import validate
 import image3.config as i3config
 from image3.asn import Association, Member, crf_name, product_names, read_association
 from image3.errors import Image3Error
-from image3.inspect import screen
+from image3.inspect import save_inspection, screen
 from image3.runjob import ERRORS_FILE
 
 
@@ -53,9 +53,10 @@ def demo_association():
                        source=Path(DEMO_DIR, synth.asn_filename()))
 
 
+INSPECTION = f"{WORK}/inspection.json"
 try:
-    ASN = demo_association() if DEMO else screen(read_association(config["asn"]),
-                                                 f"{WORK}/inspection.json")
+    ASN, INSPECTED = (demo_association(), {}) if DEMO else screen(
+        read_association(config["asn"]), INSPECTION)
 except Image3Error as exc:
     fail(exc)
 for _line in ASN.warnings:
@@ -197,6 +198,8 @@ def final_outputs():
 
 onstart:
     Path(LOGS, ERRORS_FILE).unlink(missing_ok=True)
+    if INSPECTED:
+        save_inspection(INSPECTION, INSPECTED)
 
 
 onerror:

@@ -116,6 +116,7 @@ def test_isolated_star_aperture_flux_matches_truth(mosaic):
         flux = np.sum((d - bkg) * frac) * 1e6 * model.meta.photometry.pixelarea_steradians / ee
         ratios.append(flux / (star["flux_ujy"] * 1e-6))
     median_ratio = np.median(ratios)
+    print(f"\nFIGURE i2d flux ratio median {median_ratio:.5f} over {len(ratios)} stars")
     assert abs(median_ratio - 1) < 0.005, f"median flux ratio {median_ratio:.5f} ({len(ratios)} stars)"
 
 
@@ -125,6 +126,7 @@ def test_star_centroids_land_on_truth(mosaic):
     offsets = np.array([np.subtract(windowed_centroid(model.data, a, b), (a, b))
                         for a, b in zip(x, y)])
     rms = np.sqrt(np.mean(np.sum(offsets ** 2, axis=1)))
+    print(f"\nFIGURE i2d centroid RMS {rms:.4f} px over {len(stars)} stars")
     assert rms < 0.05, f"centroid RMS {rms:.4f} px over {len(stars)} stars"
 
 
@@ -146,6 +148,7 @@ def test_read_noise_variance_falls_as_one_over_k(mosaic):
         region = (count == k) & np.isfinite(model.var_rnoise)
         assert region.sum() > 1000
         measured = np.median(model.var_rnoise[region])
+        print(f"\nFIGURE VAR_RNOISE k={k}: measured/expected {measured / (var_in / k):.4f}")
         assert measured == pytest.approx(var_in / k, rel=0.05), f"k={k}"
 
 
@@ -157,6 +160,7 @@ def test_blank_sky_scatter_matches_err_times_correlation_factor(mosaic, noise_mo
         region = (count == k) & np.isfinite(normalised)
         assert region.sum() > 2000, f"k={k}: {region.sum()} pixels"
         _, _, std = sigma_clipped_stats(normalised[region], sigma=5)
+        print(f"\nFIGURE noise k={k}: std(SCI)/ERR {std:.4f} (expected {NOISE_STD_FACTOR:.4f})")
         assert std == pytest.approx(NOISE_STD_FACTOR, rel=0.10), f"k={k}"
 
 
@@ -167,7 +171,9 @@ def test_fits_tan_header_agrees_with_gwcs(mosaic):
     yy, xx = np.mgrid[0:ny:25, 0:nx:25]
     ra, dec = model.meta.wcs(xx, yy)
     fx, fy = header_wcs.all_world2pix(ra, dec, 0)
-    assert np.max(np.hypot(fx - xx, fy - yy)) < 0.05
+    worst = np.max(np.hypot(fx - xx, fy - yy))
+    print(f"\nFIGURE TAN header vs gwcs max {worst:.2e} px")
+    assert worst < 0.05
 
 
 def test_layout_matches_real_miri_i2d(mosaic, miri_i2d_files):

@@ -47,6 +47,7 @@ def test_match_recovers_relative_levels(association):
     sigma = np.asarray(truth["noise_sigma_mjysr"])
     true = np.asarray(truth["sky_mjysr"])
     error = (levels(out, truth) - (true - true.min())) / sigma
+    print(f"\nFIGURE match level error / sigma {np.round(error, 5)}")
     assert np.all(np.abs(error) < TOLERANCE_SIGMA), error
 
 
@@ -128,5 +129,7 @@ def test_no_seam_with_skymatch_and_seams_without(association):
     matched = _seam_steps(run(association, "seam-match", **no_catalog), truth, sources)
     skipped = _seam_steps(run(association, "seam-skip", skymatch="{skip: true}", **no_catalog),
                           truth, sources)
+    print(f"\nFIGURE seams/sigma match {np.round(matched, 4)} ideal {np.round(ideal, 4)} "
+          f"skip {np.round(skipped, 2)}")
     assert np.abs(matched - ideal).max() < 0.02, (matched, ideal)
     assert skipped.max() > 1.0, skipped

@@ -59,6 +59,7 @@ def test_completeness_of_the_brighter_half_of_stars(products, matched):
     flux = np.asarray(sources["flux_ujy"])[stars]
     bright = stars[flux >= np.median(flux)]
     found = np.isin(bright, matched[matched >= 0])
+    print(f"\nFIGURE catalog completeness {found.mean():.4f} of {len(bright)} bright stars")
     assert len(bright) > 100
     assert found.mean() >= 0.99, f"{found.mean():.4f} of {len(bright)} bright stars"
 
@@ -67,6 +68,7 @@ def test_few_entries_without_a_truth_source(products):
     catalog, _, _, sources = products
     sky = catalog["sky_centroid"]
     idx, _, _ = match_to_truth(sky.ra.deg, sky.dec.deg, sources, 0.3)
+    print(f"\nFIGURE catalog unmatched {np.mean(idx < 0):.4f} of {len(idx)}")
     assert np.mean(idx < 0) <= 0.02
 
 
@@ -86,6 +88,8 @@ def test_positions_of_sources_above_snr_50(products, matched):
     stars = np.asarray(sources["kind"][matched[sel]] == "star")
     assert stars.sum() > 50
     rms = np.sqrt(np.mean(error[stars] ** 2))
+    print(f"\nFIGURE catalog star position RMS {rms:.4f} px ({stars.sum()}), all-source median "
+          f"{np.median(error):.4f}, all-source RMS {np.sqrt(np.mean(error ** 2)):.4f} ({len(error)})")
     assert rms <= 0.05, f"star position RMS {rms:.4f} px over {stars.sum()} stars"
     assert np.median(error) <= 0.05
 
@@ -101,6 +105,7 @@ def test_total_flux_of_isolated_bright_stars(products, matched):
     sel = (_snr(catalog)[good] >= 100) & _isolated(sources, idx) & (sources["kind"][idx] == "star")
     ratio = (np.asarray(catalog["aper_total_flux"])[good][sel]
              / (np.asarray(sources["flux_ujy"])[idx][sel] * 1e-6))
+    print(f"\nFIGURE catalog total flux median ratio {np.median(ratio):.4f} ({sel.sum()} stars)")
     assert sel.sum() >= 15
     assert np.median(ratio) == pytest.approx(1.0, abs=0.01)
 
@@ -114,6 +119,8 @@ def test_is_extended_separates_stars_and_large_galaxies(products, matched):
     stars = iso & (sources["kind"][idx] == "star")
     large = iso & (sources["kind"][idx] == "galaxy") & (
         np.asarray(sources["r_half_arcsec"])[idx] >= 2 * psf.fwhm_arcsec())
+    print(f"\nFIGURE is_extended: stars false {(~extended[stars]).mean():.4f} ({stars.sum()}), "
+          f"large galaxies true {extended[large].mean():.4f} ({large.sum()})")
     assert stars.sum() > 50 and large.sum() > 20
     assert (~extended[stars]).mean() >= 0.98
     assert extended[large].mean() >= 0.90

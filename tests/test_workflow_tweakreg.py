@@ -7,6 +7,7 @@ resample run, so the test does not depend on the other stages.
 """
 
 import json
+import shutil
 
 import asdf
 import numpy as np
@@ -126,29 +127,36 @@ def test_exposure_without_sources_stays_unaligned_and_the_run_goes_on(data, tmp_
     assert jobs_run(rerun) == {"tweakreg": 1}
 
 
-def _header_only(path, exposure, detector="nrca1"):
-    header = fits.Header(dict(PROGRAM="01234", OBSERVTN="001", VISIT="001", VISITGRP="02",
-                              SEQ_ID="1", ACT_ID="01", EXPOSURE=f"{exposure:05d}"))
-    name = f"jw01234001001_02101_{exposure:05d}_{detector}_cal.fits"
-    fits.PrimaryHDU(header=header).writeto(path / name)
+@pytest.fixture(scope="module")
+def small_exposures(tmp_path_factory):
+    """Two exposures of two detectors each, 256²: real files for the member screening."""
+    root = tmp_path_factory.mktemp("small")
+    synth.make_association(root, n=2, size=256, seed=6, detectors=2)
+    return root
+
+
+def _small(small_exposures, path, exposure, detector="nrcb1"):
+    """Copy of exposure ``exposure`` (1 or 2), detector nrcb1/nrcb2, into ``path``."""
+    name = f"jw99999001001_02101_{exposure:05d}_{detector}_cal.fits"
+    shutil.copy(small_exposures / name, path / name)
     return name
 
 
-def test_single_exposure_or_single_group_has_no_tweakreg_jobs(tmp_path):
+def test_single_exposure_or_single_group_has_no_tweakreg_jobs(tmp_path, small_exposures):
     """(Two groups get one finding job per member and one join: see the mosaic test.)"""
-    single = tmp_path / _header_only(tmp_path, 1)
+    single = tmp_path / _small(small_exposures, tmp_path, 1)
     jobs = jobs_run(snakemake(tmp_path, "-n", config={"asn": single, "output_dir": "o1"}))
     assert "tweakreg" not in jobs and "find_sources" not in jobs and jobs["resample"] == 1
     # two detectors of one exposure: one group, nothing to align
-    names = [_header_only(tmp_path, 2, "nrca1"), _header_only(tmp_path, 2, "nrca2")]
+    names = [_small(small_exposures, tmp_path, 2, "nrcb1"), _small(small_exposures, tmp_path, 2, "nrcb2")]
     asn = write_association(tmp_path / "one_group_asn.json", "jw01234-o001_t001_nircam_clear",
                             "o001", names)
     jobs = jobs_run(snakemake(tmp_path, "-n", config={"asn": asn, "output_dir": "o2"}))
     assert "tweakreg" not in jobs and "find_sources" not in jobs
 
 
-def test_network_catalogue_stops_before_any_job(tmp_path):
-    names = [_header_only(tmp_path, 1), _header_only(tmp_path, 2)]
+def test_network_catalogue_stops_before_any_job(tmp_path, small_exposures):
+    names = [_small(small_exposures, tmp_path, 1), _small(small_exposures, tmp_path, 2)]
     asn = write_association(tmp_path / "asn.json", "jw01234-o001_t001_nircam_clear", "o001", names)
     proc = snakemake(tmp_path, "-j1", config={"asn": asn, "output_dir": "out",
                                               "tweakreg": "{abs_refcat: GAIADR3}"}, check=False)
