@@ -5,7 +5,7 @@ Two methods (``outlier_detection.method``):
 
 ``reference``
     jwst's imaging mode: ``D = |data - blot - backg|``, mask1 = D > scale1·deriv + snr1·err,
-    grown by one pixel and and-ed with mask2 = D > scale2·deriv + snr2·err, where ``deriv`` is
+    grown by one pixel, then kept where also mask2 = D > scale2·deriv + snr2·err; ``deriv`` is
     the largest absolute difference of the blot to its four neighbours and ``err`` the
     exposure's ERR. The median is a plain NaN-median.
 
@@ -65,16 +65,25 @@ log = logging.getLogger(__name__)
 __all__ = [
     "METHODS",
     "FlagResult",
+    "abs_derivative",
     "apply_outlier_flags",
     "blot_window",
+    "compare_with_median",
+    "curvature",
     "drizzle_single",
     "find_outliers",
-    "intermediate_name",
     "intermediate_model",
+    "intermediate_name",
+    "laplacian",
     "match_nans_and_flags",
+    "padded",
     "parse_pair",
+    "sharpness",
+    "sharpness_limits",
     "single_pixel_map",
+    "stands_out",
     "weight_threshold",
+    "window_of",
 ]
 
 DO_NOT_USE = dqflags.pixel["DO_NOT_USE"]
@@ -260,25 +269,47 @@ def _pair_means(image: np.ndarray) -> list[np.ndarray]:
 def sharpness(signal: np.ndarray, err: np.ndarray, limits: tuple[float, float]) -> np.ndarray:
     """Significance (in σ) of the largest excess of ``signal`` over ``r × its neighbour pair``.
 
-    ``limits`` = (r for rows/columns, r for diagonals). An axis with a missing neighbour is
-    not used; -inf where no axis is usable.
+    ``limits`` = (r for rows/columns, r for diagonals). Along an axis with one neighbour
+    missing (image edge, NaN pixel) the other one is used with r², the ratio a point source
+    allows over two pixel steps; -inf where no axis is usable.
     """
+    at = _neighbours(signal)
     best = np.full(signal.shape, -np.inf, dtype=np.float32)
     with np.errstate(invalid="ignore", divide="ignore"):
-        for k, pair in enumerate(_pair_means(signal)):
+        for k, (a, b) in enumerate(_ORTHOGONAL + _DIAGONAL):
             r = limits[0] if k < 2 else limits[1]
-            excess = (signal - r * np.maximum(pair, 0)) / (err * np.sqrt(1 + r * r / 2))
-            best = np.fmax(best, excess)
+            va, vb = at(*a), at(*b)
+            both = 0.5 * (va + vb)
+            one = np.where(np.isnan(va), vb, va)
+            two_sided = (signal - r * np.maximum(both, 0)) / (err * np.sqrt(1 + r * r / 2))
+            one_sided = (signal - r * r * np.maximum(one, 0)) / (err * np.sqrt(1 + r ** 4))
+            best = np.fmax(best, np.where(np.isnan(both), one_sided, two_sided))
     return best
 
 
-def local_background(signal: np.ndarray) -> np.ndarray:
-    """Median of each pixel's 8 neighbours (NaN ones ignored)."""
+def stands_out(signal: np.ndarray, err: np.ndarray, where: np.ndarray,
+               nsigma: float) -> np.ndarray:
+    """Pixels in ``where`` exceeding the median of their 8 neighbours by ``nsigma`` × err.
+
+    The median is only computed where the pixel already exceeds the lowest neighbour by as much
+    (a median is never below the minimum), which leaves few pixels.
+    """
     at = _neighbours(signal)
-    stack = np.stack([at(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])
+    shifts = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+    lowest = np.full(signal.shape, np.inf, dtype=np.float32)
+    for d in shifts:
+        lowest = np.fmin(lowest, at(*d))
+    with np.errstate(invalid="ignore"):
+        candidates = where & (signal - lowest > nsigma * err)
+    ys, xs = np.nonzero(candidates)
+    around = np.stack([at(*d)[ys, xs] for d in shifts], axis=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(stack, axis=0)
+        background = np.nanmedian(around, axis=1) if ys.size else np.zeros(0, np.float32)
+    result = np.zeros(signal.shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        result[ys, xs] = signal[ys, xs] - background > nsigma * err[ys, xs]
+    return result
 
 
 def sharpness_limits(signal: np.ndarray, err: np.ndarray, usable: np.ndarray):
@@ -389,12 +420,13 @@ def _check_alone(result, data, err, diff, first, has_reference, alone, backgroun
     box = (slice(y0, y1), slice(x0, x1))
     s, e, here = signal[box], err[box], alone[box]
     with np.errstate(invalid="ignore"):
-        seeds = here & (sharpness(s, e, limits) > SHAPE_SIGMA) \
-            & (s - local_background(s) > snr[0] * e)
+        seeds = stands_out(s, e, here & (sharpness(s, e, limits) > SHAPE_SIGMA), snr[0])
+        # grow: neighbours of seeds, judged with the seeds themselves left out
         masked = np.where(seeds, np.nan, s)
-        grown = here & (sharpness(masked, e, limits) > SHAPE_SIGMA) \
-            & (s - local_background(masked) > snr[1] * e)
-    found = seeds | (ndimage.binary_dilation(seeds, _BOX3) & grown)
+        near = here & ndimage.binary_dilation(seeds, _BOX3) & ~seeds
+        grown = stands_out(masked, e, near & (sharpness(masked, e, limits) > SHAPE_SIGMA),
+                           snr[1])
+    found = seeds | grown
     result.mask[box] |= found
     result.by_shape = int(found.sum())
 
@@ -443,6 +475,8 @@ def apply_outlier_flags(model, mask: np.ndarray) -> int:
 
     Returns the number of pixels newly marked DO_NOT_USE by the mask.
     """
+    if model.dq is None or model.dq.shape != model.data.shape:
+        model.dq = np.zeros(model.data.shape, dtype=np.uint32)
     new = mask & ((model.dq & DO_NOT_USE) == 0)
     model.dq[mask] |= np.uint32(DO_NOT_USE | OUTLIER)
     match_nans_and_flags(model)

@@ -1,19 +1,44 @@
-"""outlier_detection: single drizzles per group, their median, per-member flagging → _crf."""
+"""outlier_detection: one single drizzle per exposure group, their median, and one flagging job
+per member writing its _crf (science: image3/outlier.py, files between jobs: image3/median.py)."""
 
 STEPS_AVAILABLE.add("outlier_detection")
+
+from image3.outlier import intermediate_name
+from image3.sip import SIP_DEFAULTS
+
+OUTLIER = config["outlier_detection"]
+# Keys the lead adds to config/schema; read with defaults so older configs keep working.
+OUTLIER_METHOD = OUTLIER.get("method", "image3")
+OUTLIER_PIXMAP_STEPSIZE = OUTLIER.get("pixmap_stepsize", config["resample"]["pixmap_stepsize"])
+SINGLE_KEYS = ("weight_type", "pixfrac", "kernel", "good_bits", "maskpt", "resample_data")
+FLAG_KEYS = ("snr", "scale", "backg", "resample_data")
+
+
+OUTLIER_SINGLES = {g: f"{WORK}/singles/{g}.fits" for g in GROUPS}
+OUTLIER_MEMBERS = {g: [row for row in member_table(exposure_files) if row["group_id"] == g]
+                   for g in GROUPS}
+# save_intermediate_results: the reference's names in the output folder ("" when not saving)
+OUTLIER_SAVED = {
+    (root, suffix): f"{OUT}/{intermediate_name(root, ASN.asn_id, suffix)}"
+    if OUTLIER["save_intermediate_results"] else ""
+    for root, suffix in [(members[0].name, "outlier_i2d") for members in ASN.groups.values()]
+    + [(MEMBERS[0], "median")] + [(m, "blot") for m in MEMBERS]
+}
 
 
 rule single:
     input:
-        exposures=lambda wildcards: [f for m in ASN.groups[wildcards.group]
-                                     for f in exposure_files(m.name).values() if f],
+        exposures=lambda wildcards: [f for row in OUTLIER_MEMBERS[wildcards.group]
+                                     for f in (row["cal"], row["wcs"], row["sky"]) if f],
         grid=outlier_grid(),
     output:
         f"{WORK}/singles/{{group}}.fits",
     params:
-        members=lambda wildcards: [row for row in member_table(exposure_files)
-                                   if row["group_id"] == wildcards.group],
-        outlier=outlier_params(),
+        members=lambda wildcards: OUTLIER_MEMBERS[wildcards.group],
+        drizzle={**{k: OUTLIER[k] for k in SINGLE_KEYS}, "method": OUTLIER_METHOD,
+                 "pixmap_stepsize": OUTLIER_PIXMAP_STEPSIZE},
+        intermediate=lambda wildcards: OUTLIER_SAVED[
+            (ASN.groups[wildcards.group][0].name, "outlier_i2d")],
     log:
         f"{LOGS}/single/{{group}}.log",
     benchmark:
@@ -22,7 +47,8 @@ rule single:
         ENV
     threads: 1
     resources:
-        mem_mb=lambda wildcards: 1200 + 600 * len(ASN.groups[wildcards.group]),
+        # 2048² member: ~0.7 GB (pixel map, arrays, drizzle planes); +0.4 GB per extra member
+        mem_mb=lambda wildcards: 1000 + 400 * len(ASN.groups[wildcards.group]),
         runtime=15,
     script:
         "../scripts/single.py"
@@ -30,10 +56,13 @@ rule single:
 
 rule median:
     input:
-        singles=expand(f"{WORK}/singles/{{group}}.fits", group=GROUPS),
+        singles=list(OUTLIER_SINGLES.values()),
         grid=outlier_grid(),
     output:
         f"{WORK}/median.fits",
+    params:
+        method=OUTLIER_METHOD,
+        intermediate=OUTLIER_SAVED[(MEMBERS[0], "median")],
     log:
         f"{LOGS}/median.log",
     benchmark:
@@ -42,31 +71,35 @@ rule median:
         ENV
     threads: 1
     resources:
-        mem_mb=1500,
+        # a fixed 64 MB block of single rows plus the median and count planes of the grid
+        mem_mb=1000,
         runtime=15,
     script:
         "../scripts/median.py"
 
 
-rule flag_outliers:
+rule flag:
     input:
         unpack(lambda wildcards: exposure_files(wildcards.member)),
         median=f"{WORK}/median.fits",
+        single=lambda wildcards: OUTLIER_SINGLES[ASN.member(wildcards.member).group_id],
         grid=outlier_grid(),
     output:
         crf_pattern(),
     params:
-        outlier=outlier_params(),
-        tweakreg=config["tweakreg"],
+        compare={**{k: OUTLIER[k] for k in FLAG_KEYS}, "method": OUTLIER_METHOD,
+                 "pixmap_stepsize": OUTLIER_PIXMAP_STEPSIZE},
+        sip={k: config["tweakreg"][k] for k in SIP_DEFAULTS},
+        intermediate=lambda wildcards: OUTLIER_SAVED[(wildcards.member, "blot")],
     log:
-        f"{LOGS}/flag_outliers/{{member}}.log",
+        f"{LOGS}/flag/{{member}}.log",
     benchmark:
-        f"{BENCH}/flag_outliers/{{member}}.tsv"
+        f"{BENCH}/flag/{{member}}.tsv"
     conda:
         ENV
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=1500,  # 2048² member
         runtime=15,
     script:
         "../scripts/flag_outliers.py"

@@ -1,20 +1,39 @@
-"""Rule flag_outliers: blot the median onto one exposure, flag outliers, write its _crf."""
-
-from astropy.io import fits
+"""Rule flag: blot the median onto one exposure, flag its outliers, write its _crf."""
 
 from image3.datamodel import load_exposure, read_wcs_status, save_model
 from image3.grid import load_grid
-from image3.outlier import flag_exposure
+from image3.median import median_shape, read_median_window, read_single_coverage
+from image3.outlier import (apply_outlier_flags, compare_with_median, intermediate_model,
+                            single_pixel_map, window_of)
 from image3.runjob import job
 from image3.sip import apply_sip
 
 with job(snakemake) as log:
+    member = snakemake.wildcards.member
+    params = snakemake.params.compare
     model = load_exposure(snakemake.input.cal, wcs=snakemake.input.wcs or None,
                           sky=snakemake.input.sky or None)
     if snakemake.input.wcs and read_wcs_status(snakemake.input.wcs).get("corrected"):
-        apply_sip(model, snakemake.params.tweakreg)
-    median = fits.getdata(snakemake.input.median)
-    count = flag_exposure(model, median, load_grid(snakemake.input.grid), snakemake.params.outlier)
+        apply_sip(model, snakemake.params.sip)  # the _crf's FITS header WCS, as tweakreg's
+    pixmap = single_pixel_map(model, load_grid(snakemake.input.grid), params)
+    # only the part of the median (and of the own single) that covers this exposure
+    box = window_of(pixmap, median_shape(snakemake.input.median))
+    median, count = read_median_window(snakemake.input.median, box)
+    own = read_single_coverage(snakemake.input.single, box)
+    result = compare_with_median(model, pixmap, median, count, own, (box[0], box[2]), params)
+    for note in result.notes:
+        log.info("%s: %s", member, note)
+    if result.limits:
+        log.info("%s: point-source sharpness limits (rows/columns, diagonals) %.2f, %.2f",
+                 member, *result.limits)
+    flagged = apply_outlier_flags(model, result.mask)
     save_model(model, snakemake.output[0])
-    log.info("%s: %d outlier pixels flagged (%.4f%%)", snakemake.wildcards.member, count,
-             100.0 * count / model.data.size)
+    usable = max(result.compared + result.alone, 1)
+    log.info("%s: %d outlier pixels flagged (%.3f%% of %d usable pixels); %d by comparison "
+             "with other exposures, %d by shape where no other exposure covers (%.1f%% of the "
+             "pixels)", member, flagged, 100.0 * flagged / usable, usable, result.by_comparison,
+             result.by_shape, 100.0 * result.alone / usable)
+    if snakemake.params.intermediate:
+        save_model(intermediate_model(result.reference, wcs=model.meta.wcs, like=model),
+                   snakemake.params.intermediate)
+        log.info("wrote %s", snakemake.params.intermediate)

@@ -1,15 +1,20 @@
-"""Rule median: the per-pixel median of all single images, in row blocks."""
+"""Rule median: all single images combined pixel by pixel, a block of rows at a time."""
 
-from astropy.io import fits
-
-from image3.datamodel import atomic_path
+from image3.datamodel import save_model
 from image3.grid import load_grid
-from image3.outlier import median_image
+from image3.median import median_of_singles, write_median
+from image3.outlier import intermediate_model
 from image3.runjob import job
 
 with job(snakemake) as log:
-    grid = load_grid(snakemake.input.grid)
-    median = median_image(snakemake.input.singles, grid.shape)
-    with atomic_path(snakemake.output[0]) as tmp:
-        fits.PrimaryHDU(median).writeto(tmp)
-    log.info("median of %d singles on a %s grid", len(snakemake.input.singles), grid.shape)
+    singles = list(snakemake.input.singles)
+    median, count = median_of_singles(singles, snakemake.params.method)
+    write_median(snakemake.output[0], median, count, snakemake.params.method, len(singles))
+    covered = count > 0
+    log.info("median of %d singles on a %d x %d grid; %.1f%% of the covered pixels have "
+             "fewer than 3 singles", len(singles), median.shape[1], median.shape[0],
+             100.0 * float((count[covered] < 3).mean()) if covered.any() else 0.0)
+    if snakemake.params.intermediate:
+        grid = load_grid(snakemake.input.grid)
+        save_model(intermediate_model(median, grid.wcs), snakemake.params.intermediate)
+        log.info("wrote %s", snakemake.params.intermediate)

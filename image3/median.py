@@ -1,0 +1,230 @@
+"""Single images and their median: the files between the outlier-detection jobs.
+
+A *single* is one exposure group drizzled onto its cutout of the outlier grid (file written
+by the ``single`` job); the *median* combines all singles pixel by pixel on the full grid
+(``median`` job), reading a block of rows at a time so that its memory is a fixed budget plus
+the output, whatever the number of exposures. The ``flag`` jobs read back only the window of
+the median (and of their own single) that covers their exposure.
+
+Files (FITS, float32 images, 0-based pixel offsets in the primary header):
+
+* single: SCI (surface brightness, MJy/sr, sky removed; NaN where the drizzle weight is below
+  the reference's threshold), ERR (the exposure's ERR drizzled with the same weights; only with
+  the ``image3`` method), WHT (drizzle weight); header ``Y0``/``X0`` (cutout origin on the
+  grid), ``GRIDNY``/``GRIDNX``, ``WTHRESH`` (weight threshold), ``GROUPID``.
+* median: SCI (combined value, NaN where no single has data), NCOMBINE (number of singles
+  with data at the pixel, uint8); header ``GRIDNY``/``GRIDNX``, ``METHOD``, ``NSINGLE``.
+
+Combination (:func:`combine_stack`): ``reference`` is the per-pixel NaN-median (mean of the two
+middle values for an even count). ``image3`` differs only for an even count: when the two middle
+values disagree by more than ``PAIR_SPLIT_SIGMA`` times their combined error, the lower one is
+taken. Cosmic rays only ever add charge, so where two exposures overlap (or two of four carry a
+cosmic ray at the same sky position) the mean would carry half a cosmic ray into the reference
+image, hiding it in its own exposure and flagging the clean pixel of the other one.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from .datamodel import atomic_path
+from .errors import InputFileError
+
+__all__ = [
+    "MEDIAN_BLOCK_BYTES",
+    "PAIR_SPLIT_SIGMA",
+    "Single",
+    "combine_stack",
+    "median_of_singles",
+    "median_shape",
+    "read_median_window",
+    "read_single",
+    "read_single_coverage",
+    "write_median",
+    "write_single",
+]
+
+#: Bytes of single-image rows (values and errors) the median job holds at once.
+MEDIAN_BLOCK_BYTES = 64 * 1024 * 1024
+#: Two middle values further apart than this many combined errors are not averaged.
+PAIR_SPLIT_SIGMA = 3.0
+
+
+@dataclass
+class Single:
+    """One group's single image on its cutout ``[y0:y0+ny, x0:x0+nx]`` of the grid."""
+
+    sci: np.ndarray
+    wht: np.ndarray
+    err: np.ndarray | None
+    origin: tuple[int, int]  # (y0, x0)
+    grid_shape: tuple[int, int]
+    weight_threshold: float
+    group_id: str = ""
+
+
+def write_single(path: str | Path, single: Single) -> None:
+    header = fits.Header()
+    header["Y0"] = (int(single.origin[0]), "cutout origin row on the grid (0-based)")
+    header["X0"] = (int(single.origin[1]), "cutout origin column on the grid (0-based)")
+    header["GRIDNY"] = int(single.grid_shape[0])
+    header["GRIDNX"] = int(single.grid_shape[1])
+    header["WTHRESH"] = (float(single.weight_threshold), "SCI is NaN where WHT is below this")
+    header["GROUPID"] = single.group_id
+    hdus = [fits.PrimaryHDU(header=header), fits.ImageHDU(single.sci, name="SCI")]
+    if single.err is not None:
+        hdus.append(fits.ImageHDU(single.err, name="ERR"))
+    hdus.append(fits.ImageHDU(single.wht, name="WHT"))
+    with atomic_path(path) as tmp:
+        fits.HDUList(hdus).writeto(tmp)
+
+
+def read_single(path: str | Path) -> Single:
+    with fits.open(path) as hdul:
+        h = hdul[0].header
+        err = hdul["ERR"].data if "ERR" in hdul else None
+        return Single(hdul["SCI"].data, hdul["WHT"].data, err, (h["Y0"], h["X0"]),
+                      (h["GRIDNY"], h["GRIDNX"]), h["WTHRESH"], h.get("GROUPID", ""))
+
+
+def combine_stack(values: np.ndarray, errors: np.ndarray | None, method: str):
+    """Combine a (k, ...) stack of single-image values (NaN = no data) pixel by pixel.
+
+    Returns (combined float32, count uint8). See the module docstring for the methods;
+    ``errors`` (same shape) is needed for ``image3`` and ignored by ``reference``.
+    """
+    count = np.isfinite(values).sum(axis=0).astype(np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
+        combined = np.nanmedian(values, axis=0).astype(np.float32)
+    if method == "reference" or errors is None or values.shape[0] < 2:
+        return combined, count
+    even = (count > 0) & (count % 2 == 0)
+    if not even.any():
+        return combined, count
+    v = values[:, even]
+    e = errors[:, even]
+    order = np.argsort(np.where(np.isnan(v), np.inf, v), axis=0)  # NaN (no data) last
+    v = np.take_along_axis(v, order, 0)
+    e = np.take_along_axis(e, order, 0)
+    del order
+    lower = (count[even].astype(np.intp) // 2 - 1)[None]
+    a, b = (np.take_along_axis(v, k, 0)[0] for k in (lower, lower + 1))
+    ea, eb = (np.take_along_axis(e, k, 0)[0] for k in (lower, lower + 1))
+    with np.errstate(invalid="ignore"):
+        spread = np.sqrt(np.nan_to_num(ea) ** 2 + np.nan_to_num(eb) ** 2)
+        split = (b - a) > PAIR_SPLIT_SIGMA * spread
+    pair = combined[even]
+    pair[split] = a[split]
+    combined[even] = pair
+    return combined, count
+
+
+def _open_singles(paths: Sequence[str | Path]):
+    opened = []
+    for path in paths:
+        try:
+            hdul = fits.open(path, memmap=False)
+            h = hdul[0].header
+            opened.append((hdul, int(h["Y0"]), int(h["X0"]), hdul["SCI"].shape,
+                           (int(h["GRIDNY"]), int(h["GRIDNX"]))))
+        except (OSError, KeyError) as err:
+            raise InputFileError(f"{path}: not a single image written by image3 ({err})") from None
+    return opened
+
+
+def median_of_singles(paths: Sequence[str | Path], method: str = "image3",
+                      block_bytes: int = MEDIAN_BLOCK_BYTES):
+    """Combine the singles at ``paths`` on their common grid, a block of rows at a time.
+
+    Returns (median float32, count uint8), both of the grid's shape. Each block reads only
+    the rows of each single that fall in it (FITS sections read from the file, not memory
+    maps, whose touched pages would count towards the job's memory), so the memory is a few
+    times ``block_bytes`` plus the two output planes, independent of the number of singles.
+    """
+    singles = _open_singles(paths)
+    try:
+        if not singles:
+            raise InputFileError("no single image to combine")
+        grid_shape = singles[0][4]
+        if any(s[4] != grid_shape for s in singles):
+            raise InputFileError("the single images were drizzled onto different grids")
+        ny, nx = grid_shape
+        with_errors = method != "reference" and all("ERR" in s[0] for s in singles)
+        planes = 2 if with_errors else 1
+        rows = max(1, int(block_bytes // (4 * planes * nx * len(singles))))
+        median = np.full(grid_shape, np.nan, dtype=np.float32)
+        count = np.zeros(grid_shape, dtype=np.uint8)
+        for r0 in range(0, ny, rows):
+            r1 = min(r0 + rows, ny)
+            overlapping = [s for s in singles if s[1] < r1 and s[1] + s[3][0] > r0]
+            if not overlapping:
+                continue
+            # only the columns some single covers in this block
+            c0 = min(s[2] for s in overlapping)
+            c1 = max(s[2] + s[3][1] for s in overlapping)
+            values = np.full((len(overlapping), r1 - r0, c1 - c0), np.nan, dtype=np.float32)
+            errors = np.full_like(values, np.nan) if with_errors else None
+            for k, (hdul, y0, x0, shape, _) in enumerate(overlapping):
+                a0, a1 = max(r0, y0), min(r1, y0 + shape[0])
+                target = (k, slice(a0 - r0, a1 - r0), slice(x0 - c0, x0 - c0 + shape[1]))
+                values[target] = hdul["SCI"].section[a0 - y0:a1 - y0, :]
+                if with_errors:
+                    errors[target] = hdul["ERR"].section[a0 - y0:a1 - y0, :]
+            median[r0:r1, c0:c1], count[r0:r1, c0:c1] = combine_stack(values, errors, method)
+            del values, errors
+        return median, count
+    finally:
+        for s in singles:
+            s[0].close()
+
+
+def write_median(path: str | Path, median: np.ndarray, count: np.ndarray, method: str,
+                 n_singles: int) -> None:
+    header = fits.Header({"GRIDNY": median.shape[0], "GRIDNX": median.shape[1],
+                          "METHOD": method, "NSINGLE": n_singles})
+    hdul = fits.HDUList([fits.PrimaryHDU(header=header), fits.ImageHDU(median, name="SCI"),
+                         fits.ImageHDU(count, name="NCOMBINE")])
+    with atomic_path(path) as tmp:
+        hdul.writeto(tmp)
+
+
+def median_shape(path: str | Path) -> tuple[int, int]:
+    """(ny, nx) of the grid a median file covers, from its header."""
+    try:
+        header = fits.getheader(path, 0)
+        return int(header["GRIDNY"]), int(header["GRIDNX"])
+    except (OSError, KeyError) as err:
+        raise InputFileError(f"{path}: not a median image written by image3 ({err})") from None
+
+
+def read_median_window(path: str | Path, bbox: tuple[int, int, int, int]):
+    """(median, count) inside ``bbox`` = (y0, y1, x0, x1) of the grid, read without the rest."""
+    y0, y1, x0, x1 = bbox
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            return (np.array(hdul["SCI"].section[y0:y1, x0:x1], dtype=np.float32),
+                    np.array(hdul["NCOMBINE"].section[y0:y1, x0:x1]))
+    except (OSError, KeyError) as err:
+        raise InputFileError(f"{path}: not a median image written by image3 ({err})") from None
+
+
+def read_single_coverage(path: str | Path, bbox: tuple[int, int, int, int]) -> np.ndarray:
+    """Where a single has data (bool) inside ``bbox`` of the grid; False outside its cutout."""
+    y0, y1, x0, x1 = bbox
+    covered = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    with fits.open(path, memmap=False) as hdul:
+        sy, sx = int(hdul[0].header["Y0"]), int(hdul[0].header["X0"])
+        ny, nx = hdul["SCI"].shape
+        a0, a1 = max(y0, sy), min(y1, sy + ny)
+        b0, b1 = max(x0, sx), min(x1, sx + nx)
+        if a0 < a1 and b0 < b1:
+            part = hdul["SCI"].section[a0 - sy:a1 - sy, b0 - sx:b1 - sx]
+            covered[a0 - y0:a1 - y0, b0 - x0:b1 - x0] = np.isfinite(part)
+    return covered
