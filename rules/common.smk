@@ -116,13 +116,6 @@ def crf_pattern():
     return f"{OUT}/{crf_name('{member}', ASN.asn_id)}"
 
 
-def outlier_params():
-    """The outlier_detection section without ``skip``, plus the pixel-map step of resample."""
-    params = {k: v for k, v in config["outlier_detection"].items() if k != "skip"}
-    params["pixmap_stepsize"] = config["resample"]["pixmap_stepsize"]
-    return params
-
-
 def exposure_files(member):
     """What a per-member job reads: the _cal and the sidecars of the stages that ran."""
     return {"cal": cal_path(member), "wcs": wcs_sidecar(member), "sky": sky_sidecar(member)}
