@@ -77,14 +77,9 @@ wildcard_constraints:
     group=_alternatives(GROUPS),
 
 
-# Stages register themselves here from their rules file; a stage whose rules are not part of
-# this version is skipped (the DAG never claims a product no rule makes).
-STEPS_AVAILABLE = set()
-
-
 def step_runs(step):
     """Whether a step runs for this input, following the reference's own skip rules."""
-    if config[step]["skip"] or step not in STEPS_AVAILABLE:
+    if config[step]["skip"]:
         return False
     if step == "tweakreg":
         return not SINGLE and (len(GROUPS) > 1 or bool(config["tweakreg"]["abs_refcat"]))

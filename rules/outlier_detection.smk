@@ -1,7 +1,6 @@
 """outlier_detection: one single drizzle per exposure group, their median, and one flagging job
 per member writing its _crf (science: image3/outlier.py, files between jobs: image3/median.py)."""
 
-STEPS_AVAILABLE.add("outlier_detection")
 
 from image3.outlier import intermediate_name
 from image3.sip import SIP_DEFAULTS

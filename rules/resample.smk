@@ -1,7 +1,5 @@
 """Output grid and final resample: all exposures drizzled into the _i2d mosaic."""
 
-STEPS_AVAILABLE.add("resample")
-
 rule grid:
     input:
         unpack(lambda wildcards: all_footprint_inputs()),

@@ -1,7 +1,5 @@
 """skymatch: sky statistics per member in parallel, one small solve for the levels."""
 
-STEPS_AVAILABLE.add("skymatch")
-
 
 rule footprints:
     input:

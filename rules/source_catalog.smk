@@ -1,7 +1,5 @@
 """Source catalogue of the mosaic: detection, deblending, photometry → _cat.ecsv, _segm.fits."""
 
-STEPS_AVAILABLE.add("source_catalog")
-
 
 rule source_catalog:
     input:

@@ -1,7 +1,5 @@
 """tweakreg: per-member source lists, then one alignment of all members (gwcs sidecars)."""
 
-STEPS_AVAILABLE.add("tweakreg")
-
 from image3.refcat import check_abs_refcat, custom_catalogs
 from image3.tweakreg import FINDING_KEYS as TWEAKREG_FINDING_KEYS
 from image3.tweakreg import FIT_KEYS as TWEAKREG_FIT_KEYS
