@@ -36,6 +36,9 @@ KNOWN_SUFFIXES = (
 # Exposure types the image3 (imaging) pipeline accepts.
 IMAGING_EXPTYPES = frozenset({"NRC_IMAGE", "MIR_IMAGE", "NIS_IMAGE", "FGS_IMAGE"})
 
+# Units of SCI/ERR that image3 accepts (calibrated surface brightness).
+SURFACE_BRIGHTNESS_UNIT = "MJy/sr"
+
 # Header keywords that make up a JWST group id (one exposure, all detectors).
 _GROUP_KEYS = ("PROGRAM", "OBSERVTN", "VISIT", "VISITGRP", "SEQ_ID", "ACT_ID", "EXPOSURE")
 

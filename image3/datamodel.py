@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import warnings
 from dataclasses import asdict, dataclass
@@ -19,15 +18,10 @@ from pathlib import Path
 
 import asdf
 import numpy as np
-from astropy.io import fits
 from stdatamodels.jwst import datamodels
 
-from .asn import IMAGING_EXPTYPES
+from .asn import IMAGING_EXPTYPES, SURFACE_BRIGHTNESS_UNIT
 from .errors import InputFileError
-
-log = logging.getLogger(__name__)
-
-SURFACE_BRIGHTNESS_UNIT = "MJy/sr"
 
 
 @dataclass(frozen=True)
@@ -77,21 +71,29 @@ def atomic_path(path: str | Path):
             tmp.unlink()
 
 
+def _open_image(path: str | Path, what: str, arrays: tuple[str, ...]) -> datamodels.ImageModel:
+    """Open an ImageModel and read ``arrays`` now; any failure is one InputFileError line.
+
+    Reading the arrays here makes a truncated file fail on open, not in the middle of a stage.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = datamodels.ImageModel(str(path))
+            for name in arrays:
+                getattr(model, name)
+    except Exception as exc:  # stdatamodels raises many types for corrupt files
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputFileError(f"{path}: not a readable JWST image {what} ({reason})") from None
+    return model
+
+
 def open_exposure(path: str | Path) -> datamodels.ImageModel:
     """Open a level-2 imaging exposure; any failure is one :class:`InputFileError` line."""
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"{path}: file not found")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = datamodels.ImageModel(str(path))
-            # Touch the arrays now: a truncated file fails here, not in the middle of a stage.
-            for name in ("data", "dq", "err"):
-                getattr(model, name)
-    except Exception as exc:  # stdatamodels raises many types for corrupt files
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputFileError(f"{path}: not a readable JWST image datamodel ({reason})") from None
+    model = _open_image(path, "datamodel", ("data", "dq", "err"))
     if model.data is None or model.data.ndim != 2 or model.data.size == 0:
         model.close()
         raise InputFileError(f"{path}: no 2-D SCI array (truncated or corrupt file?)")
@@ -100,13 +102,7 @@ def open_exposure(path: str | Path) -> datamodels.ImageModel:
 
 def open_product(path: str | Path) -> datamodels.ImageModel:
     """Open a resampled product (``_i2d``); failure is one :class:`InputFileError` line."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return datamodels.ImageModel(str(path))
-    except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputFileError(f"{path}: not a readable JWST image product ({reason})") from None
+    return _open_image(path, "product", ())
 
 
 def check_exposure(model: datamodels.ImageModel, path: str | Path) -> None:
@@ -209,7 +205,3 @@ def save_model(model, path: str | Path) -> Path:
             model.to_asdf(tmp)
     return path
 
-
-def primary_header(path: str | Path) -> fits.Header:
-    """The primary FITS header of a file, read without loading data."""
-    return fits.getheader(path, 0)

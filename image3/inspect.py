@@ -20,11 +20,10 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from .asn import IMAGING_EXPTYPES, Association
+from .asn import IMAGING_EXPTYPES, SURFACE_BRIGHTNESS_UNIT, Association
 from .errors import AssociationError
 
 DO_NOT_USE = 1
-UNIT = "MJy/sr"
 CACHE_VERSION = 1
 
 
@@ -68,8 +67,9 @@ def inspect_file(path: str | Path) -> dict:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         facts["problem"] = f"not a readable FITS file ({reason})"
         return facts
-    if facts["unit"] is not None and facts["unit"] != UNIT:
-        facts["problem"] = f"SCI units are {facts['unit']!r}, expected {UNIT!r}"
+    if facts["unit"] is not None and facts["unit"] != SURFACE_BRIGHTNESS_UNIT:
+        facts["problem"] = (f"SCI units are {facts['unit']!r}, "
+                            f"expected {SURFACE_BRIGHTNESS_UNIT!r}")
     return facts
 
 
