@@ -36,6 +36,11 @@ Two methods (``outlier_detection.method``):
        measured on this exposure's own bright sources that the comparison confirmed (separately
        for the row/column and diagonal axes). No assumed PSF; without enough such sources the
        check is skipped.
+    5. *A median that is itself a cosmic ray.* Where only two or three exposures overlap,
+       cosmic rays of two of them at one spot survive the median, which then hides this
+       exposure's cosmic ray (and flags the clean exposure against it). Where the blotted
+       median stands out from its neighbours by snr1·err and is sharper than the exposure's
+       point sources (the limits of 4), its 3×3 pixels are judged by shape as in 4 instead.
 
 Units: data, err, backg in surface brightness (MJy/sr). Pixel maps are drizzle's (x, y) order.
 """
@@ -348,6 +353,7 @@ class FlagResult:
     alone: int = 0  # usable pixels without one (single-coverage check)
     by_comparison: int = 0
     by_shape: int = 0
+    untrusted: int = 0  # pixels with a reference that holds a cosmic ray (judged by shape)
     limits: tuple | None = None
     notes: list = field(default_factory=list)
 
@@ -391,15 +397,20 @@ def find_outliers(data, err, blotted, has_reference, background: float, params: 
     result = FlagResult(mask, reference, compared=int(has_reference.sum()),
                         by_comparison=int(mask.sum()))
     alone = ~has_reference & np.isfinite(data)
-    result.alone = int(alone.sum())
-    if method == "image3" and result.alone:
-        _check_alone(result, data, err, diff, first, has_reference, alone, background, snr)
+    if method == "image3":
+        _judge_by_shape(result, data, err, diff, first, has_reference, alone, background, snr,
+                        np.asarray(blotted, dtype=np.float32))
+    else:
+        result.alone = int(alone.sum())
     result.mask &= np.isfinite(data)
     return result
 
 
-def _check_alone(result, data, err, diff, first, has_reference, alone, background, snr):
-    """Single-coverage check (method 4 of the module docstring), added to ``result.mask``."""
+def _judge_by_shape(result, data, err, diff, first, has_reference, alone, background, snr,
+                    blotted):
+    """Method 4 and 5 of the module docstring, on ``result.mask``: measure the exposure's
+    point-source sharpness, take the pixels whose median is itself a cosmic ray (5) out of the
+    comparison, and judge them and the single-coverage pixels (4) by their shape."""
     sky = np.nanmedian(result.reference[has_reference]) if has_reference.any() else \
         np.nanmedian(data - background)
     signal = data - np.float32(background + sky)
@@ -408,11 +419,22 @@ def _check_alone(result, data, err, diff, first, has_reference, alone, backgroun
         confirmed &= np.abs(diff) < 0.3 * np.abs(signal)
     limits, n = sharpness_limits(signal, err, confirmed)
     if limits is None:
-        result.notes.append(f"single-coverage check skipped: {n} confirmed bright sources "
-                            f"(< {MIN_CALIBRATORS}) to measure the PSF sharpness")
+        result.alone = int(alone.sum())
+        if result.alone:
+            result.notes.append(f"single-coverage check skipped: {n} confirmed bright sources "
+                                f"(< {MIN_CALIBRATORS}) to measure the PSF sharpness")
         return
     result.limits = limits
-    # work on the box around the single-coverage pixels only
+    # the blot before sharpening: the sharpened one makes point sources look sharper
+    untrusted = _spiky_reference(blotted - np.float32(sky), err, has_reference, limits, snr[0])
+    result.untrusted = int(untrusted.sum())
+    result.mask &= ~untrusted
+    result.by_comparison = int(result.mask.sum())
+    alone = alone | untrusted
+    result.alone = int(alone.sum())
+    if not result.alone:
+        return
+    # work on the box around the pixels judged by shape only
     rows = np.flatnonzero(alone.any(axis=1))
     cols = np.flatnonzero(alone.any(axis=0))
     y0, y1 = max(rows[0] - 2, 0), min(rows[-1] + 3, data.shape[0])
@@ -429,6 +451,16 @@ def _check_alone(result, data, err, diff, first, has_reference, alone, backgroun
     found = seeds | grown
     result.mask[box] |= found
     result.by_shape = int(found.sum())
+
+
+def _spiky_reference(reference, err, has_reference, limits, nsigma) -> np.ndarray:
+    """Pixels whose reference (the sky-subtracted blot of the median) holds a cosmic ray of the other exposures:
+    a peak standing out from its neighbours by ``nsigma`` × err and sharper than the
+    exposure's point sources, with the 3×3 pixels around it (the blot spreads it)."""
+    with np.errstate(invalid="ignore"):
+        sharp = has_reference & (sharpness(reference, err, limits) > SHAPE_SIGMA)
+    spikes = stands_out(reference, err, sharp, nsigma)
+    return ndimage.binary_dilation(spikes, _BOX3) & has_reference
 
 
 def blot_window(image: np.ndarray, origin: tuple[int, int], pixmap: np.ndarray,

@@ -85,6 +85,36 @@ def test_background_is_added_back_to_the_blot():
     assert not result.mask.any()
 
 
+def _star_field(rng, shape=(120, 120), n_stars=25):
+    """Sky-free field of Gaussian stars (σ = 1 px, peaks 40-200 ERR) plus unit noise."""
+    y, x = np.indices(shape, dtype=np.float32)
+    truth = np.zeros(shape, np.float32)
+    for cy, cx in rng.uniform(8, shape[0] - 8, (n_stars, 2)):
+        truth += rng.uniform(40, 200) * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 2)
+    return truth, truth + rng.normal(size=shape).astype(np.float32)
+
+
+def test_a_median_holding_a_cosmic_ray_is_not_trusted():
+    """Two exposures' cosmic rays at one spot survive a median of three: the blot then holds
+    a 30σ spike. The image3 method judges that spot by shape: this exposure's own 30σ hit there
+    is flagged and, in a clean exposure, the pixel is left alone; the reference's algorithm
+    misses the hit (the spike's own derivative raises its threshold above it)."""
+    rng = np.random.default_rng(3)
+    truth, data = _star_field(rng)
+    err = np.ones_like(data)
+    blotted = truth.copy()
+    blotted[60, 30] += 30  # the median's cosmic ray, on blank sky
+    hit = data.copy()
+    hit[60, 30] += 30  # this exposure's hit at the same spot
+    everywhere = np.ones(data.shape, bool)
+    for method, found_hit in (("image3", True), ("reference", False)):
+        params = {**PARAMS, "method": method}
+        assert find_outliers(hit, err, blotted, everywhere, 0.0, params).mask[60, 30] == found_hit
+    clean = find_outliers(data, err, blotted, everywhere, 0.0, PARAMS)
+    assert clean.untrusted == 9 and clean.limits is not None
+    assert not clean.mask[truth > 40].any()  # no star core flagged
+
+
 def test_flags_set_outlier_and_do_not_use_and_match_nans():
     model = datamodels.ImageModel((4, 4))
     for name in ("data", "err", "var_rnoise", "var_poisson", "var_flat"):
