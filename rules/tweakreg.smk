@@ -63,6 +63,7 @@ rule tweakreg:
         abs_refcat=[str(TWEAKREG_ABS_REFCAT)] if TWEAKREG_ABS_REFCAT else [],
     output:
         wcs=[f"{WORK}/{m}/wcs.asdf" for m in MEMBERS],
+        residuals=f"{WORK}/tweakreg_residuals.ecsv",
         report=f"{WORK}/tweakreg_report.ecsv",
         saved_catalogs=[row["path"] for row in TWEAKREG_SAVED],
     params:

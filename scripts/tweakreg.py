@@ -1,10 +1,13 @@
-"""Rule tweakreg: align all members; write each member's gwcs sidecar and the fit report."""
+"""Rule tweakreg: align all members; write each member's gwcs sidecar, the matched-star
+residuals (for the QA plot) and the fit report."""
 
 from image3.datamodel import write_wcs
 from image3.refcat import read_reference_catalog
 from image3.runjob import job
 from image3.tweakreg import (
     align_exposures,
+    describe_residuals,
+    match_residuals,
     read_exposure_catalog,
     read_sources,
     report_table,
@@ -18,13 +21,19 @@ with job(snakemake) as log:
                  for row in members]
     abs_refcat = snakemake.params.abs_refcat
     refcat = read_reference_catalog(abs_refcat) if abs_refcat else None
-    alignment = align_exposures(exposures, snakemake.params.fit, refcat)
+    fit = snakemake.params.fit
+    alignment = align_exposures(exposures, fit, refcat)
     for row, path in zip(members, snakemake.output.wcs, strict=True):
         write_wcs(path, alignment.wcs[row["member"]], status=alignment.status,
                   corrected=row["member"] in alignment.corrected)
+    residuals = match_residuals(exposures, alignment.wcs, fit["tolerance"], refcat,
+                                fit["abs_tolerance"])
+    # the report after the residuals: tests/test_resume stops a run once the report exists
+    write_report(residuals, snakemake.output.residuals)
     write_report(report_table(alignment), snakemake.output.report)
     for row in snakemake.params.saved_catalogs:
         write_saved_catalog(read_sources(row["sources"]), row["path"], row["member"])
         log.info("wrote source catalogue %s", row["path"])
-    log.info("tweakreg %s: %d groups, %d fits applied", alignment.status,
-             len({e.group_id for e in exposures}), sum(f.applied for f in alignment.fits))
+    log.info("tweakreg %s: %d groups, %d fits applied; matched-star residuals: %s",
+             alignment.status, len({e.group_id for e in exposures}),
+             sum(f.applied for f in alignment.fits), describe_residuals(residuals))

@@ -30,7 +30,8 @@ from image3.refcat import (
     read_source_list,
 )
 from image3.sip import apply_sip, sip_pixel_error
-from image3.tweakreg import ExposureCatalog, align_exposures, exposure_sources, report_table
+from image3.tweakreg import (ExposureCatalog, align_exposures, describe_residuals, exposure_sources,
+                             match_residuals, report_table)
 from image3.wcs import pixel_scale_arcsec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,6 +93,42 @@ def test_relative_alignment_reaches_0_03_pixel_with_reference_defaults(dithers):
     assert list(report["status"]) == ["REFERENCE", "SUCCESS", "SUCCESS", "SUCCESS"]
     assert np.all(report["n_matched"][1:] >= DEFAULTS["minobj"])
     assert np.all(report["rms_arcsec"][1:] < 0.01)
+
+
+def test_matched_star_residuals_shrink_to_centroid_errors(dithers):
+    """The QA sidecar: pairs between each group and the groups before it, through the final
+    WCSs. Truth: before alignment the injected 0.05-0.3" errors dominate the offsets of the
+    pairs found within the tolerance; after it their RMS is the fit's (< 0.01")."""
+    _, exposures = dithers
+    result = align_exposures(exposures, DEFAULTS)
+    tolerance = DEFAULTS["tolerance"]
+    after = match_residuals(exposures, result.wcs, tolerance)
+    before = match_residuals(exposures, {e.name: e.wcs for e in exposures}, tolerance)
+
+    def rms(t):
+        return math.sqrt(np.mean(np.square(t["d_east_arcsec"]) + np.square(t["d_north_arcsec"])))
+
+    groups = [e.group_id for e in exposures]
+    assert set(after["stage"]) == {"relative"} and set(after["group_id"]) == set(groups[1:])
+    assert len(after) >= 3 * DEFAULTS["minobj"]
+    print(f"\nFIGURE residual RMS before {rms(before):.4f}\" after {rms(after):.4f}\"")
+    assert rms(after) < 0.01 < 0.05 < rms(before)
+    assert describe_residuals(after).startswith(f"{len(after)} relative pairs, RMS ")
+
+
+def test_matched_star_residuals_against_a_reference_catalogue(dithers):
+    """Absolute rows pair each source with the nearest reference star: a catalogue made of
+    the first group's own sources shifted by 0.1" north gives residuals of -0.1" north."""
+    _, exposures = dithers
+    first = exposures[0]
+    ra, dec = first.wcs(first.sources["xcentroid"], first.sources["ycentroid"])
+    refcat = Table({"RA": ra, "DEC": dec + 0.1 / 3600.0})
+    wcs = {e.name: e.wcs for e in exposures}
+    table = match_residuals(exposures[:1], wcs, 0.7, refcat, abs_radius_arcsec=0.3)
+    assert set(table["stage"]) == {"absolute"} and len(table) == len(first.sources)
+    # tolerance 10 µas: north on the tangent plane turns slightly across the field
+    assert np.allclose(table["d_north_arcsec"], -0.1, atol=1e-5)
+    assert np.allclose(table["d_east_arcsec"], 0.0, atol=1e-5)
 
 
 def test_absolute_alignment_to_truth_stars_within_0_05_pixel(dithers, tmp_path):
