@@ -540,12 +540,13 @@ def report_table(alignment: Alignment) -> Table:
 # Matched-star residuals (QA)
 
 RESIDUAL_COLUMNS = ("stage", "group_id", "member", "east_arcsec", "north_arcsec",
-                    "d_east_arcsec", "d_north_arcsec")
+                    "d_east_arcsec", "d_north_arcsec")  # then "clipped"
 
 
 def match_residuals(exposures: Sequence[ExposureCatalog], wcs: Mapping[str, object],
                     radius_arcsec: float, refcat: Table | None = None,
-                    abs_radius_arcsec: float | None = None) -> Table:
+                    abs_radius_arcsec: float | None = None, nclip: int = 3,
+                    sigma: float = 3.0) -> Table:
     """Offsets between the sky positions of matched stars through the final WCSs.
 
     ``relative`` rows: each source of a group, placed on the sky through its member's gwcs in
@@ -557,6 +558,11 @@ def match_residuals(exposures: Sequence[ExposureCatalog], wcs: Mapping[str, obje
     ``d_north_arcsec``) are the source's position minus its partner's [arcsec]. After a good
     alignment they scatter by the centroid errors (a few mas); a systematic pattern is a
     misfit or a distortion left uncorrected.
+
+    Nearest neighbours within the tolerance include chance pairs (a star found in one exposure
+    only) and poorly centred galaxies; ``clipped`` marks the pairs that the fit's own rule
+    would reject (per stage and group, ``nclip`` rounds of dropping residuals above ``sigma``
+    × their RMS), so summaries use the others.
     """
     placed = [ExposureCatalog(e.name, e.group_id, wcs[e.name], e.wcsinfo, e.sources)
               for e in exposures]
@@ -576,18 +582,39 @@ def match_residuals(exposures: Sequence[ExposureCatalog], wcs: Mapping[str, obje
             for group_id in order:
                 rows += _paired("absolute", placed, xy, group_id, ref_xy, abs_radius_arcsec)
     dtypes = (str, str, str, float, float, float, float)
-    return Table(rows=rows or None, names=RESIDUAL_COLUMNS, dtype=dtypes)
+    table = Table(rows=rows or None, names=RESIDUAL_COLUMNS, dtype=dtypes)
+    table["clipped"] = np.zeros(len(table), dtype=bool)
+    distance = np.hypot(table["d_east_arcsec"], table["d_north_arcsec"])
+    for stage, group_id in set(zip(table["stage"], table["group_id"])):
+        rows_of = np.flatnonzero((table["stage"] == stage) & (table["group_id"] == group_id))
+        table["clipped"][rows_of] = ~_kept_by_clipping(np.asarray(distance[rows_of]), nclip, sigma)
+    return table
+
+
+def _kept_by_clipping(distance: np.ndarray, nclip: int, sigma: float) -> np.ndarray:
+    """Pairs kept by ``nclip`` rounds of rejecting distances above ``sigma`` × their RMS."""
+    keep = np.ones(distance.size, dtype=bool)
+    for _ in range(nclip):
+        rms = math.sqrt(np.mean(np.square(distance[keep])))
+        new = distance <= sigma * rms
+        if np.array_equal(new, keep) or not new.any():
+            break
+        keep = new
+    return keep
 
 
 def describe_residuals(residuals: Table) -> str:
-    """One line about :func:`match_residuals`' table: pairs and RMS [mas] per stage."""
+    """One line about :func:`match_residuals`' table: pairs, and RMS [mas] of those not
+    clipped, per stage."""
     parts = []
     for stage in ("relative", "absolute"):
         rows = residuals[residuals["stage"] == stage]
+        kept = rows[~rows["clipped"]]
         if len(rows):
-            rms = 1000.0 * math.sqrt(np.mean(np.square(rows["d_east_arcsec"])
-                                             + np.square(rows["d_north_arcsec"])))
-            parts.append(f"{len(rows)} {stage} pairs, RMS {rms:.1f} mas")
+            rms = 1000.0 * math.sqrt(np.mean(np.square(kept["d_east_arcsec"])
+                                             + np.square(kept["d_north_arcsec"])))
+            parts.append(f"{len(rows)} {stage} pairs, RMS {rms:.1f} mas "
+                         f"({len(rows) - len(kept)} clipped)")
     return "; ".join(parts) or "no matched pairs"
 
 

@@ -27,7 +27,7 @@ with job(snakemake) as log:
         write_wcs(path, alignment.wcs[row["member"]], status=alignment.status,
                   corrected=row["member"] in alignment.corrected)
     residuals = match_residuals(exposures, alignment.wcs, fit["tolerance"], refcat,
-                                fit["abs_tolerance"])
+                                fit["abs_tolerance"], fit["nclip"], fit["sigma"])
     # the report after the residuals: tests/test_resume stops a run once the report exists
     write_report(residuals, snakemake.output.residuals)
     write_report(report_table(alignment), snakemake.output.report)
