@@ -12,6 +12,9 @@ min_version("9.0")
 configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/demo.smk"
 include: "rules/tweakreg.smk"
@@ -19,9 +22,11 @@ include: "rules/skymatch.smk"
 include: "rules/resample.smk"
 include: "rules/outlier_detection.smk"
 include: "rules/source_catalog.smk"
+include: "rules/qa.smk"
 
 
 rule all:
     input:
         final_outputs(),
+        qa_outputs(),
     default_target: True

@@ -184,6 +184,25 @@ def final_outputs():
     return outputs
 
 
+QA = f"{OUT}/qa"  # QA plots (rules/qa.smk)
+
+
+def qa_plot(name, step):
+    """A QA plot's path flagged for the report (caption report/<name>.rst, category: its step)."""
+    return report(f"{QA}/{name}.png", caption=f"../report/{name}.rst", category=step,
+                  labels={"step": step, "figure": name})
+
+
+def qa_outputs():
+    """The QA plots of the stages that run."""
+    if not config["qa"]["plots"]:
+        return []
+    plots = {"mosaic": "resample", "tweakreg": "tweakreg", "skymatch": "skymatch",
+             "outliers": "outlier_detection", "catalog": "source_catalog"}
+    return [f"{QA}/{name}.png" for name, step in plots.items()
+            if step_runs(step) and (step != "source_catalog" or step_runs("resample"))]
+
+
 onstart:
     Path(LOGS, ERRORS_FILE).unlink(missing_ok=True)
     if INSPECTED:

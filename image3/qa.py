@@ -1,0 +1,509 @@
+"""QA plots: what a user looks at after a run.
+
+Each ``plot_*`` function draws on a matplotlib :class:`~matplotlib.figure.Figure` made by
+:func:`new_figure` from arrays and tables, and returns its axes; files are read by the
+``scripts/qa_*.py`` of rules/qa.smk and written with :func:`save_figure` (PNG, Agg, no pyplot
+state). Figures have fixed sizes (``FIGURE_INCHES`` at ``DPI``), so a PNG is
+``inches × DPI`` pixels whatever the data.
+
+Conventions:
+
+- Pixel coordinates are 0-based with the first pixel's centre at 0.0, (x, y) = (column, row),
+  as everywhere in image3. Large images are shown as block means of ``factor × factor`` pixels
+  (:func:`block_mean`, read a band of rows at a time, so memory is one band plus the result);
+  a pixel position maps to the displayed image by :func:`to_display`.
+- Images use an asinh stretch between the 1st and 99.8th percentiles of the finite values
+  (:func:`image_norm`): faint sky noise and bright star cores are both visible.
+- Sky positions are (RA, Dec) in degrees; tweakreg residuals are in arcsec on the sky
+  (east, north), drawn in mas; sky levels in MJy/sr.
+- Members and groups are labelled by their names without the prefix they all share
+  (:func:`short_names`), and every plot gives a group the same colour (:func:`group_colours`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+from astropy.visualization import AsinhStretch, AsymmetricPercentileInterval, ImageNormalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Polygon
+
+__all__ = [
+    "DPI",
+    "FIGURE_INCHES",
+    "MAX_DISPLAY_PIXELS",
+    "block_mean",
+    "catalog_quantities",
+    "display_factor",
+    "group_colours",
+    "image_norm",
+    "new_figure",
+    "outlier_positions",
+    "plot_catalog",
+    "plot_mosaic",
+    "plot_outliers",
+    "plot_sky_levels",
+    "plot_tweakreg",
+    "polygons_to_display",
+    "read_display_image",
+    "save_figure",
+    "short_names",
+    "sky_before_after",
+    "to_display",
+]
+
+DPI = 100
+#: (width, height) in inches of each figure.
+FIGURE_INCHES = {
+    "mosaic": (8.0, 8.0),
+    "tweakreg": (15.0, 5.0),
+    "skymatch": (10.0, 5.0),
+    "outliers": (15.0, 6.0),
+    "catalog": (15.0, 5.0),
+}
+#: Length of the key arrow of the tweakreg residuals, as a fraction of the panel's width.
+RESIDUAL_KEY_WIDTH = 0.08
+#: Footprint legends list the groups when there are at most this many.
+MAX_LEGEND_GROUPS = 12
+#: Longest side [pixels] of a displayed image: larger images are block-averaged down to it.
+MAX_DISPLAY_PIXELS = 1024
+
+# DQ bits (jwst dqflags): DO_NOT_USE and OUTLIER.
+_DO_NOT_USE, _OUTLIER = 1, 16
+# Rows read at once by block_mean at least (keeps a band small for small factors).
+_MIN_BAND_ROWS = 64
+
+
+# --------------------------------------------------------------------------------------------
+# Figures and images
+
+
+def new_figure(kind: str) -> Figure:
+    """An empty figure of the size for ``kind`` (a key of :data:`FIGURE_INCHES`)."""
+    return Figure(figsize=FIGURE_INCHES[kind], dpi=DPI, layout="constrained")
+
+
+def save_figure(fig: Figure, path: str | Path) -> None:
+    """Write ``fig`` as a PNG of exactly its size × :data:`DPI`, atomically."""
+    from .datamodel import atomic_path  # stdatamodels: only needed when writing
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, format="png")
+
+
+def display_factor(shape: Sequence[int], max_pixels: int = MAX_DISPLAY_PIXELS) -> int:
+    """The block size that brings the longer side of ``shape`` (ny, nx) to ≤ ``max_pixels``."""
+    return max(1, math.ceil(max(shape) / max_pixels))
+
+
+def block_mean(read_rows: Callable[[int, int], np.ndarray], shape: Sequence[int],
+               factor: int) -> np.ndarray:
+    """Mean of the finite values in ``factor × factor`` blocks of an (ny, nx) image.
+
+    ``read_rows(y0, y1)`` returns rows ``y0:y1`` (all columns); bands of whole blocks are read
+    one after another. Edge blocks average the pixels they have; blocks without a finite value
+    are NaN. Result shape: (ceil(ny / factor), ceil(nx / factor)).
+    """
+    ny, nx = shape
+    out_ny, out_nx = math.ceil(ny / factor), math.ceil(nx / factor)
+    out = np.full((out_ny, out_nx), np.nan, dtype=np.float32)
+    band_blocks = max(1, _MIN_BAND_ROWS // factor)
+    for b0 in range(0, out_ny, band_blocks):
+        b1 = min(out_ny, b0 + band_blocks)
+        rows = np.asarray(read_rows(b0 * factor, min(ny, b1 * factor)), dtype=np.float64)
+        padded = np.full(((b1 - b0) * factor, out_nx * factor), np.nan)
+        padded[:rows.shape[0], :nx] = rows
+        blocks = padded.reshape(b1 - b0, factor, out_nx, factor)
+        finite = np.isfinite(blocks)
+        count = finite.sum(axis=(1, 3))
+        total = np.where(finite, blocks, 0.0).sum(axis=(1, 3))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[b0:b1] = np.where(count > 0, total / count, np.nan)
+    return out
+
+
+def read_display_image(path: str | Path, extname: str = "SCI") -> tuple[np.ndarray, int, object]:
+    """A FITS image extension block-averaged for display (read a band of rows at a time).
+
+    Returns (image, factor, header): the header carries the image's FITS WCS (the _i2d's TAN
+    header) for :func:`polygons_to_display`.
+    """
+    from astropy.io import fits
+
+    with fits.open(path, memmap=True) as hdul:
+        hdu = hdul[extname]
+        factor = display_factor(hdu.shape)
+        image = block_mean(lambda y0, y1: hdu.section[y0:y1, :], hdu.shape, factor)
+        return image, factor, hdu.header.copy()
+
+
+def to_display(x, y, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel positions (0-based) → positions on the image block-averaged by ``factor``."""
+    return ((np.asarray(x, dtype=float) + 0.5) / factor - 0.5,
+            (np.asarray(y, dtype=float) + 0.5) / factor - 0.5)
+
+
+def image_norm(image: np.ndarray) -> ImageNormalize:
+    """Asinh stretch between the 1st and 99.8th percentiles of the finite values."""
+    finite = image[np.isfinite(image)]
+    if finite.size == 0:
+        finite = np.zeros(1)
+    return ImageNormalize(finite, interval=AsymmetricPercentileInterval(1.0, 99.8),
+                          stretch=AsinhStretch(0.1))
+
+
+def short_names(names: Sequence[str]) -> list[str]:
+    """``names`` without the prefix they all share, cut after an underscore
+    (``jw..._00001_nrcb1``, ``jw..._00002_nrcb1`` → ``00001_nrcb1``, ``00002_nrcb1``)."""
+    names = [str(n) for n in names]
+    if len(names) < 2:
+        return names
+    cut = os.path.commonprefix(names).rfind("_") + 1
+    return [n[cut:] or n for n in names]
+
+
+def group_colours(groups: Sequence[str]) -> dict[str, tuple]:
+    """One colour per distinct group id, in order of first appearance (tab10, cycled)."""
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10"].colors
+    distinct = list(dict.fromkeys(groups))
+    return {g: palette[i % len(palette)] for i, g in enumerate(distinct)}
+
+
+def _show_image(ax, image: np.ndarray) -> None:
+    ax.imshow(image, origin="lower", cmap="gray", norm=image_norm(image),
+              interpolation="nearest")
+    ax.set_xlabel("x [display pixel]")
+    ax.set_ylabel("y [display pixel]")
+
+
+def _empty(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
+
+
+# --------------------------------------------------------------------------------------------
+# Mosaic and footprints
+
+
+def polygons_to_display(polygons: Mapping[str, np.ndarray],
+                        world_to_pixel: Callable, factor: int) -> dict[str, np.ndarray]:
+    """Sky polygons ({name: (N, 2) (ra, dec) degrees}) as (N, 2) display positions.
+
+    ``world_to_pixel(ra, dec)`` returns the image's 0-based (x, y) (e.g. an astropy WCS's or a
+    gwcs's ``world_to_pixel_values``).
+    """
+    out = {}
+    for name, polygon in polygons.items():
+        polygon = np.asarray(polygon, dtype=float)
+        x, y = world_to_pixel(polygon[:, 0], polygon[:, 1])
+        out[name] = np.column_stack(to_display(x, y, factor))
+    return out
+
+
+def _draw_footprints(ax, footprints: Mapping[str, np.ndarray], groups: Mapping[str, str],
+                     legend: bool) -> None:
+    """Outlines, one colour per group; with ``legend``, one legend entry per group (up to
+    :data:`MAX_LEGEND_GROUPS`)."""
+    colours = group_colours([groups[m] for m in footprints])
+    names = dict(zip(colours, short_names(list(colours))))
+    labelled = set()
+    for member, vertices in footprints.items():
+        group = groups[member]
+        label = names[group] if group not in labelled else None
+        labelled.add(group)
+        ax.add_patch(Polygon(vertices, closed=True, fill=False, edgecolor=colours[group],
+                             lw=1.2, label=label))
+    if legend and 0 < len(colours) <= MAX_LEGEND_GROUPS:
+        ax.legend(title="exposure group", fontsize=8, loc="upper right", framealpha=0.7)
+
+
+def plot_mosaic(fig: Figure, image: np.ndarray, footprints: Mapping[str, np.ndarray],
+                groups: Mapping[str, str], title: str = "") -> object:
+    """The mosaic (block-averaged SCI, MJy/sr) with every member's footprint drawn.
+
+    ``footprints`` maps member names to (N, 2) display positions of their outline
+    (:func:`polygons_to_display`), ``groups`` member names to group ids (one colour each).
+    """
+    ax = fig.add_subplot()
+    _show_image(ax, image)
+    _draw_footprints(ax, footprints, groups, legend=True)
+    ax.set_title(title or f"mosaic and the footprints of {len(footprints)} members")
+    return ax
+
+
+# --------------------------------------------------------------------------------------------
+# tweakreg
+
+
+def _nice_length(values_mas: np.ndarray) -> float:
+    """A round arrow length [mas] near the 90th percentile of ``values_mas``."""
+    typical = float(np.percentile(values_mas, 90)) if values_mas.size else 1.0
+    if not typical > 0:
+        return 1.0
+    power = 10.0 ** math.floor(math.log10(typical))
+    return min((m * power for m in (1, 2, 5, 10)), key=lambda v: abs(math.log(v / typical)))
+
+
+def plot_tweakreg(fig: Figure, report: Table, residuals: Table) -> tuple:
+    """Residual vectors of matched stars, and each group's shift and rotation.
+
+    ``report`` is tweakreg's report table (``stage``, ``group_id``, ``status``, ``applied``,
+    ``rms_arcsec``, ``shift_x_arcsec``, ``shift_y_arcsec``, ``rotation_deg``);
+    ``residuals`` the matched-star table of :func:`image3.tweakreg.match_residuals`. Panels:
+    residual vectors at the stars' sky positions (east to the left; arrows magnified, key in
+    mas; pairs the fit's clipping rejects in grey, left out of the RMS), the fitted shift of every group whose fit was applied (arcsec, in the reference
+    V2V3 tangent plane), and the fitted rotation per group with the fit RMS in mas.
+    """
+    ax_res, ax_shift, ax_rot = fig.subplots(1, 3)
+    groups = list(dict.fromkeys(report["group_id"])) or list(dict.fromkeys(residuals["group_id"]))
+    colours = group_colours(groups + list(residuals["group_id"]))
+    names = dict(zip(groups, short_names(groups)))
+
+    if len(residuals):
+        d_mas = 1000.0 * np.hypot(residuals["d_east_arcsec"], residuals["d_north_arcsec"])
+        kept = ~np.asarray(residuals["clipped"], dtype=bool)
+        key = _nice_length(d_mas[kept])
+        # arrows of the key's length span RESIDUAL_KEY_WIDTH of the panel, whatever the data
+        arrow_colours = [colours[g] if k else "0.6"
+                         for g, k in zip(residuals["group_id"], kept)]
+        quiver = ax_res.quiver(residuals["east_arcsec"], residuals["north_arcsec"],
+                               1000.0 * residuals["d_east_arcsec"],
+                               1000.0 * residuals["d_north_arcsec"], color=arrow_colours,
+                               angles="uv", scale_units="width",
+                               scale=key / RESIDUAL_KEY_WIDTH, width=0.004)
+        ax_res.quiverkey(quiver, 0.12, 0.04, key, f"{key:g} mas", labelpos="E",
+                         coordinates="axes")
+        rms = math.sqrt(np.mean(np.square(d_mas[kept]))) if kept.any() else math.nan
+        ax_res.set_title(f"{len(residuals)} matched stars, RMS {rms:.1f} mas "
+                         f"({np.count_nonzero(~kept)} clipped, grey)", loc="left")
+        ax_res.invert_xaxis()
+        ax_res.set_aspect("equal", adjustable="datalim")
+    else:
+        _empty(ax_res, "no matched stars")
+    ax_res.set_xlabel("east [arcsec]")
+    ax_res.set_ylabel("north [arcsec]")
+
+    applied = report[report["applied"]]
+    for row in applied:
+        colour = colours[row["group_id"]]
+        ax_shift.annotate("", xy=(row["shift_x_arcsec"], row["shift_y_arcsec"]), xytext=(0, 0),
+                          arrowprops={"arrowstyle": "->", "color": colour, "lw": 1.5})
+        ax_shift.plot(row["shift_x_arcsec"], row["shift_y_arcsec"], "o", color=colour)
+        ax_shift.annotate(f" {names.get(row['group_id'], row['group_id'])} ({row['stage']})",
+                          (row["shift_x_arcsec"], row["shift_y_arcsec"]), fontsize=8)
+    ax_shift.plot(0, 0, "k+")
+    ax_shift.set_xlabel("shift x [arcsec]")
+    ax_shift.set_ylabel("shift y [arcsec]")
+    ax_shift.set_title(f"shifts of the {len(applied)} applied fits", loc="left")
+    if not len(applied):
+        _empty(ax_shift, "no fit applied")
+
+    labels, rotations, bar_colours, notes = [], [], [], []
+    for row in report:
+        labels.append(f"{names.get(row['group_id'], row['group_id'])}\n{row['stage']}")
+        rotations.append(row["rotation_deg"] if np.isfinite(row["rotation_deg"]) else 0.0)
+        bar_colours.append(colours[row["group_id"]])
+        status = str(row["status"]).split(":", 1)[0]
+        notes.append(f"RMS {1000.0 * row['rms_arcsec']:.1f} mas" if row["applied"] else status)
+    positions = np.arange(len(labels))
+    ax_rot.bar(positions, rotations, color=bar_colours)
+    for x, rotation, note in zip(positions, rotations, notes):
+        ax_rot.annotate(note, (x, rotation), ha="center", va="bottom", fontsize=8)
+    ax_rot.set_xticks(positions, labels, fontsize=8)
+    ax_rot.set_ylabel("rotation [deg]")
+    ax_rot.set_title("fitted rotation per group", loc="left")
+    return ax_res, ax_shift, ax_rot
+
+
+# --------------------------------------------------------------------------------------------
+# skymatch
+
+
+def sky_before_after(stats: Mapping[str, Mapping], records: Mapping[str, Mapping]) -> Table:
+    """Per member: its own sky before matching and after the matched level is removed.
+
+    ``stats`` are the members' sky statistics (``work/<member>/skystats.json``: ``group``,
+    ``local.sky``), ``records`` their skymatch records (``sky.json``: ``level``, ``method``,
+    ``status``). Columns (MJy/sr, NaN where not computed): ``before`` = the member's local sky
+    statistic, ``level`` = the level skymatch assigns (subtracted downstream), ``after`` =
+    ``before - level``.
+    """
+    rows = []
+    for member, record in records.items():
+        local = stats[member]["local"]["sky"]
+        before = math.nan if local is None else float(local)
+        level = math.nan if record["level"] is None else float(record["level"])
+        rows.append((member, stats[member]["group"], record["method"], record["status"],
+                     before, level, before - level))
+    return Table(rows=rows or None, names=("member", "group_id", "method", "status", "before",
+                                           "level", "after"),
+                 dtype=(str, str, str, str, float, float, float))
+
+
+def plot_sky_levels(fig: Figure, table: Table) -> object:
+    """Bars per member: sky before matching and after removing the level (MJy/sr).
+
+    ``table`` is :func:`sky_before_after`'s. After ``match`` the absolute levels stay (only
+    differences are removed), so exposures agree where they overlap, not on zero.
+    """
+    ax = fig.add_subplot()
+    positions = np.arange(len(table))
+    width = 0.4
+    colours = group_colours(list(table["group_id"]))
+    edge = [colours[g] for g in table["group_id"]]
+    ax.bar(positions - width / 2, table["before"], width, label="before (own sky)",
+           color="0.75", edgecolor=edge, lw=1.5)
+    ax.bar(positions + width / 2, table["after"], width, label="after (level removed)",
+           color="tab:blue", edgecolor=edge, lw=1.5)
+    for x, row in zip(positions, table):
+        note = f"{row['level']:.4g}" if np.isfinite(row["level"]) else str(row["status"])
+        ax.annotate(note, (x + width / 2, row["after"] if np.isfinite(row["after"]) else 0.0),
+                    ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(positions, short_names(list(table["member"])), rotation=30, ha="right",
+                  fontsize=8)
+    ax.set_ylabel("sky [MJy/sr]")
+    methods = ", ".join(sorted(set(table["method"]))) or "none"
+    ax.set_title(f"sky per member before and after skymatch ({methods}); numbers: level removed",
+                 loc="left")
+    ax.legend(loc="lower right")
+    return ax
+
+
+# --------------------------------------------------------------------------------------------
+# Outliers
+
+
+def outlier_positions(cal_dq: np.ndarray, crf_dq: np.ndarray, pixel_to_world: Callable,
+                      world_to_pixel: Callable) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the pixels outlier detection flagged in one exposure, on another image.
+
+    Newly flagged = OUTLIER set in the ``_crf``'s DQ where the ``_cal``'s DQ lacked
+    DO_NOT_USE (what the flag job counts). ``pixel_to_world(x, y)`` is the exposure's WCS
+    (0-based pixels → RA, Dec degrees), ``world_to_pixel(ra, dec)`` the target image's.
+    Returns the target's 0-based (x, y).
+    """
+    new = ((crf_dq & _OUTLIER) != 0) & ((cal_dq & _DO_NOT_USE) == 0)
+    y, x = np.nonzero(new)
+    if x.size == 0:
+        return np.empty(0), np.empty(0)
+    ra, dec = pixel_to_world(x.astype(float), y.astype(float))
+    tx, ty = world_to_pixel(np.asarray(ra), np.asarray(dec))
+    return np.asarray(tx, dtype=float), np.asarray(ty, dtype=float)
+
+
+def plot_outliers(fig: Figure, counts: Mapping[str, int], positions: Mapping[str, tuple],
+                  image: np.ndarray, footprints: Mapping[str, np.ndarray],
+                  groups: Mapping[str, str]) -> tuple:
+    """Outliers flagged per member (bars) and where they are (map).
+
+    ``counts`` maps members to their newly flagged pixels; ``positions`` maps members to
+    display (x, y) arrays of those pixels on ``image`` (the block-averaged median the
+    exposures were compared with); ``footprints`` the members' outlines in the same display
+    positions; ``groups`` member → group id (colours).
+    """
+    grid = fig.add_gridspec(1, 5)
+    ax_bar = fig.add_subplot(grid[0, :2])
+    ax_map = fig.add_subplot(grid[0, 2:])
+    members = list(counts)
+    colours = group_colours([groups[m] for m in members])
+    bar_positions = np.arange(len(members))
+    ax_bar.bar(bar_positions, [counts[m] for m in members],
+               color=[colours[groups[m]] for m in members])
+    for x, m in zip(bar_positions, members):
+        ax_bar.annotate(str(counts[m]), (x, counts[m]), ha="center", va="bottom", fontsize=8)
+    ax_bar.set_xticks(bar_positions, short_names(members), rotation=30, ha="right", fontsize=8)
+    ax_bar.set_ylabel("pixels flagged")
+    ax_bar.set_title(f"{sum(counts.values())} outlier pixels flagged", loc="left")
+
+    _show_image(ax_map, image)
+    _draw_footprints(ax_map, footprints, groups, legend=False)
+    for member in members:
+        x, y = positions.get(member, (np.empty(0), np.empty(0)))
+        ax_map.scatter(x, y, s=2, color=colours[groups[member]], marker="s", lw=0,
+                       rasterized=True)
+    ax_map.set_xlim(-0.5, image.shape[1] - 0.5)
+    ax_map.set_ylim(-0.5, image.shape[0] - 0.5)
+    ax_map.set_title("newly flagged pixels on the median image", loc="left")
+    return ax_bar, ax_map
+
+
+# --------------------------------------------------------------------------------------------
+# Source catalogue
+
+
+def catalog_quantities(catalog: Table, aperture_ee: Sequence[int] = (30, 50, 70)) -> dict:
+    """What :func:`plot_catalog` shows, from a ``_cat.ecsv`` table.
+
+    ``x``, ``y`` (0-based mosaic pixels), ``magnitude`` (``aper_total_abmag``, AB mag),
+    ``concentration`` (``CI_<ee3>_<ee1>``, the widest concentration index, with its column
+    name) and ``extended`` (``is_extended``). A catalogue without sources (a ``label`` column
+    and no rows) gives empty arrays.
+    """
+    ee1, _, ee3 = aperture_ee
+    ci_name = f"CI_{ee3}_{ee1}"
+    n = len(catalog)
+
+    def column(name, dtype):
+        if name not in catalog.colnames:
+            return np.full(n, np.nan if dtype is float else False, dtype=dtype)
+        return np.asarray(getattr(catalog[name], "value", catalog[name]), dtype=dtype)
+
+    return {"x": column("xcentroid", float), "y": column("ycentroid", float),
+            "magnitude": column("aper_total_abmag", float),
+            "concentration": column(ci_name, float), "concentration_name": ci_name,
+            "extended": column("is_extended", bool)}
+
+
+def plot_catalog(fig: Figure, image: np.ndarray, x, y, magnitude, concentration, extended,
+                 magnitude_name: str = "AB mag", concentration_name: str = "CI") -> tuple:
+    """Catalogue sources on the mosaic, their magnitude histogram, magnitude vs concentration.
+
+    ``x``, ``y`` are display positions (:func:`to_display` of the catalogue's 0-based
+    centroids); ``magnitude`` (AB mag, NaN where the flux is not positive), ``concentration``
+    (a concentration index, flux ratio of two apertures) and ``extended`` (bool) per source.
+    Point sources are drawn in one colour, extended ones in another.
+    """
+    ax_map, ax_hist, ax_ci = fig.subplots(1, 3)
+    magnitude = np.asarray(magnitude, dtype=float)
+    concentration = np.asarray(concentration, dtype=float)
+    extended = np.asarray(extended, dtype=bool)
+    kinds = ((~extended, "point", "tab:cyan"), (extended, "extended", "tab:orange"))
+
+    _show_image(ax_map, image)
+    for keep, label, colour in kinds:
+        ax_map.scatter(np.asarray(x)[keep], np.asarray(y)[keep], s=30, facecolors="none",
+                       edgecolors=colour, lw=0.8, label=f"{label} ({keep.sum()})")
+    ax_map.set_title(f"{len(magnitude)} catalogue sources", loc="left")
+    if len(magnitude):
+        ax_map.legend(loc="upper right", fontsize=8)
+
+    finite = np.isfinite(magnitude)
+    if finite.any():
+        low, high = np.floor(magnitude[finite].min()), np.ceil(magnitude[finite].max())
+        bins = np.arange(low, high + 0.25, 0.25)
+        ax_hist.hist([magnitude[finite & keep] for keep, _, _ in kinds], bins=bins,
+                     stacked=True, color=[c for _, _, c in kinds],
+                     label=[label for _, label, _ in kinds])
+        ax_hist.legend(fontsize=8)
+    else:
+        _empty(ax_hist, "no finite magnitude")
+    ax_hist.set_xlabel(magnitude_name)
+    ax_hist.set_ylabel("sources per 0.25 mag")
+
+    for keep, label, colour in kinds:
+        ax_ci.scatter(magnitude[keep], concentration[keep], s=8, color=colour, label=label)
+    ax_ci.set_xlabel(magnitude_name)
+    ax_ci.set_ylabel(concentration_name)
+    shown = concentration[np.isfinite(concentration)]
+    if shown.size:
+        low, high = np.percentile(shown, [1, 99])
+        pad = 0.1 * max(high - low, 0.1)
+        ax_ci.set_ylim(low - pad, high + pad)
+    ax_ci.set_title("concentration index vs magnitude", loc="left")
+    return ax_map, ax_hist, ax_ci
