@@ -1,14 +1,23 @@
-"""Configuration: type coercion, validation with one-line errors, derived paths.
+"""Configuration: type coercion, validation with one-line errors, the per-instrument/filter
+parameter table, derived paths.
 
 Snakemake's ``--config 'resample={pixfrac: 0.8}'`` leaves every nested leaf a string ('0.8');
 :func:`coerce` casts such leaves to the type the schema asks for before validation, so nested
 overrides behave like values in the config file.
+
+The parameter table (``config/parameters.yaml``) plays the role of the reference's CRDS
+``pars-*`` reference files: entries whose ``match`` fits the association's first member
+(primary header INSTRUME, FILTER, PUPIL, DETECTOR; ``fnmatch`` patterns, case-insensitive) set
+step parameters over config.yaml's defaults, in file order (a later entry wins), but never a
+parameter the user set with ``--config`` or ``--configfile`` (:func:`apply_parameter_table`).
 """
 
 from __future__ import annotations
 
 import copy
+import fnmatch
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +27,8 @@ import yaml
 from .errors import ConfigError
 
 STEPS = ("tweakreg", "skymatch", "outlier_detection", "resample", "source_catalog")
+#: What a parameter-table entry can match on (exposure facts of image3.inspect).
+MATCH_KEYS = ("instrument", "filter", "pupil", "detector")
 
 
 def load_schema(path: str | Path) -> dict:
@@ -103,3 +114,105 @@ def work_dir(config: dict) -> str:
 def step_params(config: dict, step: str) -> dict:
     """The parameters of one step without the workflow-only ``skip`` key."""
     return {k: v for k, v in config[step].items() if k != "skip"}
+
+
+def read_parameter_table(path: str | Path, schema: dict) -> list[dict]:
+    """The entries of a parameter table file, checked; :class:`ConfigError` names the entry.
+
+    The file holds ``entries:``, a list of mappings with ``match`` ({key: pattern} over
+    :data:`MATCH_KEYS`, ``instrument`` required), ``reason`` (why these values: a table
+    without reasons cannot be reviewed) and one section per step ({parameter: value}) whose
+    values must pass the config schema.
+    """
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not a readable parameter table ({reason})") from None
+    entries = (document or {}).get("entries") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: a parameter table needs a list under 'entries:'")
+    for number, entry in enumerate(entries, start=1):
+        where = f"{path}: entry {number}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("match"), dict):
+            raise ConfigError(f"{where}: needs a 'match:' mapping")
+        match = entry["match"]
+        unknown = set(match) - set(MATCH_KEYS)
+        if "instrument" not in match or unknown:
+            raise ConfigError(f"{where}: 'match' needs 'instrument' and only {MATCH_KEYS} "
+                              f"(got {sorted(match)})")
+        if not str(entry.get("reason", "")).strip():
+            raise ConfigError(f"{where} ({_describe_match(match)}): give a 'reason'")
+        steps = {k: v for k, v in entry.items() if k not in ("match", "reason")}
+        bad = [k for k, v in steps.items() if k not in STEPS or not isinstance(v, dict)]
+        if bad:
+            raise ConfigError(f"{where} ({_describe_match(match)}): {bad} are not step "
+                              f"sections (one of {STEPS}, each a mapping)")
+        try:
+            validate(steps, schema)
+        except ConfigError as exc:
+            raise ConfigError(f"{where} ({_describe_match(match)}): {exc}") from None
+    return entries
+
+
+def _describe_match(match: Mapping) -> str:
+    return " ".join(f"{k}={match[k]}" for k in MATCH_KEYS if k in match)
+
+
+def entry_matches(match: Mapping, exposure: Mapping) -> bool:
+    """Whether every pattern of ``match`` fits the exposure's fact (case-insensitive
+    ``fnmatch``: ``NRC?LONG``, ``F1*W``); a fact the exposure lacks never matches."""
+    return all(exposure.get(key) is not None
+               and fnmatch.fnmatchcase(str(exposure[key]).upper(), str(pattern).upper())
+               for key, pattern in match.items())
+
+
+def _is_explicit(explicit: Mapping, step: str, key: str) -> bool:
+    section = explicit.get(step)
+    return isinstance(section, Mapping) and key in section
+
+
+def apply_parameter_table(config: dict, entries: list[dict], exposure: Mapping,
+                          explicit: Mapping) -> tuple[dict, dict[str, object]]:
+    """``config`` with the values of the entries that match ``exposure``, and what was set.
+
+    ``exposure`` holds the first member's facts (``instrument``, ``filter``, ``pupil``,
+    ``detector``); ``explicit`` the user's own settings (Snakemake's ``--config`` and
+    ``--configfile`` values merged, e.g. ``{"tweakreg": {"kernel_fwhm": "3"}}``): a parameter
+    there keeps the user's value. Returns a new config and {"step.parameter": value} of the
+    values taken from the table.
+    """
+    out = copy.deepcopy(config)
+    applied: dict[str, object] = {}
+    for entry in entries:
+        if not entry_matches(entry["match"], exposure):
+            continue
+        for step in STEPS:
+            for key, value in entry.get(step, {}).items():
+                if not _is_explicit(explicit, step, key):
+                    out[step][key] = value
+                    applied[f"{step}.{key}"] = value
+    return out, applied
+
+
+def parameter_sources(config: Mapping, table_values: Mapping[str, object],
+                      explicit: Mapping) -> list[tuple[str, str, str, str]]:
+    """Every step parameter of a run as (step, parameter, value, source), steps in order.
+
+    ``source`` is "user" for the user's own settings (``explicit``, see
+    :func:`apply_parameter_table`), "parameter table" for values from it (``table_values``,
+    {"step.parameter": value}), else "config.yaml" (the workflow's defaults).
+    """
+    rows = []
+    for step in STEPS:
+        for key, value in config[step].items():
+            if _is_explicit(explicit, step, key):
+                source = "user"
+            elif f"{step}.{key}" in table_values:
+                source = "parameter table"
+            else:
+                source = "config.yaml"
+            rows.append((step, key, yaml.safe_dump(value, default_flow_style=True).strip()
+                         .removesuffix("\n..."), source))
+    return rows

@@ -24,7 +24,10 @@ from .asn import IMAGING_EXPTYPES, SURFACE_BRIGHTNESS_UNIT, Association
 from .errors import AssociationError
 
 DO_NOT_USE = 1
-CACHE_VERSION = 1
+#: Facts read from the primary header: fact name → keyword.
+EXPOSURE_KEYWORDS = {"instrument": "INSTRUME", "filter": "FILTER", "pupil": "PUPIL",
+                     "detector": "DETECTOR"}
+CACHE_VERSION = 2
 
 
 def _signature(path: Path) -> str:
@@ -33,13 +36,17 @@ def _signature(path: Path) -> str:
 
 
 def inspect_file(path: str | Path) -> dict:
-    """Facts about one exposure file: ``problem`` (None if usable), instrument, unit, moving."""
+    """Facts about one exposure file: ``problem`` (None if usable), instrument, filter, pupil,
+    detector (primary header INSTRUME, FILTER, PUPIL, DETECTOR; they select the entries of the
+    parameter table), unit, moving."""
     path = Path(path)
-    facts = {"problem": None, "instrument": None, "unit": None, "moving": False}
+    facts = {"problem": None, "instrument": None, "filter": None, "pupil": None,
+             "detector": None, "unit": None, "moving": False}
     try:
         with fits.open(path, memmap=False) as hdul:
             primary = hdul[0].header
-            facts["instrument"] = primary.get("INSTRUME")
+            for key, keyword in EXPOSURE_KEYWORDS.items():
+                facts[key] = primary.get(keyword)
             facts["moving"] = str(primary.get("TARGTYPE", "")).strip().upper() == "MOVING"
             exp_type = primary.get("EXP_TYPE")
             if exp_type is not None and exp_type not in IMAGING_EXPTYPES:

@@ -151,6 +151,7 @@ PROGRAM = "99999"
 ASN_ID = "o001"
 PRODUCT_NAME = f"jw{PROGRAM}-{ASN_ID}_t001_nircam_clear-f200w"
 DETECTORS = ("NRCB1", "NRCB2")
+INSTRUMENT, FILTER, PUPIL = "NIRCAM", "F200W", "CLEAR"
 MIN_SIZE, MAX_SIZE = 256, 2048
 
 
@@ -953,12 +954,12 @@ def build_cal_model(plan: MemberPlan, exposure: Exposure) -> datamodels.ImageMod
     meta.wcs = wcs
     meta.telescope = "JWST"
     meta.bunit_data = meta.bunit_err = "MJy/sr"
-    meta.instrument.name = "NIRCAM"
+    meta.instrument.name = INSTRUMENT
     meta.instrument.detector = plan.detector
     meta.instrument.module = "B"
     meta.instrument.channel = "SHORT"
-    meta.instrument.filter = "F200W"
-    meta.instrument.pupil = "CLEAR"
+    meta.instrument.filter = FILTER
+    meta.instrument.pupil = PUPIL
 
     start = Time(plan.start_mjd, format="mjd", scale="utc")
     end = start + DURATION_S * u.s

@@ -62,6 +62,36 @@ except Image3Error as exc:
 for _line in ASN.warnings:
     print(f"image3: WARNING: {_line}", file=sys.stderr)
 
+
+def first_member_facts():
+    """INSTRUME/FILTER/PUPIL/DETECTOR of the association's first member (the demo's are
+    known before its files exist)."""
+    if DEMO:
+        from image3 import synth
+
+        return {"instrument": synth.INSTRUMENT, "filter": synth.FILTER, "pupil": synth.PUPIL,
+                "detector": synth.DETECTORS[0]}
+    return INSPECTED[str(ASN.members[0].path)]["facts"]
+
+
+# Per-instrument/filter parameters (config/parameters.yaml): over config.yaml, under the user's.
+PARAMETER_TABLE = config["parameter_table"] or workflow.source_path("../config/parameters.yaml")
+TABLE_VALUES = {}
+if config["parameter_table"] != "none":
+    try:
+        _updated, TABLE_VALUES = i3config.apply_parameter_table(
+            config, i3config.read_parameter_table(PARAMETER_TABLE, _schema),
+            first_member_facts(), workflow.config_settings.overwrite_config)
+        i3config.check_consistency(_updated)
+    except Image3Error as exc:
+        fail(exc)
+    config.update(_updated)
+if TABLE_VALUES:
+    _facts = first_member_facts()
+    print(f"image3: {' '.join(str(_facts[k]) for k in ('instrument', 'filter') if _facts[k])}: "
+          f"{', '.join(f'{k}={v}' for k, v in TABLE_VALUES.items())} "
+          f"(from {Path(str(PARAMETER_TABLE)).name})", file=sys.stderr)
+
 MEMBERS = [m.name for m in ASN.members]
 GROUPS = list(ASN.groups)
 SINGLE = ASN.is_single_exposure
@@ -194,13 +224,14 @@ def qa_plot(name, step):
 
 
 def qa_outputs():
-    """The QA plots of the stages that run."""
+    """The QA plots of the stages that run, and the table of the run's parameters."""
     if not config["qa"]["plots"]:
         return []
     plots = {"mosaic": "resample", "tweakreg": "tweakreg", "skymatch": "skymatch",
              "outliers": "outlier_detection", "catalog": "source_catalog"}
     return [f"{QA}/{name}.png" for name, step in plots.items()
-            if step_runs(step) and (step != "source_catalog" or step_runs("resample"))]
+            if step_runs(step) and (step != "source_catalog" or step_runs("resample"))
+            ] + [f"{QA}/parameters.html"]
 
 
 onstart:

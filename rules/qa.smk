@@ -1,8 +1,29 @@
 """QA (under <output_dir>/qa/, shown by `snakemake --report`): plots of the mosaic with the
-exposure footprints, tweakreg's residuals and fits, sky levels, outliers and the catalogue.
-qa_outputs() (common.smk) asks for those of the stages that
+exposure footprints, tweakreg's residuals and fits, sky levels, outliers and the catalogue, and
+the table of the run's parameters. qa_outputs() (common.smk) asks for those of the stages that
 run when qa.plots is true. Plotting logic: image3/qa.py; each job takes a few seconds (images are
 block-averaged to <= 1024 pixels a side, read a band of rows at a time)."""
+
+
+rule qa_parameters:
+    output:
+        report(f"{QA}/parameters.html", caption="../report/parameters.rst",
+               category="parameters", labels={"step": "all", "figure": "parameters"}),
+    params:
+        rows=i3config.parameter_sources(config, TABLE_VALUES,
+                                        workflow.config_settings.overwrite_config),
+    log:
+        f"{LOGS}/qa/parameters.log",
+    benchmark:
+        f"{BENCH}/qa/parameters.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/qa_parameters.py"
 
 
 rule qa_mosaic:

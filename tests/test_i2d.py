@@ -202,7 +202,7 @@ def test_effective_exposure_time_sums_groups(mosaic):
 
 def test_rerun_does_nothing_and_pixfrac_reruns_only_resample(tmp_path):
     """A new pixfrac reruns the resample job and what reads its product (the catalogue and
-    the QA plots of the mosaic and catalogue), nothing upstream."""
+    the QA plots of the mosaic and catalogue) or lists the parameters, nothing upstream."""
     asn = synth.make_association(tmp_path / "data", n=2, size=256, seed=5)
     config = {"asn": asn, "output_dir": tmp_path / "out"}
     snakemake(tmp_path, "--cores", "2", config=config)
@@ -211,6 +211,6 @@ def test_rerun_does_nothing_and_pixfrac_reruns_only_resample(tmp_path):
     assert "Nothing to be done" in again.stdout + again.stderr
     changed = snakemake(tmp_path, "--cores", "2", config={**config, "resample": "{pixfrac: 0.8}"})
     ran = jobs_run(changed)
-    for reader in ("all", "source_catalog", "qa_mosaic", "qa_catalog"):
+    for reader in ("all", "source_catalog", "qa_mosaic", "qa_catalog", "qa_parameters"):
         ran.pop(reader, None)
     assert ran == {"resample": 1}
