@@ -3,12 +3,19 @@
 Tests that need ``../shared`` (the real JWST files) skip with a stated reason
 on a user's machine, but fail under CI (``CI=true``) so nothing silently
 stops being tested.
+
+``small_run`` is one complete run of the workflow (``snakemake --cores all``) on a small
+synthetic association, made once per session and shared by the tests that compare other runs
+with it (test_resume, test_cli) or read what it left (test_report).
 """
 
 import os
 from pathlib import Path
 
 import pytest
+
+from image3 import synth
+from workflow import snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -42,3 +49,19 @@ def miri_i2d_files(real_data_dir) -> list[Path]:
     if not files:
         require(real_data_dir / "miri-i2d" / "missing", "real MIRI i2d products")
     return files
+
+
+@pytest.fixture(scope="session")
+def small_association(tmp_path_factory) -> Path:
+    """3 dithered 256² synthetic NIRCam exposures (seed 21) with WCS errors, sky offsets and
+    cosmic rays: every stage runs."""
+    return synth.make_association(tmp_path_factory.mktemp("small_data"), n=3, size=256, seed=21)
+
+
+@pytest.fixture(scope="session")
+def small_run(small_association, tmp_path_factory) -> Path:
+    """The folder of one uninterrupted ``snakemake --cores all`` run on ``small_association``
+    (products in ``out/``)."""
+    work = tmp_path_factory.mktemp("small_run")
+    snakemake(work, "--cores", "all", config={"asn": small_association, "output_dir": "out"})
+    return work

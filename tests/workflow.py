@@ -4,6 +4,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+from astropy.table import Table
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
 
@@ -34,3 +39,31 @@ def jobs_run(proc: subprocess.CompletedProcess) -> dict[str, int]:
         counts[parts[0]] = int(parts[1])
     counts.pop("total", None)
     return counts
+
+
+def _products(out: Path, product: str) -> list[Path]:
+    return sorted(out.glob("*_crf.fits")) + [out / f"{product}_i2d.fits",
+                                             out / f"{product}_segm.fits"]
+
+
+def assert_same_products(out: Path, reference: Path, product: str) -> None:
+    """Every image array of the _crf, _i2d and _segm files and every value of the catalogue
+    of ``out`` equal those of ``reference`` exactly."""
+    for ref in _products(reference, product):
+        with fits.open(ref) as a, fits.open(out / ref.name) as b:
+            assert [h.name for h in a] == [h.name for h in b], ref.name
+            for ha, hb in zip(a, b):
+                if ha.is_image and ha.data is not None:
+                    np.testing.assert_array_equal(ha.data, hb.data, err_msg=f"{ref.name}[{ha.name}]")
+    cat_a = Table.read(reference / f"{product}_cat.ecsv")
+    cat_b = Table.read(out / f"{product}_cat.ecsv")
+    assert len(cat_a) > 10 and cat_a.colnames == cat_b.colnames
+    for name in cat_a.colnames:
+        np.testing.assert_array_equal(_values(cat_a[name]), _values(cat_b[name]), err_msg=name)
+
+
+def _values(column) -> np.ndarray:
+    """A catalogue column as plain numbers (sky coordinates as RA, Dec in degrees)."""
+    if isinstance(column, SkyCoord):
+        return np.stack([column.ra.deg, column.dec.deg])
+    return np.asarray(column)
