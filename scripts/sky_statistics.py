@@ -13,5 +13,7 @@ with job(snakemake) as log:
                              group_footprints=footprints, own_group=snakemake.params.group,
                              params=snakemake.params.sky)
     atomic_write_text(snakemake.output[0], json.dumps(stats, indent=1) + "\n")
-    log.info("%s: local sky %s from %s pixels; %d overlapping groups", snakemake.wildcards.member,
-             stats["local"]["sky"], stats["local"]["npix"], len(stats.get("overlaps", {})))
+    sky = stats["local"]["sky"]
+    log.info("%s: local sky %s from %d pixels; %d overlapping groups", snakemake.wildcards.member,
+             "not computed" if sky is None else f"{sky:.5g} MJy/sr", stats["local"]["npix"],
+             len(stats.get("overlaps", {})))

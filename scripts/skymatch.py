@@ -13,4 +13,6 @@ with job(snakemake) as log:
     for member, path in zip(snakemake.params.members, snakemake.output):
         record = records[member]
         record.write(path)
-        log.info("%s: sky %s (%s, %s)", member, record.level, record.method, record.status)
+        log.info("%s: sky level %s (%s, %s)", member,
+                 "not computed" if record.level is None else f"{record.level:.5g} MJy/sr",
+                 record.method, record.status)
