@@ -63,7 +63,7 @@ FIGURE_INCHES = {
     "mosaic": (8.0, 8.0),
     "tweakreg": (15.0, 5.0),
     "skymatch": (10.0, 5.0),
-    "outliers": (15.0, 6.0),
+    "outliers": (13.0, 6.0),
     "catalog": (15.0, 5.0),
 }
 #: Length of the key arrow of the tweakreg residuals, as a fraction of the panel's width.
@@ -75,8 +75,8 @@ MAX_DISPLAY_PIXELS = 1024
 
 # DQ bits (jwst dqflags): DO_NOT_USE and OUTLIER.
 _DO_NOT_USE, _OUTLIER = 1, 16
-# Rows read at once by block_mean at least (keeps a band small for small factors).
-_MIN_BAND_ROWS = 64
+# block_mean reads bands of about this many rows (whole blocks; one block when it is taller).
+_BAND_ROWS = 64
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,7 +112,7 @@ def block_mean(read_rows: Callable[[int, int], np.ndarray], shape: Sequence[int]
     ny, nx = shape
     out_ny, out_nx = math.ceil(ny / factor), math.ceil(nx / factor)
     out = np.full((out_ny, out_nx), np.nan, dtype=np.float32)
-    band_blocks = max(1, _MIN_BAND_ROWS // factor)
+    band_blocks = max(1, _BAND_ROWS // factor)
     for b0 in range(0, out_ny, band_blocks):
         b1 = min(out_ny, b0 + band_blocks)
         rows = np.asarray(read_rows(b0 * factor, min(ny, b1 * factor)), dtype=np.float64)
@@ -257,8 +257,9 @@ def plot_tweakreg(fig: Figure, report: Table, residuals: Table) -> tuple:
     ``rms_arcsec``, ``shift_x_arcsec``, ``shift_y_arcsec``, ``rotation_deg``);
     ``residuals`` the matched-star table of :func:`image3.tweakreg.match_residuals`. Panels:
     residual vectors at the stars' sky positions (east to the left; arrows magnified, key in
-    mas; pairs the fit's clipping rejects in grey, left out of the RMS), the fitted shift of every group whose fit was applied (arcsec, in the reference
-    V2V3 tangent plane), and the fitted rotation per group with the fit RMS in mas.
+    mas; pairs the fit's clipping rejects in grey, left out of the RMS), the fitted shift of
+    every group whose fit was applied (arcsec, in the reference V2V3 tangent plane), and the
+    fitted rotation per group with the fit RMS in mas.
     """
     ax_res, ax_shift, ax_rot = fig.subplots(1, 3)
     groups = list(dict.fromkeys(report["group_id"])) or list(dict.fromkeys(residuals["group_id"]))
