@@ -94,19 +94,37 @@ def _pss_kb(pid: int) -> int:
     return 0
 
 
+def _command(pid: int) -> str:
+    """A short name for a process: its program and, for python, the script or module it runs."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return "?"
+    words = [Path(argv[0]).name] + [a if a.startswith("-") else Path(a).name for a in argv[1:3] if a]
+    return " ".join(words)
+
+
 class PssSampler(threading.Thread):
     """Samples the summed PSS of a process tree every ``interval`` s; after ``stop()``,
-    ``samples`` holds (POSIX seconds, MB) pairs and ``stop()`` returns the peak in MB."""
+    ``samples`` holds (POSIX seconds, MB) pairs, ``at_peak`` the processes of the peak sample
+    ({"command", "pss_mb"}, largest first), and ``stop()`` returns the peak in MB."""
 
     def __init__(self, pid: int, interval: float = 0.2):
         super().__init__(daemon=True)
-        self.pid, self.interval, self.samples = pid, interval, []
+        self.pid, self.interval, self.samples, self.at_peak = pid, interval, [], []
         self._done = threading.Event()
 
     def run(self):
+        peak_kb = -1
         while not self._done.is_set():
-            total_kb = sum(_pss_kb(p) for p in _children(self.pid))
+            per_process = {p: _pss_kb(p) for p in _children(self.pid)}
+            total_kb = sum(per_process.values())
             self.samples.append((time.time(), total_kb / 1024))
+            if total_kb > peak_kb:
+                peak_kb = total_kb
+                self.at_peak = [{"command": _command(p), "pss_mb": round(kb / 1024, 1)}
+                                for p, kb in sorted(per_process.items(), key=lambda kv: -kv[1])
+                                if kb > 10240]
             time.sleep(self.interval)
 
     def stop(self) -> float:
@@ -116,8 +134,9 @@ class PssSampler(threading.Thread):
 
 
 def _run_measured(cmd: list[str], log: Path, env: dict | None = None, cwd: Path | None = None) -> dict:
-    """Run ``cmd`` with its output in ``log``; wall time (s), peak summed PSS (MB), PSS samples,
-    start and end (POSIX s). Stops with the log's tail if the command fails."""
+    """Run ``cmd`` with its output in ``log``; wall time (s), peak summed PSS (MB), the processes
+    of the peak sample (over 10 MB), PSS samples, start and end (POSIX s). Stops with the log's
+    tail if the command fails."""
     with log.open("w") as out:
         started, started_perf = time.time(), time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
@@ -129,7 +148,8 @@ def _run_measured(cmd: list[str], log: Path, env: dict | None = None, cwd: Path 
     if proc.returncode != 0:
         raise SystemExit(f"{cmd[0]} failed, see {log}:\n{log.read_text()[-3000:]}")
     return {"wall_s": round(wall, 2), "peak_summed_pss_mb": round(peak, 1),
-            "samples": sampler.samples, "started": started, "ended": started + wall}
+            "processes_at_peak": sampler.at_peak, "samples": sampler.samples,
+            "started": started, "ended": started + wall}
 
 
 def _benchmarks(work: Path) -> dict[str, dict]:
@@ -167,6 +187,7 @@ def run_workflow(folder: Path, asn: Path, cores: int) -> dict:
     run = _run_measured(cmd, folder / "snakemake.log")
     rules = _benchmarks(folder / "out" / "work")
     return {"wall_s": run["wall_s"], "peak_summed_pss_mb": run["peak_summed_pss_mb"],
+            "processes_at_peak": run["processes_at_peak"],
             "largest_job_rss_mb": round(max(r["max_rss_mb"] for r in rules.values()), 1),
             "rules": rules}
 
@@ -198,8 +219,8 @@ def run_reference(strun: Path, folder: Path, asn: Path) -> dict:
     run = _run_measured(cmd, out / "jwst.log", env=env, cwd=out)
     steps = compare.step_table(compare.step_intervals((out / "jwst.log").read_text()),
                                run["samples"], run["started"], run["ended"])
-    return {"wall_s": run["wall_s"],
-            "peak_summed_pss_mb": run["peak_summed_pss_mb"], "steps": steps}
+    return {"wall_s": run["wall_s"], "peak_summed_pss_mb": run["peak_summed_pss_mb"],
+            "processes_at_peak": run["processes_at_peak"], "steps": steps}
 
 
 def side_by_side(args) -> dict:
@@ -250,6 +271,12 @@ def print_result(r: dict) -> None:
     print(f"{'rule':<18}{'jobs':>5}{'wall s':>9}{'cpu s':>9}{'max RSS MB':>12}")
     for rule, e in sorted(ours["rules"].items(), key=lambda kv: -kv[1]["wall_s"]):
         print(f"{rule:<18}{e['jobs']:>5}{e['wall_s']:>9.1f}{e['cpu_s']:>9.1f}{e['max_rss_mb']:>12.0f}")
+    print(_at_peak(ours))
+
+
+def _at_peak(run: dict) -> str:
+    return "at the PSS peak: " + ", ".join(f"{p['command']} {p['pss_mb']:.0f} MB"
+                                           for p in run["processes_at_peak"])
 
 
 def print_reference(r: dict) -> None:
@@ -260,6 +287,7 @@ def print_reference(r: dict) -> None:
     for row in ref["steps"]:
         peak = "-" if row["peak_pss_mb"] is None else f"{row['peak_pss_mb']:.0f}"
         print(f"{row['step']:<20}{row['wall_s']:>9.1f}{peak:>13}")
+    print(_at_peak(ref))
     print(f"ours / jwst: wall {ratios['wall']:.2f}, peak summed PSS {ratios['peak_summed_pss']:.2f}")
 
 
