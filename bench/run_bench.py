@@ -38,11 +38,13 @@ option the side-by-side is skipped with one line saying so). Our workflow runs f
   ``pixel_shape``, ``array_shape`` and ``pixel_scale``, as jwst's ``load_custom_wcs`` reads it),
   so both ``_i2d`` are on one grid. Outlier detection keeps each pipeline's default grid.
 
-Reported: wall time and peak summed PSS of both and their ratios (ours / jwst), jwst's per-step
-wall time and peak PSS (from its ``Step X running/done`` log lines and the PSS samples), and the
-product comparison of ``bench/compare.py``: i2d difference statistics, outlier pixels per
-``_crf`` with recall/precision against the injected cosmic rays, matched catalogue fluxes and
-isolated-star fluxes against the truth. The run folder (``data/``, ``out/`` = ours,
+Reported: wall time, CPU time (user + system of the process tree, with the CPU seconds other
+processes used meanwhile: on a shared machine compare CPU times) and peak summed PSS of both and
+their ratios (ours / jwst), jwst's per-step wall time and peak PSS (from its ``Step X
+running/done`` log lines and the PSS samples), and the product comparison of
+``bench/compare.py``: i2d difference statistics, outlier pixels per ``_crf`` with
+recall/precision against the injected cosmic rays, matched catalogue fluxes and isolated-star
+fluxes against the truth. The run folder (``data/``, ``out/`` = ours,
 ``reference/`` = jwst with ``jwst.log``) is kept with ``--keep``.
 """
 
@@ -52,6 +54,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -133,11 +136,27 @@ class PssSampler(threading.Thread):
         return max((mb for _, mb in self.samples), default=0.0)
 
 
+def _machine_busy_s() -> float:
+    """CPU seconds all processors of the machine have been busy since boot (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of this process's terminated, waited-for descendants."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _run_measured(cmd: list[str], log: Path, env: dict | None = None, cwd: Path | None = None) -> dict:
-    """Run ``cmd`` with its output in ``log``; wall time (s), peak summed PSS (MB), the processes
-    of the peak sample (over 10 MB), PSS samples, start and end (POSIX s). Stops with the log's
-    tail if the command fails."""
+    """Run ``cmd`` with its output in ``log``; wall time (s), CPU time of its process tree (s),
+    CPU seconds used meanwhile by everything else on the machine (other users' work and this
+    script's sampler: a shared machine inflates wall times, not CPU times), peak summed PSS
+    (MB), the processes of the peak sample (over 10 MB), PSS samples, start and end (POSIX s).
+    Stops with the log's tail if the command fails."""
     with log.open("w") as out:
+        cpu_before, busy_before = _children_cpu_s(), _machine_busy_s()
         started, started_perf = time.time(), time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
         sampler = PssSampler(proc.pid)
@@ -145,11 +164,13 @@ def _run_measured(cmd: list[str], log: Path, env: dict | None = None, cwd: Path 
         proc.wait()
         wall = time.perf_counter() - started_perf
         peak = sampler.stop()
+        cpu, busy = _children_cpu_s() - cpu_before, _machine_busy_s() - busy_before
     if proc.returncode != 0:
         raise SystemExit(f"{cmd[0]} failed, see {log}:\n{log.read_text()[-3000:]}")
-    return {"wall_s": round(wall, 2), "peak_summed_pss_mb": round(peak, 1),
-            "processes_at_peak": sampler.at_peak, "samples": sampler.samples,
-            "started": started, "ended": started + wall}
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 1),
+            "other_cpu_s": round(max(busy - cpu, 0.0), 1),
+            "peak_summed_pss_mb": round(peak, 1), "processes_at_peak": sampler.at_peak,
+            "samples": sampler.samples, "started": started, "ended": started + wall}
 
 
 def _benchmarks(work: Path) -> dict[str, dict]:
@@ -178,7 +199,8 @@ def make_data(n: int, size: int, seed: int, cores: int) -> tuple[Path, Path]:
 
 
 def run_workflow(folder: Path, asn: Path, cores: int) -> dict:
-    """Our workflow on ``asn`` into ``folder/out``: wall time, peak summed PSS, per-rule table."""
+    """Our workflow on ``asn`` into ``folder/out``: wall and CPU time, peak summed PSS, per-rule
+    table."""
     truth = asn.parent / "truth"
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
            "--directory", str(folder), "--cores", str(cores), "--config", f"asn={asn}",
@@ -186,10 +208,8 @@ def run_workflow(folder: Path, asn: Path, cores: int) -> dict:
            f"abvegaoffset_file: {truth / 'abvegaoffset.asdf'}}}"]
     run = _run_measured(cmd, folder / "snakemake.log")
     rules = _benchmarks(folder / "out" / "work")
-    return {"wall_s": run["wall_s"], "peak_summed_pss_mb": run["peak_summed_pss_mb"],
-            "processes_at_peak": run["processes_at_peak"],
-            "largest_job_rss_mb": round(max(r["max_rss_mb"] for r in rules.values()), 1),
-            "rules": rules}
+    largest_mb = round(max(r["max_rss_mb"] for r in rules.values()), 1)
+    return {**_summary(run), "largest_job_rss_mb": largest_mb, "rules": rules}
 
 
 def reference_strun(python: Path) -> tuple[Path, str]:
@@ -205,7 +225,7 @@ def reference_strun(python: Path) -> tuple[Path, str]:
 
 def run_reference(strun: Path, folder: Path, asn: Path) -> dict:
     """jwst's calwebb_image3 (``strun``) on ``asn`` into ``folder/reference``, offline, on our
-    output grid. Returns wall time, peak summed PSS and per-step wall time and peak PSS."""
+    output grid. Returns wall and CPU time, peak summed PSS and per-step wall time and peak PSS."""
     out, crds = folder / "reference", folder / "crds-empty"
     out.mkdir()
     crds.mkdir()
@@ -219,8 +239,13 @@ def run_reference(strun: Path, folder: Path, asn: Path) -> dict:
     run = _run_measured(cmd, out / "jwst.log", env=env, cwd=out)
     steps = compare.step_table(compare.step_intervals((out / "jwst.log").read_text()),
                                run["samples"], run["started"], run["ended"])
-    return {"wall_s": run["wall_s"], "peak_summed_pss_mb": run["peak_summed_pss_mb"],
-            "processes_at_peak": run["processes_at_peak"], "steps": steps}
+    return {**_summary(run), "steps": steps}
+
+
+def _summary(run: dict) -> dict:
+    """The figures of a :func:`_run_measured` result that go into the JSON."""
+    keys = ("wall_s", "cpu_s", "other_cpu_s", "peak_summed_pss_mb", "processes_at_peak")
+    return {key: run[key] for key in keys}
 
 
 def side_by_side(args) -> dict:
@@ -235,6 +260,7 @@ def side_by_side(args) -> dict:
     result["reference"] = theirs
     result["ratios_ours_over_reference"] = {
         "wall": round(ours["wall_s"] / theirs["wall_s"], 3),
+        "cpu": round(ours["cpu_s"] / theirs["cpu_s"], 3),
         "peak_summed_pss": round(ours["peak_summed_pss_mb"] / theirs["peak_summed_pss_mb"], 3)}
     result["comparison"] = compare.compare_products(asn, folder / "out", folder / "reference")
     print_reference(result)
@@ -266,12 +292,16 @@ def run_once(n: int, size: int, cores: int, seed: int, keep: bool = False) -> di
 def print_result(r: dict) -> None:
     ours = r["ours"]
     print(f"\nN = {r['n_exposures']} x {r['size']}², --cores {r['cores']}: "
-          f"wall {ours['wall_s']:.1f} s, peak summed PSS {ours['peak_summed_pss_mb']:.0f} MB, "
-          f"largest job {ours['largest_job_rss_mb']:.0f} MB")
+          f"wall {ours['wall_s']:.1f} s, {_cpu(ours)}, peak summed PSS "
+          f"{ours['peak_summed_pss_mb']:.0f} MB, largest job {ours['largest_job_rss_mb']:.0f} MB")
     print(f"{'rule':<18}{'jobs':>5}{'wall s':>9}{'cpu s':>9}{'max RSS MB':>12}")
     for rule, e in sorted(ours["rules"].items(), key=lambda kv: -kv[1]["wall_s"]):
         print(f"{rule:<18}{e['jobs']:>5}{e['wall_s']:>9.1f}{e['cpu_s']:>9.1f}{e['max_rss_mb']:>12.0f}")
     print(_at_peak(ours))
+
+
+def _cpu(run: dict) -> str:
+    return f"CPU {run['cpu_s']:.0f} s (other processes meanwhile: {run['other_cpu_s']:.0f} CPU s)"
 
 
 def _at_peak(run: dict) -> str:
@@ -282,13 +312,14 @@ def _at_peak(run: dict) -> str:
 def print_reference(r: dict) -> None:
     ref, ratios = r["reference"], r["ratios_ours_over_reference"]
     print(f"\njwst {ref['jwst_version']} calwebb_image3 (one process): wall {ref['wall_s']:.1f} s, "
-          f"peak summed PSS {ref['peak_summed_pss_mb']:.0f} MB")
+          f"{_cpu(ref)}, peak summed PSS {ref['peak_summed_pss_mb']:.0f} MB")
     print(f"{'step':<20}{'wall s':>9}{'peak PSS MB':>13}")
     for row in ref["steps"]:
         peak = "-" if row["peak_pss_mb"] is None else f"{row['peak_pss_mb']:.0f}"
         print(f"{row['step']:<20}{row['wall_s']:>9.1f}{peak:>13}")
     print(_at_peak(ref))
-    print(f"ours / jwst: wall {ratios['wall']:.2f}, peak summed PSS {ratios['peak_summed_pss']:.2f}")
+    print(f"ours / jwst: wall {ratios['wall']:.2f}, CPU {ratios['cpu']:.2f}, "
+          f"peak summed PSS {ratios['peak_summed_pss']:.2f}")
 
 
 def print_comparison(c: dict) -> None:
