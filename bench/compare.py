@@ -95,6 +95,23 @@ def mosaic_difference(sci_ours: np.ndarray, sci_theirs: np.ndarray, err_theirs: 
 
 
 # --------------------------------------------------------------------------------------------
+# Sky levels
+
+
+def sky_level_errors(levels_mjysr: np.ndarray, true_sky_mjysr: np.ndarray) -> dict:
+    """Errors of skymatch levels (``BKGLEVEL``, MJy/sr) against the true sky of each exposure.
+
+    Matched levels are relative (the lowest is 0 with ``match_down``), so the common offset is
+    removed: error_i = (level_i − true_i) − mean_j(level_j − true_j). Returns the per-exposure
+    errors and their RMS and largest absolute value, in MJy/sr.
+    """
+    error = np.asarray(levels_mjysr, float) - np.asarray(true_sky_mjysr, float)
+    error -= error.mean()
+    return {"errors_mjysr": [float(e) for e in error], "rms_mjysr": float(np.sqrt(np.mean(error ** 2))),
+            "max_abs_mjysr": float(np.abs(error).max())}
+
+
+# --------------------------------------------------------------------------------------------
 # Outlier flags
 
 
@@ -214,6 +231,29 @@ def photometry_against_truth(catalogue: Table, truth: Table, flux_column: str = 
             "flux_ratio": ratio_stats(measured, true_jy)}
 
 
+def detections_against_truth(ours: Table, theirs: Table, truth: Table,
+                             radius_arcsec: float = 0.1) -> dict:
+    """Which true sources each catalogue found, and its entries with no true source.
+
+    Tables need ``ra``, ``dec`` (deg); ``truth`` is the generator's ``sources.ecsv``. A
+    catalogue entry finds the true source it is matched to (:func:`match_sky` within
+    ``radius_arcsec``). Returns, per catalogue, the entries matched to a true source and the
+    unmatched ("spurious") ones, and the true sources found by both, by ours only and by
+    theirs only.
+    """
+    found = {}
+    result = {}
+    for run, catalogue in (("ours", ours), ("theirs", theirs)):
+        i, j, _ = match_sky(catalogue["ra"], catalogue["dec"], truth["ra"], truth["dec"],
+                            radius_arcsec)
+        found[run] = set(j.tolist())
+        result[run] = {"true": int(i.size), "spurious": len(catalogue) - int(i.size)}
+    result["found_by_both"] = len(found["ours"] & found["theirs"])
+    result["found_by_ours_only"] = len(found["ours"] - found["theirs"])
+    result["found_by_theirs_only"] = len(found["theirs"] - found["ours"])
+    return result
+
+
 # --------------------------------------------------------------------------------------------
 # jwst log
 
@@ -285,8 +325,10 @@ def compare_products(asn_path: Path, ours_dir: Path, theirs_dir: Path) -> dict:
 
     Returns a JSON-ready dict with ``mosaic`` (:func:`mosaic_difference`), ``outliers`` (per
     member :func:`flag_agreement`, and pooled :func:`cosmic_ray_scores` of each run against the
-    injected cosmic rays), ``catalogue`` (:func:`catalogue_agreement`) and ``truth_photometry``
-    (:func:`photometry_against_truth` of each run).
+    injected cosmic rays), ``sky_levels`` (:func:`sky_level_errors` of each run's ``_crf``
+    BKGLEVEL), ``catalogue`` (:func:`catalogue_agreement`), ``truth_photometry``
+    (:func:`photometry_against_truth` of each run) and ``truth_detections``
+    (:func:`detections_against_truth`); the truth parts only when the truth files exist.
     """
     asn_path = Path(asn_path)
     data_dir, truth_dir = asn_path.parent, asn_path.parent / "truth"
@@ -300,13 +342,15 @@ def compare_products(asn_path: Path, ours_dir: Path, theirs_dir: Path) -> dict:
                                    ours["ERR"].data)
 
     per_member, counts = {}, {"ours": [], "theirs": []}
+    levels = {"ours": [], "theirs": []}
     for member in members:
         with fits.open(data_dir / f"{member}_cal.fits") as cal:
             cal_dq, err = cal["DQ"].data, cal["ERR"].data
         flags = {}
         for run, folder in (("ours", ours_dir), ("theirs", theirs_dir)):
-            crf_dq = fits.getdata(Path(folder) / f"{member}_{asn['asn_id']}_crf.fits", "DQ")
-            flags[run] = new_outliers(cal_dq, crf_dq)
+            with fits.open(Path(folder) / f"{member}_{asn['asn_id']}_crf.fits") as crf:
+                flags[run] = new_outliers(cal_dq, crf["DQ"].data)
+                levels[run].append(crf[0].header.get("BKGLEVEL", np.nan))
         per_member[member] = flag_agreement(flags["ours"], flags["theirs"])
         injected = truth_dir / f"{member}_cr.fits"
         if injected.exists():
@@ -316,14 +360,21 @@ def compare_products(asn_path: Path, ours_dir: Path, theirs_dir: Path) -> dict:
     outliers = {"per_member": per_member}
     if counts["ours"]:
         outliers["cosmic_rays"] = {run: cosmic_ray_scores(c) for run, c in counts.items()}
+    result = {"mosaic": mosaic, "outliers": outliers}
+
+    exposures = truth_dir / "exposures.ecsv"
+    if exposures.exists():
+        table = Table.read(exposures)
+        true_sky = [float(table[table["member"] == m]["sky_mjysr"][0]) for m in members]
+        result["sky_levels"] = {run: sky_level_errors(lv, true_sky) for run, lv in levels.items()}
 
     ours_cat = _catalogue(Path(ours_dir) / f"{product}_cat.ecsv")
     theirs_cat = _catalogue(Path(theirs_dir) / f"{product}_cat.ecsv")
-    result = {"mosaic": mosaic, "outliers": outliers,
-              "catalogue": catalogue_agreement(ours_cat, theirs_cat)}
+    result["catalogue"] = catalogue_agreement(ours_cat, theirs_cat)
     sources = truth_dir / "sources.ecsv"
     if sources.exists():
         truth = Table.read(sources)
         result["truth_photometry"] = {run: photometry_against_truth(cat, truth)
                                       for run, cat in (("ours", ours_cat), ("theirs", theirs_cat))}
+        result["truth_detections"] = detections_against_truth(ours_cat, theirs_cat, truth)
     return result

@@ -334,6 +334,9 @@ def print_comparison(c: dict) -> None:
     for run, s in c["outliers"].get("cosmic_rays", {}).items():
         print(f"cosmic rays, {run:<6}: recall 5-10σ {s['recall_5-10']:.3f}, ≥10σ "
               f"{s['recall_>=10']:.4f}, ≥5σ {s['recall_>=5']:.3f}; precision {s['precision']:.4f}")
+    for run, sky in c.get("sky_levels", {}).items():
+        print(f"sky levels vs truth, {run:<6}: RMS error {sky['rms_mjysr']:.2e} MJy/sr, "
+              f"largest {sky['max_abs_mjysr']:.2e} MJy/sr")
     cat = c["catalogue"]
     ratio = cat["aper_total_flux_ratio"]
     print(f"catalogues: {cat['sources_ours']} ours, {cat['sources_theirs']} jwst, {cat['matched']} "
@@ -343,6 +346,11 @@ def print_comparison(c: dict) -> None:
         print(f"isolated stars vs truth, {run:<6}: {t['matched']} matched, position error "
               f"{t['median_position_error_mas']:.1f} mas, flux/true median "
               f"{t['flux_ratio']['median']:.4f}, robust std {t['flux_ratio']['robust_std']:.4f}")
+    d = c.get("truth_detections")
+    if d:
+        print(f"true sources found: {d['found_by_both']} by both, {d['found_by_ours_only']} by ours "
+              f"only, {d['found_by_theirs_only']} by jwst only; entries with no true source: "
+              f"{d['ours']['spurious']} ours, {d['theirs']['spurious']} jwst")
 
 
 def main(argv=None) -> None:

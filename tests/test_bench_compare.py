@@ -145,3 +145,25 @@ def test_step_intervals_and_table_from_a_jwst_log():
     assert rows["resample"] == {"step": "resample", "wall_s": 4.0, "peak_pss_mb": 900.0}
     assert rows["tweakreg"]["peak_pss_mb"] == pytest.approx(140.0)
     assert rows["exit"]["wall_s"] == pytest.approx(1.0)
+
+
+def test_sky_level_errors_remove_the_common_offset():
+    """Truth: levels = true sky − 0.2 (match_down anchoring) + errors (0, +1e-4, −1e-4)."""
+    true_sky = np.array([0.2, 0.25, 0.3])
+    result = compare.sky_level_errors(true_sky - 0.2 + np.array([0, 1e-4, -1e-4]), true_sky)
+    assert result["errors_mjysr"] == pytest.approx([0, 1e-4, -1e-4], abs=1e-12)
+    assert result["max_abs_mjysr"] == pytest.approx(1e-4)
+    assert result["rms_mjysr"] == pytest.approx(np.sqrt(2 / 3) * 1e-4)
+
+
+def test_detections_against_truth():
+    """Truth: 4 true sources 2" apart; ours finds 0, 1, 2, theirs 1, 2, 3 plus one entry 1"
+    from any true source."""
+    ra = 53.0 + np.arange(4) * 2 * ARCSEC
+    truth = _table(ra, np.full(4, -27.8))
+    ours = _table(ra[:3], np.full(3, -27.8))
+    theirs = _table(np.append(ra[1:], ra[3] + 1 * ARCSEC), np.full(4, -27.8))
+    result = compare.detections_against_truth(ours, theirs, truth)
+    assert result["ours"] == {"true": 3, "spurious": 0}
+    assert result["theirs"] == {"true": 3, "spurious": 1}
+    assert (result["found_by_both"], result["found_by_ours_only"], result["found_by_theirs_only"]) == (2, 1, 1)
