@@ -73,6 +73,8 @@ def test_member_level_problems_leave_the_member_out(tmp_path, good):
     for problem, filename in bad.items():
         assert any(filename in line for line in warnings), f"{problem}: no warning naming it"
     assert any("missing_cal.fits: member file not found" in line for line in warnings)
+    assert any(bad["truncated"] in line and "truncated or corrupt FITS" in line
+               for line in warnings)
     assert any("listed twice" in line for line in warnings)
     assert "Traceback" not in proc.stderr
     with datamodels.open(tmp_path / "out" / "mixed_i2d.fits") as i2d:
