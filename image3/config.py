@@ -111,11 +111,6 @@ def work_dir(config: dict) -> str:
     return config.get("work_dir") or str(Path(config["output_dir"]) / "work")
 
 
-def step_params(config: dict, step: str) -> dict:
-    """The parameters of one step without the workflow-only ``skip`` key."""
-    return {k: v for k, v in config[step].items() if k != "skip"}
-
-
 def read_parameter_table(path: str | Path, schema: dict) -> list[dict]:
     """The entries of a parameter table file, checked; :class:`ConfigError` names the entry.
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +36,15 @@ def _signature(path: Path) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
+def _truncated(path: Path, hdul, caught) -> bool:
+    """Whether the file ends before its last HDU's data (astropy reads what is there)."""
+    hdul.readall()
+    if any("truncated" in str(w.message) for w in caught):
+        return True
+    last = hdul.fileinfo(len(hdul) - 1)
+    return last["datLoc"] + last["datSpan"] > path.stat().st_size
+
+
 def inspect_file(path: str | Path) -> dict:
     """Facts about one exposure file: ``problem`` (None if usable), instrument, filter, pupil,
     detector (primary header INSTRUME, FILTER, PUPIL, DETECTOR; they select the entries of the
@@ -43,7 +53,12 @@ def inspect_file(path: str | Path) -> dict:
     facts = {"problem": None, "instrument": None, "filter": None, "pupil": None,
              "detector": None, "unit": None, "moving": False}
     try:
-        with fits.open(path, memmap=False) as hdul:
+        with warnings.catch_warnings(record=True) as caught, \
+                fits.open(path, memmap=False) as hdul:
+            warnings.simplefilter("always")
+            if _truncated(path, hdul, caught):
+                facts["problem"] = "truncated or corrupt FITS file (shorter than its headers say)"
+                return facts
             primary = hdul[0].header
             for key, keyword in EXPOSURE_KEYWORDS.items():
                 facts[key] = primary.get(keyword)

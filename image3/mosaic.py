@@ -20,9 +20,9 @@ from stdatamodels.jwst import datamodels
 
 from . import __version__
 from .datamodel import load_exposure, sky_level_to_remove
-from .wcs import Grid
-from .resample import Partial, Resampled, combine_partials, drizzle_exposure, weight_map
-from .wcs import fits_tan_header, footprint, pixel_map, s_region
+from .resample import (IVM_TYPES, Partial, Resampled, combine_partials, drizzle_exposure,
+                       weight_map)
+from .wcs import Grid, fits_tan_header, footprint, pixel_map, s_region
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,9 @@ def assemble_i2d(product, result: Resampled, grid: Grid, members: list[dict], pa
     product.meta.photometry.pixelarea_arcsecsq = grid.pixel_scale_arcsec ** 2
     res = product.meta.resample
     res.pointings = len(by_group)
-    res.weight_type = params["weight_type"]
+    # the datamodel schema allows only 'ivm' and 'exptime' (RESWHT): ivm-smooth is an ivm
+    # weighting; the history entry below records the exact choice
+    res.weight_type = "ivm" if params["weight_type"] in IVM_TYPES else params["weight_type"]
     res.pixfrac = float(params["pixfrac"])
     res.pixel_scale_ratio = float(grid.pixel_scale_ratio)
     product.meta.resample.kernel = params["kernel"]

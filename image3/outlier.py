@@ -34,8 +34,8 @@ Two methods (``outlier_detection.method``):
        along some axis it exceeds r times the mean of its two neighbours by SHAPE_SIGMA
        standard deviations, with r = SHARPNESS_MARGIN × the 95th percentile of the same ratio
        measured on this exposure's own bright sources that the comparison confirmed (separately
-       for the row/column and diagonal axes). No assumed PSF; without enough such sources the
-       check is skipped.
+       for the row/column and diagonal axes). No assumed PSF; without enough such sources,
+       fixed limits that no point source reaches (``FALLBACK_LIMITS``).
     5. *A median that is itself a cosmic ray.* Where only two or three exposures overlap,
        cosmic rays of two of them at one spot survive the median, which then hides this
        exposure's cosmic ray (and flags the clean exposure against it). Where the blotted
@@ -108,8 +108,12 @@ SHARPNESS_MARGIN = 1.2
 SHARPNESS_PERCENTILE = 95.0
 #: Sources used to measure the sharpness: local maxima above this many ERR ...
 CALIBRATOR_SNR = 30.0
-#: ... and at least this many of them, else the single-coverage check is skipped.
+#: ... and at least this many of them, else FALLBACK_LIMITS are used.
 MIN_CALIBRATORS = 10
+#: Sharpness limits (rows/columns, diagonals) without enough calibrators: ~2.3x those measured
+#: on NIRCam F200W (2.16, 3.79), the most undersampled PSF measured here, so that only what no
+#: point source can be (a lone pixel several times its neighbours) is judged an outlier.
+FALLBACK_LIMITS = (5.0, 10.0)
 
 _BOX3 = np.ones((3, 3), dtype=bool)
 _ORTHOGONAL = (((0, 1), (0, -1)), ((1, 0), (-1, 0)))
@@ -419,11 +423,9 @@ def _judge_by_shape(result, data, err, diff, first, has_reference, alone, backgr
         confirmed &= np.abs(diff) < 0.3 * np.abs(signal)
     limits, n = sharpness_limits(signal, err, confirmed)
     if limits is None:
-        result.alone = int(alone.sum())
-        if result.alone:
-            result.notes.append(f"single-coverage check skipped: {n} confirmed bright sources "
-                                f"(< {MIN_CALIBRATORS}) to measure the PSF sharpness")
-        return
+        limits = FALLBACK_LIMITS
+        result.notes.append(f"{n} confirmed bright sources (< {MIN_CALIBRATORS}) to measure the "
+                            f"PSF sharpness: the conservative limits {FALLBACK_LIMITS} are used")
     result.limits = limits
     # the blot before sharpening: the sharpened one makes point sources look sharper
     untrusted = _spiky_reference(blotted - np.float32(sky), err, has_reference, limits, snr[0])

@@ -293,8 +293,17 @@ def _corrector(exposure: ExposureCatalog, group_id):
                                                           "name": exposure.name,
                                                           "group_id": group_id})
     except ValueError as exc:  # a gwcs without the JWST v2v3 frames, or an inconsistent TPCorr
-        raise InputFileError(f"{exposure.name}: its WCS cannot be corrected by tweakreg "
-                             f"({' '.join(map(str, exc.args))})") from None
+        raise _StageFailed(f"{exposure.name}: its WCS cannot be corrected by tweakwcs's JWST "
+                           f"corrector ({_message(exc)}); every exposure keeps its input "
+                           "WCS") from None
+
+
+def _message(exc: Exception) -> str:
+    """An exception's text; tweakwcs passes printf-style (format, value) pairs."""
+    try:
+        return str(exc.args[0] % exc.args[1:]) if len(exc.args) > 1 else str(exc)
+    except TypeError:
+        return " ".join(map(str, exc.args))
 
 
 def _match(params: Mapping, prefix: str):

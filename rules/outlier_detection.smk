@@ -6,9 +6,8 @@ from image3.outlier import intermediate_name
 from image3.sip import SIP_DEFAULTS
 
 OUTLIER = config["outlier_detection"]
-# Keys the lead adds to config/schema; read with defaults so older configs keep working.
-OUTLIER_METHOD = OUTLIER.get("method", "image3")
-OUTLIER_PIXMAP_STEPSIZE = OUTLIER.get("pixmap_stepsize", config["resample"]["pixmap_stepsize"])
+OUTLIER_METHOD = OUTLIER["method"]
+OUTLIER_PIXMAP_STEPSIZE = OUTLIER["pixmap_stepsize"]
 SINGLE_KEYS = ("weight_type", "pixfrac", "kernel", "good_bits", "maskpt", "resample_data")
 FLAG_KEYS = ("snr", "scale", "backg", "resample_data")
 

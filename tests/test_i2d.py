@@ -214,3 +214,12 @@ def test_rerun_does_nothing_and_pixfrac_reruns_only_resample(tmp_path):
     for reader in ("all", "source_catalog", "qa_mosaic", "qa_catalog", "qa_parameters"):
         ran.pop(reader, None)
     assert ran == {"resample": 1}
+
+
+def test_i2d_validates_against_the_datamodel_schema(mosaic):
+    """stdatamodels reopens the product with strict validation (no schema warning; RESWHT
+    'ivm' for the default ivm-smooth weighting, whose exact name the history entry keeps)."""
+    _, path, _ = mosaic
+    with datamodels.ImageModel(str(path), strict_validation=True) as model:
+        model.validate()
+        assert model.meta.resample.weight_type == "ivm"

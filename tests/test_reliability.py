@@ -73,6 +73,8 @@ def test_member_level_problems_leave_the_member_out(tmp_path, good):
     for problem, filename in bad.items():
         assert any(filename in line for line in warnings), f"{problem}: no warning naming it"
     assert any("missing_cal.fits: member file not found" in line for line in warnings)
+    assert any(bad["truncated"] in line and "truncated or corrupt FITS" in line
+               for line in warnings)
     assert any("listed twice" in line for line in warnings)
     assert "Traceback" not in proc.stderr
     with datamodels.open(tmp_path / "out" / "mixed_i2d.fits") as i2d:
@@ -121,3 +123,35 @@ def test_single_cal_with_a_space_in_its_path(tmp_path, good):
     root = good[0].name.replace("_cal.fits", "")
     assert (tmp_path / "out" / f"{root}_i2d.fits").exists()
     assert (tmp_path / "out" / f"{root}_cat.ecsv").exists()
+
+
+def test_exposures_from_another_generator(tmp_path):
+    """MIRI-like exposures with a plain detector -> world gwcs (tweakwcs's JWST corrector
+    cannot correct it), no VAR_FLAT: tweakreg is skipped with one warning naming the member and
+    every other stage runs. Truth: sky steps of 0.3 MJy/sr recovered to 0.01 MJy/sr; >= 95% of
+    the cosmic-ray pixels above 10 ERR flagged; > 95% of the flags on cosmic rays."""
+    from foreign import SKY_STEP_MJYSR, make_foreign_association
+
+    asn = make_foreign_association(tmp_path / "data", ny=300, nx=310, n=3)
+    proc = snakemake(tmp_path, "--cores", "2", config={"asn": asn, "output_dir": "out"})
+    assert "Traceback" not in proc.stderr
+    assert any(line.startswith("image3: WARNING: relative alignment not done: jw01234001001")
+               and "cannot be corrected" in line for line in proc.stderr.splitlines())
+    out = tmp_path / "out"
+    hits = flagged_total = on_cr = bright = 0
+    for k, crf in enumerate(sorted(out.glob("*_crf.fits"))):
+        member = crf.name[:-len("_o001_crf.fits")]
+        injected = np.load(tmp_path / "data" / f"{member}_cr.npy")
+        with datamodels.ImageModel(str(crf)) as model, \
+                datamodels.ImageModel(str(tmp_path / "data" / f"{member}_cal.fits")) as cal:
+            assert model.meta.background.level == pytest.approx(SKY_STEP_MJYSR * k, abs=0.01)
+            new = ((model.dq & 16) != 0) & ((cal.dq & 1) == 0)
+            strong = (injected > 10 * cal.err) & ((cal.dq & 1) == 0)
+        hits += int((new & strong).sum())
+        bright += int(strong.sum())
+        flagged_total += int(new.sum())
+        on_cr += int((new & (injected > 0)).sum())
+    assert bright > 50 and hits / bright >= 0.95, (hits, bright)
+    assert on_cr / flagged_total > 0.95, (on_cr, flagged_total)
+    for suffix in ("i2d.fits", "cat.ecsv", "segm.fits"):
+        assert (out / f"jw01234-o001_t001_miri_f770w_{suffix}").exists()
