@@ -8,7 +8,7 @@ a side-by-side run of the reference pipeline (jwst calwebb_image3) on the same d
     .venv/bin/python bench/run_bench.py --compare-only FOLDER   # products of a kept run again
 
 Makes the association with image3.synth (outside the timing), runs the real Snakefile in a fresh
-folder, and reports, per rule, the sum of wall time and CPU time over its jobs and the largest
+folder (QA plots off: the reference makes none), and reports, per rule, the sum of wall time and CPU time over its jobs and the largest
 peak RSS of one job (Snakemake's ``benchmark:`` files), the total wall time, and two memory
 figures: the peak over time of the summed PSS (proportional set size, /proc/PID/smaps_rollup)
 of every process of the run, Snakemake's own included (sampled every 0.2 s), and the largest
@@ -198,14 +198,15 @@ def make_data(n: int, size: int, seed: int, cores: int) -> tuple[Path, Path]:
     return folder, synth.make_association(folder / "data", n=n, size=size, seed=seed)
 
 
-def run_workflow(folder: Path, asn: Path, cores: int) -> dict:
+def run_workflow(folder: Path, asn: Path, cores: int, qa_plots: bool = False) -> dict:
     """Our workflow on ``asn`` into ``folder/out``: wall and CPU time, peak summed PSS, per-rule
-    table."""
+    table. QA plots are off unless asked for: the reference makes none."""
     truth = asn.parent / "truth"
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
            "--directory", str(folder), "--cores", str(cores), "--config", f"asn={asn}",
            "output_dir=out", f"source_catalog={{apcorr_file: {truth / 'apcorr.fits'}, "
-           f"abvegaoffset_file: {truth / 'abvegaoffset.asdf'}}}"]
+           f"abvegaoffset_file: {truth / 'abvegaoffset.asdf'}}}",
+           f"qa={{plots: {'true' if qa_plots else 'false'}}}"]
     run = _run_measured(cmd, folder / "snakemake.log")
     rules = _benchmarks(folder / "out" / "work")
     largest_mb = round(max(r["max_rss_mb"] for r in rules.values()), 1)

@@ -1,6 +1,6 @@
 """The output grid shared by outlier detection and the final resample.
 
-Built once (rule ``grid``) from every member's footprint and the first member's scale and
+Built once (rule ``layout``) from every member's footprint and the first member's scale and
 orientation, as the reference's default, or from a user's ASDF gwcs (``output_wcs``), and passed
 between jobs as a small ASDF file (:func:`image3.wcs.write_grid`).
 """
@@ -8,9 +8,11 @@ between jobs as a small ASDF file (:func:`image3.wcs.write_grid`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from .datamodel import atomic_path, load_exposure
+from .datamodel import atomic_path, open_meta, read_sidecar, read_wcs, sci_shape, write_sidecar
 from .wcs import (
     Grid,
     footprint,
@@ -24,35 +26,76 @@ from .wcs import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Grid", "build_grid", "load_grid", "save_grid"]
+__all__ = ["Grid", "MemberGeometry", "build_grid", "geometry_of", "load_geometry", "load_grid",
+           "member_geometry", "save_geometry", "save_grid"]
 
 
-def build_grid(cal_paths: list, wcs_paths: list, params: dict) -> Grid:
-    """The output grid for these members (``wcs_paths`` empty when tweakreg did not run)."""
-    wcs_paths = list(wcs_paths) or [None] * len(cal_paths)
-    footprints = []
-    first = None
-    for cal, wcs in zip(cal_paths, wcs_paths):
-        model = load_exposure(cal, wcs=wcs)
-        with model:
-            footprints.append(footprint(model.meta.wcs, model.data.shape))
-            if first is None:
-                info = model.meta.wcsinfo
-                area = model.meta.photometry.pixelarea_steradians
-                first = (model.meta.wcs, {k: getattr(info, k) for k in
-                                          ("ra_ref", "dec_ref", "roll_ref", "v3yangle", "vparity")},
-                         area or mean_pixel_area_sr(model.meta.wcs, model.data.shape))
-    ref_wcs, ref_info, ref_area_sr = first
+#: The ``meta.wcsinfo`` keywords the grid (ra/dec/roll_ref, v3yangle, vparity) and tweakreg's
+#: tangent-plane corrector (v2_ref, v3_ref, roll_ref) need.
+WCSINFO_KEYS = ("ra_ref", "dec_ref", "roll_ref", "v3yangle", "vparity", "v2_ref", "v3_ref")
+
+
+@dataclass(frozen=True)
+class MemberGeometry:
+    """What the output grid, the sky footprints and the alignment need from one member: its
+    gwcs, array shape (ny, nx), the :data:`WCSINFO_KEYS` of ``meta.wcsinfo`` and the nominal
+    pixel area (sr)."""
+
+    wcs: object
+    shape: tuple[int, int]
+    wcsinfo: dict
+    pixel_area_sr: float
+
+    def with_wcs(self, wcs) -> MemberGeometry:
+        return replace(self, wcs=wcs)
+
+
+def geometry_of(model, shape: tuple[int, int] | None = None) -> MemberGeometry:
+    """The :class:`MemberGeometry` of an opened exposure; ``shape`` (ny, nx) if known, else
+    that of its SCI array."""
+    shape = tuple(int(n) for n in (shape or model.data.shape))
+    info = model.meta.wcsinfo
+    area = model.meta.photometry.pixelarea_steradians
+    return MemberGeometry(model.meta.wcs, shape, {k: getattr(info, k) for k in WCSINFO_KEYS},
+                          float(area) if area else mean_pixel_area_sr(model.meta.wcs, shape))
+
+
+def member_geometry(cal: str | Path, wcs: str | Path | None = None,
+                    geometry: str | Path | None = None) -> MemberGeometry:
+    """A member's :class:`MemberGeometry`, from its geometry sidecar (:func:`save_geometry`)
+    when given, else from the _cal; with the corrected gwcs of ``wcs`` when given."""
+    if geometry is not None:
+        found = load_geometry(geometry)
+    else:
+        with open_meta(cal) as model:
+            found = geometry_of(model, sci_shape(cal))
+    return found.with_wcs(read_wcs(wcs)) if wcs is not None else found
+
+
+def save_geometry(path: str | Path, geometry: MemberGeometry) -> None:
+    """Write a member's geometry as a work sidecar (see :func:`image3.datamodel.write_sidecar`)."""
+    write_sidecar(path, **{f.name: getattr(geometry, f.name) for f in fields(geometry)})
+
+
+def load_geometry(path: str | Path) -> MemberGeometry:
+    return MemberGeometry(**read_sidecar(path))
+
+
+def build_grid(members: Sequence[MemberGeometry], params: dict) -> Grid:
+    """The output grid for these members: the reference's default from their footprints and
+    the first member's scale and orientation, or the user's ``output_wcs``."""
+    first = members[0]
     if params.get("output_wcs"):
-        return read_output_wcs(params["output_wcs"], ref_area_sr,
+        return read_output_wcs(params["output_wcs"], first.pixel_area_sr,
                                output_shape=params["output_shape"])
     wcs = output_grid(
-        ref_wcs, ref_info, footprints,
+        first.wcs, first.wcsinfo, [footprint(m.wcs, m.shape) for m in members],
         pixel_scale_ratio=params["pixel_scale_ratio"], pixel_scale=params["pixel_scale"],
         rotation=params["rotation"], crpix=params["crpix"], crval=params["crval"],
         output_shape=params["output_shape"], max_pixels=params["max_output_pixels"],
     )
-    scale, ratio = grid_scale(ref_wcs, ref_info, pixel_scale_ratio=params["pixel_scale_ratio"],
+    scale, ratio = grid_scale(first.wcs, first.wcsinfo,
+                              pixel_scale_ratio=params["pixel_scale_ratio"],
                               pixel_scale=params["pixel_scale"])
     return Grid(wcs, tuple(int(n) for n in wcs.array_shape), float(scale), float(ratio))
 

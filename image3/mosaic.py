@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from stdatamodels.jwst import datamodels
 from . import __version__
 from .datamodel import load_exposure, sky_level_to_remove
 from .resample import (IVM_TYPES, Partial, Resampled, combine_partials, drizzle_exposure,
-                       weight_map)
+                       load_partial, weight_map)
 from .wcs import Grid, fits_tan_header, footprint, pixel_map, s_region
 
 log = logging.getLogger(__name__)
@@ -69,16 +69,26 @@ def prepare_arrays(model, good_bits, weight_type: str) -> tuple[np.ndarray, dict
     return data, variances, weight
 
 
-def drizzle_member(model, grid: Grid, params: dict) -> Partial:
-    """Drizzle one opened exposure onto (its cutout of) the output grid."""
+def contribution(model, group_id: str, grid: Grid, params: dict,
+                 pixmap: np.ndarray | None = None) -> Partial:
+    """One opened exposure's share of the ``_i2d``: its drizzled sums on its cutout of the grid,
+    carrying in ``meta`` what the product needs from it once its pixels are released.
+
+    ``pixmap`` (onto ``grid``) is reused when the caller has it (outlier detection on the same
+    grid); otherwise it is evaluated here.
+    """
     data, variances, weight = prepare_arrays(model, params["good_bits"], params["weight_type"])
-    pixmap = pixel_map(model.meta.wcs, data.shape, grid.wcs, stepsize=params["pixmap_stepsize"])
-    return drizzle_exposure(
+    if pixmap is None:
+        pixmap = pixel_map(model.meta.wcs, data.shape, grid.wcs,
+                           stepsize=params["pixmap_stepsize"])
+    partial = drizzle_exposure(
         data, variances, weight, pixmap, grid.shape, weight_type=params["weight_type"],
-        kernel=params["kernel"],
-        pixfrac=params["pixfrac"], pixel_scale_ratio=grid.pixel_scale_ratio,
+        kernel=params["kernel"], pixfrac=params["pixfrac"],
+        pixel_scale_ratio=grid.pixel_scale_ratio,
         exptime=exposure_time(model, params["weight_type"]),
     )
+    partial.meta = _member_meta(model, group_id)
+    return partial
 
 
 def resample_members(files: Iterable[ExposureFiles], grid: Grid, params: dict) -> datamodels.ImageModel:
@@ -88,21 +98,41 @@ def resample_members(files: Iterable[ExposureFiles], grid: Grid, params: dict) -
     product's, as in the reference's metadata blender.
     """
     product = datamodels.ImageModel()
-    members: list[dict] = []
 
     def partials() -> Iterator[Partial]:
-        for f in files:
+        for k, f in enumerate(files):
             model = load_exposure(f.path, wcs=f.wcs, sky=f.sky)
             with model:
-                if not members:
+                if k == 0:
                     product.update(model)
                 log.info("drizzling %s", f.path.name)
-                partial = drizzle_member(model, grid, params)
-                members.append(_member_meta(model, f.group_id))
+                partial = contribution(model, f.group_id, grid, params)
+            yield partial
+
+    return _mosaic(product, partials(), grid, params)
+
+
+def mosaic_of_contributions(first: ExposureFiles, paths: Sequence[str | Path], grid: Grid,
+                            params: dict) -> datamodels.ImageModel:
+    """The ``_i2d`` from saved contributions (:func:`contribution`, in member order = context
+    bit order), read one at a time; ``first`` (the first member) gives the product's base
+    metadata, as in the reference's metadata blender."""
+    product = datamodels.ImageModel()
+    with load_exposure(first.path, wcs=first.wcs, sky=first.sky) as model:
+        product.update(model)
+    return _mosaic(product, (load_partial(p) for p in paths), grid, params)
+
+
+def _mosaic(product, partials: Iterable[Partial], grid: Grid, params: dict):
+    members: list[dict] = []
+
+    def noting(items):
+        for partial in items:
+            members.append(partial.meta)
             yield partial
 
     fillval = float(params["fillval"]) if str(params["fillval"]).upper() != "INDEF" else 0.0
-    result = combine_partials(partials(), grid.shape, fillval=fillval)
+    result = combine_partials(noting(partials), grid.shape, fillval=fillval)
     assemble_i2d(product, result, grid, members, params)
     return product
 

@@ -63,6 +63,7 @@ from .errors import ConfigError
 from .median import Single
 from .mosaic import exposure_time, prepare_arrays
 from .resample import Partial, blot, drizzle_exposure
+from .steps import intermediate_name
 from .wcs import Grid, pixel_map
 
 log = logging.getLogger(__name__)
@@ -535,11 +536,6 @@ def match_nans_and_flags(model) -> None:
 
 # --------------------------------------------------------------------------------------------
 # Intermediate products (save_intermediate_results)
-
-
-def intermediate_name(root: str, asn_id: str | None, suffix: str) -> str:
-    """The reference's names: ``<root>_<asn_id>_<suffix>.fits`` (outlier_i2d, median, blot)."""
-    return f"{root}_{asn_id}_{suffix}.fits" if asn_id else f"{root}_{suffix}.fits"
 
 
 def intermediate_model(data: np.ndarray, wcs=None, wht: np.ndarray | None = None,

@@ -20,10 +20,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from astropy.coordinates import SkyCoord
-from astropy.table import Table
 
 from .errors import ConfigError, InputFileError
+
+# astropy.table and .coordinates are imported by the functions that read tables: the Snakefile
+# imports this module for its parse-time checks (custom catalogues, abs_refcat).
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ _POSITION_NAMES = {axis: (axis, f"{axis}centroid", f"{axis}_centroid") for axis 
 
 
 def _read_table(path: Path, what: str) -> Table:
+    from astropy.table import Table
+
     if not path.is_file():
         raise InputFileError(f"{path}: {what} not found")
     try:
@@ -58,6 +61,8 @@ def read_source_list(path: str | Path) -> Table:
     ``id`` is 1..N when absent, ``flux`` NaN when absent. Raises :class:`InputFileError` when
     the file cannot be read or has no recognisable x/y columns.
     """
+    from astropy.table import Table
+
     path = Path(path)
     table = _read_table(path, "custom source catalogue")
     columns = {}
@@ -149,6 +154,9 @@ def read_reference_catalog(path: str | Path) -> Table:
     is no RA/Dec, as the reference does so a jwst ``_cat.ecsv`` works directly. Rows with a
     non-finite position are dropped. ``meta['name']`` is the file name (tweakwcs logs it).
     """
+    from astropy.coordinates import SkyCoord
+    from astropy.table import Table
+
     path = Path(path)
     table = _read_table(path, "reference catalogue")
     by_upper: dict[str, list[str]] = {}

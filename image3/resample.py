@@ -16,8 +16,10 @@ Units: data and errors in surface brightness (MJy/sr); variances in (MJy/sr)^2.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -153,7 +155,8 @@ class Partial:
     ``bbox`` = (y0, y1, x0, x1), half-open, in output-grid pixels; every array is
     (y1 - y0, x1 - x0). ``data_sum`` = sum(w a d), ``weight_sum`` = sum(w a) (drizzle's WHT),
     ``coverage`` = drizzle's context bit of this exposure. ``variance_sums[name]`` =
-    (sum W^2 sigma^2, sum W) of that variance. All sums float32.
+    (sum W^2 sigma^2, sum W) of that variance. All sums float32. ``meta``: what the product
+    needs from the exposure once its pixels are released (JSON-serialisable).
     """
 
     out_shape: tuple[int, int]
@@ -163,6 +166,7 @@ class Partial:
     coverage: np.ndarray
     variance_sums: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     pixel_scale_ratio: float = 1.0
+    meta: dict = field(default_factory=dict)
 
     @property
     def slices(self) -> tuple[slice, slice]:
@@ -321,7 +325,8 @@ def _empty_partial(out_shape, variances, pixel_scale_ratio) -> Partial:
 
 
 def save_partial(path: str | Path, partial: Partial) -> None:
-    """Write a :class:`Partial` to an uncompressed ``.npz`` (exactly ``path``, no suffix added)."""
+    """Write a :class:`Partial` to an uncompressed ``.npz`` (exactly ``path``, no suffix added),
+    atomically."""
     arrays = {
         "out_shape": np.array(partial.out_shape, dtype=np.int64),
         "bbox": np.array(partial.bbox, dtype=np.int64),
@@ -329,12 +334,16 @@ def save_partial(path: str | Path, partial: Partial) -> None:
         "weight_sum": partial.weight_sum,
         "coverage": partial.coverage,
         "pixel_scale_ratio": np.array(partial.pixel_scale_ratio),
+        "meta": np.array(json.dumps(partial.meta)),
     }
     for name, (wsum, wt) in partial.variance_sums.items():
         arrays[f"{name}_wsum"] = wsum
         arrays[f"{name}_wt"] = wt
-    with open(path, "wb") as stream:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")  # renamed into place: never a truncated file
+    with open(tmp, "wb") as stream:
         np.savez(stream, **arrays)
+    os.replace(tmp, path)
 
 
 def load_partial(path: str | Path) -> Partial:
@@ -349,7 +358,7 @@ def load_partial(path: str | Path) -> Partial:
                 tuple(int(n) for n in f["out_shape"]),
                 tuple(int(n) for n in f["bbox"]),
                 f["data_sum"], f["weight_sum"], f["coverage"], variance_sums,
-                float(f["pixel_scale_ratio"]),
+                float(f["pixel_scale_ratio"]), json.loads(str(f["meta"])),
             )
     except (OSError, KeyError, ValueError) as err:
         raise InputFileError(f"{path}: not a drizzle partial written by image3 ({err})") from None
@@ -380,9 +389,10 @@ def combine_partials(
 ) -> Resampled:
     """Sum per-exposure partials (in the given order = context bit order) into the mosaic.
 
-    Partials (or paths to saved ones, loaded one at a time) are accumulated into float64
-    output-sized sums, so memory is ~68 bytes per output pixel plus one partial. The result
-    equals drizzling the same inputs serially into one ``Drizzle`` to float32 rounding.
+    Partials (or paths to saved ones, loaded one at a time) are accumulated into output-sized
+    sums (data and weight float64, variance sums float32 as each partial holds them), so memory
+    is ~44 bytes per output pixel plus one partial; the result planes are made in place. The
+    result equals drizzling the same inputs serially into one ``Drizzle`` to float32 rounding.
     SCI is ``fillval`` and every variance and ERR NaN where no input has weight.
     """
     if isinstance(fillval, str):
@@ -390,8 +400,8 @@ def combine_partials(
     ny, nx = (int(out_shape[0]), int(out_shape[1]))
     data_sum = np.zeros((ny, nx))
     weight_sum = np.zeros((ny, nx))
-    var_wsum = {name: np.zeros((ny, nx)) for name in VARIANCE_NAMES}
-    var_wt = {name: np.zeros((ny, nx)) for name in VARIANCE_NAMES}
+    var_wsum = {name: np.zeros((ny, nx), dtype=np.float32) for name in VARIANCE_NAMES}
+    var_wt = {name: np.zeros((ny, nx), dtype=np.float32) for name in VARIANCE_NAMES}
     con = np.zeros((1, ny, nx), dtype=np.uint32)
     ratio = None
     n = 0
@@ -419,24 +429,34 @@ def combine_partials(
         con[plane][sl] |= p.coverage.astype(np.uint32) << np.uint32(bit)
         del p
 
-    with np.errstate(invalid="ignore", divide="ignore"):
-        touched = weight_sum != 0
-        sci = np.where(touched, data_sum / np.where(touched, weight_sum, 1.0), fillval)
-        sci = sci.astype(np.float32)
-        del data_sum
-        scaling = 1.0 / (ratio or 1.0) ** 2
-        variances = {}
-        for name in VARIANCE_NAMES:
-            wt = var_wt.pop(name)
-            covered = wt > 0
-            safe = np.where(covered, wt, 1.0)
-            variances[name] = np.where(covered, var_wsum.pop(name) * scaling / safe / safe,
-                                       np.nan).astype(np.float32)
-            del wt, covered, safe
-        stack = np.stack([variances[name] for name in ("var_rnoise", "var_flat", "var_poisson")])
-        err = np.sqrt(np.nansum(stack, axis=0)).astype(np.float32)
-        err[np.all(np.isnan(stack), axis=0)] = np.nan
-        del stack
+    untouched = weight_sum == 0
+    weight_sum[untouched] = 1.0
+    data_sum /= weight_sum
+    weight_sum[untouched] = 0.0
+    data_sum[untouched] = fillval
+    sci = data_sum.astype(np.float32)
+    del data_sum, untouched
+    scaling = np.float32(1.0 / (ratio or 1.0) ** 2)
+    variances = {}
+    err = np.zeros((ny, nx), dtype=np.float32)
+    none = np.ones((ny, nx), dtype=bool)  # no variance at all: ERR NaN
+    for name in VARIANCE_NAMES:
+        var, wt = var_wsum.pop(name), var_wt.pop(name)
+        uncovered = wt <= 0
+        wt[uncovered] = 1.0
+        var /= wt
+        var /= wt
+        var *= scaling
+        var[uncovered] = np.nan
+        del wt
+        finite = ~np.isnan(var)
+        np.add(err, var, out=err, where=finite)
+        none &= ~finite
+        variances[name] = var
+        del uncovered, finite
+    np.sqrt(err, out=err)
+    err[none] = np.nan
+    del none
     return Resampled(
         sci=sci,
         wht=weight_sum.astype(np.float32),

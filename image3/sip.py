@@ -21,18 +21,12 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from .steps import SIP_DEFAULTS
+
 log = logging.getLogger(__name__)
 
 __all__ = ["SIP_DEFAULTS", "apply_sip", "sip_header", "sip_pixel_error"]
 
-SIP_DEFAULTS = {
-    "sip_approx": True,
-    "sip_max_pix_error": 0.01,
-    "sip_degree": None,
-    "sip_max_inv_pix_error": 0.01,
-    "sip_inv_degree": None,
-    "sip_npoints": 12,
-}
 # jwst limits the automatic degree search to range(1, _MAX_SIP_DEGREE) with _MAX_SIP_DEGREE = 6
 _AUTO_DEGREES = range(1, 6)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -48,12 +49,16 @@ __all__ = [
     "footprints_table",
     "good_pixels",
     "group_footprints",
+    "group_offsets",
+    "log_levels",
     "member_sky_stats",
     "overlap_mask",
+    "read_sky_stats",
     "read_skylist",
     "sky_footprint",
     "sky_statistic",
     "solve_sky",
+    "write_sky_stats",
 ]
 
 SKY_METHODS = ("local", "global", "match", "global+match", "user")
@@ -644,6 +649,27 @@ def solve_sky(
     return records
 
 
+def log_levels(records: Mapping[str, SkyRecord]) -> None:
+    """One log line per member: its level (MJy/sr), method and status."""
+    for member, record in records.items():
+        log.info("%s: sky level %s (%s, %s)", member,
+                 "not computed" if record.level is None else f"{record.level:.5g} MJy/sr",
+                 record.method, record.status)
+
+
+def group_offsets(records: Mapping[str, SkyRecord], stats: Mapping[str, Mapping],
+                  groups: Mapping[str, Sequence[str]]) -> dict[str, float]:
+    """Per group, the level (MJy/sr) still to remove from a single drizzled before the solve:
+    the group's new level minus what its first member's data had removed while drizzling
+    (``level_removed``, a level the _cal itself recorded); 0 where no level was computed."""
+    offsets = {}
+    for group_id, names in groups.items():
+        level = records[names[0]].level
+        removed = stats[names[0]].get("level_removed", 0.0)
+        offsets[group_id] = 0.0 if level is None else float(level) - float(removed)
+    return offsets
+
+
 def _warn_unusable(stats, groups) -> None:
     for group_id, names in groups.items():
         empty = [m for m in names if stats[m]["local"]["sky"] is None]
@@ -781,20 +807,35 @@ def _user_levels(members, skylist) -> dict[str, float]:
     return out
 
 
-def footprints_table(rows: Sequence[Mapping], open_member, stepsize: int | None = None) -> str:
+def footprints_table(members: Mapping[str, tuple[str, object, Sequence[int]]],
+                     stepsize: int | None = None) -> str:
     """JSON text of every member's sky footprint: ``{member: {"group", "polygon"}}``.
 
-    ``rows`` carry ``member`` and ``group_id``; ``open_member(row)`` returns the member's model
-    (with its corrected gwcs). Written once per association so that each per-member statistics
-    job knows every other group's footprint without opening the other exposures.
+    ``members`` maps member names to (group id, gwcs (corrected), array shape). Written once
+    per association so that each per-member statistics job knows every other group's
+    footprint without opening the other exposures.
     """
     out = {}
-    for row in rows:
-        model = open_member(row)
-        with model:
-            polygon = sky_footprint(model.meta.wcs, model.data.shape, stepsize)
-        out[row["member"]] = {"group": row["group_id"], "polygon": polygon.tolist()}
+    for member, (group_id, wcs, shape) in members.items():
+        polygon = sky_footprint(wcs, shape, stepsize)
+        out[member] = {"group": group_id, "polygon": polygon.tolist()}
     return json.dumps(out, indent=1) + "\n"
+
+
+def write_sky_stats(path: str | Path, stats: Mapping[str, Mapping]) -> None:
+    """Write {member: :func:`member_sky_stats` result} as JSON, atomically."""
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
+    tmp.write_text(json.dumps(dict(stats), indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def read_sky_stats(paths: Sequence[str | Path]) -> dict[str, dict]:
+    """Every member's statistics from files of :func:`write_sky_stats` (one per member or per
+    group), merged."""
+    stats: dict[str, dict] = {}
+    for path in paths:
+        stats.update(json.loads(Path(path).read_text()))
+    return stats
 
 
 def group_footprints(path: str | Path) -> dict[str, list[np.ndarray]]:

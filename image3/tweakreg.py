@@ -43,8 +43,6 @@ also leaves every member with its input WCS.
 from __future__ import annotations
 
 import contextlib
-import copy
-import gc
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -55,6 +53,7 @@ import numpy as np
 from astropy.table import Table
 
 from .errors import ConfigError, InputFileError
+from .steps import FINDING_KEYS, FIT_KEYS, saved_catalog_name
 
 log = logging.getLogger(__name__)
 
@@ -77,22 +76,6 @@ __all__ = [
     "write_saved_catalog",
     "write_sources",
 ]
-
-#: Parameters of source finding (changing one of these re-runs finding, nothing else does).
-FINDING_KEYS = (
-    "starfinder", "snr_threshold", "kernel_fwhm", "bkg_boxsize", "minsep_fwhm", "sigma_radius",
-    "sharplo", "sharphi", "roundlo", "roundhi", "brightest", "peakmax", "npixels",
-    "connectivity", "nlevels", "contrast", "multithresh_mode", "localbkg_width",
-    "apermask_method", "kron_params", "deblend",
-)
-
-#: Parameters of matching and fitting (the join job's; ``max_rms`` is this workflow's own).
-FIT_KEYS = (
-    "enforce_user_order", "expand_refcat", "minobj", "fitgeometry", "nclip", "sigma",
-    "searchrad", "use2dhist", "separation", "tolerance", "xoffset", "yoffset", "max_rms",
-    "abs_minobj", "abs_fitgeometry", "abs_nclip", "abs_sigma", "abs_searchrad",
-    "abs_use2dhist", "abs_separation", "abs_tolerance",
-)
 
 # DQ bits that exclude a pixel from source finding (the reference's coverage mask).
 _DO_NOT_USE, _NON_SCIENCE = 1, 512
@@ -674,35 +657,24 @@ def read_sources(path) -> Table:
     return Table.read(path, format="ascii.ecsv")
 
 
-def read_exposure_catalog(cal, sources, name: str, group_id: str) -> ExposureCatalog:
-    """A member's alignment input: its gwcs and wcsinfo (arrays are not read) and sources."""
-    from stdatamodels.jwst import datamodels
+def read_exposure_catalog(cal, geometry, sources, name: str, group_id: str) -> ExposureCatalog:
+    """A member's alignment input: its gwcs and wcsinfo from the geometry sidecar that
+    find_sources wrote (:func:`image3.grid.save_geometry`), and its sources. ``cal`` names
+    the member in messages."""
+    from .grid import load_geometry
 
-    try:
-        with datamodels.ImageModel(str(cal)) as model:
-            # a copy: the model's own gwcs keeps every array of the file alive (~110 MB each)
-            wcs = copy.deepcopy(model.meta.wcs)
-            info = {k: getattr(model.meta.wcsinfo, k) for k in ("v2_ref", "v3_ref", "roll_ref")}
-    except Exception as exc:  # stdatamodels raises many types for unreadable files
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputFileError(f"{cal}: cannot read the WCS ({reason})") from None
-    gc.collect()  # the closed model's arrays sit in reference cycles: free them per member
+    found = load_geometry(geometry)
+    info = {k: found.wcsinfo.get(k) for k in ("v2_ref", "v3_ref", "roll_ref")}
     missing = [k for k, v in info.items() if v is None]
-    if wcs is None or missing:
+    if found.wcs is None or missing:
         raise InputFileError(f"{cal}: tweakreg needs a gwcs and wcsinfo "
                              f"v2_ref/v3_ref/roll_ref (missing: {missing or ['wcs']})")
-    return ExposureCatalog(name, group_id, wcs, info, read_sources(sources))
+    return ExposureCatalog(name, group_id, found.wcs, info, read_sources(sources))
 
 
 def write_report(report: Table, path) -> None:
     """Write :func:`report_table`'s or :func:`match_residuals`' table (ECSV)."""
     _write_table(report, path)
-
-
-def saved_catalog_name(exposure_file, catalog_format: str = "ecsv") -> str:
-    """The reference's ``save_catalogs`` file name: the exposure's name with ``.fits`` →
-    ``_cat.<catalog_format>`` (``x_nrca1_cal.fits`` → ``x_nrca1_cal_cat.ecsv``)."""
-    return Path(exposure_file).name.replace(".fits", f"_cat.{catalog_format}")
 
 
 def write_saved_catalog(sources: Table, path, name: str) -> None:

@@ -123,8 +123,14 @@ def cal_path(member):
 
 
 def wcs_sidecar(member):
-    """The corrected gwcs of a member, when tweakreg runs."""
-    return f"{WORK}/{member}/wcs.asdf" if step_runs("tweakreg") else []
+    """The corrected gwcs of a member (a pickle: image3.datamodel.write_sidecar), when tweakreg
+    runs."""
+    return f"{WORK}/{member}/wcs.pkl" if step_runs("tweakreg") else []
+
+
+def geometry_sidecar(member):
+    """A member's gwcs, shape and wcsinfo (a pickle) written by find_sources, when it runs."""
+    return f"{WORK}/{member}/geometry.pkl" if step_runs("tweakreg") else []
 
 
 def sky_sidecar(member):
@@ -158,12 +164,20 @@ def member_table(files_of):
     return [{"member": m, "group_id": ASN.member(m).group_id, **files_of(m)} for m in MEMBERS]
 
 
+def layout_members():
+    """Per member: name, group, _cal, and (when tweakreg runs) its geometry and corrected gwcs
+    sidecars, which then replace opening the _cal."""
+    return [{"member": m, "group_id": ASN.member(m).group_id, "cal": cal_path(m),
+             "geometry": geometry_sidecar(m), "wcs": wcs_sidecar(m)} for m in MEMBERS]
+
+
 def all_footprint_inputs():
-    """Every member's _cal and corrected gwcs: what the output grid is built from."""
-    return {
-        "cals": [cal_path(m) for m in MEMBERS],
-        "wcs": [wcs_sidecar(m) for m in MEMBERS] if step_runs("tweakreg") else [],
-    }
+    """What the output grid and the footprints are built from: the sidecars when tweakreg
+    runs, else the _cal files."""
+    if step_runs("tweakreg"):
+        return {"geometry": [geometry_sidecar(m) for m in MEMBERS],
+                "wcs": [wcs_sidecar(m) for m in MEMBERS]}
+    return {"cals": [cal_path(m) for m in MEMBERS]}
 
 
 GRID_KEYS = ("pixel_scale_ratio", "pixel_scale", "rotation", "crpix", "crval", "output_shape",
@@ -185,6 +199,59 @@ def outlier_grid():
     """The grid outlier detection uses: the final grid itself when the two coincide."""
     same = grid_params("grid_outlier") == grid_params("grid")
     return f"{WORK}/grid.asdf" if same else f"{WORK}/grid_outlier.asdf"
+
+
+def layout_grids():
+    """The grids to build: ``grid`` (final) and, when it differs, ``grid_outlier``."""
+    grids = {"grid": f"{WORK}/grid.asdf"}
+    if step_runs("outlier_detection") and outlier_grid() != grids["grid"]:
+        grids["grid_outlier"] = outlier_grid()
+    return grids
+
+
+def resample_inputs():
+    """With outlier detection, the members' contributions (drizzled by the flag jobs) and the
+    first _crf (the product's base metadata); without it, every member's files."""
+    if step_runs("outlier_detection"):
+        return {"contributions": [f"{WORK}/{m}/contribution.npz" for m in MEMBERS],
+                "first": crf_path(MEMBERS[0])}
+    return {"exposures": [f for row in member_table(final_exposure_files)
+                          for f in (row["cal"], row["wcs"], row["sky"]) if f]}
+
+
+def sky_in_singles():
+    """Whether the single-drizzle jobs measure the sky statistics and the median job solves
+    skymatch (outlier detection and skymatch both run, levels not the user's list): two joins
+    and one job per member fewer. Each group's level, one per group, is then removed from its
+    single before the median instead of from its pixels before drizzling."""
+    return (step_runs("outlier_detection") and step_runs("skymatch")
+            and config["skymatch"]["skymethod"] != "user")
+
+
+def skystats_path(member):
+    return f"{WORK}/{member}/skystats.json"
+
+
+def sky_stats_files():
+    """The files holding every member's sky statistics ({member: statistics} each): one per
+    group written by the single jobs (sky_in_singles), else one per member."""
+    if sky_in_singles():
+        return [f"{WORK}/singles/{g}_skystats.json" for g in GROUPS]
+    return [skystats_path(m) for m in MEMBERS]
+
+
+def single_outputs():
+    outputs = {"single": f"{WORK}/singles/{{group}}.fits"}
+    if sky_in_singles():
+        outputs["stats"] = f"{WORK}/singles/{{group}}_skystats.json"
+    return outputs
+
+
+def median_outputs():
+    outputs = {"median": f"{WORK}/median.fits"}
+    if sky_in_singles():
+        outputs["sky"] = [f"{WORK}/{m}/sky.json" for m in MEMBERS]
+    return outputs
 
 
 def skymatch_params():

@@ -2,8 +2,7 @@
 per member writing its _crf (science: image3/outlier.py, files between jobs: image3/median.py)."""
 
 
-from image3.outlier import intermediate_name
-from image3.sip import SIP_DEFAULTS
+from image3.steps import SIP_DEFAULTS, intermediate_name
 
 OUTLIER = config["outlier_detection"]
 OUTLIER_METHOD = OUTLIER["method"]
@@ -13,7 +12,9 @@ FLAG_KEYS = ("snr", "scale", "backg", "resample_data")
 
 
 OUTLIER_SINGLES = {g: f"{WORK}/singles/{g}.fits" for g in GROUPS}
-OUTLIER_MEMBERS = {g: [row for row in member_table(exposure_files) if row["group_id"] == g]
+# with sky_in_singles the singles are drizzled before skymatch: no sky sidecar yet
+OUTLIER_MEMBERS = {g: [row | ({"sky": []} if sky_in_singles() else {})
+                       for row in member_table(exposure_files) if row["group_id"] == g]
                    for g in GROUPS}
 # save_intermediate_results: the reference's names in the output folder ("" when not saving)
 OUTLIER_SAVED = {
@@ -29,13 +30,15 @@ rule single:
         exposures=lambda wildcards: [f for row in OUTLIER_MEMBERS[wildcards.group]
                                      for f in (row["cal"], row["wcs"], row["sky"]) if f],
         grid=outlier_grid(),
+        footprints=f"{WORK}/footprints.json" if sky_in_singles() else [],
     output:
-        f"{WORK}/singles/{{group}}.fits",
+        **single_outputs(),
     params:
         members=lambda wildcards: OUTLIER_MEMBERS[wildcards.group],
         drizzle={**{k: OUTLIER[k] for k in SINGLE_KEYS}, "method": OUTLIER_METHOD,
                  "pixmap_stepsize": OUTLIER_PIXMAP_STEPSIZE},
-        intermediate=lambda wildcards: OUTLIER_SAVED[
+        sky=skymatch_params(),
+        intermediate=lambda wildcards: "" if sky_in_singles() else OUTLIER_SAVED[
             (ASN.groups[wildcards.group][0].name, "outlier_i2d")],
     log:
         f"{LOGS}/single/{{group}}.log",
@@ -56,11 +59,23 @@ rule median:
     input:
         singles=list(OUTLIER_SINGLES.values()),
         grid=outlier_grid(),
+        stats=sky_stats_files() if sky_in_singles() else [],
+        # for the outlier_i2d intermediates written here (sky_in_singles): first members' files
+        firsts=[exposure_files(ms[0].name)["cal"] for ms in ASN.groups.values()]
+        if sky_in_singles() and OUTLIER["save_intermediate_results"] else [],
     output:
-        f"{WORK}/median.fits",
+        **median_outputs(),
     params:
         method=OUTLIER_METHOD,
         intermediate=OUTLIER_SAVED[(MEMBERS[0], "median")],
+        groups={g: [m.name for m in ms] for g, ms in ASN.groups.items()},
+        sky=skymatch_params(),
+        # the singles' outlier_i2d intermediates, when they wait for the sky levels
+        intermediate_singles=[
+            {"single": OUTLIER_SINGLES[g], "first": OUTLIER_MEMBERS[g][0],
+             "path": OUTLIER_SAVED[(ms[0].name, "outlier_i2d")]}
+            for g, ms in ASN.groups.items()
+        ] if sky_in_singles() and OUTLIER["save_intermediate_results"] else [],
     log:
         f"{LOGS}/median.log",
     benchmark:
@@ -82,13 +97,19 @@ rule flag:
         median=f"{WORK}/median.fits",
         single=lambda wildcards: OUTLIER_SINGLES[ASN.member(wildcards.member).group_id],
         grid=outlier_grid(),
+        final_grid=f"{WORK}/grid.asdf" if step_runs("resample") else [],
     output:
-        crf_pattern(),
+        crf=crf_pattern(),
+        # the member's drizzled share of the _i2d, so the resample join only adds them up
+        contribution=f"{WORK}/{{member}}/contribution.npz" if step_runs("resample") else [],
     params:
         compare={**{k: OUTLIER[k] for k in FLAG_KEYS}, "method": OUTLIER_METHOD,
                  "pixmap_stepsize": OUTLIER_PIXMAP_STEPSIZE},
         sip={k: config["tweakreg"][k] for k in SIP_DEFAULTS},
         intermediate=lambda wildcards: OUTLIER_SAVED[(wildcards.member, "blot")],
+        group=lambda wildcards: ASN.member(wildcards.member).group_id,
+        final={**{k: config["resample"][k] for k in DRIZZLE_KEYS},
+               "same_grid": outlier_grid() == f"{WORK}/grid.asdf"},
     log:
         f"{LOGS}/flag/{{member}}.log",
     benchmark:

@@ -68,7 +68,7 @@ rule qa_tweakreg:
 
 rule qa_skymatch:
     input:
-        stats=expand(f"{WORK}/{{member}}/skystats.json", member=MEMBERS),
+        stats=sky_stats_files(),
         sky=expand(f"{WORK}/{{member}}/sky.json", member=MEMBERS),
     output:
         qa_plot("skymatch", "skymatch"),

@@ -1,31 +1,32 @@
-"""Output grid and final resample: all exposures drizzled into the _i2d mosaic."""
+"""Output grid(s) with the sky footprints, and the final resample into the _i2d mosaic."""
 
-rule grid:
+rule layout:
     input:
         unpack(lambda wildcards: all_footprint_inputs()),
     output:
-        f"{WORK}/{{grid}}.asdf",
-    wildcard_constraints:
-        grid="grid|grid_outlier",
+        footprints=f"{WORK}/footprints.json",
+        **layout_grids(),
     params:
-        grid=lambda wildcards: grid_params(wildcards.grid),
+        members=layout_members(),
+        stepsize=config["skymatch"]["stepsize"],
+        grids={name: grid_params(name) for name in layout_grids()},
     log:
-        f"{LOGS}/{{grid}}.log",
+        f"{LOGS}/layout.log",
     benchmark:
-        f"{BENCH}/{{grid}}.tsv"
+        f"{BENCH}/layout.tsv"
     conda:
         ENV
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
     script:
-        "../scripts/grid.py"
+        "../scripts/layout.py"
 
 
 rule resample:
     input:
-        exposures=lambda wildcards: [f for row in member_table(final_exposure_files)
-                                     for f in (row["cal"], row["wcs"], row["sky"]) if f],
+        unpack(lambda wildcards: resample_inputs()),
         grid=f"{WORK}/grid.asdf",
     output:
         PRODUCTS["i2d"],

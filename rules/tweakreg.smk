@@ -1,9 +1,9 @@
 """tweakreg: per-member source lists, then one alignment of all members (gwcs sidecars)."""
 
 from image3.refcat import check_abs_refcat, custom_catalogs
-from image3.tweakreg import FINDING_KEYS as TWEAKREG_FINDING_KEYS
-from image3.tweakreg import FIT_KEYS as TWEAKREG_FIT_KEYS
-from image3.tweakreg import saved_catalog_name
+from image3.steps import FINDING_KEYS as TWEAKREG_FINDING_KEYS
+from image3.steps import FIT_KEYS as TWEAKREG_FIT_KEYS
+from image3.steps import saved_catalog_name
 
 TWEAKREG = config["tweakreg"]
 
@@ -20,7 +20,7 @@ if step_runs("tweakreg"):
 
 TWEAKREG_MEMBERS = [
     {"member": m, "group_id": ASN.member(m).group_id, "cal": cal_path(m),
-     "sources": f"{WORK}/{m}/sources.ecsv"}
+     "sources": f"{WORK}/{m}/sources.ecsv", "geometry": geometry_sidecar(m)}
     for m in MEMBERS
 ]
 # save_catalogs: found source lists (never a user's catalogue) under the reference's names.
@@ -39,6 +39,7 @@ rule find_sources:
                   if TWEAKREG_CATALOGS.get(wildcards.member) else {})),
     output:
         sources=f"{WORK}/{{member}}/sources.ecsv",
+        geometry=geometry_sidecar("{member}"),
     params:
         # finding parameters only: a changed fit parameter re-runs the join, not finding
         finding={k: TWEAKREG[k] for k in TWEAKREG_FINDING_KEYS},
@@ -59,10 +60,10 @@ rule find_sources:
 rule tweakreg:
     input:
         sources=[row["sources"] for row in TWEAKREG_MEMBERS],
-        cals=[row["cal"] for row in TWEAKREG_MEMBERS],
+        geometry=[row["geometry"] for row in TWEAKREG_MEMBERS],
         abs_refcat=[str(TWEAKREG_ABS_REFCAT)] if TWEAKREG_ABS_REFCAT else [],
     output:
-        wcs=[f"{WORK}/{m}/wcs.asdf" for m in MEMBERS],
+        wcs=[wcs_sidecar(m) for m in MEMBERS],
         residuals=f"{WORK}/tweakreg_residuals.ecsv",
         report=f"{WORK}/tweakreg_report.ecsv",
         saved_catalogs=[row["path"] for row in TWEAKREG_SAVED],

@@ -1,6 +1,8 @@
-"""Rule find_sources: one member's source list for tweakreg (found, or the user's catalogue)."""
+"""Rule find_sources: one member's source list for tweakreg (found, or the user's catalogue)
+and its geometry sidecar (gwcs, shape, wcsinfo), so later joins need not open the _cal."""
 
 from image3.datamodel import check_exposure, open_exposure
+from image3.grid import geometry_of, save_geometry
 from image3.refcat import read_source_list
 from image3.runjob import job
 from image3.tweakreg import exposure_sources, inside_bounding_box, write_sources
@@ -9,6 +11,7 @@ with job(snakemake) as log:
     cal = snakemake.input.cal
     with open_exposure(cal) as model:
         check_exposure(model, cal)
+        save_geometry(snakemake.output.geometry, geometry_of(model))
         if snakemake.input.get("catalog"):
             sources = inside_bounding_box(read_source_list(snakemake.input.catalog),
                                           model.meta.wcs.bounding_box)

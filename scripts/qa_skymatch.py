@@ -5,10 +5,11 @@ from pathlib import Path
 
 from image3 import qa
 from image3.runjob import job
+from image3.skymatch import read_sky_stats
 
 with job(snakemake) as log:
     members = snakemake.params.members
-    stats = {m: json.loads(Path(p).read_text()) for m, p in zip(members, snakemake.input.stats)}
+    stats = read_sky_stats(snakemake.input.stats)
     records = {m: json.loads(Path(p).read_text()) for m, p in zip(members, snakemake.input.sky)}
     table = qa.sky_before_after(stats, records)
     fig = qa.new_figure("skymatch")

@@ -1,10 +1,11 @@
-"""Rule resample: drizzle every exposure into the _i2d mosaic."""
+"""Rule resample: the _i2d mosaic, from the members' contributions (drizzled by the flag jobs)
+or, without outlier detection, drizzling every exposure here."""
 
 from pathlib import Path
 
 from image3.datamodel import save_model
 from image3.grid import load_grid
-from image3.mosaic import ExposureFiles, resample_members
+from image3.mosaic import ExposureFiles, mosaic_of_contributions, resample_members
 from image3.runjob import job
 
 with job(snakemake) as log:
@@ -12,6 +13,11 @@ with job(snakemake) as log:
                            wcs=Path(row["wcs"]) if row["wcs"] else None,
                            sky=Path(row["sky"]) if row["sky"] else None)
              for row in snakemake.params.members]
-    product = resample_members(files, load_grid(snakemake.input.grid), snakemake.params.drizzle)
+    grid = load_grid(snakemake.input.grid)
+    if snakemake.input.get("contributions"):
+        product = mosaic_of_contributions(files[0], snakemake.input.contributions, grid,
+                                          snakemake.params.drizzle)
+    else:
+        product = resample_members(files, grid, snakemake.params.drizzle)
     save_model(product, snakemake.output[0])
     log.info("wrote %s (%d x %d)", snakemake.output[0], *product.data.shape[::-1])

@@ -17,8 +17,8 @@ from image3.tweakreg import (
 
 with job(snakemake) as log:
     members = snakemake.params.members
-    exposures = [read_exposure_catalog(row["cal"], row["sources"], row["member"], row["group_id"])
-                 for row in members]
+    exposures = [read_exposure_catalog(row["cal"], row["geometry"], row["sources"], row["member"],
+                                       row["group_id"]) for row in members]
     abs_refcat = snakemake.params.abs_refcat
     refcat = read_reference_catalog(abs_refcat) if abs_refcat else None
     fit = snakemake.params.fit

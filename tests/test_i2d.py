@@ -200,9 +200,11 @@ def test_effective_exposure_time_sums_groups(mosaic):
         3 * one.meta.exposure.effective_exposure_time)
 
 
-def test_rerun_does_nothing_and_pixfrac_reruns_only_resample(tmp_path):
-    """A new pixfrac reruns the resample job and what reads its product (the catalogue and
-    the QA plots of the mosaic and catalogue) or lists the parameters, nothing upstream."""
+def test_rerun_does_nothing_and_pixfrac_reruns_only_the_drizzles(tmp_path):
+    """A new pixfrac reruns the jobs that drizzle onto the final grid (the flag jobs, which
+    write each member's contribution, and the resample join) and what reads their products
+    (the catalogue, the QA plots of the outliers, mosaic and catalogue) or lists the
+    parameters; nothing upstream (finding, alignment, sky, singles, median)."""
     asn = synth.make_association(tmp_path / "data", n=2, size=256, seed=5)
     config = {"asn": asn, "output_dir": tmp_path / "out"}
     snakemake(tmp_path, "--cores", "2", config=config)
@@ -211,9 +213,10 @@ def test_rerun_does_nothing_and_pixfrac_reruns_only_resample(tmp_path):
     assert "Nothing to be done" in again.stdout + again.stderr
     changed = snakemake(tmp_path, "--cores", "2", config={**config, "resample": "{pixfrac: 0.8}"})
     ran = jobs_run(changed)
-    for reader in ("all", "source_catalog", "qa_mosaic", "qa_catalog", "qa_parameters"):
+    for reader in ("all", "source_catalog", "qa_mosaic", "qa_catalog", "qa_parameters",
+                   "qa_outliers"):
         ran.pop(reader, None)
-    assert ran == {"resample": 1}
+    assert ran == {"flag": 2, "resample": 1}
 
 
 def test_i2d_validates_against_the_datamodel_schema(mosaic):

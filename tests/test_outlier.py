@@ -14,7 +14,7 @@ from stdatamodels.jwst import datamodels
 
 from image3 import synth
 from image3.datamodel import load_exposure
-from image3.grid import build_grid
+from image3.grid import build_grid, member_geometry
 from image3.median import (Single, combine_stack, median_of_singles, median_shape,
                            read_median_window, read_single_coverage, write_median, write_single)
 from image3.outlier import (DO_NOT_USE, OUTLIER, abs_derivative, apply_outlier_flags,
@@ -195,7 +195,7 @@ def run_outlier_detection(asn_path: Path, work: Path, params: dict) -> dict:
     asn = json.loads(Path(asn_path).read_text())
     members = [m["expname"][:-len("_cal.fits")] for m in asn["products"][0]["members"]]
     cals = [str(Path(asn_path).parent / f"{m}_cal.fits") for m in members]
-    grid = build_grid(cals, [], DEFAULT_GRID)
+    grid = build_grid([member_geometry(c) for c in cals], DEFAULT_GRID)
     singles = {}
     for member, cal in zip(members, cals):
         singles[member] = work / f"{member}_single.fits"

@@ -29,7 +29,11 @@ def association(tmp_path_factory):
 
 
 def run(association, name, *args, **config):
+    """A run of the workflow; with ``--until skymatch`` outlier detection is skipped, so the
+    separate sky_statistics and skymatch rules measure and solve."""
     root, asn, _ = association
+    if "skymatch" in args:
+        config = {"outlier_detection": "{skip: true}", **config}
     out = root / name
     snakemake(root, "--cores", "2", *args, config={"asn": asn, "output_dir": out,
                                                    "tweakreg": "{skip: true}", **config})
@@ -49,6 +53,16 @@ def test_match_recovers_relative_levels(association):
     error = (levels(out, truth) - (true - true.min())) / sigma
     print(f"\nFIGURE match level error / sigma {np.round(error, 5)}")
     assert np.all(np.abs(error) < TOLERANCE_SIGMA), error
+
+
+def test_levels_solved_in_the_median_job_equal_the_separate_rules(association):
+    """With outlier detection the single jobs measure the statistics and the median job
+    solves; the levels equal those of the separate rules (same pixels, same solve)."""
+    _, _, truth = association
+    separate = levels(run(association, "match", "--until", "skymatch"), truth)
+    out = run(association, "in-median", "--until", "median")
+    assert not (out / "work" / truth["member"][0] / "skystats.json").exists()
+    np.testing.assert_allclose(levels(out, truth), separate, rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize("method", ["local", "global", "global+match"])
