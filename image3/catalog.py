@@ -21,14 +21,17 @@ formats, descriptions and meta, ready for ``write(path, format='ascii.ecsv')``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import warnings
+from pathlib import Path
 
 import astropy.units as u
 import numpy as np
 from astropy.convolution import Gaussian2DKernel
 from astropy.coordinates import SkyCoord
+from astropy.io import fits
 from astropy.stats import SigmaClip, gaussian_fwhm_to_sigma
 from astropy.table import QTable, Table
 from astropy.utils.exceptions import AstropyUserWarning
@@ -44,7 +47,13 @@ from .errors import ConfigError, InputFileError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SOURCE_CATALOG_DEFAULTS", "make_catalog"]
+__all__ = [
+    "SOURCE_CATALOG_DEFAULTS",
+    "catalog_for_product",
+    "make_catalog",
+    "open_mosaic",
+    "write_catalog_products",
+]
 
 SOURCE_CATALOG_DEFAULTS = {
     "aperture_ee1": 30,
@@ -643,6 +652,31 @@ def _catalog_meta(source_meta, apertures, offset):
     }
     meta["abvega_offset"] = float(offset)
     return meta
+
+
+@contextlib.contextmanager
+def open_mosaic(path: str | Path):
+    """The ``_i2d`` as an ImageModel whose arrays are read from the file only when used.
+
+    The FITS file is memory-mapped: the catalogue reads SCI, ERR and WHT and never the other
+    four arrays (CON, VAR_*), which stdatamodels would otherwise load on open (100 MB of a
+    2600 x 2400 mosaic). Failure to open is one :class:`InputFileError` line.
+    """
+    try:
+        hdulist = fits.open(path, memmap=True)
+    except OSError as exc:
+        raise InputFileError(f"{path}: not a readable JWST image product ({exc})") from None
+    with hdulist:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = datamodels.ImageModel(hdulist)
+        except Exception as exc:  # stdatamodels raises many types for corrupt files
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputFileError(f"{path}: not a readable JWST image product ({reason})") from None
+        model.meta.filename = Path(path).name
+        with model:
+            yield model
 
 
 def catalog_for_product(model, params: dict) -> tuple[QTable | None, np.ndarray | None]:
