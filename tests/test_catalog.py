@@ -603,3 +603,16 @@ def test_fast_detection_steps_equal_the_photutils_and_astropy_originals(scene):
     assert everything.nlabels > segments.nlabels > len(several) > 0
     np.testing.assert_array_equal(only_several.data, everything.data)
 
+
+def test_stellar_locus_is_the_tight_cluster_even_when_stars_are_few():
+    """Truth: 40 stars at CI 2.9 (1% scatter) among 600 galaxies spread over 3.2-6 (denser
+    there than the stars) and 200 noisy sources; the locus is within 1% of 2.9. With fewer
+    than 20 precise sources: None."""
+    from image3.catalog import stellar_locus_ci
+
+    rng = np.random.default_rng(3)
+    ci = np.concatenate([2.9 * (1 + 0.01 * rng.normal(size=40)), rng.uniform(3.2, 6.0, 600),
+                         rng.uniform(1.0, 8.0, 200)])
+    noise = np.concatenate([np.full(640, 0.02), np.full(200, 0.2)])
+    assert stellar_locus_ci(ci, noise) == pytest.approx(2.9, rel=0.01)
+    assert stellar_locus_ci(ci[:15], noise[:15]) is None
