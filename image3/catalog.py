@@ -21,14 +21,17 @@ formats, descriptions and meta, ready for ``write(path, format='ascii.ecsv')``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import warnings
+from pathlib import Path
 
 import astropy.units as u
 import numpy as np
 from astropy.convolution import Gaussian2DKernel
 from astropy.coordinates import SkyCoord
+from astropy.io import fits
 from astropy.stats import SigmaClip, gaussian_fwhm_to_sigma
 from astropy.table import QTable, Table
 from astropy.utils.exceptions import AstropyUserWarning
@@ -44,7 +47,14 @@ from .errors import ConfigError, InputFileError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SOURCE_CATALOG_DEFAULTS", "make_catalog"]
+__all__ = [
+    "SOURCE_CATALOG_DEFAULTS",
+    "catalog_for_product",
+    "make_catalog",
+    "open_mosaic",
+    "stellar_locus_ci",
+    "write_catalog_products",
+]
 
 SOURCE_CATALOG_DEFAULTS = {
     "aperture_ee1": 30,
@@ -85,6 +95,10 @@ _VERSION_PACKAGES = ("Python", "numpy", "scipy", "astropy", "photutils", "gwcs")
 # A centroid that is not finite is moved here so that apertures miss the image
 # and give NaN instead of raising, as in the reference.
 _OFF_IMAGE = -1000.0
+# Sources whose concentration index is known to 5% (3σ = the 15% margin), at least 20 of them,
+# define the stellar locus.
+_LOCUS_MAX_NOISE = 0.05
+_LOCUS_MIN_SOURCES = 20
 
 _SEGMENT_DESCRIPTIONS = {
     "label": "Unique source identification label number",
@@ -219,8 +233,8 @@ def make_catalog(
     descriptions = dict(_SEGMENT_DESCRIPTIONS)
     aperture, aperture_desc, (fluxes, flux_errs) = _aperture_columns(
         data, error, xypos, apertures, offset)
-    extras, extras_desc = _extra_columns(data, xypos, finite, sources["label"], fluxes,
-                                         flux_errs, apertures, p)
+    extras, extras_desc, point_source = _extra_columns(data, xypos, finite, sources["label"],
+                                                       fluxes, flux_errs, apertures, p)
     for block, block_desc in ((aperture, aperture_desc), (extras, extras_desc)):
         columns.update(block)
         descriptions.update(block_desc)
@@ -232,6 +246,7 @@ def make_catalog(
         catalog[name].info.description = descriptions[name]
         catalog[name].info.format = _column_format(name)
     catalog.meta.update(_catalog_meta(sources.meta, apertures, offset))
+    catalog.meta.update(point_source)
     return catalog, segmentation
 
 
@@ -421,18 +436,30 @@ def _extra_columns(data, xypos, finite, labels, fluxes, flux_errs, apertures, p)
     CI_{hi}_{lo} = flux(EE hi) / flux(EE lo) for the aperture pairs (1, 2),
     (2, 3), (1, 3). ``is_extended`` follows ``p['extended_method']``:
 
-    ``point_source_ci`` (default): the apertures enclose EE1 and EE3 of a point source, so a
-    star has CI_{3}_{1} = EE3 / EE1 (2.33 for 70/30) whatever the PSF; a source is extended
-    when its CI_{3}_{1} exceeds that by more than ``ci_extended_margin`` (fractional) and by
-    more than 3 times the ratio's own noise (from the aperture flux errors), so faint stars
-    are not called extended by noise. On synthetic NIRCam F200W mosaics: stars 98th
-    percentile 2.45, galaxies with r_half >= 2 FWHM from 3.0.
+    ``point_source_ci`` (default): a source is extended when its CI_{3}_{1} exceeds a point
+    source's value by more than ``ci_extended_margin`` (fractional) and by more than 3 times
+    the ratio's own noise (from the aperture flux errors), so faint stars are not called
+    extended by noise. The point source's value:
+
+    * with an APCORR file, EE3 / EE1 (2.33 for 70/30): the apertures enclose EE1 and EE3 of
+      the PSF the file describes. On synthetic NIRCam F200W mosaics with the generator's file:
+      stars 98th percentile 2.45, galaxies with r_half >= 2 FWHM from 3.0.
+    * without one, the stellar locus measured on the catalogue itself
+      (:func:`stellar_locus_ci`): the radii then come from a diffraction-limited model, which
+      does not describe the data's PSF, so EE3 / EE1 of the model is wrong for real stars
+      (on the synthetic mosaics their CI_70_30 is 2.98 ± 0.06, not 2.33, and every source was
+      called extended). With too few bright sources for a locus, EE3 / EE1 with a warning.
+      With an APCORR file the locus and EE3 / EE1 agree on synthetic data (2.335 and 2.333)
+      and the file is kept: in a field with few stars, the tightest cluster of concentration
+      can be compact galaxies.
+
+    The value used is in the meta as ``point_source_ci`` (and ``point_source_ci_origin``).
     ``reference``: both CI_{2}_{1} > ``ci1_star_threshold`` and CI_{3}_{2} >
     ``ci2_star_threshold`` (2.0 / 1.8), which most galaxies never reach (jwst#5632).
     NaN ratios count as not extended.
     """
     ee = apertures["aperture_ee"]
-    columns, descriptions = {}, {}
+    columns, descriptions, point_source = {}, {}, {}
     with np.errstate(divide="ignore", invalid="ignore"):
         for i, j in _CI_PAIRS:
             name = f"CI_{ee[j]}_{ee[i]}"
@@ -445,9 +472,11 @@ def _extra_columns(data, xypos, finite, labels, fluxes, flux_errs, apertures, p)
             extended = (ci_21 > p["ci1_star_threshold"]) & (ci_32 > p["ci2_star_threshold"])
         else:
             ci_31 = columns[f"CI_{ee[2]}_{ee[0]}"]
-            relative_noise = np.hypot(flux_errs[0] / fluxes[0], flux_errs[2] / fluxes[2])
-            margin = np.maximum(p.get("ci_extended_margin", 0.15), 3 * np.abs(relative_noise))
-            extended = ci_31 > (ee[2] / ee[0]) * (1 + margin)
+            relative_noise = np.abs(np.hypot(flux_errs[0] / fluxes[0], flux_errs[2] / fluxes[2]))
+            margin = np.maximum(p.get("ci_extended_margin", 0.15), 3 * relative_noise)
+            point_ci, origin = _point_source_ci(ci_31, relative_noise, apertures, p)
+            extended = ci_31 > point_ci * (1 + margin)
+            point_source = {"point_source_ci": point_ci, "point_source_ci_origin": origin}
     columns["is_extended"] = np.asarray(extended, dtype=bool)
     columns["sharpness"], columns["roundness"] = _daofind_statistics(
         data, xypos, p["kernel_fwhm"] * gaussian_fwhm_to_sigma
@@ -460,7 +489,66 @@ def _extra_columns(data, xypos, finite, labels, fluxes, flux_errs, apertures, p)
         nn_label="The label number of the nearest neighbor",
         nn_dist="The distance in pixels to the nearest neighbor",
     )
-    return columns, descriptions
+    return columns, descriptions, point_source
+
+
+def stellar_locus_ci(ci: np.ndarray, relative_noise: np.ndarray, *,
+                     max_relative_noise: float = _LOCUS_MAX_NOISE,
+                     min_sources: int = _LOCUS_MIN_SOURCES) -> float | None:
+    """Concentration index of point sources, measured on a catalogue: its tightest cluster.
+
+    Point sources all have the PSF's shape, so among sources measured precisely enough
+    (``relative_noise`` of the index ≤ ``max_relative_noise``) their indices pile up in one
+    narrow peak, and nothing real is more concentrated. For each source, count the sources
+    within ±3% of its index; the locus is the lowest-index concentration at least half as
+    dense as the densest one (so compact galaxies just above it, or a galaxy population
+    denser than the stars, do not win), and its value the median of the sources within ±5%
+    of that concentration's peak.
+
+    Returns
+    -------
+    float or None
+        None when fewer than ``min_sources`` sources are precise enough or fall in the peak.
+    """
+    ci, relative_noise = np.asarray(ci, dtype=float), np.asarray(relative_noise, dtype=float)
+    precise = np.isfinite(ci) & (ci > 0) & (relative_noise <= max_relative_noise)
+    log_ci = np.sort(np.log(ci[precise]))
+    if log_ci.size < min_sources:
+        return None
+    width = np.log(1.03)
+    counts = (np.searchsorted(log_ci, log_ci + width, side="right")
+              - np.searchsorted(log_ci, log_ci - width, side="left"))
+    dense = np.flatnonzero(counts >= max(min_sources, 0.5 * counts.max()))
+    if dense.size == 0:
+        return None
+    near = np.flatnonzero(np.abs(log_ci - log_ci[dense[0]] - width) <= width)
+    peak = log_ci[near[np.argmax(counts[near])]]
+    members = log_ci[np.abs(log_ci - peak) <= np.log(1.05)]
+    if members.size < min_sources:
+        return None
+    return float(np.exp(np.median(members)))
+
+
+def _point_source_ci(ci, relative_noise, apertures, p):
+    """(CI_{3}_{1} of a point source, where it came from): see :func:`_extra_columns`."""
+    ee = apertures["aperture_ee"]
+    model = float(ee[2] / ee[0])
+    locus = stellar_locus_ci(ci, relative_noise)
+    if not apertures.get("approximate", False):
+        if locus is not None and abs(locus / model - 1) > p.get("ci_extended_margin", 0.15):
+            log.warning(
+                "point sources have CI_%d_%d = %.3f, not EE%d/EE%d = %.3f: the APCORR file does "
+                "not describe this image's PSF, so is_extended is not reliable",
+                ee[2], ee[0], locus, ee[2], ee[0], model)
+        return model, "EE ratio of the APCORR file"
+    if locus is None:
+        log.warning(
+            "too few bright sources to measure the point-source concentration index: "
+            "is_extended compares CI_%d_%d with %.3f of the approximate PSF model, which may "
+            "call stars extended", ee[2], ee[0], model)
+        return model, "EE ratio of the approximate PSF model"
+    log.info("point sources: CI_%d_%d = %.3f (stellar locus of the catalogue)", ee[2], ee[0], locus)
+    return locus, "stellar locus of the catalogue"
 
 
 def _isophotal_columns(sources, offset, north_angle):
@@ -643,6 +731,31 @@ def _catalog_meta(source_meta, apertures, offset):
     }
     meta["abvega_offset"] = float(offset)
     return meta
+
+
+@contextlib.contextmanager
+def open_mosaic(path: str | Path):
+    """The ``_i2d`` as an ImageModel whose arrays are read from the file only when used.
+
+    The FITS file is memory-mapped: the catalogue reads SCI, ERR and WHT and never the other
+    four arrays (CON, VAR_*), which stdatamodels would otherwise load on open (100 MB of a
+    2600 x 2400 mosaic). Failure to open is one :class:`InputFileError` line.
+    """
+    try:
+        hdulist = fits.open(path, memmap=True)
+    except OSError as exc:
+        raise InputFileError(f"{path}: not a readable JWST image product ({exc})") from None
+    with hdulist:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = datamodels.ImageModel(hdulist)
+        except Exception as exc:  # stdatamodels raises many types for corrupt files
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputFileError(f"{path}: not a readable JWST image product ({reason})") from None
+        model.meta.filename = Path(path).name
+        with model:
+            yield model
 
 
 def catalog_for_product(model, params: dict) -> tuple[QTable | None, np.ndarray | None]:

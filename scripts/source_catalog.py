@@ -1,11 +1,10 @@
 """Rule source_catalog: _cat.ecsv and _segm.fits from the _i2d mosaic."""
 
-from image3.catalog import catalog_for_product, write_catalog_products
-from image3.datamodel import open_product
+from image3.catalog import catalog_for_product, open_mosaic, write_catalog_products
 from image3.runjob import job
 
 with job(snakemake) as log:
-    with open_product(snakemake.input.i2d) as i2d:
+    with open_mosaic(snakemake.input.i2d) as i2d:
         catalog, segmentation = catalog_for_product(i2d, snakemake.params.catalog)
         write_catalog_products(catalog, segmentation, i2d, snakemake.output.catalog,
                                snakemake.output.segm)
