@@ -29,7 +29,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.modeling import models as astmodels
 from gwcs import FITSImagingWCSTransform
-from scipy.interpolate import RectBivariateSpline
+from scipy.interpolate import BSpline, make_interp_spline
 from spherical_geometry.polygon import SphericalPolygon
 
 from .errors import GridError
@@ -547,6 +547,14 @@ def _world_to_pixel(wcs: gwcs.WCS, ra, dec):
         return wcs.invert(ra, dec, with_bounding_box=False)
 
 
+def _spline_factors(nodes: np.ndarray, points: np.ndarray):
+    """(C, B) of the cubic not-a-knot spline through values f at ``nodes``: its B-spline
+    coefficients are C @ f and its values at ``points`` B @ C @ f (B sparse, 4 entries a
+    row). Along both axes this evaluates the 2-D interpolating spline of a grid of nodes."""
+    spline = make_interp_spline(nodes, np.eye(nodes.size), k=3)
+    return spline.c, BSpline.design_matrix(points, spline.t, 3).tocsr()
+
+
 def pixel_map(in_wcs: gwcs.WCS, in_shape: Sequence[int], out_wcs: gwcs.WCS,
               stepsize: int = 16) -> np.ndarray:
     """Positions of input pixel centres on the output grid: float64 (ny, nx, 2), drizzle's pixmap.
@@ -554,9 +562,11 @@ def pixel_map(in_wcs: gwcs.WCS, in_shape: Sequence[int], out_wcs: gwcs.WCS,
     ``[..., 0]`` is output x, ``[..., 1]`` output y, through ``in_wcs`` forward then
     ``out_wcs`` inverse (the output's bounding box is ignored). NaN outside the input's
     bounding box. With ``stepsize > 1`` the transforms are evaluated every ``stepsize``
-    pixels plus the last row/column and a bicubic interpolating spline fills the rest (the
-    NIRCam distortion is smooth: max error 3e-8 pixel at stepsize 16, 0.13 s instead of 2-3 s
-    per full frame); any non-finite node falls back to the exact evaluation.
+    pixels plus the last row/column and a bicubic interpolating spline (not-a-knot, FITPACK's
+    ``s=0`` spline) fills the rest, evaluated as products with sparse B-spline matrices (the
+    NIRCam distortion is smooth: max error 3e-8 pixel at stepsize 16; ~0.1 s per 2048² frame
+    where FITPACK's evaluation takes ~0.6 s and the exact transform 2-3 s); any non-finite
+    node falls back to the exact evaluation.
     """
     ny, nx = (int(n) for n in in_shape)
     xmin, xmax, ymin, ymax = _pixel_range(in_wcs, (ny, nx))
@@ -577,9 +587,11 @@ def pixel_map(in_wcs: gwcs.WCS, in_shape: Sequence[int], out_wcs: gwcs.WCS,
         gx, gy = np.meshgrid(x_nodes, y_nodes)
         node_x, node_y = mapped(gx, gy)
         if np.all(np.isfinite(node_x)) and np.all(np.isfinite(node_y)):
+            coef_y, basis_y = _spline_factors(y_nodes, y_in)
+            coef_x, basis_x = _spline_factors(x_nodes, x_in)
             for k, nodes in enumerate((node_x, node_y)):
-                spline = RectBivariateSpline(y_nodes, x_nodes, nodes, kx=3, ky=3, s=0)
-                block[..., k] = spline(y_in, x_in)
+                rows = basis_y @ (coef_y @ nodes @ coef_x.T)  # (ny, nodes along x)
+                block[..., k] = (basis_x @ rows.T).T
             return pixmap
     gx, gy = np.meshgrid(x_in, y_in)
     block[..., 0], block[..., 1] = mapped(gx, gy)
