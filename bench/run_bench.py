@@ -34,9 +34,10 @@ option the side-by-side is skipped with one line saying so). Our workflow runs f
   source_catalog's ``apcorr`` and ``abvegaoffset``, given as ``override_apcorr`` /
   ``override_abvegaoffset`` (the generator's ``truth/apcorr.fits`` and
   ``truth/abvegaoffset.asdf``, which jwst's stdatamodels opens);
-* ``--steps.resample.output_wcs`` is our ``work/grid.asdf`` (a gwcs under ``wcs`` with
-  ``pixel_shape``, ``array_shape`` and ``pixel_scale``, as jwst's ``load_custom_wcs`` reads it),
-  so both ``_i2d`` are on one grid. Outlier detection keeps each pipeline's default grid.
+* ``--steps.resample.output_wcs`` is our final grid (``work/grid.pkl``) written as an ASDF
+  file (a gwcs under ``wcs`` with ``pixel_shape``, ``array_shape`` and ``pixel_scale``, as
+  jwst's ``load_custom_wcs`` reads it: ``image3.wcs.write_output_wcs``), so both ``_i2d`` are
+  on one grid. Outlier detection keeps each pipeline's default grid.
 
 Reported: wall time, CPU time (user + system of the process tree, with the CPU seconds other
 processes used meanwhile: on a shared machine compare CPU times) and peak summed PSS of both and
@@ -62,6 +63,8 @@ import threading
 import time
 from collections import defaultdict
 from pathlib import Path
+
+from image3.wcs import read_grid, write_output_wcs
 
 import compare
 
@@ -233,10 +236,12 @@ def run_reference(strun: Path, folder: Path, asn: Path) -> dict:
     env = {**os.environ, "STPIPE_DISABLE_CRDS_STEPPARS": "True", "CRDS_PATH": str(crds),
            "CRDS_SERVER_URL": "http://localhost:1"}
     truth = asn.parent / "truth"
+    grid = folder / "grid.asdf"  # our final grid as a reference-style output_wcs file
+    write_output_wcs(grid, read_grid(folder / "out" / "work" / "grid.pkl"))
     cmd = [str(strun), "calwebb_image3", str(asn), f"--output_dir={out}",
            f"--steps.source_catalog.override_apcorr={truth / 'apcorr.fits'}",
            f"--steps.source_catalog.override_abvegaoffset={truth / 'abvegaoffset.asdf'}",
-           f"--steps.resample.output_wcs={folder / 'out' / 'work' / 'grid.asdf'}"]
+           f"--steps.resample.output_wcs={grid}"]
     run = _run_measured(cmd, out / "jwst.log", env=env, cwd=out)
     steps = compare.step_table(compare.step_intervals((out / "jwst.log").read_text()),
                                run["samples"], run["started"], run["ended"])

@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pickle
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from astropy.io import fits
@@ -23,6 +23,7 @@ from stdatamodels.jwst import datamodels
 
 from .asn import IMAGING_EXPTYPES, SURFACE_BRIGHTNESS_UNIT
 from .errors import InputFileError
+from .sidecar import read_sidecar, write_sidecar
 
 
 @dataclass(frozen=True)
@@ -139,42 +140,6 @@ def check_exposure(model: datamodels.ImageModel, path: str | Path) -> None:
         raise InputFileError(f"{path}: no usable science pixel (SCI all NaN/zero or DQ all DO_NOT_USE)")
 
 
-#: What a pickled sidecar depends on: a rerun with other versions must not unpickle it.
-_SIDECAR_PACKAGES = ("gwcs", "astropy", "numpy")
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import version
-
-    return {name: version(name) for name in _SIDECAR_PACKAGES}
-
-
-def write_sidecar(path: str | Path, **items) -> None:
-    """Write a work sidecar (a gwcs and small items) as a pickle, atomically.
-
-    Sidecars pass gwcs objects between jobs of one run: unpickling takes ~3 ms where reading
-    an ASDF file costs ~0.7 s (asdf loads every extension's manifests once per process).
-    They are internal files of the work folder, read only by the same installation (the
-    package versions are recorded and checked); users get the WCS in the ``_crf``/``_i2d``.
-    """
-    with atomic_path(path) as tmp, open(tmp, "wb") as stream:
-        pickle.dump({"versions": _versions(), **items}, stream, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def read_sidecar(path: str | Path) -> dict:
-    """The items of :func:`write_sidecar`'s file; one-line error if it cannot be used."""
-    try:
-        with open(path, "rb") as stream:
-            items = pickle.load(stream)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
-        raise InputFileError(f"{path}: unreadable work sidecar ({exc}); delete it and rerun") \
-            from None
-    if items.pop("versions", None) != _versions():
-        raise InputFileError(f"{path}: written by other package versions than installed now; "
-                             "rerun with --forcerun find_sources")
-    return items
-
-
 def read_wcs(path: str | Path):
     """The gwcs of a sidecar (:func:`write_wcs`)."""
     return read_sidecar(path)["wcs"]
@@ -233,6 +198,76 @@ def load_exposure(path: str | Path, wcs: str | Path | None = None,
     if sky is not None:
         apply_sky(model, SkyRecord.read(sky))
     return model
+
+
+#: The arrays of an exposure that drizzling reads: attribute name -> FITS extension.
+PIXEL_ARRAYS = {"data": "SCI", "dq": "DQ", "err": "ERR", "var_poisson": "VAR_POISSON",
+                "var_rnoise": "VAR_RNOISE", "var_flat": "VAR_FLAT"}
+
+
+def pixel_meta(model: datamodels.ImageModel) -> dict:
+    """The metadata :func:`read_pixels` gives back, taken from an opened exposure."""
+    exp, bkg = model.meta.exposure, model.meta.background
+    return {"exposure": {k: getattr(exp, k) for k in
+                         ("measurement_time", "effective_exposure_time", "exposure_time")},
+            "background": {k: getattr(bkg, k) for k in ("level", "subtracted", "method")}}
+
+
+@dataclass
+class ExposurePixels:
+    """An exposure's arrays and the metadata the drizzle and sky-statistics jobs use, read
+    without stdatamodels: the arrays with astropy (a datamodel's first open loads every asdf
+    extension, ~0.7 s per process, and reads every array), the gwcs and metadata from the
+    member's geometry sidecar, which find_sources wrote from the datamodel itself.
+
+    Attributes follow ``ImageModel``'s (``data``, ``dq``, ``err``, ``var_*``, ``meta.wcs``,
+    ``meta.exposure``, ``meta.background``, ``meta.cal_step``), so the functions that read
+    those from a datamodel (``prepare_arrays``, ``exposure_time``, :func:`sky_level_to_remove`,
+    :func:`apply_sky`, ``drizzle_single``, ``member_sky_stats``' inputs) take this too.
+    """
+
+    data: np.ndarray
+    dq: np.ndarray | None
+    err: np.ndarray | None
+    var_poisson: np.ndarray | None
+    var_rnoise: np.ndarray | None
+    var_flat: np.ndarray | None
+    meta: SimpleNamespace
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def read_pixels(path: str | Path, geometry: str | Path, wcs: str | Path | None = None,
+                sky: str | Path | None = None) -> ExposurePixels:
+    """:class:`ExposurePixels` of a member, with the corrected gwcs and sky record applied as
+    :func:`load_exposure` does."""
+    items = read_sidecar(geometry)
+    meta = SimpleNamespace(
+        wcs=items["wcs"], exposure=SimpleNamespace(**items["meta"]["exposure"]),
+        background=SimpleNamespace(**items["meta"]["background"]),
+        cal_step=SimpleNamespace(tweakreg=None, skymatch=None))
+    try:
+        with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+            names = {hdu.name for hdu in hdul}
+            arrays = {attr: (np.asarray(hdul[ext].data).astype(hdul[ext].data.dtype.newbyteorder("="))
+                             if ext in names else None)
+                      for attr, ext in PIXEL_ARRAYS.items()}
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputFileError(f"{path}: not a readable JWST image ({exc})") from None
+    if arrays["data"] is None:
+        raise InputFileError(f"{path}: no SCI array")
+    pixels = ExposurePixels(meta=meta, **arrays)
+    if wcs is not None:
+        corrected = read_sidecar(wcs)
+        meta.wcs = corrected["wcs"]
+        meta.cal_step.tweakreg = corrected.get("status", "COMPLETE")
+    if sky is not None:
+        apply_sky(pixels, SkyRecord.read(sky))
+    return pixels
 
 
 def save_model(model, path: str | Path) -> Path:

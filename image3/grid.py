@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from .datamodel import atomic_path, open_meta, read_sidecar, read_wcs, sci_shape, write_sidecar
+from .datamodel import open_meta, read_wcs, sci_shape
+from .sidecar import read_sidecar, write_sidecar
 from .wcs import (
     Grid,
     footprint,
@@ -72,13 +73,17 @@ def member_geometry(cal: str | Path, wcs: str | Path | None = None,
     return found.with_wcs(read_wcs(wcs)) if wcs is not None else found
 
 
-def save_geometry(path: str | Path, geometry: MemberGeometry) -> None:
-    """Write a member's geometry as a work sidecar (see :func:`image3.datamodel.write_sidecar`)."""
-    write_sidecar(path, **{f.name: getattr(geometry, f.name) for f in fields(geometry)})
+def save_geometry(path: str | Path, geometry: MemberGeometry, meta: dict | None = None) -> None:
+    """Write a member's geometry as a work sidecar (see :func:`image3.datamodel.write_sidecar`)
+    with ``meta``, the metadata :func:`image3.datamodel.read_pixels` needs
+    (:func:`image3.datamodel.pixel_meta`)."""
+    write_sidecar(path, meta=meta or {},
+                  **{f.name: getattr(geometry, f.name) for f in fields(geometry)})
 
 
 def load_geometry(path: str | Path) -> MemberGeometry:
-    return MemberGeometry(**read_sidecar(path))
+    items = read_sidecar(path)
+    return MemberGeometry(**{f.name: items[f.name] for f in fields(MemberGeometry)})
 
 
 def build_grid(members: Sequence[MemberGeometry], params: dict) -> Grid:
@@ -100,9 +105,5 @@ def build_grid(members: Sequence[MemberGeometry], params: dict) -> Grid:
     return Grid(wcs, tuple(int(n) for n in wcs.array_shape), float(scale), float(ratio))
 
 
-def save_grid(path: str | Path, grid: Grid) -> None:
-    with atomic_path(path) as tmp:
-        write_grid(tmp, grid)
-
-
+save_grid = write_grid
 load_grid = read_grid

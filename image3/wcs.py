@@ -33,6 +33,7 @@ from scipy.interpolate import BSpline, make_interp_spline
 from spherical_geometry.polygon import SphericalPolygon
 
 from .errors import GridError
+from .sidecar import read_sidecar, write_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -381,6 +382,15 @@ def output_grid(
 # Grid files
 
 
+def write_output_wcs(path: str | Path, grid: Grid) -> None:
+    """Write a grid as a reference-style ``output_wcs`` ASDF file (key ``wcs`` with
+    ``pixel_shape``, ``array_shape``, ``pixel_scale``): what :func:`read_output_wcs` and jwst's
+    resample read, e.g. to drizzle another association onto the same grid."""
+    asdf.AsdfFile({"wcs": grid.wcs, "array_shape": [int(n) for n in grid.shape],
+                   "pixel_shape": [int(n) for n in grid.shape[::-1]],
+                   "pixel_scale": float(grid.pixel_scale_arcsec)}).write_to(str(path))
+
+
 def read_output_wcs(path: str | Path, input_pixel_area_sr: float, *,
                     output_shape: Sequence[int] | None = None) -> Grid:
     """A user's output grid: ASDF with key ``wcs``, as the reference's ``output_wcs`` option.
@@ -431,27 +441,21 @@ def read_output_wcs(path: str | Path, input_pixel_area_sr: float, *,
 
 
 def write_grid(path: str | Path, grid: Grid) -> None:
-    """Store a grid as a small ASDF file (also readable by :func:`read_output_wcs`)."""
-    tree = {
-        "wcs": grid.wcs,
-        "array_shape": [int(n) for n in grid.shape],
-        "pixel_shape": [int(n) for n in grid.shape[::-1]],
-        "pixel_scale": float(grid.pixel_scale_arcsec),
-        "pixel_scale_ratio": float(grid.pixel_scale_ratio),
-    }
-    asdf.AsdfFile(tree).write_to(str(path))
+    """Store a grid as a work sidecar (:mod:`image3.sidecar`), atomically."""
+    write_sidecar(path, wcs=grid.wcs, array_shape=[int(n) for n in grid.shape],
+                  pixel_scale=float(grid.pixel_scale_arcsec),
+                  pixel_scale_ratio=float(grid.pixel_scale_ratio))
 
 
 def read_grid(path: str | Path) -> Grid:
     """Read a grid written by :func:`write_grid`."""
     try:
-        with asdf.open(path, lazy_load=False, memmap=False) as af:
-            wcs = af.tree["wcs"]
-            shape = tuple(int(n) for n in af.tree["array_shape"])
-            scale = float(af.tree["pixel_scale"])
-            ratio = float(af.tree["pixel_scale_ratio"])
-    except (OSError, ValueError, KeyError) as err:
-        raise GridError(f"{path}: not a grid file written by image3 ({err})") from None
+        items = read_sidecar(path)
+        wcs = items["wcs"]
+        shape = tuple(int(n) for n in items["array_shape"])
+        scale, ratio = float(items["pixel_scale"]), float(items["pixel_scale_ratio"])
+    except KeyError as err:
+        raise GridError(f"{path}: not a grid file written by image3 (no {err})") from None
     wcs.array_shape = shape
     return Grid(wcs, shape, scale, ratio)
 

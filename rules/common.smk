@@ -198,12 +198,12 @@ def grid_params(name):
 def outlier_grid():
     """The grid outlier detection uses: the final grid itself when the two coincide."""
     same = grid_params("grid_outlier") == grid_params("grid")
-    return f"{WORK}/grid.asdf" if same else f"{WORK}/grid_outlier.asdf"
+    return f"{WORK}/grid.pkl" if same else f"{WORK}/grid_outlier.pkl"
 
 
 def layout_grids():
     """The grids to build: ``grid`` (final) and, when it differs, ``grid_outlier``."""
-    grids = {"grid": f"{WORK}/grid.asdf"}
+    grids = {"grid": f"{WORK}/grid.pkl"}
     if step_runs("outlier_detection") and outlier_grid() != grids["grid"]:
         grids["grid_outlier"] = outlier_grid()
     return grids

@@ -13,7 +13,9 @@ FLAG_KEYS = ("snr", "scale", "backg", "resample_data")
 
 OUTLIER_SINGLES = {g: f"{WORK}/singles/{g}.fits" for g in GROUPS}
 # with sky_in_singles the singles are drizzled before skymatch: no sky sidecar yet
-OUTLIER_MEMBERS = {g: [row | ({"sky": []} if sky_in_singles() else {})
+# the geometry sidecar (when tweakreg runs) lets the single jobs read pixels without a datamodel
+OUTLIER_MEMBERS = {g: [row | {"geometry": geometry_sidecar(row["member"])}
+                       | ({"sky": []} if sky_in_singles() else {})
                        for row in member_table(exposure_files) if row["group_id"] == g]
                    for g in GROUPS}
 # save_intermediate_results: the reference's names in the output folder ("" when not saving)
@@ -28,7 +30,8 @@ OUTLIER_SAVED = {
 rule single:
     input:
         exposures=lambda wildcards: [f for row in OUTLIER_MEMBERS[wildcards.group]
-                                     for f in (row["cal"], row["wcs"], row["sky"]) if f],
+                                     for f in (row["cal"], row["wcs"], row["sky"],
+                                               row["geometry"]) if f],
         grid=outlier_grid(),
         footprints=f"{WORK}/footprints.json" if sky_in_singles() else [],
     output:
@@ -97,7 +100,7 @@ rule flag:
         median=f"{WORK}/median.fits",
         single=lambda wildcards: OUTLIER_SINGLES[ASN.member(wildcards.member).group_id],
         grid=outlier_grid(),
-        final_grid=f"{WORK}/grid.asdf" if step_runs("resample") else [],
+        final_grid=f"{WORK}/grid.pkl" if step_runs("resample") else [],
     output:
         crf=crf_pattern(),
         # the member's drizzled share of the _i2d, so the resample join only adds them up
@@ -109,7 +112,7 @@ rule flag:
         intermediate=lambda wildcards: OUTLIER_SAVED[(wildcards.member, "blot")],
         group=lambda wildcards: ASN.member(wildcards.member).group_id,
         final={**{k: config["resample"][k] for k in DRIZZLE_KEYS},
-               "same_grid": outlier_grid() == f"{WORK}/grid.asdf"},
+               "same_grid": outlier_grid() == f"{WORK}/grid.pkl"},
     log:
         f"{LOGS}/flag/{{member}}.log",
     benchmark:

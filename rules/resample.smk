@@ -27,7 +27,7 @@ rule layout:
 rule resample:
     input:
         unpack(lambda wildcards: resample_inputs()),
-        grid=f"{WORK}/grid.asdf",
+        grid=f"{WORK}/grid.pkl",
     output:
         PRODUCTS["i2d"],
     params:

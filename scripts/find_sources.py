@@ -1,7 +1,7 @@
 """Rule find_sources: one member's source list for tweakreg (found, or the user's catalogue)
 and its geometry sidecar (gwcs, shape, wcsinfo), so later joins need not open the _cal."""
 
-from image3.datamodel import check_exposure, open_exposure
+from image3.datamodel import check_exposure, open_exposure, pixel_meta
 from image3.grid import geometry_of, save_geometry
 from image3.refcat import read_source_list
 from image3.runjob import job
@@ -11,7 +11,7 @@ with job(snakemake) as log:
     cal = snakemake.input.cal
     with open_exposure(cal) as model:
         check_exposure(model, cal)
-        save_geometry(snakemake.output.geometry, geometry_of(model))
+        save_geometry(snakemake.output.geometry, geometry_of(model), pixel_meta(model))
         if snakemake.input.get("catalog"):
             sources = inside_bounding_box(read_source_list(snakemake.input.catalog),
                                           model.meta.wcs.bounding_box)

@@ -1,7 +1,7 @@
 """Rule single: one exposure group drizzled onto its cutout of the outlier-detection grid, and
 (sky_in_singles) its members' sky statistics for the median job's skymatch solve."""
 
-from image3.datamodel import load_exposure, save_model, sky_level_to_remove
+from image3.datamodel import load_exposure, read_pixels, save_model, sky_level_to_remove
 from image3.grid import load_grid
 from image3.median import write_single
 from image3.outlier import drizzle_single, intermediate_model, padded
@@ -11,7 +11,9 @@ from image3.skymatch import group_footprints, member_sky_stats, write_sky_stats
 with job(snakemake) as log:
     group = snakemake.wildcards.group
     rows = snakemake.params.members
-    models = [load_exposure(row["cal"], wcs=row["wcs"] or None, sky=row["sky"] or None)
+    models = [read_pixels(row["cal"], row["geometry"], wcs=row["wcs"] or None,
+                          sky=row["sky"] or None) if row["geometry"] else
+              load_exposure(row["cal"], wcs=row["wcs"] or None, sky=row["sky"] or None)
               for row in rows]
     if snakemake.output.get("stats"):
         footprints = group_footprints(snakemake.input.footprints)
@@ -35,6 +37,8 @@ with job(snakemake) as log:
              single.weight_threshold)
     if snakemake.params.intermediate:
         sci, wht = padded(single)
-        save_model(intermediate_model(sci, grid.wcs, wht, like=models[0]),
-                   snakemake.params.intermediate)
+        first = rows[0]  # the intermediate's metadata: the first member's datamodel
+        with load_exposure(first["cal"], wcs=first["wcs"] or None) as like:
+            save_model(intermediate_model(sci, grid.wcs, wht, like=like),
+                       snakemake.params.intermediate)
         log.info("wrote %s", snakemake.params.intermediate)

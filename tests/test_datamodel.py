@@ -15,11 +15,15 @@ from image3.datamodel import (
     check_exposure,
     load_exposure,
     open_exposure,
+    pixel_meta,
+    read_pixels,
     save_model,
     sky_level_to_remove,
     write_wcs,
 )
 from image3.errors import InputFileError
+from image3.grid import geometry_of, save_geometry
+from image3.mosaic import exposure_time, prepare_arrays
 
 
 def test_real_miri_products_read_with_units_meta_and_gwcs(miri_i2d_files):
@@ -102,6 +106,39 @@ def test_sidecars_apply_on_read(tmp_path):
     subtracted = load_exposure(cal, sky=tmp_path / "sky.json")
     np.testing.assert_allclose(subtracted.data, model.data - np.float32(0.2), atol=1e-7)
     assert sky_level_to_remove(subtracted) == 0.0
+
+
+def test_pixels_read_without_a_datamodel_drizzle_like_the_datamodel(tmp_path):
+    """read_pixels (astropy arrays + the geometry sidecar) gives the arrays, gwcs, exposure
+    time and sky handling load_exposure gives: prepare_arrays returns identical arrays."""
+    model = small_model()
+    model.var_flat = None  # an input without VAR_FLAT
+    model.dq = np.zeros(model.data.shape, np.uint32)
+    model.dq[3, 4] = 1  # DO_NOT_USE
+    model.meta.exposure.measurement_time = 123.0
+    cal = save_model(model, tmp_path / "x_cal.fits")
+    with load_exposure(cal) as opened:
+        save_geometry(tmp_path / "geometry.pkl", geometry_of(opened), pixel_meta(opened))
+    shifted = copy.deepcopy(model.meta.wcs)
+    shifted.insert_transform("detector", Shift(1.0) & Shift(0.0), after=True)
+    write_wcs(tmp_path / "wcs.pkl", shifted, status="COMPLETE")
+    for subtracted in (False, True):
+        SkyRecord(level=0.2, method="match", subtracted=subtracted).write(tmp_path / "sky.json")
+        files = {"wcs": tmp_path / "wcs.pkl", "sky": tmp_path / "sky.json"}
+        pixels = read_pixels(cal, tmp_path / "geometry.pkl", **files)
+        loaded = load_exposure(cal, **files)
+        assert pixels.var_flat is None and pixels.data.dtype == np.float32
+        assert pixels.meta.wcs(10.0, 10.0) == pytest.approx(loaded.meta.wcs(10.0, 10.0), abs=0)
+        assert sky_level_to_remove(pixels) == sky_level_to_remove(loaded)
+        assert exposure_time(pixels, "exptime") == exposure_time(loaded, "exptime") == 123.0
+        for ours, theirs in zip(prepare_arrays(pixels, "~DO_NOT_USE+NON_SCIENCE", "ivm"),
+                                prepare_arrays(loaded, "~DO_NOT_USE+NON_SCIENCE", "ivm"), strict=True):
+            if isinstance(ours, dict):
+                assert ours.keys() == theirs.keys()
+                for name in ours:
+                    np.testing.assert_array_equal(ours[name], theirs[name])
+            else:
+                np.testing.assert_array_equal(ours, theirs)
 
 
 @pytest.mark.parametrize("change,message", [
