@@ -148,7 +148,7 @@ def weight_threshold(weight: np.ndarray, maskpt: float) -> float:
     good = weight[np.isfinite(weight) & (weight != 0)]
     if good.size == 0:
         return np.inf
-    clipped = sigma_clip(good, sigma=3, maxiters=5, masked=True)
+    clipped = sigma_clip(good, sigma=3, maxiters=5, masked=True, copy=False)
     return float(maskpt) * float(np.ma.mean(clipped))
 
 
@@ -214,7 +214,7 @@ def drizzle_single(models: Sequence, grid: Grid, params: Mapping, group_id: str 
             err[~(weight > 0)] = 0
             err_parts.append(drizzle_exposure(err, {}, weight, pixmap, shape, **args))
             del err
-        del pixmap, weight
+        del pixmap, weight, part
     if not data_parts:
         empty = np.zeros((0, 0), np.float32)
         return Single(empty, empty, empty if with_err else None, (0, 0), shape, np.inf, group_id)
@@ -375,7 +375,9 @@ def stands_out(signal: np.ndarray, err: np.ndarray, where: np.ndarray,
                 out=here)
     with np.errstate(invalid="ignore"):
         excess = np.subtract(signal, lowest, out=lowest)
-        candidates = where & (excess > nsigma * err)
+        candidates = np.empty(signal.shape, dtype=bool)
+        for r0, r1 in _rows(ny):
+            candidates[r0:r1] = where[r0:r1] & (excess[r0:r1] > nsigma * err[r0:r1])
     del lowest, excess
     ys, xs = np.nonzero(candidates)
     around = np.stack([_values_at(signal, ys + dy, xs + dx) for dy, dx in shifts], axis=1)
@@ -542,7 +544,8 @@ def _judge_by_shape(result, data, err, difference, first, has_reference, alone, 
     with np.errstate(invalid="ignore"):
         seeds = stands_out(s, e, here & _sharper_than_sources(s, e, limits), snr[0])
         # grow: neighbours of seeds, judged with the seeds themselves left out
-        masked = np.where(seeds, np.nan, s)
+        masked = s  # signal is not needed any more: the seeds are left out in place
+        masked[seeds] = np.nan
         near = here & ndimage.binary_dilation(seeds, _BOX3) & ~seeds
         grown = stands_out(masked, e, near & _sharper_than_sources(masked, e, limits), snr[1])
     found = seeds | grown
