@@ -116,6 +116,9 @@ MIN_CALIBRATORS = 10
 #: point source can be (a lone pixel several times its neighbours) is judged an outlier.
 FALLBACK_LIMITS = (5.0, 10.0)
 
+#: Rows processed at a time by the pixel-wise steps, so that their temporaries stay a few MB.
+BLOCK_ROWS = 256
+
 _BOX3 = np.ones((3, 3), dtype=bool)
 _ORTHOGONAL = (((0, 1), (0, -1)), ((1, 0), (-1, 0)))
 _DIAGONAL = (((1, 1), (-1, -1)), ((1, -1), (-1, 1)))
@@ -146,7 +149,7 @@ def weight_threshold(weight: np.ndarray, maskpt: float) -> float:
     good = weight[np.isfinite(weight) & (weight != 0)]
     if good.size == 0:
         return np.inf
-    clipped = sigma_clip(good, sigma=3, maxiters=5, masked=True)
+    clipped = sigma_clip(good, sigma=3, maxiters=5, masked=True, copy=False)
     return float(maskpt) * float(np.ma.mean(clipped))
 
 
@@ -194,35 +197,49 @@ def drizzle_single(models: Sequence, grid: Grid, params: Mapping, group_id: str 
     for model in models:
         if _grid_shape(model, grid, params) != shape:
             raise ConfigError("resample_data = false needs exposures of one shape on one grid")
-        data, _, weight = prepare_arrays(model, params["good_bits"], params["weight_type"])
+        data, variances, weight = prepare_arrays(model, params["good_bits"],
+                                                 params["weight_type"])
+        del variances  # only their non-finite pixels matter, and weight has them
         pixmap = single_pixel_map(model, grid, params)
         args = dict(weight_type=params["weight_type"], kernel=params["kernel"],
                     pixfrac=params["pixfrac"], pixel_scale_ratio=grid.pixel_scale_ratio,
                     exptime=exposure_time(model, params["weight_type"]))
         part = drizzle_exposure(data, {}, weight, pixmap, shape, **args)
+        del data
         if part.data_sum.size == 0:
             continue
         data_parts.append(part)
         if with_err:
-            err = np.where(weight > 0, np.nan_to_num(np.asarray(model.err, np.float32)), 0)
-            err_parts.append(drizzle_exposure(err.astype(np.float32), {}, weight, pixmap,
-                                              shape, **args))
-        del pixmap
+            err = np.array(model.err, dtype=np.float32)
+            np.nan_to_num(err, copy=False)
+            err[~(weight > 0)] = 0
+            err_parts.append(drizzle_exposure(err, {}, weight, pixmap, shape, **args))
+            del err
+        del pixmap, weight, part
     if not data_parts:
         empty = np.zeros((0, 0), np.float32)
         return Single(empty, empty, empty if with_err else None, (0, 0), shape, np.inf, group_id)
     sums, origin = _union(data_parts, ("data_sum", "weight_sum"))
-    wht = sums["weight_sum"]
+    del data_parts
+    wht = sums.pop("weight_sum")
     threshold = weight_threshold(wht, params["maskpt"])
-    keep = (wht > 0) & (wht >= threshold)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sci = np.where(keep, sums["data_sum"] / wht, np.nan).astype(np.float32)
+    drop = ~((wht > 0) & (wht >= threshold))
+    sci = _normalised(sums.pop("data_sum"), wht, drop)
     err = None
     if with_err:
         esums, _ = _union(err_parts, ("data_sum",))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            err = np.where(keep, esums["data_sum"] / wht, np.nan).astype(np.float32)
+        del err_parts
+        err = _normalised(esums.pop("data_sum"), wht, drop)
     return Single(sci, wht.astype(np.float32), err, origin, shape, threshold, group_id)
+
+
+def _normalised(data_sum: np.ndarray, wht: np.ndarray, drop: np.ndarray) -> np.ndarray:
+    """float32 ``data_sum / wht``, NaN on ``drop``; divides ``data_sum`` (float64) in place."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.divide(data_sum, wht, out=data_sum)
+    result = data_sum.astype(np.float32)
+    result[drop] = np.nan
+    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,14 +253,27 @@ def _neighbours(image: np.ndarray):
     return lambda dy, dx: padded[1 + dy:1 + dy + ny, 1 + dx:1 + dx + nx]
 
 
+def _rows(n: int, size: int = BLOCK_ROWS):
+    """(r0, r1) of consecutive blocks of ``size`` rows covering ``n`` rows."""
+    return [(r0, min(r0 + size, n)) for r0 in range(0, n, size)]
+
+
+def _as_float32(array) -> np.ndarray:
+    """``array`` as float32 without a copy when it already is (in either byte order)."""
+    array = np.asarray(array)
+    return array if array.dtype.kind == "f" and array.itemsize == 4 else array.astype(np.float32)
+
+
 def abs_derivative(image: np.ndarray) -> np.ndarray:
     """The reference's derivative: per pixel, the largest |difference| to its 4 neighbours."""
     at = _neighbours(image)
     deriv = np.zeros(image.shape, dtype=np.float32)
+    step = np.empty(image.shape, dtype=np.float32)
     with np.errstate(invalid="ignore"):
         for (a, b) in _ORTHOGONAL:
-            deriv = np.fmax(deriv, np.abs(at(*a) - image))
-            deriv = np.fmax(deriv, np.abs(at(*b) - image))
+            for d in (a, b):
+                np.abs(np.subtract(at(*d), image, out=step), out=step)
+                np.fmax(deriv, step, out=deriv)
     deriv[np.isnan(image)] = np.nan
     return deriv
 
@@ -252,9 +282,15 @@ def curvature(image: np.ndarray) -> np.ndarray:
     """Largest |f(x-1) - 2 f(x) + f(x+1)| / 2 along rows or columns (axes with a NaN skipped)."""
     at = _neighbours(image)
     out = np.zeros(image.shape, dtype=np.float32)
+    twice = 2 * image
+    bend = np.empty(image.shape, dtype=np.float32)
     with np.errstate(invalid="ignore"):
         for (a, b) in _ORTHOGONAL:
-            out = np.fmax(out, np.abs(at(*a) + at(*b) - 2 * image) / 2)
+            np.add(at(*a), at(*b), out=bend)
+            bend -= twice
+            np.abs(bend, out=bend)
+            bend /= 2
+            np.fmax(out, bend, out=out)
     out[np.isnan(image)] = np.nan
     return out
 
@@ -263,17 +299,30 @@ def laplacian(image: np.ndarray) -> np.ndarray:
     """Sum of the differences to the 4 neighbours (missing neighbours contribute nothing)."""
     at = _neighbours(image)
     out = np.zeros(image.shape, dtype=np.float32)
+    step = np.empty(image.shape, dtype=np.float32)
     with np.errstate(invalid="ignore"):
         for (a, b) in _ORTHOGONAL:
             for d in (a, b):
-                out += np.nan_to_num(at(*d) - image, nan=0.0)
+                np.subtract(at(*d), image, out=step)
+                out += np.nan_to_num(step, copy=False, nan=0.0)
     return out
 
 
-def _pair_means(image: np.ndarray) -> list[np.ndarray]:
-    """Mean of the two opposite neighbours along each axis: row, column, two diagonals."""
-    at = _neighbours(image)
-    return [0.5 * (at(*a) + at(*b)) for (a, b) in _ORTHOGONAL + _DIAGONAL]
+def _values_at(image: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """float32 ``image[ys, xs]``, NaN where (ys, xs) is off the image."""
+    ny, nx = image.shape
+    inside = (ys >= 0) & (ys < ny) & (xs >= 0) & (xs < nx)
+    values = np.full(ys.shape, np.nan, dtype=np.float32)
+    values[inside] = image[ys[inside], xs[inside]]
+    return values
+
+
+def _pair_means_at(image: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> list[np.ndarray]:
+    """At pixels (ys, xs), the mean of the two opposite neighbours along each axis: row,
+    column, two diagonals."""
+    return [0.5 * (_values_at(image, ys + a[0], xs + a[1]) +
+                   _values_at(image, ys + b[0], xs + b[1]))
+            for (a, b) in _ORTHOGONAL + _DIAGONAL]
 
 
 def sharpness(signal: np.ndarray, err: np.ndarray, limits: tuple[float, float]) -> np.ndarray:
@@ -297,6 +346,20 @@ def sharpness(signal: np.ndarray, err: np.ndarray, limits: tuple[float, float]) 
     return best
 
 
+def _sharper_than_sources(signal: np.ndarray, err: np.ndarray,
+                          limits: tuple[float, float]) -> np.ndarray:
+    """``sharpness(signal, err, limits) > SHAPE_SIGMA``, a block of rows (and its neighbour
+    rows) at a time: sharpness works in float64 with several temporaries per pixel."""
+    ny = signal.shape[0]
+    sharp = np.empty(signal.shape, dtype=bool)
+    for r0, r1 in _rows(ny):
+        a0, a1 = max(r0 - 1, 0), min(r1 + 1, ny)
+        with np.errstate(invalid="ignore"):
+            sharp[r0:r1] = sharpness(signal[a0:a1], err[a0:a1], limits)[r0 - a0:r1 - a0] \
+                > SHAPE_SIGMA
+    return sharp
+
+
 def stands_out(signal: np.ndarray, err: np.ndarray, where: np.ndarray,
                nsigma: float) -> np.ndarray:
     """Pixels in ``where`` exceeding the median of their 8 neighbours by ``nsigma`` × err.
@@ -304,15 +367,21 @@ def stands_out(signal: np.ndarray, err: np.ndarray, where: np.ndarray,
     The median is only computed where the pixel already exceeds the lowest neighbour by as much
     (a median is never below the minimum), which leaves few pixels.
     """
-    at = _neighbours(signal)
+    ny, nx = signal.shape
     shifts = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
     lowest = np.full(signal.shape, np.inf, dtype=np.float32)
-    for d in shifts:
-        lowest = np.fmin(lowest, at(*d))
+    for dy, dx in shifts:  # neighbours off the image are skipped, as fmin skips NaN
+        here = lowest[max(-dy, 0):ny - max(dy, 0), max(-dx, 0):nx - max(dx, 0)]
+        np.fmin(here, signal[max(dy, 0):ny - max(-dy, 0), max(dx, 0):nx - max(-dx, 0)],
+                out=here)
     with np.errstate(invalid="ignore"):
-        candidates = where & (signal - lowest > nsigma * err)
+        excess = np.subtract(signal, lowest, out=lowest)
+        candidates = np.empty(signal.shape, dtype=bool)
+        for r0, r1 in _rows(ny):
+            candidates[r0:r1] = where[r0:r1] & (excess[r0:r1] > nsigma * err[r0:r1])
+    del lowest, excess
     ys, xs = np.nonzero(candidates)
-    around = np.stack([at(*d)[ys, xs] for d in shifts], axis=1)
+    around = np.stack([_values_at(signal, ys + dy, xs + dx) for dy, dx in shifts], axis=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         background = np.nanmedian(around, axis=1) if ys.size else np.zeros(0, np.float32)
@@ -335,10 +404,11 @@ def sharpness_limits(signal: np.ndarray, err: np.ndarray, usable: np.ndarray):
     n = int(peaks.sum())
     if n < MIN_CALIBRATORS:
         return None, n
-    pairs = _pair_means(signal)
-    s = signal[peaks]
+    ys, xs = np.nonzero(peaks)
+    pairs = _pair_means_at(signal, ys, xs)
+    s = signal[ys, xs]
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = [np.maximum(s / pairs[i][peaks], s / pairs[i + 1][peaks]) for i in (0, 2)]
+        ratios = [np.maximum(s / pairs[i], s / pairs[i + 1]) for i in (0, 2)]
     limits = tuple(SHARPNESS_MARGIN * float(np.nanpercentile(r, SHARPNESS_PERCENTILE))
                    for r in ratios)
     return limits, n
@@ -366,9 +436,14 @@ class FlagResult:
 def _tolerance(reference: np.ndarray, method: str) -> np.ndarray:
     if method == "reference":
         return abs_derivative(reference)
-    term = curvature(reference) + GRADIENT_WEIGHT * abs_derivative(reference)
+    term = curvature(reference)
+    gradient = abs_derivative(reference)
+    gradient *= GRADIENT_WEIGHT
+    term += gradient
+    del gradient
     floor = np.nanmedian(term) if np.isfinite(term).any() else 0.0
-    return np.maximum(term - NOISE_FLOOR * floor, 0)
+    term -= NOISE_FLOOR * floor
+    return np.maximum(term, 0, out=term)
 
 
 def find_outliers(data, err, blotted, has_reference, background: float, params: Mapping,
@@ -383,36 +458,56 @@ def find_outliers(data, err, blotted, has_reference, background: float, params: 
     method = method_of(params)
     snr = parse_pair(params["snr"])
     scale = parse_pair(params["scale"])
-    data = np.asarray(data, dtype=np.float32)
-    err = np.nan_to_num(np.asarray(err, dtype=np.float32), nan=0.0)
-    reference = np.asarray(blotted, dtype=np.float32)
+    data = _as_float32(data)
+    err = np.array(err, dtype=np.float32)
+    np.nan_to_num(err, copy=False, nan=0.0)
+    blotted = _as_float32(blotted)
+    reference = blotted
     if method == "image3" and not stacked:
-        reference = reference - BLOT_SHARPENING * laplacian(reference)
+        sharpened = laplacian(reference)
+        sharpened *= BLOT_SHARPENING
+        reference = np.subtract(reference, sharpened, out=sharpened)
     has_reference = has_reference & np.isfinite(reference)
-    diff = data - reference - np.float32(background)
+    # D = |data - reference - background| is recomputed per block of rows where needed
+    difference = (data, reference, np.float32(background))
+    first = np.empty(data.shape, dtype=bool)
     with np.errstate(invalid="ignore"):
         if stacked:
-            first = has_reference & (np.abs(diff) > snr[0] * err)
+            for rows, d in _abs_difference(*difference):
+                first[rows] = has_reference[rows] & (d > snr[0] * err[rows])
             mask = first
         else:
             tol = _tolerance(reference, method)
-            first = has_reference & (np.abs(diff) > scale[0] * tol + snr[0] * err)
-            second = has_reference & (np.abs(diff) > scale[1] * tol + snr[1] * err)
+            second = np.empty(data.shape, dtype=bool)
+            for rows, d in _abs_difference(*difference):
+                first[rows] = has_reference[rows] & (d > scale[0] * tol[rows] + snr[0] * err[rows])
+                second[rows] = has_reference[rows] & (d > scale[1] * tol[rows] + snr[1] * err[rows])
+            del tol
             mask = ndimage.binary_dilation(first, _BOX3) & second
+            del second
     result = FlagResult(mask, reference, compared=int(has_reference.sum()),
                         by_comparison=int(mask.sum()))
     alone = ~has_reference & np.isfinite(data)
     if method == "image3":
-        _judge_by_shape(result, data, err, diff, first, has_reference, alone, background, snr,
-                        np.asarray(blotted, dtype=np.float32))
+        _judge_by_shape(result, data, err, difference, first, has_reference, alone, background,
+                        snr, blotted)
     else:
         result.alone = int(alone.sum())
     result.mask &= np.isfinite(data)
     return result
 
 
-def _judge_by_shape(result, data, err, diff, first, has_reference, alone, background, snr,
-                    blotted):
+def _abs_difference(data, reference, background: np.float32):
+    """(rows, |data - reference - background| on them), a block of rows at a time."""
+    for r0, r1 in _rows(data.shape[0]):
+        rows = slice(r0, r1)
+        d = np.subtract(data[rows], reference[rows])
+        d -= background
+        yield rows, np.abs(d, out=d)
+
+
+def _judge_by_shape(result, data, err, difference, first, has_reference, alone, background,
+                    snr, blotted):
     """Method 4 and 5 of the module docstring, on ``result.mask``: measure the exposure's
     point-source sharpness, take the pixels whose median is itself a cosmic ray (5) out of the
     comparison, and judge them and the single-coverage pixels (4) by their shape."""
@@ -421,8 +516,10 @@ def _judge_by_shape(result, data, err, diff, first, has_reference, alone, backgr
     signal = data - np.float32(background + sky)
     confirmed = has_reference & ~ndimage.binary_dilation(first, np.ones((5, 5), bool))
     with np.errstate(invalid="ignore"):
-        confirmed &= np.abs(diff) < 0.3 * np.abs(signal)
+        for rows, d in _abs_difference(*difference):
+            confirmed[rows] &= d < 0.3 * np.abs(signal[rows])
     limits, n = sharpness_limits(signal, err, confirmed)
+    del confirmed
     if limits is None:
         limits = FALLBACK_LIMITS
         result.notes.append(f"{n} confirmed bright sources (< {MIN_CALIBRATORS}) to measure the "
@@ -434,6 +531,7 @@ def _judge_by_shape(result, data, err, diff, first, has_reference, alone, backgr
     result.mask &= ~untrusted
     result.by_comparison = int(result.mask.sum())
     alone = alone | untrusted
+    del untrusted
     result.alone = int(alone.sum())
     if not result.alone:
         return
@@ -445,12 +543,12 @@ def _judge_by_shape(result, data, err, diff, first, has_reference, alone, backgr
     box = (slice(y0, y1), slice(x0, x1))
     s, e, here = signal[box], err[box], alone[box]
     with np.errstate(invalid="ignore"):
-        seeds = stands_out(s, e, here & (sharpness(s, e, limits) > SHAPE_SIGMA), snr[0])
+        seeds = stands_out(s, e, here & _sharper_than_sources(s, e, limits), snr[0])
         # grow: neighbours of seeds, judged with the seeds themselves left out
-        masked = np.where(seeds, np.nan, s)
+        masked = s  # signal is not needed any more: the seeds are left out in place
+        masked[seeds] = np.nan
         near = here & ndimage.binary_dilation(seeds, _BOX3) & ~seeds
-        grown = stands_out(masked, e, near & (sharpness(masked, e, limits) > SHAPE_SIGMA),
-                           snr[1])
+        grown = stands_out(masked, e, near & _sharper_than_sources(masked, e, limits), snr[1])
     found = seeds | grown
     result.mask[box] |= found
     result.by_shape = int(found.sum())
@@ -460,17 +558,16 @@ def _spiky_reference(reference, err, has_reference, limits, nsigma) -> np.ndarra
     """Pixels whose reference (the sky-subtracted blot of the median) holds a cosmic ray of the other exposures:
     a peak standing out from its neighbours by ``nsigma`` × err and sharper than the
     exposure's point sources, with the 3×3 pixels around it (the blot spreads it)."""
-    with np.errstate(invalid="ignore"):
-        sharp = has_reference & (sharpness(reference, err, limits) > SHAPE_SIGMA)
+    sharp = has_reference & _sharper_than_sources(reference, err, limits)
     spikes = stands_out(reference, err, sharp, nsigma)
+    del sharp
     return ndimage.binary_dilation(spikes, _BOX3) & has_reference
 
 
 def blot_window(image: np.ndarray, origin: tuple[int, int], pixmap: np.ndarray,
                 shape: tuple[int, int]) -> np.ndarray:
     """Blot a window of the grid (top-left at ``origin`` = (y0, x0)) onto an exposure."""
-    shifted = pixmap - np.array([origin[1], origin[0]], dtype=np.float64)
-    return blot(image, shifted, shape)
+    return blot(image, pixmap, shape, origin=origin)
 
 
 def window_of(pixmap: np.ndarray, grid_shape: tuple[int, int], margin: int = 2):
@@ -494,12 +591,14 @@ def compare_with_median(model, pixmap, median_window, count_window, own_window, 
     """
     shape = model.data.shape
     blotted = blot_window(median_window, origin, pixmap, shape)
-    others = count_window.astype(np.float32) - own_window.astype(np.float32)
     if method_of(params) == "reference":
         has_reference = np.isfinite(blotted)
     else:
+        others = count_window.astype(np.float32)
+        others -= own_window
         # all blot interpolation nodes must have another exposure's data
         has_reference = blot_window(others, origin, pixmap, shape) > 0.999
+        del others
     background = sky_level_to_remove(model) or float(params.get("backg", 0.0))
     return find_outliers(model.data, model.err, blotted, has_reference, background, params,
                          stacked=not params.get("resample_data", True))

@@ -16,6 +16,7 @@ Units: data and errors in surface brightness (MJy/sr); variances in (MJy/sr)^2.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -57,6 +58,8 @@ IVM_TYPES = ("ivm", "ivm-smooth")
 # than an amplifier (512 px on NIRCam) so the read-noise map's real structure is kept.
 SMOOTH_BLOCK_PX = 32
 _CTX_BITS = 32
+#: Rows of an exposure blotted at a time: the float64 pixel map of a block is a few MB.
+BLOT_BLOCK_ROWS = 128
 
 
 # --------------------------------------------------------------------------------------------
@@ -267,8 +270,39 @@ def drizzle_exposure(
     if y1 <= y0 or x1 <= x0:
         return _empty_partial(out_shape, variances, pixel_scale_ratio)
     cut_shape = (y1 - y0, x1 - x0)
-    shifted = pixmap - np.array([x0, y0], dtype=np.float64)
+    with _relative_to_cutout(pixmap, x0, y0) as shifted:
+        return _drizzle_cutout(data, variances, weight, shifted, in_range, out_shape,
+                               (y0, y1, x0, x1), weight_type=weight_type, kernel=kernel,
+                               pixfrac=pixfrac, pixel_scale_ratio=pixel_scale_ratio,
+                               exptime=exptime)
 
+
+@contextlib.contextmanager
+def _relative_to_cutout(pixmap: np.ndarray, x0: int, y0: int):
+    """``pixmap`` moved by (-x0, -y0) in place for the block, and moved back after it.
+
+    Saves a copy of the (ny, nx, 2) float64 map. Both moves are exact, so the caller gets its
+    map back bit for bit: the cutout origin is an integer no larger than any finite map value
+    (it is their floor less a margin, or 0), and for doubles 0 <= n <= v, v - n is a multiple
+    of v's unit in the last place no larger than v, hence representable, and so is (v - n) + n.
+    A map that is not C-contiguous float64 (drizzle would copy it anyway) is copied instead.
+    """
+    offset = np.array([x0, y0], dtype=np.float64)
+    if pixmap.dtype != np.float64 or not pixmap.flags.c_contiguous or not pixmap.flags.writeable:
+        yield pixmap - offset
+        return
+    pixmap -= offset
+    try:
+        yield pixmap
+    finally:
+        pixmap += offset
+
+
+def _drizzle_cutout(data, variances, weight, shifted, in_range, out_shape, bbox, *,
+                    weight_type, kernel, pixfrac, pixel_scale_ratio, exptime) -> Partial:
+    """:func:`drizzle_exposure` once the cutout ``bbox`` and the map onto it are known."""
+    y0, y1, x0, x1 = bbox
+    cut_shape = (y1 - y0, x1 - x0)
     drizzle_args = {
         "exptime": exptime,
         "pixmap": shifted,
@@ -283,9 +317,10 @@ def drizzle_exposure(
     driz = Drizzle(kernel=kernel, fillval="NaN", out_shape=cut_shape, max_ctx_id=0)
     driz.add_image(data, **drizzle_args)
     weight_sum = driz.out_wht
-    touched = weight_sum != 0
-    data_sum = np.where(touched, driz.out_img.astype(np.float64) * weight_sum, 0.0)
-    data_sum = data_sum.astype(np.float32)
+    # sci * wht in float64 rounded to float32, without full-size float64 temporaries
+    data_sum = np.multiply(driz.out_img, weight_sum, dtype=np.float64,
+                           out=np.empty(cut_shape, dtype=np.float32))
+    data_sum[weight_sum == 0] = 0.0
     coverage = driz.out_ctx[0] != 0
     del driz
 
@@ -474,18 +509,27 @@ def combine_partials(
 
 
 def blot(image: np.ndarray, pixmap: np.ndarray, in_shape: tuple[int, int], *,
-         fillval: float = np.nan, interp: str = "linear") -> np.ndarray:
+         fillval: float = np.nan, interp: str = "linear",
+         origin: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Resample a mosaic (e.g. the median) back onto an exposure's detector grid (float32).
 
     ``pixmap`` is the exposure's :func:`image3.wcs.pixel_map` onto the mosaic grid, shape
     ``in_shape + (2,)``. As in the reference, NaN pixmap entries become -1 (off the mosaic,
-    so ``fillval``) and the interpolation is bilinear.
+    so ``fillval``) and the interpolation is bilinear. ``origin`` = (y0, x0): where the
+    top-left pixel of ``image`` lies on the mosaic when ``image`` is a window of it.
     """
     in_shape = (int(in_shape[0]), int(in_shape[1]))
     if pixmap.shape != in_shape + (2,):
         raise ValueError(f"pixmap shape {pixmap.shape} does not match the exposure {in_shape}")
-    pixmap = np.where(np.isnan(pixmap), -1.0, pixmap)
+    image = np.asarray(image, dtype=np.float32)
+    offset = np.array([origin[1], origin[0]], dtype=np.float64)
     out = np.full(in_shape, fillval, dtype=np.float32)
-    blot_image(data=np.asarray(image, dtype=np.float32), pixmap=pixmap, out_img=out,
-               fillval=fillval, iscale=1.0, interp=interp)
+    # each output pixel depends only on its own map entry, so blocks of rows give the same
+    # image as one call without a full-size copy of the float64 map
+    for r0 in range(0, in_shape[0], BLOT_BLOCK_ROWS):
+        r1 = min(r0 + BLOT_BLOCK_ROWS, in_shape[0])
+        block = pixmap[r0:r1] - offset
+        block[np.isnan(block)] = -1.0
+        blot_image(data=image, pixmap=block, out_img=out[r0:r1], fillval=fillval, iscale=1.0,
+                   interp=interp)
     return out
