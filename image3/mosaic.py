@@ -57,37 +57,54 @@ def prepare_arrays(model, good_bits, weight_type: str) -> tuple[np.ndarray, dict
     for name in ("var_rnoise", "var_poisson", "var_flat"):
         arr = getattr(model, name, None)
         if arr is not None and arr.shape == data.shape:
-            variances[name] = np.asarray(arr, dtype=np.float32)
+            variances[name] = np.array(arr, dtype=np.float32)  # a copy: zeroed in place below
     weight = weight_map(model.dq, variances.get("var_rnoise"), good_bits, weight_type,
                         exposure_time(model, weight_type))
     bad = ~np.isfinite(data)
     for arr in variances.values():
         bad |= ~np.isfinite(arr)
-    weight = np.where(bad, 0.0, weight).astype(np.float32)
-    data = np.where(bad, 0.0, data).astype(np.float32)
-    variances = {k: np.where(bad, 0.0, v).astype(np.float32) for k, v in variances.items()}
+    for arr in (weight, data, *variances.values()):
+        arr[bad] = 0.0
     return data, variances, weight
 
 
-def contribution(model, group_id: str, grid: Grid, params: dict,
-                 pixmap: np.ndarray | None = None) -> Partial:
-    """One opened exposure's share of the ``_i2d``: its drizzled sums on its cutout of the grid,
+@dataclass
+class MemberPixels:
+    """What drizzling one member onto the final grid needs, detached from its datamodel (so
+    the caller can release the model's arrays first): :func:`prepare_arrays`'s outputs, the
+    exposure time, the gwcs and the member's metadata for the product."""
+
+    data: np.ndarray
+    variances: dict
+    weight: np.ndarray
+    exptime: float
+    wcs: object
+    meta: dict
+
+
+def member_pixels(model, group_id: str, params: dict) -> MemberPixels:
+    data, variances, weight = prepare_arrays(model, params["good_bits"], params["weight_type"])
+    return MemberPixels(data, variances, weight, exposure_time(model, params["weight_type"]),
+                        model.meta.wcs, _member_meta(model, group_id))
+
+
+def drizzle_member(member: MemberPixels, grid: Grid, params: dict,
+                   pixmap: np.ndarray | None = None) -> Partial:
+    """One member's share of the ``_i2d``: its drizzled sums on its cutout of the grid,
     carrying in ``meta`` what the product needs from it once its pixels are released.
 
     ``pixmap`` (onto ``grid``) is reused when the caller has it (outlier detection on the same
     grid); otherwise it is evaluated here.
     """
-    data, variances, weight = prepare_arrays(model, params["good_bits"], params["weight_type"])
     if pixmap is None:
-        pixmap = pixel_map(model.meta.wcs, data.shape, grid.wcs,
+        pixmap = pixel_map(member.wcs, member.data.shape, grid.wcs,
                            stepsize=params["pixmap_stepsize"])
     partial = drizzle_exposure(
-        data, variances, weight, pixmap, grid.shape, weight_type=params["weight_type"],
-        kernel=params["kernel"], pixfrac=params["pixfrac"],
-        pixel_scale_ratio=grid.pixel_scale_ratio,
-        exptime=exposure_time(model, params["weight_type"]),
+        member.data, member.variances, member.weight, pixmap, grid.shape,
+        weight_type=params["weight_type"], kernel=params["kernel"], pixfrac=params["pixfrac"],
+        pixel_scale_ratio=grid.pixel_scale_ratio, exptime=member.exptime,
     )
-    partial.meta = _member_meta(model, group_id)
+    partial.meta = member.meta
     return partial
 
 
@@ -106,8 +123,9 @@ def resample_members(files: Iterable[ExposureFiles], grid: Grid, params: dict) -
                 if k == 0:
                     product.update(model)
                 log.info("drizzling %s", f.path.name)
-                partial = contribution(model, f.group_id, grid, params)
-            yield partial
+                pixels = member_pixels(model, f.group_id, params)
+            del model  # its arrays go before drizzling
+            yield drizzle_member(pixels, grid, params)
 
     return _mosaic(product, partials(), grid, params)
 

@@ -324,28 +324,35 @@ def _drizzle_cutout(data, variances, weight, shifted, in_range, out_shape, bbox,
     coverage = driz.out_ctx[0] != 0
     del driz
 
-    drizzled = {}
-    for name in VARIANCE_NAMES:
-        if name in variances:
-            vdriz = Drizzle(kernel=kernel, fillval="NaN", out_shape=cut_shape, disable_ctx=True)
-            vdriz.add_image(np.sqrt(variances[name]), **drizzle_args)
-            drizzled[name] = vdriz.out_img ** 2
-            del vdriz
-
-    if weight_type in IVM_TYPES:
-        rn = drizzled.get("var_rnoise")
-        w = np.zeros(cut_shape)
-        if rn is not None:
-            ok = (rn > 0) & np.isfinite(rn)
-            w[ok] = np.reciprocal(rn[ok])
-    else:
+    # Each variance is drizzled (as sigma, with the data's weights), squared and summed with
+    # the variance weight W at once, so one drizzled variance is alive at a time. With ivm
+    # weighting W = 1 / drizzled VAR_RNOISE, so VAR_RNOISE goes first.
+    w = None
+    if weight_type not in IVM_TYPES:
         w = np.full(cut_shape, float(exptime))
+    elif "var_rnoise" not in variances:
+        w = np.zeros(cut_shape)
     variance_sums = {}
-    for name, var in drizzled.items():
+    for name in sorted(variances, key=lambda n: n != "var_rnoise"):
+        vdriz = Drizzle(kernel=kernel, fillval="NaN", out_shape=cut_shape, disable_ctx=True)
+        vdriz.add_image(np.sqrt(variances[name]), **drizzle_args)
+        var = vdriz.out_img
+        del vdriz
+        np.square(var, out=var)
+        if w is None:
+            w = np.zeros(cut_shape)
+            usable = (var > 0) & np.isfinite(var)
+            w[usable] = np.reciprocal(var[usable])
+            del usable
         ok = (var >= 0) & np.isfinite(var) & (w > 0)
-        with np.errstate(over="ignore"):
-            wsum = np.where(ok, var * w * w, 0.0).astype(np.float32)
-        variance_sums[name] = (wsum, np.where(ok, w, 0.0).astype(np.float32))
+        with np.errstate(over="ignore", invalid="ignore"):
+            wsum = var.astype(np.float64)  # var * W * W in float64, as one temporary
+            wsum *= w
+            wsum *= w
+        wsum[~ok] = 0.0
+        variance_sums[name] = (wsum.astype(np.float32), np.where(ok, w, 0.0).astype(np.float32))
+        del var, wsum, ok
+    variance_sums = {n: variance_sums[n] for n in VARIANCE_NAMES if n in variance_sums}
 
     return Partial(out_shape, (y0, y1, x0, x1), data_sum, weight_sum.astype(np.float32),
                    coverage, variance_sums, float(pixel_scale_ratio))

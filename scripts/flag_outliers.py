@@ -1,10 +1,12 @@
 """Rule flag: blot the median onto one exposure, flag its outliers, write its _crf and (when
 resample runs) its drizzled contribution to the _i2d."""
 
+import gc
+
 from image3.datamodel import load_exposure, read_wcs_status, save_model
 from image3.grid import load_grid
 from image3.median import median_shape, read_median_window, read_single_coverage
-from image3.mosaic import contribution
+from image3.mosaic import drizzle_member, member_pixels
 from image3.outlier import (apply_outlier_flags, compare_with_median, intermediate_model,
                             single_pixel_map, window_of)
 from image3.resample import save_partial
@@ -48,8 +50,12 @@ with job(snakemake) as log:
         final = snakemake.params.final
         same = final["same_grid"] and final["pixmap_stepsize"] == params["pixmap_stepsize"] \
             and params.get("resample_data", True)
-        partial = contribution(model, snakemake.params.group, load_grid(snakemake.input.final_grid),
-                               final, pixmap=pixmap if same else None)
+        pixels = member_pixels(model, snakemake.params.group, final)
+        model.close()
+        del model
+        gc.collect()  # the datamodel's arrays sit in reference cycles: free them before drizzling
+        partial = drizzle_member(pixels, load_grid(snakemake.input.final_grid), final,
+                                 pixmap=pixmap if same else None)
         save_partial(snakemake.output.contribution, partial)
         log.info("%s: drizzled onto the final grid (cutout %d x %d)", member,
                  partial.data_sum.shape[1], partial.data_sum.shape[0])
