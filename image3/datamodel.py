@@ -113,11 +113,6 @@ def sci_shape(path: str | Path) -> tuple[int, int]:
     return int(header["NAXIS2"]), int(header["NAXIS1"])
 
 
-def open_product(path: str | Path) -> datamodels.ImageModel:
-    """Open a resampled product (``_i2d``); failure is one :class:`InputFileError` line."""
-    return _open_image(path, "product", ())
-
-
 def check_exposure(model: datamodels.ImageModel, path: str | Path) -> None:
     """Raise :class:`InputFileError` if ``model`` cannot be used by image3.
 
