@@ -237,9 +237,11 @@ class ExposurePixels:
 
 
 def read_pixels(path: str | Path, geometry: str | Path, wcs: str | Path | None = None,
-                sky: str | Path | None = None) -> ExposurePixels:
+                sky: str | Path | None = None,
+                arrays: tuple[str, ...] = tuple(PIXEL_ARRAYS)) -> ExposurePixels:
     """:class:`ExposurePixels` of a member, with the corrected gwcs and sky record applied as
-    :func:`load_exposure` does."""
+    :func:`load_exposure` does; only ``arrays`` (names of :data:`PIXEL_ARRAYS`, ``data``
+    always) are read, the others are None."""
     items = read_sidecar(geometry)
     meta = SimpleNamespace(
         wcs=items["wcs"], exposure=SimpleNamespace(**items["meta"]["exposure"]),
@@ -248,8 +250,9 @@ def read_pixels(path: str | Path, geometry: str | Path, wcs: str | Path | None =
     try:
         with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
             names = {hdu.name for hdu in hdul}
+            wanted = {"data", *arrays}
             arrays = {attr: (np.asarray(hdul[ext].data).astype(hdul[ext].data.dtype.newbyteorder("="))
-                             if ext in names else None)
+                             if ext in names and attr in wanted else None)
                       for attr, ext in PIXEL_ARRAYS.items()}
     except (OSError, KeyError, ValueError) as exc:
         raise InputFileError(f"{path}: not a readable JWST image ({exc})") from None

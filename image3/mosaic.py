@@ -46,23 +46,30 @@ def exposure_time(model, weight_type: str) -> float:
     return float(value or exp.exposure_time or 1.0)
 
 
-def prepare_arrays(model, good_bits, weight_type: str) -> tuple[np.ndarray, dict, np.ndarray]:
+def prepare_arrays(model, good_bits, weight_type: str,
+                   with_variances: bool = True) -> tuple[np.ndarray, dict, np.ndarray]:
     """Science data with the sky removed, variances and drizzle weight of one exposure.
 
     Pixels that are non-finite in SCI or in any variance, or flagged bad by ``good_bits``, get
     zero weight (the reference's ``match_nans_and_flags`` followed by its DQ mask).
+    ``with_variances=False`` returns no variances (an empty dict), for a caller drizzling
+    the data alone: their non-finite pixels still get zero weight, without copying them.
     """
     data = np.asarray(model.data, dtype=np.float32) - np.float32(sky_level_to_remove(model))
-    variances = {}
+    found = {}
     for name in ("var_rnoise", "var_poisson", "var_flat"):
         arr = getattr(model, name, None)
         if arr is not None and arr.shape == data.shape:
-            variances[name] = np.array(arr, dtype=np.float32)  # a copy: zeroed in place below
-    weight = weight_map(model.dq, variances.get("var_rnoise"), good_bits, weight_type,
+            found[name] = arr
+    weight = weight_map(model.dq, found.get("var_rnoise"), good_bits, weight_type,
                         exposure_time(model, weight_type))
+    # copies, zeroed in place below
+    variances = {name: np.array(arr, dtype=np.float32) for name, arr in found.items()} \
+        if with_variances else {}
     bad = ~np.isfinite(data)
-    for arr in variances.values():
+    for arr in found.values():
         bad |= ~np.isfinite(arr)
+    del found
     for arr in (weight, data, *variances.values()):
         arr[bad] = 0.0
     return data, variances, weight
@@ -89,12 +96,12 @@ def member_pixels(model, group_id: str, params: dict) -> MemberPixels:
 
 
 def drizzle_member(member: MemberPixels, grid: Grid, params: dict,
-                   pixmap: np.ndarray | None = None) -> Partial:
+                   pixmap: np.ndarray | None = None, variance_sink=None) -> Partial:
     """One member's share of the ``_i2d``: its drizzled sums on its cutout of the grid,
     carrying in ``meta`` what the product needs from it once its pixels are released.
 
     ``pixmap`` (onto ``grid``) is reused when the caller has it (outlier detection on the same
-    grid); otherwise it is evaluated here.
+    grid); otherwise it is evaluated here. ``variance_sink``: see :func:`drizzle_exposure`.
     """
     if pixmap is None:
         pixmap = pixel_map(member.wcs, member.data.shape, grid.wcs,
@@ -103,6 +110,7 @@ def drizzle_member(member: MemberPixels, grid: Grid, params: dict,
         member.data, member.variances, member.weight, pixmap, grid.shape,
         weight_type=params["weight_type"], kernel=params["kernel"], pixfrac=params["pixfrac"],
         pixel_scale_ratio=grid.pixel_scale_ratio, exptime=member.exptime,
+        variance_sink=variance_sink,
     )
     partial.meta = member.meta
     return partial

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -182,40 +182,47 @@ def _union(partials: Sequence[Partial], planes: Sequence[str]):
     return sums, (y0, x0)
 
 
-def drizzle_single(models: Sequence, grid: Grid, params: Mapping, group_id: str = "") -> Single:
+def drizzle_single(models: Iterable, grid: Grid, params: Mapping, group_id: str = "") -> Single:
     """The members of one group drizzled together onto their cutout of the grid.
 
     Sky levels not yet subtracted are removed on the fly; DQ bits outside ``good_bits`` and
     non-finite pixels get zero weight. SCI is NaN where the weight is below
     :func:`weight_threshold` (the reference's maskpt rule); the ``image3`` method also drizzles
     the exposures' ERR with the same weights (the reference's ``driz_err``) for the median.
-    Each member's pixel map is computed once and used for both.
+    Each member's pixel map is computed once and used for both. ``models`` may be an
+    iterable of zero-argument functions that each read a member: only the arrays drizzled are
+    then in memory, one member at a time, whatever the size of the group.
     """
     with_err = method_of(params) == "image3"
-    shape = _grid_shape(models[0], grid, params)
+    shape = None
     data_parts, err_parts = [], []
-    for model in models:
-        if _grid_shape(model, grid, params) != shape:
+    for member in models:
+        model = member() if callable(member) else member
+        if shape is None:
+            shape = _grid_shape(model, grid, params)
+        elif _grid_shape(model, grid, params) != shape:
             raise ConfigError("resample_data = false needs exposures of one shape on one grid")
-        data, variances, weight = prepare_arrays(model, params["good_bits"],
-                                                 params["weight_type"])
-        del variances  # only their non-finite pixels matter, and weight has them
+        # the variances' non-finite pixels get zero weight; their values are not drizzled here
+        data, _, weight = prepare_arrays(model, params["good_bits"], params["weight_type"],
+                                         with_variances=False)
         pixmap = single_pixel_map(model, grid, params)
         args = dict(weight_type=params["weight_type"], kernel=params["kernel"],
                     pixfrac=params["pixfrac"], pixel_scale_ratio=grid.pixel_scale_ratio,
                     exptime=exposure_time(model, params["weight_type"]))
+        err = None
+        if with_err:
+            err = np.array(model.err, dtype=np.float32)
+            np.nan_to_num(err, copy=False)
+            err[~(weight > 0)] = 0
+        del model, member  # a member read here leaves memory before the drizzle
         part = drizzle_exposure(data, {}, weight, pixmap, shape, **args)
         del data
         if part.data_sum.size == 0:
             continue
         data_parts.append(part)
-        if with_err:
-            err = np.array(model.err, dtype=np.float32)
-            np.nan_to_num(err, copy=False)
-            err[~(weight > 0)] = 0
+        if err is not None:
             err_parts.append(drizzle_exposure(err, {}, weight, pixmap, shape, **args))
-            del err
-        del pixmap, weight, part
+        del pixmap, weight, part, err
     if not data_parts:
         empty = np.zeros((0, 0), np.float32)
         return Single(empty, empty, empty if with_err else None, (0, 0), shape, np.inf, group_id)

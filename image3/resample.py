@@ -22,7 +22,8 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Iterable, Mapping
+import zipfile
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,7 @@ __all__ = [
     "KERNELS",
     "VARIANCE_NAMES",
     "Partial",
+    "PartialWriter",
     "Resampled",
     "blot",
     "combine_partials",
@@ -220,6 +222,7 @@ def drizzle_exposure(
     pixfrac: float = 1.0,
     pixel_scale_ratio: float = 1.0,
     exptime: float = 1.0,
+    variance_sink: Callable[[str, np.ndarray, np.ndarray], None] | None = None,
 ) -> Partial:
     """Drizzle one exposure (data and each variance) onto its cutout of the output grid.
 
@@ -243,6 +246,11 @@ def drizzle_exposure(
         Drizzle parameters; ``pixel_scale_ratio`` = output / input pixel scale.
     exptime
         Exposure time (s): the variance weight W for ``exptime`` weighting.
+    variance_sink
+        If given, called as ``variance_sink(name, wsum, wt)`` with each variance's sums as
+        soon as they are made, instead of the returned Partial holding them (its
+        ``variance_sums`` is then empty): a caller writing them out (:class:`PartialWriter`)
+        never holds all three.
     """
     if kernel not in KERNELS:
         raise ConfigError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
@@ -274,7 +282,7 @@ def drizzle_exposure(
         return _drizzle_cutout(data, variances, weight, shifted, in_range, out_shape,
                                (y0, y1, x0, x1), weight_type=weight_type, kernel=kernel,
                                pixfrac=pixfrac, pixel_scale_ratio=pixel_scale_ratio,
-                               exptime=exptime)
+                               exptime=exptime, variance_sink=variance_sink)
 
 
 @contextlib.contextmanager
@@ -299,7 +307,8 @@ def _relative_to_cutout(pixmap: np.ndarray, x0: int, y0: int):
 
 
 def _drizzle_cutout(data, variances, weight, shifted, in_range, out_shape, bbox, *,
-                    weight_type, kernel, pixfrac, pixel_scale_ratio, exptime) -> Partial:
+                    weight_type, kernel, pixfrac, pixel_scale_ratio, exptime,
+                    variance_sink=None) -> Partial:
     """:func:`drizzle_exposure` once the cutout ``bbox`` and the map onto it are known."""
     y0, y1, x0, x1 = bbox
     cut_shape = (y1 - y0, x1 - x0)
@@ -350,8 +359,15 @@ def _drizzle_cutout(data, variances, weight, shifted, in_range, out_shape, bbox,
             wsum *= w
             wsum *= w
         wsum[~ok] = 0.0
-        variance_sums[name] = (wsum.astype(np.float32), np.where(ok, w, 0.0).astype(np.float32))
-        del var, wsum, ok
+        wt = w.astype(np.float32)
+        wt[~ok] = 0.0
+        sums = (wsum.astype(np.float32), wt)
+        del var, wsum, ok, wt
+        if variance_sink is None:
+            variance_sums[name] = sums
+        else:
+            variance_sink(name, *sums)
+        del sums
     variance_sums = {n: variance_sums[n] for n in VARIANCE_NAMES if n in variance_sums}
 
     return Partial(out_shape, (y0, y1, x0, x1), data_sum, weight_sum.astype(np.float32),
@@ -366,26 +382,56 @@ def _empty_partial(out_shape, variances, pixel_scale_ratio) -> Partial:
                    float(pixel_scale_ratio))
 
 
+class PartialWriter:
+    """Writes a :class:`Partial` into an uncompressed ``.npz`` plane by plane, so a plane can
+    leave memory once written (``add_variance`` is a ``variance_sink`` for
+    :func:`drizzle_exposure`). The file is made under a temporary name and renamed to
+    exactly ``path`` by :meth:`finish`; leaving the ``with`` block on an error removes it.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self._zip = zipfile.ZipFile(self._tmp, "w", compression=zipfile.ZIP_STORED,
+                                    allowZip64=True)
+
+    def add(self, name: str, array) -> None:
+        with self._zip.open(f"{name}.npy", "w", force_zip64=True) as stream:
+            np.lib.format.write_array(stream, np.asanyarray(array), allow_pickle=False)
+
+    def add_variance(self, name: str, wsum: np.ndarray, wt: np.ndarray) -> None:
+        self.add(f"{name}_wsum", wsum)
+        self.add(f"{name}_wt", wt)
+
+    def finish(self, partial: Partial) -> None:
+        """Write the rest of ``partial`` (its variance sums too, if it holds them) and
+        rename the file into place."""
+        self.add("out_shape", np.array(partial.out_shape, dtype=np.int64))
+        self.add("bbox", np.array(partial.bbox, dtype=np.int64))
+        self.add("data_sum", partial.data_sum)
+        self.add("weight_sum", partial.weight_sum)
+        self.add("coverage", partial.coverage)
+        self.add("pixel_scale_ratio", np.array(partial.pixel_scale_ratio))
+        self.add("meta", np.array(json.dumps(partial.meta)))
+        for name, (wsum, wt) in partial.variance_sums.items():
+            self.add_variance(name, wsum, wt)
+        self._zip.close()
+        os.replace(self._tmp, self.path)  # never a truncated file under the final name
+
+    def __enter__(self) -> PartialWriter:
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        if exc_type is not None:
+            self._zip.close()
+            self._tmp.unlink(missing_ok=True)
+
+
 def save_partial(path: str | Path, partial: Partial) -> None:
     """Write a :class:`Partial` to an uncompressed ``.npz`` (exactly ``path``, no suffix added),
     atomically."""
-    arrays = {
-        "out_shape": np.array(partial.out_shape, dtype=np.int64),
-        "bbox": np.array(partial.bbox, dtype=np.int64),
-        "data_sum": partial.data_sum,
-        "weight_sum": partial.weight_sum,
-        "coverage": partial.coverage,
-        "pixel_scale_ratio": np.array(partial.pixel_scale_ratio),
-        "meta": np.array(json.dumps(partial.meta)),
-    }
-    for name, (wsum, wt) in partial.variance_sums.items():
-        arrays[f"{name}_wsum"] = wsum
-        arrays[f"{name}_wt"] = wt
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")  # renamed into place: never a truncated file
-    with open(tmp, "wb") as stream:
-        np.savez(stream, **arrays)
-    os.replace(tmp, path)
+    with PartialWriter(path) as writer:
+        writer.finish(partial)
 
 
 def load_partial(path: str | Path) -> Partial:

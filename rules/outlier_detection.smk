@@ -51,8 +51,9 @@ rule single:
         ENV
     threads: 1
     resources:
-        # 2048² member: ~0.7 GB (pixel map, arrays, drizzle planes); +0.4 GB per extra member
-        mem_mb=lambda wildcards: 1000 + 400 * len(ASN.groups[wildcards.group]),
+        # 2048² member: ~0.45 GB (one member read at a time: its arrays, pixel map, drizzle
+        # planes); each extra member widens the group's float64 sums (~0.15 GB)
+        mem_mb=lambda wildcards: 850 + 150 * len(ASN.groups[wildcards.group]),
         runtime=15,
     script:
         "../scripts/single.py"
@@ -97,6 +98,8 @@ rule median:
 rule flag:
     input:
         unpack(lambda wildcards: exposure_files(wildcards.member)),
+        # SCI and ERR for the comparison are then read without opening the datamodel
+        geometry=lambda wildcards: geometry_sidecar(wildcards.member),
         median=f"{WORK}/median.fits",
         single=lambda wildcards: OUTLIER_SINGLES[ASN.member(wildcards.member).group_id],
         grid=outlier_grid(),

@@ -3,30 +3,39 @@ resample runs) its drizzled contribution to the _i2d."""
 
 import gc
 
-from image3.datamodel import load_exposure, read_wcs_status, save_model
+from image3.datamodel import load_exposure, read_pixels, read_wcs_status, save_model
 from image3.grid import load_grid
 from image3.median import median_shape, read_median_window, read_single_coverage
 from image3.mosaic import drizzle_member, member_pixels
 from image3.outlier import (apply_outlier_flags, compare_with_median, intermediate_model,
                             single_pixel_map, window_of)
-from image3.resample import save_partial
+from image3.resample import PartialWriter
 from image3.runjob import job
 from image3.sip import apply_sip
 
 with job(snakemake) as log:
     member = snakemake.wildcards.member
     params = snakemake.params.compare
-    model = load_exposure(snakemake.input.cal, wcs=snakemake.input.wcs or None,
-                          sky=snakemake.input.sky or None)
-    if snakemake.input.wcs and read_wcs_status(snakemake.input.wcs).get("corrected"):
-        apply_sip(model, snakemake.params.sip)  # the _crf's FITS header WCS, as tweakreg's
-    pixmap = single_pixel_map(model, load_grid(snakemake.input.grid), params)
+    files = {"wcs": snakemake.input.wcs or None, "sky": snakemake.input.sky or None}
+    # The comparison needs SCI and ERR only: read with astropy when the geometry sidecar
+    # exists, so the datamodel (every array, asdf) is opened after it, to write the _crf.
+    if snakemake.input.geometry:
+        pixels = read_pixels(snakemake.input.cal, snakemake.input.geometry, **files,
+                             arrays=("data", "err"))
+    else:
+        pixels = load_exposure(snakemake.input.cal, **files)
+    pixmap = single_pixel_map(pixels, load_grid(snakemake.input.grid), params)
     # only the part of the median (and of the own single) that covers this exposure
     box = window_of(pixmap, median_shape(snakemake.input.median))
     median, count = read_median_window(snakemake.input.median, box)
     own = read_single_coverage(snakemake.input.single, box)
-    result = compare_with_median(model, pixmap, median, count, own, (box[0], box[2]), params)
+    result = compare_with_median(pixels, pixmap, median, count, own, (box[0], box[2]), params)
     del median, count, own
+    model = pixels if not snakemake.input.geometry else \
+        load_exposure(snakemake.input.cal, **files)
+    del pixels
+    if snakemake.input.wcs and read_wcs_status(snakemake.input.wcs).get("corrected"):
+        apply_sip(model, snakemake.params.sip)  # the _crf's FITS header WCS, as tweakreg's
     for note in result.notes:
         log.info("%s: %s", member, note)
     if result.limits:
@@ -54,8 +63,11 @@ with job(snakemake) as log:
         model.close()
         del model
         gc.collect()  # the datamodel's arrays sit in reference cycles: free them before drizzling
-        partial = drizzle_member(pixels, load_grid(snakemake.input.final_grid), final,
-                                 pixmap=pixmap if same else None)
-        save_partial(snakemake.output.contribution, partial)
+        # each variance's sums go to the file as soon as they are made
+        with PartialWriter(snakemake.output.contribution) as writer:
+            partial = drizzle_member(pixels, load_grid(snakemake.input.final_grid), final,
+                                     pixmap=pixmap if same else None,
+                                     variance_sink=writer.add_variance)
+            writer.finish(partial)
         log.info("%s: drizzled onto the final grid (cutout %d x %d)", member,
                  partial.data_sum.shape[1], partial.data_sum.shape[0])

@@ -10,6 +10,7 @@ from scipy.special import erf
 
 from image3.detection import (
     SOURCE_COLUMNS,
+    circular_peaks,
     detect_segments,
     estimate_background,
     find_sources,
@@ -178,3 +179,24 @@ def test_unknown_starfinder_is_a_config_error():
         find_sources(
             np.zeros((10, 10)), None, starfinder="sextractor", snr_threshold=5, kernel_fwhm=2, bkg_boxsize=5
         )
+
+
+@pytest.mark.parametrize("radius", [2, 3, 2.5, 7])
+def test_circular_peaks_are_photutils_find_peaks(radius):
+    """Truth: photutils find_peaks(min_separation=radius), the star finders' own peak step,
+    on noise with sources, ties (a flat-topped source), masked pixels and peaks at the border.
+    Required: the same pixels in the same (row-major) order."""
+    from photutils.detection import find_peaks
+
+    rng = np.random.default_rng(3)
+    image = rng.normal(0.0, 1.0, (300, 280))
+    y, x = np.mgrid[:300, :280]
+    for cx, cy in rng.uniform(-3, 283, (60, 2)):
+        image += rng.uniform(5, 50) * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 4.0)
+    image[100:102, 50:52] = 40.0  # a flat top: four tied maxima
+    mask = rng.random(image.shape) < 0.01
+    expected = find_peaks(image, 3.0, mask=mask, min_separation=radius)
+    found = circular_peaks(image, 3.0, radius, mask)
+    assert len(found) == len(expected) > 20
+    np.testing.assert_array_equal(found[:, 0], expected["x_peak"])
+    np.testing.assert_array_equal(found[:, 1], expected["y_peak"])

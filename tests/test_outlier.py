@@ -1,6 +1,7 @@
 """Outlier detection: the reference's arithmetic, the median's row blocks, and recall/precision
 against injected cosmic rays on synthetic NIRCam exposures (image3.synth truth)."""
 
+import functools
 import json
 from pathlib import Path
 
@@ -303,3 +304,16 @@ def test_reference_method_misses_what_image3_finds(dithered_field, tmp_path):
     scores = truth_scores(dithered_field, run_outlier_detection(dithered_field, tmp_path, params))
     assert 0.85 < scores["worst_recall_10"] < 0.97
     assert scores["precision"] < 0.98
+
+
+def test_a_group_read_member_by_member_drizzles_as_the_open_models(dithered_field):
+    """drizzle_single given functions that read each member (the single job's way: one
+    member's pixels in memory at a time) equals it given the opened models, exactly."""
+    cals = sorted(str(p) for p in Path(dithered_field).parent.glob("*_cal.fits"))[:2]
+    grid = build_grid([member_geometry(c) for c in cals], DEFAULT_GRID)
+    opened = drizzle_single([load_exposure(c) for c in cals], grid, PARAMS, "g")
+    read = drizzle_single([functools.partial(load_exposure, c) for c in cals], grid, PARAMS, "g")
+    assert opened.origin == read.origin and opened.weight_threshold == read.weight_threshold
+    for name in ("sci", "wht", "err"):
+        np.testing.assert_array_equal(getattr(opened, name), getattr(read, name))
+    assert np.isfinite(read.sci).mean() > 0.5

@@ -232,6 +232,33 @@ def test_partials_round_trip_through_files(tmp_path, scene):
     assert from_files.n_inputs == 3
 
 
+def test_variances_streamed_to_the_file_equal_the_in_memory_partial(tmp_path, scene):
+    """variance_sink + PartialWriter (the flag job's way, one variance in memory at a time)
+    write exactly the arrays save_partial writes for the whole Partial."""
+    _, grid, pixmaps = scene
+    e = random_exposures(pixmaps)[0]
+    whole = drizzle_all([e], grid)[0]
+    R.save_partial(tmp_path / "whole.npz", whole)
+    with R.PartialWriter(tmp_path / "streamed.npz") as writer:
+        streamed = R.drizzle_exposure(e.data, e.variances, e.weight, e.pixmap,
+                                      grid.array_shape, exptime=e.exptime,
+                                      variance_sink=writer.add_variance)
+        assert streamed.variance_sums == {}
+        writer.finish(streamed)
+    with np.load(tmp_path / "whole.npz") as a, np.load(tmp_path / "streamed.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        assert {f"{n}_wsum" for n in NAMES} <= set(b.files)
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_a_failed_partial_write_leaves_no_file(tmp_path):
+    with pytest.raises(RuntimeError), R.PartialWriter(tmp_path / "p.npz") as writer:
+        writer.add("data_sum", np.zeros((4, 4), np.float32))
+        raise RuntimeError("drizzle failed")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_var_rnoise_of_k_identical_exposures_is_sigma2_over_k(scene):
     _, grid, pixmaps = scene
     ones = np.ones((N, N), dtype=np.float32)
