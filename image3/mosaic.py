@@ -46,14 +46,16 @@ def exposure_time(model, weight_type: str) -> float:
     return float(value or exp.exposure_time or 1.0)
 
 
-def prepare_arrays(model, good_bits, weight_type: str,
-                   with_variances: bool = True) -> tuple[np.ndarray, dict, np.ndarray]:
+def prepare_arrays(model, good_bits, weight_type: str, with_variances: bool = True,
+                   copy: bool = True) -> tuple[np.ndarray, dict, np.ndarray]:
     """Science data with the sky removed, variances and drizzle weight of one exposure.
 
     Pixels that are non-finite in SCI or in any variance, or flagged bad by ``good_bits``, get
     zero weight (the reference's ``match_nans_and_flags`` followed by its DQ mask).
     ``with_variances=False`` returns no variances (an empty dict), for a caller drizzling
     the data alone: their non-finite pixels still get zero weight, without copying them.
+    ``copy=False`` returns the model's own variance arrays (when float32), zeroed in place,
+    for a caller that discards the model.
     """
     data = np.asarray(model.data, dtype=np.float32) - np.float32(sky_level_to_remove(model))
     found = {}
@@ -63,8 +65,9 @@ def prepare_arrays(model, good_bits, weight_type: str,
             found[name] = arr
     weight = weight_map(model.dq, found.get("var_rnoise"), good_bits, weight_type,
                         exposure_time(model, weight_type))
-    # copies, zeroed in place below
-    variances = {name: np.array(arr, dtype=np.float32) for name, arr in found.items()} \
+    # zeroed in place below; asarray gives the model's own array when it is float32
+    own = np.array if copy else np.asarray
+    variances = {name: own(arr, dtype=np.float32) for name, arr in found.items()} \
         if with_variances else {}
     bad = ~np.isfinite(data)
     for arr in found.values():
@@ -89,19 +92,27 @@ class MemberPixels:
     meta: dict
 
 
-def member_pixels(model, group_id: str, params: dict) -> MemberPixels:
-    data, variances, weight = prepare_arrays(model, params["good_bits"], params["weight_type"])
+def member_pixels(model, group_id: str, params: dict, copy: bool = True,
+                  meta: dict | None = None) -> MemberPixels:
+    """:class:`MemberPixels` of ``model`` (a datamodel, or pixels read without one, then with
+    the product's ``meta`` from :func:`member_meta` of its datamodel); ``copy=False``: see
+    :func:`prepare_arrays`."""
+    data, variances, weight = prepare_arrays(model, params["good_bits"], params["weight_type"],
+                                             copy=copy)
+    if meta is None:
+        meta = member_meta(model, group_id)
     return MemberPixels(data, variances, weight, exposure_time(model, params["weight_type"]),
-                        model.meta.wcs, _member_meta(model, group_id))
+                        model.meta.wcs, meta)
 
 
 def drizzle_member(member: MemberPixels, grid: Grid, params: dict,
-                   pixmap: np.ndarray | None = None, variance_sink=None) -> Partial:
+                   pixmap: np.ndarray | None = None, sink=None) -> Partial:
     """One member's share of the ``_i2d``: its drizzled sums on its cutout of the grid,
     carrying in ``meta`` what the product needs from it once its pixels are released.
 
     ``pixmap`` (onto ``grid``) is reused when the caller has it (outlier detection on the same
-    grid); otherwise it is evaluated here. ``variance_sink``: see :func:`drizzle_exposure`.
+    grid); otherwise it is evaluated here. ``member``'s variances are consumed (drizzled in
+    place and dropped). ``sink``: see :func:`~image3.resample.drizzle_exposure`.
     """
     if pixmap is None:
         pixmap = pixel_map(member.wcs, member.data.shape, grid.wcs,
@@ -110,7 +121,7 @@ def drizzle_member(member: MemberPixels, grid: Grid, params: dict,
         member.data, member.variances, member.weight, pixmap, grid.shape,
         weight_type=params["weight_type"], kernel=params["kernel"], pixfrac=params["pixfrac"],
         pixel_scale_ratio=grid.pixel_scale_ratio, exptime=member.exptime,
-        variance_sink=variance_sink,
+        sink=sink, consume=True,
     )
     partial.meta = member.meta
     return partial
@@ -163,8 +174,8 @@ def _mosaic(product, partials: Iterable[Partial], grid: Grid, params: dict):
     return product
 
 
-def _member_meta(model, group_id: str) -> dict:
-    """What the i2d needs from each input once its pixels are released."""
+def member_meta(model, group_id: str) -> dict:
+    """What the i2d needs from a member's datamodel once its pixels are released."""
     exp = model.meta.exposure
     ins = model.meta.instrument
     return {

@@ -124,7 +124,7 @@ rule flag:
         ENV
     threads: 1
     resources:
-        mem_mb=1500,  # 2048² member
+        mem_mb=1000,  # 2048² member: ~0.42 GB peak (comparison, then the final drizzle)
         runtime=15,
     script:
         "../scripts/flag_outliers.py"

@@ -6,7 +6,7 @@ import gc
 from image3.datamodel import load_exposure, read_pixels, read_wcs_status, save_model
 from image3.grid import load_grid
 from image3.median import median_shape, read_median_window, read_single_coverage
-from image3.mosaic import drizzle_member, member_pixels
+from image3.mosaic import drizzle_member, member_meta, member_pixels
 from image3.outlier import (apply_outlier_flags, compare_with_median, intermediate_model,
                             single_pixel_map, window_of)
 from image3.resample import PartialWriter
@@ -59,15 +59,29 @@ with job(snakemake) as log:
         final = snakemake.params.final
         same = final["same_grid"] and final["pixmap_stepsize"] == params["pixmap_stepsize"] \
             and params.get("resample_data", True)
-        pixels = member_pixels(model, snakemake.params.group, final)
-        model.close()
-        del model
-        gc.collect()  # the datamodel's arrays sit in reference cycles: free them before drizzling
-        # each variance's sums go to the file as soon as they are made
+        reused = pixmap if same else None
+        del pixmap
+        if snakemake.input.geometry:
+            # the _crf's pixels read back with astropy once the datamodel is gone (the same
+            # values; no datamodel beside the drizzle's arrays)
+            meta = member_meta(model, snakemake.params.group)
+            model.close()
+            del model
+            gc.collect()  # the datamodel's arrays sit in reference cycles: free them first
+            crf = read_pixels(snakemake.output.crf, snakemake.input.geometry, **files,
+                              arrays=("data", "dq", "var_poisson", "var_rnoise", "var_flat"))
+            pixels = member_pixels(crf, snakemake.params.group, final, copy=False, meta=meta)
+            del crf
+        else:
+            # the _crf is written: its variance arrays are taken over, not copied
+            pixels = member_pixels(model, snakemake.params.group, final, copy=False)
+            model.close()
+            del model
+            gc.collect()
+        # each plane goes to the file as soon as it is made
         with PartialWriter(snakemake.output.contribution) as writer:
             partial = drizzle_member(pixels, load_grid(snakemake.input.final_grid), final,
-                                     pixmap=pixmap if same else None,
-                                     variance_sink=writer.add_variance)
+                                     pixmap=reused, sink=writer)
             writer.finish(partial)
         log.info("%s: drizzled onto the final grid (cutout %d x %d)", member,
-                 partial.data_sum.shape[1], partial.data_sum.shape[0])
+                 partial.bbox[3] - partial.bbox[2], partial.bbox[1] - partial.bbox[0])

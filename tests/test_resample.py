@@ -232,19 +232,22 @@ def test_partials_round_trip_through_files(tmp_path, scene):
     assert from_files.n_inputs == 3
 
 
-def test_variances_streamed_to_the_file_equal_the_in_memory_partial(tmp_path, scene):
-    """variance_sink + PartialWriter (the flag job's way, one variance in memory at a time)
-    write exactly the arrays save_partial writes for the whole Partial."""
+def test_planes_streamed_to_the_file_equal_the_in_memory_partial(tmp_path, scene):
+    """sink + consume (the flag job's way: each plane written as made, the variances handed
+    over) write exactly the arrays save_partial writes for the whole Partial."""
     _, grid, pixmaps = scene
     e = random_exposures(pixmaps)[0]
     whole = drizzle_all([e], grid)[0]
     R.save_partial(tmp_path / "whole.npz", whole)
+    handed_over = {name: v.copy() for name, v in e.variances.items()}
     with R.PartialWriter(tmp_path / "streamed.npz") as writer:
-        streamed = R.drizzle_exposure(e.data, e.variances, e.weight, e.pixmap,
-                                      grid.array_shape, exptime=e.exptime,
-                                      variance_sink=writer.add_variance)
-        assert streamed.variance_sums == {}
+        streamed = R.drizzle_exposure(e.data, handed_over, e.weight, e.pixmap,
+                                      grid.array_shape, exptime=e.exptime, sink=writer,
+                                      consume=True)
+        assert streamed.variance_sums == {} and streamed.data_sum.size == 0
+        assert streamed.bbox == whole.bbox
         writer.finish(streamed)
+    assert handed_over == {}
     with np.load(tmp_path / "whole.npz") as a, np.load(tmp_path / "streamed.npz") as b:
         assert sorted(a.files) == sorted(b.files)
         assert {f"{n}_wsum" for n in NAMES} <= set(b.files)
