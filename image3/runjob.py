@@ -53,7 +53,7 @@ def record_error(log_path: str | Path, line: str) -> None:
 
 
 #: Blocks of at least this many bytes get a memory mapping of their own (see below).
-MMAP_THRESHOLD_BYTES = 4 * 2**20
+MMAP_THRESHOLD_BYTES = 8 * 2**20
 
 
 def _return_freed_arrays_to_the_system() -> None:
@@ -62,9 +62,12 @@ def _return_freed_arrays_to_the_system() -> None:
     glibc raises its mmap threshold (up to 32 MB) each time a mapped block is freed, so after
     the first 2048² array (16.8 MB) is freed the next ones come from the heap, where freed
     blocks stay part of the process: a job that releases a datamodel's arrays before
-    drizzling kept them (measured: 100 MB in the flag job). A fixed threshold
-    (``mallopt(M_MMAP_THRESHOLD)``, as ``MALLOC_MMAP_THRESHOLD_`` does) stops that; 4 MB
-    keeps row blocks and small arrays on the heap. Elsewhere than glibc this does nothing.
+    drizzling kept them (measured: 50 MB more peak memory in the flag job). A fixed threshold
+    (``mallopt(M_MMAP_THRESHOLD)``, as ``MALLOC_MMAP_THRESHOLD_`` does) stops that. Each
+    mapped block costs page faults when it is filled (system time): 8 MB maps full frames
+    of 2048² exposures and keeps row blocks, masks and smaller frames on the heap (measured
+    on the flag job: 4 MB +1.0 s, 8 MB +0.5 s of system time over glibc's default). Elsewhere
+    than glibc this does nothing.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
