@@ -21,7 +21,7 @@ from stdatamodels.jwst import datamodels
 from . import __version__
 from .datamodel import load_exposure, sky_level_to_remove
 from .resample import (IVM_TYPES, Partial, Resampled, combine_partials, drizzle_exposure,
-                       load_partial, weight_map)
+                       partial_meta, weight_map)
 from .wcs import Grid, fits_tan_header, footprint, pixel_map, s_region
 
 log = logging.getLogger(__name__)
@@ -157,16 +157,17 @@ def mosaic_of_contributions(first: ExposureFiles, paths: Sequence[str | Path], g
     product = datamodels.ImageModel()
     with load_exposure(first.path, wcs=first.wcs, sky=first.sky) as model:
         product.update(model)
-    return _mosaic(product, (load_partial(p) for p in paths), grid, params)
+    return _mosaic(product, paths, grid, params)
 
 
-def _mosaic(product, partials: Iterable[Partial], grid: Grid, params: dict):
+def _mosaic(product, partials: Iterable[Partial | str | Path], grid: Grid, params: dict):
+    """``partials``: drizzled members, or paths to saved ones (read a plane at a time)."""
     members: list[dict] = []
 
     def noting(items):
-        for partial in items:
-            members.append(partial.meta)
-            yield partial
+        for item in items:
+            members.append(item.meta if isinstance(item, Partial) else partial_meta(item))
+            yield item
 
     fillval = float(params["fillval"]) if str(params["fillval"]).upper() != "INDEF" else 0.0
     result = combine_partials(noting(partials), grid.shape, fillval=fillval)

@@ -46,7 +46,7 @@ __all__ = [
     "combine_partials",
     "drizzle_exposure",
     "interpret_bits",
-    "load_partial",
+    "partial_meta",
     "save_partial",
     "weight_map",
 ]
@@ -468,22 +468,34 @@ def save_partial(path: str | Path, partial: Partial) -> None:
         writer.finish(partial)
 
 
-def load_partial(path: str | Path) -> Partial:
-    """Read a :class:`Partial` written by :func:`save_partial`."""
+@contextlib.contextmanager
+def _planes(item: Partial | str | Path):
+    """The planes of a partial by their file names (:class:`PartialWriter`'s), read from the
+    file one at a time when asked for if ``item`` is a path."""
+    if isinstance(item, Partial):
+        planes = {"out_shape": item.out_shape, "bbox": item.bbox, "data_sum": item.data_sum,
+                  "weight_sum": item.weight_sum, "coverage": item.coverage,
+                  "pixel_scale_ratio": item.pixel_scale_ratio}
+        for name, (wsum, wt) in item.variance_sums.items():
+            planes[f"{name}_wsum"], planes[f"{name}_wt"] = wsum, wt
+        yield planes
+        return
     try:
-        with np.load(path) as f:
-            variance_sums = {
-                name: (f[f"{name}_wsum"], f[f"{name}_wt"])
-                for name in VARIANCE_NAMES if f"{name}_wsum" in f
-            }
-            return Partial(
-                tuple(int(n) for n in f["out_shape"]),
-                tuple(int(n) for n in f["bbox"]),
-                f["data_sum"], f["weight_sum"], f["coverage"], variance_sums,
-                float(f["pixel_scale_ratio"]), json.loads(str(f["meta"])),
-            )
-    except (OSError, KeyError, ValueError) as err:
-        raise InputFileError(f"{path}: not a drizzle partial written by image3 ({err})") from None
+        stream = np.load(item)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise InputFileError(f"{item}: not a drizzle partial written by image3 ({err})") from None
+    with stream:
+        try:
+            yield stream
+        except (KeyError, zipfile.BadZipFile) as err:
+            raise InputFileError(
+                f"{item}: not a drizzle partial written by image3 ({err})") from None
+
+
+def partial_meta(path: str | Path) -> dict:
+    """The ``meta`` of a saved :class:`Partial`, without reading its planes."""
+    with _planes(path) as planes:
+        return json.loads(str(planes["meta"]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -511,9 +523,10 @@ def combine_partials(
 ) -> Resampled:
     """Sum per-exposure partials (in the given order = context bit order) into the mosaic.
 
-    Partials (or paths to saved ones, loaded one at a time) are accumulated into output-sized
-    sums (data and weight float64, variance sums float32 as each partial holds them), so memory
-    is ~44 bytes per output pixel plus one partial; the result planes are made in place. The
+    Partials (or paths to saved ones, read one plane at a time) are accumulated into
+    output-sized sums (data and weight float64, variance sums float32 as each partial holds
+    them), so memory is ~44 bytes per output pixel plus one plane of a partial; the result
+    planes are made in place. The
     result equals drizzling the same inputs serially into one ``Drizzle`` to float32 rounding.
     SCI is ``fillval`` and every variance and ERR NaN where no input has weight.
     """
@@ -528,28 +541,31 @@ def combine_partials(
     ratio = None
     n = 0
     for item in partials:
-        p = item if isinstance(item, Partial) else load_partial(item)
-        if tuple(p.out_shape) != (ny, nx):
-            raise ValueError(f"partial for a {p.out_shape} grid cannot join a {(ny, nx)} grid")
-        if ratio is None:
-            ratio = p.pixel_scale_ratio
-        elif not math.isclose(p.pixel_scale_ratio, ratio, rel_tol=1e-12):
-            raise ValueError(
-                f"partials disagree on pixel_scale_ratio: {ratio} vs {p.pixel_scale_ratio}")
-        plane, bit = divmod(n, _CTX_BITS)
-        if plane == con.shape[0]:
-            con = np.concatenate([con, np.zeros((1, ny, nx), dtype=np.uint32)])
-        n += 1
-        sl = p.slices
-        if p.data_sum.size == 0:
-            continue
-        data_sum[sl] += p.data_sum
-        weight_sum[sl] += p.weight_sum
-        for name, (wsum, wt) in p.variance_sums.items():
-            var_wsum[name][sl] += wsum
-            var_wt[name][sl] += wt
-        con[plane][sl] |= p.coverage.astype(np.uint32) << np.uint32(bit)
-        del p
+        with _planes(item) as planes:
+            shape = tuple(int(v) for v in planes["out_shape"])
+            if shape != (ny, nx):
+                raise ValueError(f"partial for a {shape} grid cannot join a {(ny, nx)} grid")
+            p_ratio = float(planes["pixel_scale_ratio"])
+            if ratio is None:
+                ratio = p_ratio
+            elif not math.isclose(p_ratio, ratio, rel_tol=1e-12):
+                raise ValueError(f"partials disagree on pixel_scale_ratio: {ratio} vs {p_ratio}")
+            plane, bit = divmod(n, _CTX_BITS)
+            if plane == con.shape[0]:
+                con = np.concatenate([con, np.zeros((1, ny, nx), dtype=np.uint32)])
+            n += 1
+            y0, y1, x0, x1 = (int(v) for v in planes["bbox"])
+            sl = slice(y0, y1), slice(x0, x1)
+            if y1 <= y0 or x1 <= x0:
+                continue
+            # one plane in memory at a time (read from the file when it is one)
+            data_sum[sl] += planes["data_sum"]
+            weight_sum[sl] += planes["weight_sum"]
+            for name in VARIANCE_NAMES:
+                if f"{name}_wsum" in planes:
+                    var_wsum[name][sl] += planes[f"{name}_wsum"]
+                    var_wt[name][sl] += planes[f"{name}_wt"]
+            con[plane][sl] |= planes["coverage"].astype(np.uint32) << np.uint32(bit)
 
     untouched = weight_sum == 0
     weight_sum[untouched] = 1.0

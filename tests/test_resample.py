@@ -14,7 +14,7 @@ from test_wcs import dithered, nircam_wcsinfo
 
 from image3 import resample as R
 from image3 import wcs as W
-from image3.errors import ConfigError
+from image3.errors import ConfigError, InputFileError
 
 N = 128  # input exposures are N x N
 DITHERS_ARCSEC = [(0.0, 0.0), (0.93, 0.41), (-0.47, 1.12)]  # (dv2, dv3): ~15-35 pixel offsets
@@ -359,3 +359,13 @@ def test_blot_samples_the_mosaic_on_the_exposure_grid(scene):
     inside &= (pixmap[..., 1] > 1) & (pixmap[..., 1] < ny - 2)
     expected = 0.5 * pixmap[..., 0] + 0.25 * pixmap[..., 1]
     np.testing.assert_allclose(blotted[inside], expected[inside], rtol=1e-5)
+
+
+def test_a_damaged_partial_is_one_input_error(tmp_path, scene):
+    """A truncated contribution file stops the join with InputFileError naming the file."""
+    _, grid, pixmaps = scene
+    path = tmp_path / "c.npz"
+    R.save_partial(path, drizzle_all(random_exposures(pixmaps)[:1], grid)[0])
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(InputFileError, match="c.npz: not a drizzle partial"):
+        R.combine_partials([path], grid.array_shape)
