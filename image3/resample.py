@@ -47,7 +47,6 @@ __all__ = [
     "drizzle_exposure",
     "interpret_bits",
     "partial_meta",
-    "save_partial",
     "weight_map",
 ]
 
@@ -182,11 +181,6 @@ class Partial:
     variance_sums: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     pixel_scale_ratio: float = 1.0
     meta: dict = field(default_factory=dict)
-
-    @property
-    def slices(self) -> tuple[slice, slice]:
-        y0, y1, x0, x1 = self.bbox
-        return slice(y0, y1), slice(x0, x1)
 
 
 def _cutout(pixmap: np.ndarray, out_shape, margin: int) -> tuple[int, int, int, int]:
@@ -435,18 +429,7 @@ class PartialWriter:
     def finish(self, partial: Partial) -> None:
         """Write what ``partial`` holds that is not written yet, and rename the file into
         place."""
-        planes = {
-            "out_shape": np.array(partial.out_shape, dtype=np.int64),
-            "bbox": np.array(partial.bbox, dtype=np.int64),
-            "data_sum": partial.data_sum,
-            "weight_sum": partial.weight_sum,
-            "coverage": partial.coverage,
-            "pixel_scale_ratio": np.array(partial.pixel_scale_ratio),
-            "meta": np.array(json.dumps(partial.meta)),
-        }
-        for name, (wsum, wt) in partial.variance_sums.items():
-            planes[f"{name}_wsum"], planes[f"{name}_wt"] = wsum, wt
-        for name, plane in planes.items():
+        for name, plane in _planes_of(partial).items():
             if name not in self._written:
                 self.add(name, plane)
         self._zip.close()
@@ -461,24 +444,28 @@ class PartialWriter:
             self._tmp.unlink(missing_ok=True)
 
 
-def save_partial(path: str | Path, partial: Partial) -> None:
-    """Write a :class:`Partial` to an uncompressed ``.npz`` (exactly ``path``, no suffix added),
-    atomically."""
-    with PartialWriter(path) as writer:
-        writer.finish(partial)
+def _planes_of(partial: Partial) -> dict[str, np.ndarray]:
+    """A :class:`Partial` as the named arrays of its file (no copies of its planes)."""
+    planes = {
+        "out_shape": np.array(partial.out_shape, dtype=np.int64),
+        "bbox": np.array(partial.bbox, dtype=np.int64),
+        "data_sum": partial.data_sum,
+        "weight_sum": partial.weight_sum,
+        "coverage": partial.coverage,
+        "pixel_scale_ratio": np.array(partial.pixel_scale_ratio),
+        "meta": np.array(json.dumps(partial.meta)),
+    }
+    for name, (wsum, wt) in partial.variance_sums.items():
+        planes[f"{name}_wsum"], planes[f"{name}_wt"] = wsum, wt
+    return planes
 
 
 @contextlib.contextmanager
 def _planes(item: Partial | str | Path):
-    """The planes of a partial by their file names (:class:`PartialWriter`'s), read from the
-    file one at a time when asked for if ``item`` is a path."""
+    """The planes of a partial by their file names (:func:`_planes_of`), read from the file
+    one at a time when asked for if ``item`` is a path."""
     if isinstance(item, Partial):
-        planes = {"out_shape": item.out_shape, "bbox": item.bbox, "data_sum": item.data_sum,
-                  "weight_sum": item.weight_sum, "coverage": item.coverage,
-                  "pixel_scale_ratio": item.pixel_scale_ratio}
-        for name, (wsum, wt) in item.variance_sums.items():
-            planes[f"{name}_wsum"], planes[f"{name}_wt"] = wsum, wt
-        yield planes
+        yield _planes_of(item)
         return
     try:
         stream = np.load(item)

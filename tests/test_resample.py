@@ -223,7 +223,8 @@ def test_partials_round_trip_through_files(tmp_path, scene):
     paths = []
     for k, partial in enumerate(partials):
         paths.append(tmp_path / f"exposure{k}.partial")  # the name is kept as given
-        R.save_partial(paths[-1], partial)
+        with R.PartialWriter(paths[-1]) as writer:
+            writer.finish(partial)
     assert all(p.exists() for p in paths)
     from_files = R.combine_partials(iter(paths), grid.array_shape)  # lazily, one at a time
     in_memory = R.combine_partials(partials, grid.array_shape)
@@ -234,11 +235,12 @@ def test_partials_round_trip_through_files(tmp_path, scene):
 
 def test_planes_streamed_to_the_file_equal_the_in_memory_partial(tmp_path, scene):
     """sink + consume (the flag job's way: each plane written as made, the variances handed
-    over) write exactly the arrays save_partial writes for the whole Partial."""
+    over) write exactly the arrays the whole Partial written at once has."""
     _, grid, pixmaps = scene
     e = random_exposures(pixmaps)[0]
     whole = drizzle_all([e], grid)[0]
-    R.save_partial(tmp_path / "whole.npz", whole)
+    with R.PartialWriter(tmp_path / "whole.npz") as writer:
+        writer.finish(whole)
     handed_over = {name: v.copy() for name, v in e.variances.items()}
     with R.PartialWriter(tmp_path / "streamed.npz") as writer:
         streamed = R.drizzle_exposure(e.data, handed_over, e.weight, e.pixmap,
@@ -365,7 +367,8 @@ def test_a_damaged_partial_is_one_input_error(tmp_path, scene):
     """A truncated contribution file stops the join with InputFileError naming the file."""
     _, grid, pixmaps = scene
     path = tmp_path / "c.npz"
-    R.save_partial(path, drizzle_all(random_exposures(pixmaps)[:1], grid)[0])
+    with R.PartialWriter(path) as writer:
+        writer.finish(drizzle_all(random_exposures(pixmaps)[:1], grid)[0])
     path.write_bytes(path.read_bytes()[:5000])
     with pytest.raises(InputFileError, match="c.npz: not a drizzle partial"):
         R.combine_partials([path], grid.array_shape)
