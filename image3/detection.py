@@ -19,6 +19,7 @@ import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from astropy.convolution import Gaussian1DKernel
@@ -28,13 +29,14 @@ from astropy.utils.exceptions import AstropyUserWarning
 from photutils import use_future_column_names
 from photutils.background import Background2D, MedianBackground
 from photutils.detection import DAOStarFinder, IRAFStarFinder
-from photutils.segmentation import (SegmentationImage, SourceCatalog, deblend_sources,
-                                    detect_sources)
 from photutils.utils import NoDetectionsWarning
 from scipy.ndimage import (convolve, correlate1d, generate_binary_structure, maximum_filter,
                            zoom)
 
 from .errors import ConfigError, StepError
+
+if TYPE_CHECKING:
+    from photutils.segmentation import SegmentationImage, SourceCatalog
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +213,10 @@ def detect_segments(
     Segments or None
         None when nothing is detected or no pixel is usable.
     """
+    # photutils.segmentation (~0.4 s to import) only where segments are made: the default
+    # star finder of the per-exposure tweakreg jobs does without it
+    from photutils.segmentation import deblend_sources, detect_sources
+
     _check_choice("connectivity", connectivity, (4, 8))
     _check_choice("multithresh_mode", multithresh_mode, ("exponential", "linear", "sinh"))
     subtracted = _subtract_background(data, mask, bkg_boxsize)
@@ -298,6 +304,8 @@ def segment_catalog(
     (2.5, 1.4, 0.0)) only shape Kron quantities. Columns have the photutils
     names; read them inside ``photutils.use_future_column_names()``.
     """
+    from photutils.segmentation import SourceCatalog
+
     _check_choice("apermask_method", apermask_method, ("correct", "mask", "none"))
     return SourceCatalog(
         segments.data,

@@ -25,7 +25,6 @@ image, hiding it in its own exposure and flagging the clean pixel of the other o
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +92,22 @@ def read_single(path: str | Path) -> Single:
                       (h["GRIDNY"], h["GRIDNX"]), h["WTHRESH"], h.get("GROUPID", ""))
 
 
+def _nanmedian(values: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(values, axis=0)`` as float32, the same numbers, ~5x faster for the few
+    layers of a stack: one sort along the stack (NaN last), the middle value or the mean of
+    the two middle values picked per pixel (numpy's own path sorts masked arrays)."""
+    ordered = np.sort(values, axis=0)
+    present = (~np.isnan(values)).sum(axis=0)
+    lower = np.take_along_axis(ordered, np.maximum((present - 1) // 2, 0)[None], 0)[0]
+    upper = np.take_along_axis(ordered, (present // 2)[None], 0)[0]
+    del ordered
+    with np.errstate(invalid="ignore", over="ignore"):
+        combined = np.where(present % 2 == 1, lower, (lower + upper) / np.float32(2))
+    combined = combined.astype(np.float32, copy=False)
+    combined[present == 0] = np.nan
+    return combined
+
+
 def combine_stack(values: np.ndarray, errors: np.ndarray | None, method: str):
     """Combine a (k, ...) stack of single-image values (NaN = no data) pixel by pixel.
 
@@ -100,9 +115,7 @@ def combine_stack(values: np.ndarray, errors: np.ndarray | None, method: str):
     ``errors`` (same shape) is needed for ``image3`` and ignored by ``reference``.
     """
     count = np.isfinite(values).sum(axis=0).astype(np.uint8)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
-        combined = np.nanmedian(values, axis=0).astype(np.float32)
+    combined = _nanmedian(values)
     if method == "reference" or errors is None or values.shape[0] < 2:
         return combined, count
     even = (count > 0) & (count % 2 == 0)

@@ -332,46 +332,37 @@ def _pair_means_at(image: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> list[np
             for (a, b) in _ORTHOGONAL + _DIAGONAL]
 
 
-def sharpness(signal: np.ndarray, err: np.ndarray, limits: tuple[float, float]) -> np.ndarray:
-    """Significance (in σ) of the largest excess of ``signal`` over ``r × its neighbour pair``.
+def sharpness(signal: np.ndarray, err: np.ndarray, limits: tuple[float, float],
+              ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """At pixels (ys, xs): significance (in σ) of the largest excess of ``signal`` over
+    ``r × its neighbour pair``.
 
     ``limits`` = (r for rows/columns, r for diagonals). Along an axis with one neighbour
     missing (image edge, NaN pixel) the other one is used with r², the ratio a point source
     allows over two pixel steps; -inf where no axis is usable.
     """
-    at = _neighbours(signal)
-    best = np.full(signal.shape, -np.inf, dtype=np.float32)
+    s, e = signal[ys, xs], err[ys, xs]
+    best = np.full(ys.shape, -np.inf, dtype=np.float32)
     with np.errstate(invalid="ignore", divide="ignore"):
         for k, (a, b) in enumerate(_ORTHOGONAL + _DIAGONAL):
             r = limits[0] if k < 2 else limits[1]
-            va, vb = at(*a), at(*b)
+            va = _values_at(signal, ys + a[0], xs + a[1])
+            vb = _values_at(signal, ys + b[0], xs + b[1])
             both = 0.5 * (va + vb)
             one = np.where(np.isnan(va), vb, va)
-            two_sided = (signal - r * np.maximum(both, 0)) / (err * np.sqrt(1 + r * r / 2))
-            one_sided = (signal - r * r * np.maximum(one, 0)) / (err * np.sqrt(1 + r ** 4))
+            two_sided = (s - r * np.maximum(both, 0)) / (e * np.sqrt(1 + r * r / 2))
+            one_sided = (s - r * r * np.maximum(one, 0)) / (e * np.sqrt(1 + r ** 4))
             best = np.fmax(best, np.where(np.isnan(both), one_sided, two_sided))
     return best
 
 
-def _sharper_than_sources(signal: np.ndarray, err: np.ndarray,
-                          limits: tuple[float, float]) -> np.ndarray:
-    """``sharpness(signal, err, limits) > SHAPE_SIGMA``, a block of rows (and its neighbour
-    rows) at a time: sharpness works in float64 with several temporaries per pixel."""
-    ny = signal.shape[0]
-    sharp = np.empty(signal.shape, dtype=bool)
-    for r0, r1 in _rows(ny):
-        a0, a1 = max(r0 - 1, 0), min(r1 + 1, ny)
-        with np.errstate(invalid="ignore"):
-            sharp[r0:r1] = sharpness(signal[a0:a1], err[a0:a1], limits)[r0 - a0:r1 - a0] \
-                > SHAPE_SIGMA
-    return sharp
-
-
 def stands_out(signal: np.ndarray, err: np.ndarray, where: np.ndarray,
-               nsigma: float) -> np.ndarray:
-    """Pixels in ``where`` exceeding the median of their 8 neighbours by ``nsigma`` × err.
+               nsigma: float, limits: tuple[float, float] | None = None) -> np.ndarray:
+    """Pixels in ``where`` exceeding the median of their 8 neighbours by ``nsigma`` × err
+    and, given ``limits``, sharper than the exposure's point sources
+    (:func:`sharpness` > SHAPE_SIGMA).
 
-    The median is only computed where the pixel already exceeds the lowest neighbour by as much
+    Both tests are only made where the pixel already exceeds the lowest neighbour by as much
     (a median is never below the minimum), which leaves few pixels.
     """
     ny, nx = signal.shape
@@ -388,6 +379,10 @@ def stands_out(signal: np.ndarray, err: np.ndarray, where: np.ndarray,
             candidates[r0:r1] = where[r0:r1] & (excess[r0:r1] > nsigma * err[r0:r1])
     del lowest, excess
     ys, xs = np.nonzero(candidates)
+    del candidates
+    if limits is not None:
+        sharp = sharpness(signal, err, limits, ys, xs) > SHAPE_SIGMA
+        ys, xs = ys[sharp], xs[sharp]
     around = np.stack([_values_at(signal, ys + dy, xs + dx) for dy, dx in shifts], axis=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -550,12 +545,12 @@ def _judge_by_shape(result, data, err, difference, first, has_reference, alone, 
     box = (slice(y0, y1), slice(x0, x1))
     s, e, here = signal[box], err[box], alone[box]
     with np.errstate(invalid="ignore"):
-        seeds = stands_out(s, e, here & _sharper_than_sources(s, e, limits), snr[0])
+        seeds = stands_out(s, e, here, snr[0], limits)
         # grow: neighbours of seeds, judged with the seeds themselves left out
         masked = s  # signal is not needed any more: the seeds are left out in place
         masked[seeds] = np.nan
         near = here & ndimage.binary_dilation(seeds, _BOX3) & ~seeds
-        grown = stands_out(masked, e, near & _sharper_than_sources(masked, e, limits), snr[1])
+        grown = stands_out(masked, e, near, snr[1], limits)
     found = seeds | grown
     result.mask[box] |= found
     result.by_shape = int(found.sum())
@@ -565,9 +560,7 @@ def _spiky_reference(reference, err, has_reference, limits, nsigma) -> np.ndarra
     """Pixels whose reference (the sky-subtracted blot of the median) holds a cosmic ray of the other exposures:
     a peak standing out from its neighbours by ``nsigma`` × err and sharper than the
     exposure's point sources, with the 3×3 pixels around it (the blot spreads it)."""
-    sharp = has_reference & _sharper_than_sources(reference, err, limits)
-    spikes = stands_out(reference, err, sharp, nsigma)
-    del sharp
+    spikes = stands_out(reference, err, has_reference, nsigma, limits)
     return ndimage.binary_dilation(spikes, _BOX3) & has_reference
 
 

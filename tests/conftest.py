@@ -63,5 +63,6 @@ def small_run(small_association, tmp_path_factory) -> Path:
     """The folder of one uninterrupted ``snakemake --cores all`` run on ``small_association``
     (products in ``out/``)."""
     work = tmp_path_factory.mktemp("small_run")
-    snakemake(work, "--cores", "all", config={"asn": small_association, "output_dir": "out"})
+    snakemake(work, "--cores", "all", config={"asn": small_association, "output_dir": "out",
+                                              "qa": "{plots: true}"})
     return work

@@ -3,6 +3,7 @@ against injected cosmic rays on synthetic NIRCam exposures (image3.synth truth).
 
 import functools
 import json
+import warnings
 from pathlib import Path
 
 import asdf
@@ -140,6 +141,23 @@ def test_combine_stack_reference_is_nanmedian():
     values = np.array([[1.0, 5.0], [3.0, np.nan], [100.0, np.nan], [2.0, np.nan]])[..., None]
     combined, count = combine_stack(values.astype(np.float32), None, "reference")
     assert combined[:, 0].tolist() == [2.5, 5.0] and count[:, 0].tolist() == [4, 1]
+
+
+@pytest.mark.parametrize("depth", [1, 2, 5, 6, 17])
+def test_combine_stack_median_equals_numpy_nanmedian(depth):
+    """The sort-based median: numpy's numbers to the bit, NaN as no data, inf as a value."""
+    rng = np.random.default_rng(depth)
+    values = rng.normal(size=(depth, 40, 50)).astype(np.float32)
+    values[rng.random(values.shape) < 0.4] = np.nan
+    values[0, 0, :3] = np.inf
+    values[-1, 1, :2] = -np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanmedian(values, axis=0).astype(np.float32)
+    combined, count = combine_stack(values, None, "reference")
+    np.testing.assert_array_equal(combined, expected)
+    assert combined.dtype == np.float32
+    np.testing.assert_array_equal(count, np.isfinite(values).sum(axis=0))
 
 
 def test_combine_stack_takes_the_lower_of_two_disagreeing_middle_values():

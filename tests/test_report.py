@@ -47,7 +47,7 @@ def _check(html: str, out, embedded) -> None:
 
 @pytest.mark.workflow
 def test_report_zip_and_html_carry_every_qa_plot(small_association, small_run):
-    config = {"asn": small_association, "output_dir": "out"}
+    config = {"asn": small_association, "output_dir": "out", "qa": "{plots: true}"}  # small_run's
     out = small_run / "out"
     snakemake(small_run, "--report", "report.zip", config=config)
     with zipfile.ZipFile(small_run / "report.zip") as archive:

@@ -24,7 +24,7 @@ PRODUCT = synth.PRODUCT_NAME
 def _start(work: Path, asn: Path) -> subprocess.Popen:
     """Snakemake in its own process group (so the group can be killed as a terminal would)."""
     cmd = [*SNAKEMAKE, "--directory", str(work), "--cores", "2",
-           "--config", f"asn={asn}", "output_dir=out"]
+           "--config", f"asn={asn}", "output_dir=out", "qa={plots: false}"]  # as snakemake()
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
