@@ -42,6 +42,7 @@ __all__ = [
     "combine_stack",
     "median_of_singles",
     "median_shape",
+    "nanmedian",
     "read_median_window",
     "read_single",
     "read_single_coverage",
@@ -92,19 +93,20 @@ def read_single(path: str | Path) -> Single:
                       (h["GRIDNY"], h["GRIDNX"]), h["WTHRESH"], h.get("GROUPID", ""))
 
 
-def _nanmedian(values: np.ndarray) -> np.ndarray:
-    """``np.nanmedian(values, axis=0)`` as float32, the same numbers, ~5x faster for the few
-    layers of a stack: one sort along the stack (NaN last), the middle value or the mean of
-    the two middle values picked per pixel (numpy's own path sorts masked arrays)."""
-    ordered = np.sort(values, axis=0)
-    present = (~np.isnan(values)).sum(axis=0)
-    lower = np.take_along_axis(ordered, np.maximum((present - 1) // 2, 0)[None], 0)[0]
-    upper = np.take_along_axis(ordered, (present // 2)[None], 0)[0]
+def nanmedian(values: np.ndarray, axis: int = 0) -> np.ndarray:
+    """``np.nanmedian(values, axis)`` of a float32 array, the same numbers, several times
+    faster: one sort along ``axis`` (NaN last), then per position the middle value or the mean
+    of the two middle values (numpy sorts masked arrays for short axes and loops in Python over
+    long ones). All-NaN positions are NaN, without a warning."""
+    ordered = np.sort(values, axis=axis)
+    present = (~np.isnan(values)).sum(axis=axis, keepdims=True)
+    lower = np.take_along_axis(ordered, np.maximum((present - 1) // 2, 0), axis)
+    upper = np.take_along_axis(ordered, present // 2, axis)
     del ordered
     with np.errstate(invalid="ignore", over="ignore"):
         combined = np.where(present % 2 == 1, lower, (lower + upper) / np.float32(2))
-    combined = combined.astype(np.float32, copy=False)
-    combined[present == 0] = np.nan
+    combined = np.squeeze(combined.astype(np.float32, copy=False), axis=axis)
+    combined[np.squeeze(present, axis=axis) == 0] = np.nan
     return combined
 
 
@@ -115,7 +117,7 @@ def combine_stack(values: np.ndarray, errors: np.ndarray | None, method: str):
     ``errors`` (same shape) is needed for ``image3`` and ignored by ``reference``.
     """
     count = np.isfinite(values).sum(axis=0).astype(np.uint8)
-    combined = _nanmedian(values)
+    combined = nanmedian(values)
     if method == "reference" or errors is None or values.shape[0] < 2:
         return combined, count
     even = (count > 0) & (count % 2 == 0)

@@ -54,7 +54,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from astropy.stats import sigma_clip
-from scipy import ndimage
 from stdatamodels.jwst import datamodels
 from stdatamodels.jwst.datamodels import dqflags
 
@@ -119,7 +118,6 @@ FALLBACK_LIMITS = (5.0, 10.0)
 #: Rows processed at a time by the pixel-wise steps, so that their temporaries stay a few MB.
 BLOCK_ROWS = 256
 
-_BOX3 = np.ones((3, 3), dtype=bool)
 _ORTHOGONAL = (((0, 1), (0, -1)), ((1, 0), (-1, 0)))
 _DIAGONAL = (((1, 1), (-1, -1)), ((1, -1), (-1, 1)))
 
@@ -265,6 +263,32 @@ def _rows(n: int, size: int = BLOCK_ROWS):
     return [(r0, min(r0 + size, n)) for r0 in range(0, n, size)]
 
 
+def _dilate(mask: np.ndarray, size: int = 3) -> np.ndarray:
+    """Binary dilation by a ``size`` × ``size`` box (odd size; False beyond the image): scipy's
+    ``binary_dilation`` with a box, as two 1-D passes of shifted ORs (~8x faster)."""
+    rows = mask.copy()
+    for k in range(1, size // 2 + 1):
+        rows[k:] |= mask[:-k]
+        rows[:-k] |= mask[k:]
+    out = rows.copy()
+    for k in range(1, size // 2 + 1):
+        out[:, k:] |= rows[:, :-k]
+        out[:, :-k] |= rows[:, k:]
+    return out
+
+
+def _max3(image: np.ndarray) -> np.ndarray:
+    """Maximum over each pixel's 3 × 3 box within the image (no NaN expected): scipy's
+    ``maximum_filter(image, 3)``, whose reflected border adds no new value, as 1-D passes."""
+    rows = image.copy()
+    np.maximum(rows[1:], image[:-1], out=rows[1:])
+    np.maximum(rows[:-1], image[1:], out=rows[:-1])
+    out = rows.copy()
+    np.maximum(out[:, 1:], rows[:, :-1], out=out[:, 1:])
+    np.maximum(out[:, :-1], rows[:, 1:], out=out[:, :-1])
+    return out
+
+
 def _as_float32(array) -> np.ndarray:
     """``array`` as float32 without a copy when it already is (in either byte order)."""
     array = np.asarray(array)
@@ -399,9 +423,12 @@ def sharpness_limits(signal: np.ndarray, err: np.ndarray, usable: np.ndarray):
     r is SHARPNESS_MARGIN × the SHARPNESS_PERCENTILE of peak / mean of its two neighbours.
     """
     finite = np.isfinite(signal)
-    whole = ndimage.minimum_filter(finite.astype(np.uint8), 3, mode="constant") > 0
+    # the whole 3 x 3 box inside the image and finite
+    whole = ~_dilate(~finite)
+    whole[[0, -1]] = False
+    whole[:, [0, -1]] = False
     with np.errstate(invalid="ignore"):
-        peaks = (signal == ndimage.maximum_filter(np.where(finite, signal, -np.inf), 3))
+        peaks = (signal == _max3(np.where(finite, signal, -np.inf)))
         peaks &= usable & whole & (signal > CALIBRATOR_SNR * err)
     n = int(peaks.sum())
     if n < MIN_CALIBRATORS:
@@ -485,7 +512,7 @@ def find_outliers(data, err, blotted, has_reference, background: float, params: 
                 first[rows] = has_reference[rows] & (d > scale[0] * tol[rows] + snr[0] * err[rows])
                 second[rows] = has_reference[rows] & (d > scale[1] * tol[rows] + snr[1] * err[rows])
             del tol
-            mask = ndimage.binary_dilation(first, _BOX3) & second
+            mask = _dilate(first) & second
             del second
     result = FlagResult(mask, reference, compared=int(has_reference.sum()),
                         by_comparison=int(mask.sum()))
@@ -516,7 +543,7 @@ def _judge_by_shape(result, data, err, difference, first, has_reference, alone, 
     sky = np.nanmedian(result.reference[has_reference]) if has_reference.any() else \
         np.nanmedian(data - background)
     signal = data - np.float32(background + sky)
-    confirmed = has_reference & ~ndimage.binary_dilation(first, np.ones((5, 5), bool))
+    confirmed = has_reference & ~_dilate(first, 5)
     with np.errstate(invalid="ignore"):
         for rows, d in _abs_difference(*difference):
             confirmed[rows] &= d < 0.3 * np.abs(signal[rows])
@@ -549,7 +576,7 @@ def _judge_by_shape(result, data, err, difference, first, has_reference, alone, 
         # grow: neighbours of seeds, judged with the seeds themselves left out
         masked = s  # signal is not needed any more: the seeds are left out in place
         masked[seeds] = np.nan
-        near = here & ndimage.binary_dilation(seeds, _BOX3) & ~seeds
+        near = here & _dilate(seeds) & ~seeds
         grown = stands_out(masked, e, near, snr[1], limits)
     found = seeds | grown
     result.mask[box] |= found
@@ -561,7 +588,7 @@ def _spiky_reference(reference, err, has_reference, limits, nsigma) -> np.ndarra
     a peak standing out from its neighbours by ``nsigma`` × err and sharper than the
     exposure's point sources, with the 3×3 pixels around it (the blot spreads it)."""
     spikes = stands_out(reference, err, has_reference, nsigma, limits)
-    return ndimage.binary_dilation(spikes, _BOX3) & has_reference
+    return _dilate(spikes) & has_reference
 
 
 def blot_window(image: np.ndarray, origin: tuple[int, int], pixmap: np.ndarray,

@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import os
-import warnings
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from drizzle.resample import Drizzle, blot_image
 from stdatamodels.jwst.datamodels.dqflags import pixel as JWST_DQ_FLAGS
 
 from .errors import ConfigError, InputFileError
+from .median import nanmedian
 
 log = logging.getLogger(__name__)
 
@@ -148,12 +148,13 @@ def smooth_variance(var: np.ndarray, block: int = SMOOTH_BLOCK_PX) -> np.ndarray
     inside = padded[:ny, :nx]
     inside[...] = var
     inside[~np.isfinite(inside)] = np.nan
-    blocks = padded.reshape(padded.shape[0] // block, block, padded.shape[1] // block, block)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks
-        medians = np.nanmedian(blocks, axis=(1, 3))
+    nby, nbx = padded.shape[0] // block, padded.shape[1] // block
+    # each block's pixels in one row, so one sort finds every block's median
+    blocks = padded.reshape(nby, block, nbx, block).transpose(0, 2, 1, 3).reshape(nby, nbx, -1)
+    medians = nanmedian(blocks, axis=-1)
     del padded, inside, blocks
-    medians = np.where(np.isfinite(medians), medians, np.nanmedian(var)).astype(np.float32)
+    if not np.isfinite(medians).all():
+        medians[~np.isfinite(medians)] = nanmedian(var.ravel())
     full = np.repeat(np.repeat(medians, block, axis=0), block, axis=1)
     return full if (py, px) == (0, 0) else np.ascontiguousarray(full[:ny, :nx])
 

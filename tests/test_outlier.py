@@ -17,7 +17,7 @@ from stdatamodels.jwst import datamodels
 from image3 import synth
 from image3.datamodel import load_exposure
 from image3.grid import build_grid, member_geometry
-from image3.median import (Single, combine_stack, median_of_singles, median_shape,
+from image3.median import (Single, combine_stack, median_of_singles, median_shape, nanmedian,
                            read_median_window, read_single_coverage, write_median, write_single)
 from image3.outlier import (DO_NOT_USE, OUTLIER, abs_derivative, apply_outlier_flags,
                             compare_with_median, drizzle_single, find_outliers, laplacian,
@@ -158,6 +158,18 @@ def test_combine_stack_median_equals_numpy_nanmedian(depth):
     np.testing.assert_array_equal(combined, expected)
     assert combined.dtype == np.float32
     np.testing.assert_array_equal(count, np.isfinite(values).sum(axis=0))
+
+
+def test_nanmedian_along_a_long_last_axis_equals_numpy():
+    """As smooth_variance uses it: 1024 pixels per block, some blocks without any."""
+    rng = np.random.default_rng(9)
+    values = rng.random((5, 6, 1024)).astype(np.float32)
+    values[rng.random(values.shape) < 0.3] = np.nan
+    values[0, 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanmedian(values, axis=-1)
+    np.testing.assert_array_equal(nanmedian(values, axis=-1), expected)
 
 
 def test_combine_stack_takes_the_lower_of_two_disagreeing_middle_values():
@@ -335,3 +347,21 @@ def test_a_group_read_member_by_member_drizzles_as_the_open_models(dithered_fiel
     for name in ("sci", "wht", "err"):
         np.testing.assert_array_equal(getattr(opened, name), getattr(read, name))
     assert np.isfinite(read.sci).mean() > 0.5
+
+
+@pytest.mark.parametrize("shape", [(1, 7), (6, 1), (2, 2), (37, 53)])
+def test_box_filters_equal_scipy(shape):
+    """The 1-D-pass box dilation and 3 x 3 maximum give scipy.ndimage's results exactly."""
+    from scipy import ndimage
+
+    from image3.outlier import _dilate, _max3
+
+    rng = np.random.default_rng(sum(shape))
+    mask = rng.random(shape) < 0.1
+    for size in (3, 5):
+        np.testing.assert_array_equal(_dilate(mask, size),
+                                      ndimage.binary_dilation(mask, np.ones((size, size), bool)))
+    image = rng.normal(size=shape).astype(np.float32)
+    image[rng.random(shape) < 0.2] = -np.inf
+    np.testing.assert_array_equal(_max3(image), ndimage.maximum_filter(image, 3))
+
