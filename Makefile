@@ -23,8 +23,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
 
+# Two workers, each taking whole test files (their fixtures are workflow runs shared within a
+# file): the suite's joins, start-ups and SLURM polling leave a core idle half the time.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint
