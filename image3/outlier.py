@@ -48,7 +48,6 @@ Units: data, err, backg in surface brightness (MJy/sr). Pixel maps are drizzle's
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -59,7 +58,7 @@ from stdatamodels.jwst.datamodels import dqflags
 
 from .datamodel import sky_level_to_remove
 from .errors import ConfigError
-from .median import Single
+from .median import Single, nanmedian
 from .mosaic import exposure_time, prepare_arrays
 from .resample import Partial, blot, drizzle_exposure
 from .steps import intermediate_name
@@ -408,9 +407,7 @@ def stands_out(signal: np.ndarray, err: np.ndarray, where: np.ndarray,
         sharp = sharpness(signal, err, limits, ys, xs) > SHAPE_SIGMA
         ys, xs = ys[sharp], xs[sharp]
     around = np.stack([_values_at(signal, ys + dy, xs + dx) for dy, dx in shifts], axis=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        background = np.nanmedian(around, axis=1) if ys.size else np.zeros(0, np.float32)
+    background = nanmedian(around, axis=1)  # NaN where no neighbour is on the image
     result = np.zeros(signal.shape, dtype=bool)
     with np.errstate(invalid="ignore"):
         result[ys, xs] = signal[ys, xs] - background > nsigma * err[ys, xs]

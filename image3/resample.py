@@ -153,8 +153,9 @@ def smooth_variance(var: np.ndarray, block: int = SMOOTH_BLOCK_PX) -> np.ndarray
     blocks = padded.reshape(nby, block, nbx, block).transpose(0, 2, 1, 3).reshape(nby, nbx, -1)
     medians = nanmedian(blocks, axis=-1)
     del padded, inside, blocks
-    if not np.isfinite(medians).all():
-        medians[~np.isfinite(medians)] = nanmedian(var.ravel())
+    empty = ~np.isfinite(medians)
+    if empty.any():
+        medians[empty] = nanmedian(var.ravel())
     full = np.repeat(np.repeat(medians, block, axis=0), block, axis=1)
     return full if (py, px) == (0, 0) else np.ascontiguousarray(full[:ny, :nx])
 
