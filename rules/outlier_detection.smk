@@ -86,10 +86,11 @@ rule median:
         f"{BENCH}/median.tsv"
     conda:
         ENV
-    threads: 1
+    # a join: nothing else can run meanwhile, so its blocks are combined two at a time
+    threads: 2
     resources:
-        # a fixed 64 MB block of single rows plus the median and count planes of the grid
-        mem_mb=1000,
+        # 64 MB blocks of single rows (one read, two combined) plus the median and count planes
+        mem_mb=1200,
         runtime=15,
     script:
         "../scripts/median.py"

@@ -22,7 +22,8 @@ with job(snakemake) as log:
         log_levels(records)
         offsets = group_offsets(records, stats, groups)
     median, count = median_of_singles(singles, snakemake.params.method,
-                                      offsets=None if offsets is None else list(offsets.values()))
+                                      offsets=None if offsets is None else list(offsets.values()),
+                                      threads=snakemake.threads)
     write_median(snakemake.output.median, median, count, snakemake.params.method, len(singles))
     covered = count > 0
     log.info("median of %d singles on a %d x %d grid; %.1f%% of the covered pixels have "
