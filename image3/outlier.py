@@ -262,30 +262,30 @@ def _rows(n: int, size: int = BLOCK_ROWS):
     return [(r0, min(r0 + size, n)) for r0 in range(0, n, size)]
 
 
-def _dilate(mask: np.ndarray, size: int = 3) -> np.ndarray:
-    """Binary dilation by a ``size`` × ``size`` box (odd size; False beyond the image): scipy's
-    ``binary_dilation`` with a box, as two 1-D passes of shifted ORs (~8x faster)."""
-    rows = mask.copy()
+def _box_filter(array: np.ndarray, combine: np.ufunc, size: int = 3) -> np.ndarray:
+    """``combine`` (np.logical_or, np.maximum) over each pixel's ``size`` × ``size`` box (odd
+    size) within the image, as two 1-D passes of shifted arrays, rows then columns."""
+    rows = array.copy()
     for k in range(1, size // 2 + 1):
-        rows[k:] |= mask[:-k]
-        rows[:-k] |= mask[k:]
+        combine(rows[k:], array[:-k], out=rows[k:])
+        combine(rows[:-k], array[k:], out=rows[:-k])
     out = rows.copy()
     for k in range(1, size // 2 + 1):
-        out[:, k:] |= rows[:, :-k]
-        out[:, :-k] |= rows[:, k:]
+        combine(out[:, k:], rows[:, :-k], out=out[:, k:])
+        combine(out[:, :-k], rows[:, k:], out=out[:, :-k])
     return out
+
+
+def _dilate(mask: np.ndarray, size: int = 3) -> np.ndarray:
+    """Binary dilation by a ``size`` × ``size`` box (odd size; False beyond the image): scipy's
+    ``binary_dilation`` with a box (~8x faster)."""
+    return _box_filter(mask, np.logical_or, size)
 
 
 def _max3(image: np.ndarray) -> np.ndarray:
     """Maximum over each pixel's 3 × 3 box within the image (no NaN expected): scipy's
-    ``maximum_filter(image, 3)``, whose reflected border adds no new value, as 1-D passes."""
-    rows = image.copy()
-    np.maximum(rows[1:], image[:-1], out=rows[1:])
-    np.maximum(rows[:-1], image[1:], out=rows[:-1])
-    out = rows.copy()
-    np.maximum(out[:, 1:], rows[:, :-1], out=out[:, 1:])
-    np.maximum(out[:, :-1], rows[:, 1:], out=out[:, :-1])
-    return out
+    ``maximum_filter(image, 3)``, whose reflected border adds no new value."""
+    return _box_filter(image, np.maximum)
 
 
 def _as_float32(array) -> np.ndarray:
