@@ -154,14 +154,16 @@ def test_pixel_scale_options(nircam):
     half = W.output_grid(wcs, info, fp, pixel_scale_ratio=0.5)
     crval = base.forward_transform.crval.value
     s0 = W.pixel_scale_arcsec(base, *crval)
-    assert W.pixel_scale_arcsec(half, *crval) == pytest.approx(0.5 * s0, rel=1e-9)
+    # a one-pixel step is ~1e-7 rad: positions good to ~1e-16 rad give scales good to a few
+    # 1e-9 (3e-9 apart here with gwcs 1.0.3 / astropy 8.0.2), so 1e-7 and not tighter
+    assert W.pixel_scale_arcsec(half, *crval) == pytest.approx(0.5 * s0, rel=1e-7)
     assert half.array_shape[0] == pytest.approx(2 * base.array_shape[0], abs=2)
     fixed = W.output_grid(wcs, info, fp, pixel_scale=0.06, pixel_scale_ratio=0.5)
     assert W.pixel_scale_arcsec(fixed, *crval) == pytest.approx(0.06, rel=1e-9)
     scale, ratio = W.grid_scale(wcs, info, pixel_scale=0.06)
     mean_in = 3600 * np.rad2deg(np.sqrt(W.mean_pixel_area_sr(wcs)))
     assert (scale, ratio) == (0.06, pytest.approx(0.06 / mean_in, rel=1e-12))
-    expected = (pytest.approx(0.5 * s0, rel=1e-9), 0.5)
+    expected = (pytest.approx(0.5 * s0, rel=1e-7), 0.5)
     assert W.grid_scale(wcs, info, pixel_scale_ratio=0.5) == expected
 
 
