@@ -5,7 +5,8 @@ from image3.runjob import job
 
 with job(snakemake) as log:
     with open_mosaic(snakemake.input.i2d) as i2d:
-        catalog, segmentation = catalog_for_product(i2d, snakemake.params.catalog)
+        catalog, segmentation = catalog_for_product(i2d, snakemake.params.catalog,
+                                                      workers=snakemake.threads)
         write_catalog_products(catalog, segmentation, i2d, snakemake.output.catalog,
                                snakemake.output.segm)
     log.info("%d sources in %s", 0 if catalog is None else len(catalog), snakemake.output.catalog)

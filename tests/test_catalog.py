@@ -397,6 +397,25 @@ def test_a_single_source_has_no_neighbour():
     assert abs(catalog["xcentroid"][0] - 60.3) < 0.1 and abs(catalog["ycentroid"][0] - 70.6) < 0.1
 
 
+@pytest.mark.parametrize("workers", [2, 3])
+def test_a_catalogue_made_by_several_processes_is_the_same(scene, workers):
+    """Windowed centroids shared out over forked workers: every column equal to the
+    one-process catalogue's (the scene's), the segmentation map too."""
+    catalog, segmentation = make_catalog(
+        scene["sci"], scene["err"], scene["wht"], scene["wcs"], pixar_sr=PIXAR_SR,
+        pixel_scale_ratio=1.0, instrument="NIRCAM", filter="F200W", pupil="CLEAR",
+        detector="NRCA1", apcorr_table=scene["apcorr"],
+        abvega_offset=Table({"filter": ["F200W"], "pupil": ["CLEAR"], "abvega_offset": [ABVEGA]}),
+        params={}, workers=workers)
+    np.testing.assert_array_equal(segmentation, scene["segmentation"])
+    assert catalog.colnames == scene["catalog"].colnames
+    for name in catalog.colnames:
+        ours, theirs = catalog[name], scene["catalog"][name]
+        if name == "sky_centroid":
+            ours, theirs = [ours.ra.deg, ours.dec.deg], [theirs.ra.deg, theirs.dec.deg]
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs), err_msg=name)
+
+
 def test_iraf_starfinder_gives_the_same_columns_and_no_segmentation(scene):
     catalog, segmentation = make_catalog(
         scene["sci"],
@@ -600,7 +619,7 @@ def test_fast_detection_steps_equal_the_photutils_and_astropy_originals(scene):
     several = detection._labels_with_several_peaks(crowded, segments, 8)
     everything = deblend_sources(crowded, segments, 10, progress_bar=False)
     only_several = deblend_sources(crowded, segments, 10, labels=several, progress_bar=False)
-    assert everything.nlabels > segments.nlabels > len(several) > 0
+    assert everything.n_labels > segments.n_labels > len(several) > 0
     np.testing.assert_array_equal(only_several.data, everything.data)
 
 
@@ -616,3 +635,25 @@ def test_stellar_locus_is_the_tight_cluster_even_when_stars_are_few():
     noise = np.concatenate([np.full(640, 0.02), np.full(200, 0.2)])
     assert stellar_locus_ci(ci, noise) == pytest.approx(2.9, rel=0.01)
     assert stellar_locus_ci(ci[:15], noise[:15]) is None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sigma_clipped_keeps_what_astropy_sigma_clip_keeps(seed):
+    """catalog._sigma_clipped (the local background's clip) against astropy's SigmaClip on
+    float32 annulus-sized samples with sources and hot pixels, and on degenerate ones."""
+    from astropy.stats import SigmaClip
+
+    from image3.catalog import _sigma_clipped
+
+    rng = np.random.default_rng(seed)
+    values = rng.normal(0.2, 0.01, rng.integers(3, 900)).astype(np.float32)
+    values[rng.random(values.size) < 0.1] += rng.exponential(0.2, 1).astype(np.float32)
+    values[: rng.integers(0, 4)] = 50.0
+    samples = [values, values[:1], np.full(7, 0.3, np.float32), np.array([], np.float32)]
+    for sample in samples:
+        expected = SigmaClip(sigma=3.0, maxiters=5)(sample, masked=False) if sample.size \
+            else sample
+        got = _sigma_clipped(sample)
+        assert got.dtype == sample.dtype
+        np.testing.assert_array_equal(got, expected)
+    assert _sigma_clipped(values).size < values.size  # the hot pixels went
