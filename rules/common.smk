@@ -164,20 +164,16 @@ def member_table(files_of):
     return [{"member": m, "group_id": ASN.member(m).group_id, **files_of(m)} for m in MEMBERS]
 
 
-def layout_members():
-    """Per member: name, group, _cal, and (when tweakreg runs) its geometry and corrected gwcs
-    sidecars, which then replace opening the _cal."""
-    return [{"member": m, "group_id": ASN.member(m).group_id, "cal": cal_path(m),
-             "geometry": geometry_sidecar(m), "wcs": wcs_sidecar(m)} for m in MEMBERS]
-
-
-def all_footprint_inputs():
-    """What the output grid and the footprints are built from: the sidecars when tweakreg
-    runs, else the _cal files."""
-    if step_runs("tweakreg"):
-        return {"geometry": [geometry_sidecar(m) for m in MEMBERS],
-                "wcs": [wcs_sidecar(m) for m in MEMBERS]}
-    return {"cals": [cal_path(m) for m in MEMBERS]}
+def layout_params():
+    """What image3.layout.write_layout needs besides the paths: per member its name, group,
+    _cal and (when tweakreg runs) geometry and corrected gwcs sidecars, which then replace
+    opening the _cal; the skymatch footprint step; each grid's parameters."""
+    tweaked = step_runs("tweakreg")
+    members = [{"member": m, "group_id": ASN.member(m).group_id, "cal": cal_path(m),
+                "geometry": geometry_sidecar(m) if tweaked else "",
+                "wcs": wcs_sidecar(m) if tweaked else ""} for m in MEMBERS]
+    return {"members": members, "stepsize": config["skymatch"]["stepsize"],
+            "grids": {name: grid_params(name) for name in layout_grids()}}
 
 
 GRID_KEYS = ("pixel_scale_ratio", "pixel_scale", "rotation", "crpix", "crval", "output_shape",

@@ -1,27 +1,28 @@
-"""Output grid(s) with the sky footprints, and the final resample into the _i2d mosaic."""
+"""Output grid(s) with the sky footprints (their own job only when tweakreg does not run), and
+the final resample into the _i2d mosaic."""
 
-rule layout:
-    input:
-        unpack(lambda wildcards: all_footprint_inputs()),
-    output:
-        footprints=f"{WORK}/footprints.json",
-        **layout_grids(),
-    params:
-        members=layout_members(),
-        stepsize=config["skymatch"]["stepsize"],
-        grids={name: grid_params(name) for name in layout_grids()},
-    log:
-        f"{LOGS}/layout.log",
-    benchmark:
-        f"{BENCH}/layout.tsv"
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    script:
-        "../scripts/layout.py"
+if not step_runs("tweakreg"):  # otherwise the tweakreg job writes the layout
+
+    rule layout:
+        input:
+            cals=[cal_path(m) for m in MEMBERS],
+        output:
+            footprints=f"{WORK}/footprints.json",
+            **layout_grids(),
+        params:
+            **layout_params(),
+        log:
+            f"{LOGS}/layout.log",
+        benchmark:
+            f"{BENCH}/layout.tsv"
+        conda:
+            ENV
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=10,
+        script:
+            "../scripts/layout.py"
 
 
 rule resample:

@@ -67,11 +67,15 @@ rule tweakreg:
         residuals=f"{WORK}/tweakreg_residuals.ecsv",
         report=f"{WORK}/tweakreg_report.ecsv",
         saved_catalogs=[row["path"] for row in TWEAKREG_SAVED],
+        # the layout (rules/resample.smk) is written by this job when tweakreg runs
+        **({"footprints": f"{WORK}/footprints.json", **layout_grids()}
+           if step_runs("tweakreg") else {}),
     params:
         members=TWEAKREG_MEMBERS,
         fit={k: TWEAKREG[k] for k in TWEAKREG_FIT_KEYS},
         abs_refcat=str(TWEAKREG_ABS_REFCAT) if TWEAKREG_ABS_REFCAT else "",
         saved_catalogs=TWEAKREG_SAVED,
+        layout=layout_params(),
     log:
         f"{LOGS}/tweakreg.log",
     benchmark:

@@ -1,7 +1,9 @@
 """Rule tweakreg: align all members; write each member's gwcs sidecar, the matched-star
-residuals (for the QA plot) and the fit report."""
+residuals (for the QA plot), the layout (footprints and grids, image3/layout.py) and the fit
+report."""
 
 from image3.datamodel import write_wcs
+from image3.layout import write_layout
 from image3.refcat import read_reference_catalog
 from image3.runjob import job
 from image3.tweakreg import (
@@ -28,8 +30,13 @@ with job(snakemake) as log:
                   corrected=row["member"] in alignment.corrected)
     residuals = match_residuals(exposures, alignment.wcs, fit["tolerance"], refcat,
                                 fit["abs_tolerance"], fit["nclip"], fit["sigma"])
-    # the report after the residuals: tests/test_resume stops a run once the report exists
     write_report(residuals, snakemake.output.residuals)
+    if snakemake.output.get("footprints"):
+        write_layout(snakemake.params.layout["members"], snakemake.output.footprints,
+                     {name: path for name, path in snakemake.output.items()
+                      if name.startswith("grid")},
+                     snakemake.params.layout["grids"], snakemake.params.layout["stepsize"])
+    # the report last: tests/test_resume stops a run once the report exists
     write_report(report_table(alignment), snakemake.output.report)
     for row in snakemake.params.saved_catalogs:
         write_saved_catalog(read_sources(row["sources"]), row["path"], row["member"])
