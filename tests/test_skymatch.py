@@ -442,3 +442,24 @@ def test_clipping_and_limits():
     assert sky_statistic(np.full(50, 3.0)) == (3.0, 50)
     with pytest.raises(ConfigError):
         sky_statistic(values, "average")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_median_by_bins_is_numpys_median(seed):
+    """The fitted mode's starting point, found in the middle histogram bins: numpy's median
+    exactly, for odd and even counts, ties, a crowded bin and a single value."""
+    from image3.skymatch import _median_by_bins
+
+    rng = np.random.default_rng(seed)
+    samples = [rng.normal(0.2, 0.01, n).astype(np.float32) for n in (1, 2, 999, 4000)]
+    samples.append(np.round(rng.normal(0, 3, 3001), 0).astype(np.float32))  # ties
+    crowded = rng.normal(5.0, 1.0, 2000).astype(np.float32)
+    crowded[:1200] = 5.0
+    samples.append(crowded)
+    for values in samples:
+        step = 0.1 * (float(values.std()) or 1.0)
+        vmin = float(values.min())
+        nbins = max(1, int(np.ceil((float(values.max()) - vmin) / step)))
+        index = np.minimum(((values - vmin) / step).astype(np.int64), nbins - 1)
+        counts = np.bincount(index, minlength=nbins)
+        assert _median_by_bins(values, index, counts) == float(np.median(values))
