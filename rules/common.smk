@@ -165,15 +165,15 @@ def member_table(files_of):
 
 
 def layout_params():
-    """What image3.layout.write_layout needs besides the paths: per member its name, group,
-    _cal and (when tweakreg runs) geometry and corrected gwcs sidecars, which then replace
-    opening the _cal; the skymatch footprint step; each grid's parameters."""
-    tweaked = step_runs("tweakreg")
+    """image3.layout.write_layout's arguments but the footprints path (the job's output), for
+    the tweakreg job or the layout job: per member its name, group, _cal and (when tweakreg
+    runs) geometry and corrected gwcs sidecars, which then replace opening the _cal; the
+    skymatch footprint step; each grid's path (an output of the job too) and parameters."""
     members = [{"member": m, "group_id": ASN.member(m).group_id, "cal": cal_path(m),
-                "geometry": geometry_sidecar(m) if tweaked else "",
-                "wcs": wcs_sidecar(m) if tweaked else ""} for m in MEMBERS]
+                "geometry": geometry_sidecar(m), "wcs": wcs_sidecar(m)} for m in MEMBERS]
     return {"members": members, "stepsize": config["skymatch"]["stepsize"],
-            "grids": {name: grid_params(name) for name in layout_grids()}}
+            "grid_paths": layout_grids(),
+            "grid_params": {name: grid_params(name) for name in layout_grids()}}
 
 
 GRID_KEYS = ("pixel_scale_ratio", "pixel_scale", "rotation", "crpix", "crval", "output_shape",

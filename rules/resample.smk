@@ -10,7 +10,7 @@ if not step_runs("tweakreg"):  # otherwise the tweakreg job writes the layout
             footprints=f"{WORK}/footprints.json",
             **layout_grids(),
         params:
-            **layout_params(),
+            layout=layout_params(),
         log:
             f"{LOGS}/layout.log",
         benchmark:

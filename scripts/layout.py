@@ -5,7 +5,4 @@ from image3.layout import write_layout
 from image3.runjob import job
 
 with job(snakemake):
-    write_layout(snakemake.params.members, snakemake.output.footprints,
-                 {name: path for name, path in snakemake.output.items()
-                  if name.startswith("grid")},
-                 snakemake.params.grids, snakemake.params.stepsize)
+    write_layout(footprints_path=snakemake.output.footprints, **snakemake.params.layout)

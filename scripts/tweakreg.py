@@ -31,11 +31,7 @@ with job(snakemake) as log:
     residuals = match_residuals(exposures, alignment.wcs, fit["tolerance"], refcat,
                                 fit["abs_tolerance"], fit["nclip"], fit["sigma"])
     write_report(residuals, snakemake.output.residuals)
-    if snakemake.output.get("footprints"):
-        write_layout(snakemake.params.layout["members"], snakemake.output.footprints,
-                     {name: path for name, path in snakemake.output.items()
-                      if name.startswith("grid")},
-                     snakemake.params.layout["grids"], snakemake.params.layout["stepsize"])
+    write_layout(footprints_path=snakemake.output.footprints, **snakemake.params.layout)
     # the report last: tests/test_resume stops a run once the report exists
     write_report(report_table(alignment), snakemake.output.report)
     for row in snakemake.params.saved_catalogs:

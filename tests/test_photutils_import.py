@@ -17,8 +17,8 @@ def test_photutils_import_keeps_photutils_optional_dependencies_and_restores_the
         assert importlib.metadata.packages_distributions is scan
         real_name = scan()["photutils"][0]
         print(json.dumps([deps._pkg_dist_name, real_name, deps._deps_by_key,
-                          {k: deps._dist_to_has_key(d) for k, d in
-                           {d: d for d in deps._get_optional_deps(real_name)}.items()}]))
+                          {d: deps._dist_to_has_key(d)
+                           for d in deps._get_optional_deps(real_name)}]))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
