@@ -16,14 +16,18 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import numpy as np
 from astropy.io import fits
-from stdatamodels.jwst import datamodels
 
 from .asn import IMAGING_EXPTYPES, SURFACE_BRIGHTNESS_UNIT
+from .dqflags import DO_NOT_USE
 from .errors import InputFileError
 from .sidecar import read_sidecar, write_sidecar
+
+if TYPE_CHECKING:  # imported where a datamodel is opened: ~1 s per process that needs none
+    from stdatamodels.jwst import datamodels
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,8 @@ def _open_image(path: str | Path, what: str, arrays: tuple[str, ...]) -> datamod
 
     Reading the arrays here makes a truncated file fail on open, not in the middle of a stage.
     """
+    from stdatamodels.jwst import datamodels
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -88,6 +94,13 @@ def _open_image(path: str | Path, what: str, arrays: tuple[str, ...]) -> datamod
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputFileError(f"{path}: not a readable JWST image {what} ({reason})") from None
     return model
+
+
+def new_image(**arrays) -> datamodels.ImageModel:
+    """A new ``ImageModel`` (``arrays``: its data, err, ... as numpy arrays), for products."""
+    from stdatamodels.jwst import datamodels
+
+    return datamodels.ImageModel(**arrays)
 
 
 def open_exposure(path: str | Path) -> datamodels.ImageModel:
@@ -130,7 +143,7 @@ def check_exposure(model: datamodels.ImageModel, path: str | Path) -> None:
     data = model.data
     good = np.isfinite(data) & (data != 0)
     if model.dq is not None and model.dq.shape == data.shape:
-        good &= (model.dq & datamodels.dqflags.pixel["DO_NOT_USE"]) == 0
+        good &= (model.dq & DO_NOT_USE) == 0
     if not good.any():
         raise InputFileError(f"{path}: no usable science pixel (SCI all NaN/zero or DQ all DO_NOT_USE)")
 

@@ -14,15 +14,18 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from stdatamodels.jwst import datamodels
 
 from . import __version__
-from .datamodel import load_exposure, sky_level_to_remove
+from .datamodel import load_exposure, new_image, sky_level_to_remove
 from .resample import (IVM_TYPES, Partial, Resampled, combine_partials, drizzle_exposure,
                        partial_meta, weight_map)
 from .wcs import Grid, fits_tan_header, footprint, pixel_map, s_region
+
+if TYPE_CHECKING:
+    from stdatamodels.jwst import datamodels
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +136,7 @@ def resample_members(files: Iterable[ExposureFiles], grid: Grid, params: dict) -
     Only one input exposure is open at a time. The first input's metadata is the base of the
     product's, as in the reference's metadata blender.
     """
-    product = datamodels.ImageModel()
+    product = new_image()
 
     def partials() -> Iterator[Partial]:
         for k, f in enumerate(files):
@@ -154,7 +157,7 @@ def mosaic_of_contributions(first: ExposureFiles, paths: Sequence[str | Path], g
     """The ``_i2d`` from saved contributions (:func:`contribution`, in member order = context
     bit order), read one at a time; ``first`` (the first member) gives the product's base
     metadata, as in the reference's metadata blender."""
-    product = datamodels.ImageModel()
+    product = new_image()
     with load_exposure(first.path, wcs=first.wcs, sky=first.sky) as model:
         product.update(model)
     return _mosaic(product, paths, grid, params)

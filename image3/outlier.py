@@ -50,19 +50,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from astropy.stats import sigma_clip
-from stdatamodels.jwst import datamodels
-from stdatamodels.jwst.datamodels import dqflags
 
-from .datamodel import sky_level_to_remove
+from .datamodel import new_image, sky_level_to_remove
+from .dqflags import DO_NOT_USE, OUTLIER
 from .errors import ConfigError
 from .median import Single, nanmedian
 from .mosaic import exposure_time, prepare_arrays
 from .resample import Partial, blot, drizzle_exposure
 from .steps import intermediate_name
 from .wcs import Grid, pixel_map
+
+if TYPE_CHECKING:
+    from stdatamodels.jwst import datamodels
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +93,6 @@ __all__ = [
     "window_of",
 ]
 
-DO_NOT_USE = dqflags.pixel["DO_NOT_USE"]
-OUTLIER = dqflags.pixel["OUTLIER"]
 METHODS = ("image3", "reference")
 
 #: Weight of the Laplacian subtracted from the blot (≈ half the extra smoothing variance).
@@ -664,7 +665,7 @@ def match_nans_and_flags(model) -> None:
 def intermediate_model(data: np.ndarray, wcs=None, wht: np.ndarray | None = None,
                        like=None) -> datamodels.ImageModel:
     """An ImageModel holding an intermediate image (metadata from ``like`` if given)."""
-    model = datamodels.ImageModel(data=np.asarray(data, dtype=np.float32))
+    model = new_image(data=np.asarray(data, dtype=np.float32))
     if like is not None:
         model.update(like)
     if wht is not None:

@@ -33,6 +33,9 @@ from astropy.visualization import AsinhStretch, AsymmetricPercentileInterval, Im
 from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
 
+from .datamodel import atomic_path
+from .dqflags import DO_NOT_USE, OUTLIER
+
 __all__ = [
     "DPI",
     "FIGURE_INCHES",
@@ -73,8 +76,6 @@ MAX_LEGEND_GROUPS = 12
 #: Longest side [pixels] of a displayed image: larger images are block-averaged down to it.
 MAX_DISPLAY_PIXELS = 1024
 
-# DQ bits (jwst dqflags): DO_NOT_USE and OUTLIER.
-_DO_NOT_USE, _OUTLIER = 1, 16
 # block_mean reads bands of about this many rows (whole blocks; one block when it is taller).
 _BAND_ROWS = 64
 
@@ -90,8 +91,6 @@ def new_figure(kind: str) -> Figure:
 
 def save_figure(fig: Figure, path: str | Path) -> None:
     """Write ``fig`` as a PNG of exactly its size × :data:`DPI`, atomically."""
-    from .datamodel import atomic_path  # stdatamodels: only needed when writing
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=DPI, format="png")
 
@@ -389,7 +388,7 @@ def outlier_positions(cal_dq: np.ndarray, crf_dq: np.ndarray, pixel_to_world: Ca
     (0-based pixels → RA, Dec degrees), ``world_to_pixel(ra, dec)`` the target image's.
     Returns the target's 0-based (x, y).
     """
-    new = ((crf_dq & _OUTLIER) != 0) & ((cal_dq & _DO_NOT_USE) == 0)
+    new = ((crf_dq & OUTLIER) != 0) & ((cal_dq & DO_NOT_USE) == 0)
     y, x = np.nonzero(new)
     if x.size == 0:
         return np.empty(0), np.empty(0)

@@ -18,10 +18,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import ConfigError, InputFileError
+
+if TYPE_CHECKING:  # astropy.table is imported where a table is read
+    from astropy.table import Table
 
 # astropy.table and .coordinates are imported by the functions that read tables: the Snakefile
 # imports this module for its parse-time checks (custom catalogues, abs_refcat).

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 from astropy.nddata.bitmask import interpret_bit_flags
 from drizzle.resample import Drizzle, blot_image
-from stdatamodels.jwst.datamodels.dqflags import pixel as JWST_DQ_FLAGS
 
+from .dqflags import PIXEL as JWST_DQ_FLAGS
 from .errors import ConfigError, InputFileError
 from .median import nanmedian
 
@@ -287,7 +287,6 @@ def drizzle_exposure(
     y0, y1, x0, x1 = _cutout(sub, out_shape, margin)
     if y1 <= y0 or x1 <= x0:
         return _empty_partial(out_shape, variances, pixel_scale_ratio)
-    cut_shape = (y1 - y0, x1 - x0)
     with _relative_to_cutout(pixmap, x0, y0) as shifted:
         return _drizzle_cutout(data, variances, weight, shifted, in_range, out_shape,
                                (y0, y1, x0, x1), weight_type=weight_type, kernel=kernel,

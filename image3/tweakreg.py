@@ -47,11 +47,11 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from astropy.table import Table
 
+from .datamodel import atomic_path
 from .errors import ConfigError, InputFileError
 from .steps import FINDING_KEYS, FIT_KEYS, saved_catalog_name
 
@@ -639,8 +639,6 @@ def _paired(stage: str, placed, xy, group_id: str, partners: np.ndarray,
 
 
 def _write_table(table: Table, path, fmt: str = "ascii.ecsv") -> None:
-    from .datamodel import atomic_path  # stdatamodels: not needed to read the key lists above
-
     with atomic_path(path) as tmp:
         table.write(tmp, format=fmt, overwrite=True)
 

@@ -6,7 +6,9 @@ stops being tested.
 
 ``small_run`` is one complete run of the workflow (``snakemake --cores all``) on a small
 synthetic association, made once per session and shared by the tests that compare other runs
-with it (test_resume, test_cli) or read what it left (test_report).
+with it or rerun a copy of it (test_resume) or read what it left (test_report). Under
+pytest-xdist (``make test``: ``-n 2 --dist loadfile``) those two files go to the same worker
+(:func:`pytest_xdist_make_scheduler`), so the run is made once, not once per worker.
 """
 
 import os
@@ -20,6 +22,24 @@ from workflow import snakemake
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+#: Test files that use ``small_run``: one xdist worker runs them all.
+SMALL_RUN_FILES = {"test_resume.py", "test_report.py"}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """With ``--dist loadfile``, the files of :data:`SMALL_RUN_FILES` as one unit of work."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SmallRunFilesTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "small_run" if Path(scope).name in SMALL_RUN_FILES else scope
+
+    return SmallRunFilesTogether(config, log)
 
 
 def require(path: Path, why: str) -> Path:

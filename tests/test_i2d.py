@@ -1,5 +1,5 @@
 """The drizzled mosaic against truth (Foundation III): photometry, astrometry, variances, noise,
-FITS header, layout, and incremental reruns of the real workflow.
+FITS header and layout (incremental reruns: test_resume.py).
 
 Data: 3 dithered 2048² synthetic NIRCam exposures without WCS errors, sky offsets or cosmic rays,
 at a low source density (0.15 per arcsec², so that "isolated" stars have clean local sky), run
@@ -18,7 +18,7 @@ from stdatamodels.jwst import datamodels
 
 from image3 import psf, synth
 from truth import isolation_arcsec, to_pixels, truth_sources, windowed_centroid
-from workflow import jobs_run, snakemake
+from workflow import snakemake
 
 ONLY_RESAMPLE = {step: "{skip: true}" for step in
                  ("tweakreg", "skymatch", "outlier_detection", "source_catalog")}
@@ -198,25 +198,6 @@ def test_effective_exposure_time_sums_groups(mosaic):
     one = datamodels.open(asn.parent / synth.cal_filename(synth.member_names(1)[0]))
     assert model.meta.exposure.effective_exposure_time == pytest.approx(
         3 * one.meta.exposure.effective_exposure_time)
-
-
-def test_rerun_does_nothing_and_pixfrac_reruns_only_the_drizzles(tmp_path):
-    """A new pixfrac reruns the jobs that drizzle onto the final grid (the flag jobs, which
-    write each member's contribution, and the resample join) and what reads their products
-    (the catalogue, the QA plots of the outliers, mosaic and catalogue) or lists the
-    parameters; nothing upstream (finding, alignment, sky, singles, median)."""
-    asn = synth.make_association(tmp_path / "data", n=2, size=256, seed=5)
-    config = {"asn": asn, "output_dir": tmp_path / "out"}
-    snakemake(tmp_path, "--cores", "2", config=config)
-    again = snakemake(tmp_path, "--cores", "2", config=config)
-    assert jobs_run(again) == {}
-    assert "Nothing to be done" in again.stdout + again.stderr
-    changed = snakemake(tmp_path, "--cores", "2", config={**config, "resample": "{pixfrac: 0.8}"})
-    ran = jobs_run(changed)
-    for reader in ("all", "source_catalog", "qa_mosaic", "qa_catalog", "qa_parameters",
-                   "qa_outliers"):
-        ran.pop(reader, None)
-    assert ran == {"flag": 2, "resample": 1}
 
 
 def test_i2d_validates_against_the_datamodel_schema(mosaic):

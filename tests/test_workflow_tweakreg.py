@@ -11,7 +11,6 @@ import shutil
 
 import numpy as np
 import pytest
-from astropy.io import fits
 from astropy.stats import sigma_clipped_stats
 from astropy.table import Table
 from photutils.psf import fit_fwhm
