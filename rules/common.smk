@@ -257,6 +257,20 @@ def skymatch_params():
     return params
 
 
+#: skymatch parameters that only the solve (skymatch or median job) reads.
+SKY_SOLVE_ONLY_KEYS = ("skymethod", "match_down", "subtract", "skylist")
+
+
+def sky_statistics_params():
+    """What a member's sky statistics (sky_statistics or single job) depend on: the skymatch
+    parameters without those only the solve reads, so a new skymethod, match_down, subtract
+    or skylist reruns the solve alone, not the per-member jobs. The overlaps are measured
+    whatever the method ('match' here: ~1 s per 2048² member that 'local', 'global' and
+    'user' do not use)."""
+    params = {k: v for k, v in skymatch_params().items() if k not in SKY_SOLVE_ONLY_KEYS}
+    return {**params, "skymethod": "match"}
+
+
 def catalog_params():
     """The source_catalog section; the demo uses the generator's own APCORR/ABVEGAOFFSET files."""
     params = {k: v for k, v in config["source_catalog"].items() if k != "skip"}

@@ -40,7 +40,7 @@ rule single:
         members=lambda wildcards: OUTLIER_MEMBERS[wildcards.group],
         drizzle={**{k: OUTLIER[k] for k in SINGLE_KEYS}, "method": OUTLIER_METHOD,
                  "pixmap_stepsize": OUTLIER_PIXMAP_STEPSIZE},
-        sky=skymatch_params(),
+        sky=sky_statistics_params(),
         intermediate=lambda wildcards: "" if sky_in_singles() else OUTLIER_SAVED[
             (ASN.groups[wildcards.group][0].name, "outlier_i2d")],
     log:

@@ -11,7 +11,7 @@ if not sky_in_singles():
             skystats_path("{member}"),
         params:
             group=lambda wildcards: ASN.member(wildcards.member).group_id,
-            sky=skymatch_params(),
+            sky=sky_statistics_params(),
         log:
             f"{LOGS}/sky_statistics/{{member}}.log",
         benchmark:

@@ -14,7 +14,7 @@ from stdatamodels.jwst import datamodels
 
 from image3 import synth
 from truth import to_pixels, truth_sources
-from workflow import snakemake
+from workflow import jobs_run, snakemake
 
 TOLERANCE_SIGMA = 0.01
 
@@ -63,6 +63,22 @@ def test_levels_solved_in_the_median_job_equal_the_separate_rules(association):
     out = run(association, "in-median", "--until", "median")
     assert not (out / "work" / truth["member"][0] / "skystats.json").exists()
     np.testing.assert_allclose(levels(out, truth), separate, rtol=0, atol=1e-9)
+
+
+def test_new_method_reruns_the_solve_not_the_statistics(association):
+    """skymethod, match_down, subtract and skylist are read by the solve only: after a finished
+    run, a change of them reruns the solve (median job or skymatch), not the per-member jobs
+    that measured the statistics."""
+    root, asn, _ = association
+    solve_only = "{skymethod: global+match, match_down: false, subtract: true}"
+    for name, until, solve in (("match", "skymatch", "skymatch"), ("in-median", "median", "median")):
+        out = run(association, name, "--until", until)  # made by the tests above (or now)
+        config = {"asn": asn, "output_dir": out, "tweakreg": "{skip: true}",
+                  "skymatch": solve_only}
+        if until == "skymatch":
+            config["outlier_detection"] = "{skip: true}"
+        planned = jobs_run(snakemake(root, "-n", "--until", until, config=config))
+        assert planned == {solve: 1}, (name, planned)
 
 
 @pytest.mark.parametrize("method", ["local", "global", "global+match"])
