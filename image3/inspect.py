@@ -22,9 +22,9 @@ import numpy as np
 from astropy.io import fits
 
 from .asn import IMAGING_EXPTYPES, SURFACE_BRIGHTNESS_UNIT, Association
+from .dqflags import DO_NOT_USE
 from .errors import AssociationError
 
-DO_NOT_USE = 1
 #: Facts read from the primary header: fact name → keyword.
 EXPOSURE_KEYWORDS = {"instrument": "INSTRUME", "filter": "FILTER", "pupil": "PUPIL",
                      "detector": "DETECTOR"}

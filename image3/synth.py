@@ -143,6 +143,7 @@ from scipy.optimize import brentq
 from stdatamodels.jwst import datamodels
 
 from image3 import __version__, psf
+from image3.dqflags import PIXEL
 from image3.errors import ConfigError
 
 # ----------------------------------------------------------------- naming ---
@@ -268,7 +269,7 @@ LEVEL2_STEPS = (
 ).split()
 
 # Detector defects and cosmic rays.
-DQ_DO_NOT_USE, DQ_DEAD, DQ_HOT = 1, 1024, 2048
+DQ_DO_NOT_USE, DQ_DEAD, DQ_HOT = PIXEL["DO_NOT_USE"], PIXEL["DEAD"], PIXEL["HOT"]
 HOT_FRACTION, DEAD_FRACTION = 1e-4, 5e-5
 CR_EVENTS_PER_PIXEL = 4e-4
 CR_POINT_FRACTION = 0.5

@@ -52,6 +52,7 @@ import numpy as np
 from astropy.table import Table
 
 from .datamodel import atomic_path
+from .dqflags import PIXEL
 from .errors import ConfigError, InputFileError
 from .steps import FINDING_KEYS, FIT_KEYS, saved_catalog_name
 
@@ -78,7 +79,7 @@ __all__ = [
 ]
 
 # DQ bits that exclude a pixel from source finding (the reference's coverage mask).
-_DO_NOT_USE, _NON_SCIENCE = 1, 512
+_EXCLUDED_BITS = PIXEL["DO_NOT_USE"] | PIXEL["NON_SCIENCE"]
 
 # The reference gives every member this group id for the absolute fit (one rigid body).
 _ABSOLUTE_GROUP = 987654
@@ -99,7 +100,7 @@ def exposure_sources(model, params: Mapping) -> Table:
 
     mask = None
     if model.dq is not None and model.dq.shape == model.data.shape:
-        mask = (model.dq & (_DO_NOT_USE | _NON_SCIENCE)) != 0
+        mask = (model.dq & _EXCLUDED_BITS) != 0
     err = model.err if model.err is not None and model.err.shape == model.data.shape else None
     sources = find_sources(model.data, mask, error=err, **{k: params[k] for k in FINDING_KEYS})
     return inside_bounding_box(sources, model.meta.wcs.bounding_box)

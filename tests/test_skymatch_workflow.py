@@ -71,7 +71,8 @@ def test_new_method_reruns_the_solve_not_the_statistics(association):
     that measured the statistics."""
     root, asn, _ = association
     solve_only = "{skymethod: global+match, match_down: false, subtract: true}"
-    for name, until, solve in (("match", "skymatch", "skymatch"), ("in-median", "median", "median")):
+    for name, until, solve in (("match", "skymatch", "skymatch"),
+                               ("in-median", "median", "median")):
         out = run(association, name, "--until", until)  # made by the tests above (or now)
         config = {"asn": asn, "output_dir": out, "tweakreg": "{skip: true}",
                   "skymatch": solve_only}

@@ -16,10 +16,10 @@ start-ups (sbatch and srun) before its script, so a DAG level costs 16 s, or 39 
 takes longer (a group job running 2 members side by side on a busy 2-core machine does, and
 under CI the other pytest worker keeps the machine busy). The whole workflow (9 levels, 4 of
 them group jobs) took 3.5 minutes, so the run here covers tweakreg, skymatch and resample
-without QA plots (5 levels, 2 of them group jobs). With the QA plots (6 levels) it took 3 minutes
-here and did not finish within 3.7 on the CI machine; the run's timeout is 7 minutes. outlier_detection and source_catalog are
-skipped; the grouping of outlier_detection's rules is checked by the dry run of
-test_profiles_name_real_rules_and_build_the_dag.
+without QA plots (5 levels, 2 of them group jobs). With the QA plots (6 levels) it took 3
+minutes here and did not finish within 3.7 on the CI machine; the run's timeout is 7 minutes.
+outlier_detection and source_catalog are skipped; the grouping of outlier_detection's rules is
+checked by the dry run of test_profiles_name_real_rules_and_build_the_dag.
 """
 
 import fcntl
