@@ -42,6 +42,7 @@ from scipy.spatial import KDTree
 from stdatamodels.jwst import datamodels
 
 from . import __version__, photometry_refs
+from .clipping import sigma_clip_1d
 from .datamodel import atomic_path, save_model
 from .detection import STARFINDERS, detect_segments, find_stars, segment_catalog
 from .errors import ConfigError, InputFileError
@@ -597,30 +598,11 @@ def _local_background(data, xypos, inner_radius, outer_radius):
     median_err = np.full(len(xypos), np.nan)
     for i, mask in enumerate(annulus.to_mask(method="center")):
         values = mask.get_values(data)
-        values = _sigma_clipped(values[np.isfinite(values)])
+        values = sigma_clip_1d(values[np.isfinite(values)])[0]
         if values.size:
             median[i] = np.median(values)
             median_err[i] = np.sqrt(np.pi / (2.0 * values.size)) * np.std(values)
     return median, median_err
-
-
-def _sigma_clipped(values, sigma=3.0, maxiters=5):
-    """The finite 1-D ``values`` kept by astropy's ``SigmaClip(sigma, maxiters=maxiters)``.
-
-    The same iteration (bounds median ± sigma·std of the values kept so far, inclusive, until
-    none is removed or ``maxiters`` rounds) with the same numpy reductions, so the same
-    values are kept; without astropy's per-call overhead, which made the local background
-    of 2000 sources take 1.14 s instead of 0.73 s (measured on a 6 x 2048² mosaic).
-    """
-    for _ in range(maxiters):
-        if values.size == 0:
-            break
-        centre, std = np.median(values), np.std(values)
-        keep = (values >= centre - std * sigma) & (values <= centre + std * sigma)
-        if keep.all():
-            break
-        values = values[keep]
-    return values
 
 
 def _abmag(flux, flux_err):

@@ -53,8 +53,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-from astropy.stats import sigma_clip
 
+from .clipping import sigma_clip_1d
 from .datamodel import new_image, sky_level_to_remove
 from .dqflags import DO_NOT_USE, OUTLIER
 from .errors import ConfigError
@@ -143,12 +143,13 @@ def method_of(params: Mapping) -> str:
 
 
 def weight_threshold(weight: np.ndarray, maskpt: float) -> float:
-    """maskpt × the mean of the 3σ-clipped (5 iterations) non-zero finite weights."""
+    """maskpt × the mean of the 3σ-clipped (5 iterations) non-zero finite weights: the
+    reference's ``np.ma.mean(sigma_clip(...))``, the mean of those inside the final bounds."""
     good = weight[np.isfinite(weight) & (weight != 0)]
     if good.size == 0:
         return np.inf
-    clipped = sigma_clip(good, sigma=3, maxiters=5, masked=True, copy=False)
-    return float(maskpt) * float(np.ma.mean(clipped))
+    _, low, high = sigma_clip_1d(good, sigma=3.0, maxiters=5)
+    return float(maskpt) * float(np.mean(good[(good >= low) & (good <= high)]))
 
 
 def single_pixel_map(model, grid: Grid, params: Mapping) -> np.ndarray:

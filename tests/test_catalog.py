@@ -635,25 +635,3 @@ def test_stellar_locus_is_the_tight_cluster_even_when_stars_are_few():
     noise = np.concatenate([np.full(640, 0.02), np.full(200, 0.2)])
     assert stellar_locus_ci(ci, noise) == pytest.approx(2.9, rel=0.01)
     assert stellar_locus_ci(ci[:15], noise[:15]) is None
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_sigma_clipped_keeps_what_astropy_sigma_clip_keeps(seed):
-    """catalog._sigma_clipped (the local background's clip) against astropy's SigmaClip on
-    float32 annulus-sized samples with sources and hot pixels, and on degenerate ones."""
-    from astropy.stats import SigmaClip
-
-    from image3.catalog import _sigma_clipped
-
-    rng = np.random.default_rng(seed)
-    values = rng.normal(0.2, 0.01, rng.integers(3, 900)).astype(np.float32)
-    values[rng.random(values.size) < 0.1] += rng.exponential(0.2, 1).astype(np.float32)
-    values[: rng.integers(0, 4)] = 50.0
-    samples = [values, values[:1], np.full(7, 0.3, np.float32), np.array([], np.float32)]
-    for sample in samples:
-        expected = SigmaClip(sigma=3.0, maxiters=5)(sample, masked=False) if sample.size \
-            else sample
-        got = _sigma_clipped(sample)
-        assert got.dtype == sample.dtype
-        np.testing.assert_array_equal(got, expected)
-    assert _sigma_clipped(values).size < values.size  # the hot pixels went
