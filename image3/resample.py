@@ -9,7 +9,8 @@ mosaic as drizzling every exposure, in order, into one ``drizzle.resample.Drizzl
 Variances follow the reference (stcal ``Resample``): for each of VAR_RNOISE, VAR_POISSON and
 VAR_FLAT, sqrt(var) is drizzled alone with the same weights and squared, giving sigma_i^2 per
 exposure i on the output grid; with W_i = 1 / sigma_rnoise,i^2 (``ivm``) or the exposure time
-(``exptime``), ``var = sum(W_i^2 sigma_i^2) / (sum W_i)^2 / pixel_scale_ratio^2``.
+(``exptime``), ``var = sum(W_i^2 sigma_i^2) / (sum W_i)^2 / pixel_scale_ratio^2``. (Two of those drizzles
+share one call where they can, :func:`_drizzled_sigmas`; the values are the same.)
 
 Units: data and errors in surface brightness (MJy/sr); variances in (MJy/sr)^2.
 """
@@ -274,7 +275,7 @@ def drizzle_exposure(
         raise InputFileError("weight_type 'ivm' needs VAR_RNOISE to weight the variances")
     out_shape = (int(out_shape[0]), int(out_shape[1]))
 
-    finite = np.all(np.isfinite(pixmap), axis=-1)
+    finite = np.isfinite(pixmap[..., 0]) & np.isfinite(pixmap[..., 1])
     rows = np.flatnonzero(finite.any(axis=1))
     cols = np.flatnonzero(finite.any(axis=0))
     if rows.size == 0:
@@ -339,6 +340,8 @@ def _drizzle_cutout(data, variances, weight, shifted, in_range, out_shape, bbox,
                    **({"max_ctx_id": 0} if signed else {"disable_ctx": True}))
     driz.add_image(data, **drizzle_args)
     weight_sum = driz.out_wht
+    # sum(w a) once more for the variances, whose drizzled sigmas are sums over it
+    norm = weight_sum.copy() if variances else None
     # sci * wht in float64 rounded to float32, without full-size float64 temporaries
     data_sum = np.multiply(driz.out_img, weight_sum, dtype=np.float64,
                            out=np.empty(cut_shape, dtype=np.float32))
@@ -353,8 +356,8 @@ def _drizzle_cutout(data, variances, weight, shifted, in_range, out_shape, bbox,
         empty = np.zeros((0, 0), dtype=np.float32)
         data_sum, weight_sum, coverage = empty, empty, empty.astype(bool)
 
-    # Each variance is drizzled (as sigma, with the data's weights), squared and summed with
-    # the variance weight W at once, so one drizzled variance is alive at a time. With ivm
+    # Each variance's drizzled sigma (the data's weights) is squared and summed with the
+    # variance weight W at once, so few drizzled variances are alive at a time. With ivm
     # weighting W = 1 / drizzled VAR_RNOISE, so VAR_RNOISE goes first.
     w = None
     if weight_type not in IVM_TYPES:
@@ -362,17 +365,10 @@ def _drizzle_cutout(data, variances, weight, shifted, in_range, out_shape, bbox,
     elif "var_rnoise" not in variances:
         w = np.zeros(cut_shape)
     variance_sums = {}
-    for name in sorted(variances, key=lambda n: n != "var_rnoise"):
-        vdriz = Drizzle(kernel=kernel, fillval="NaN", out_shape=cut_shape, disable_ctx=True)
-        if consume:
-            sigma = variances.pop(name)
-            np.sqrt(sigma, out=sigma)
-        else:
-            sigma = np.sqrt(variances[name])
-        vdriz.add_image(sigma, **drizzle_args)
-        del sigma
-        var = vdriz.out_img
-        del vdriz
+    order = sorted(variances, key=lambda n: n != "var_rnoise")
+    sigmas = _drizzled_sigmas(variances, order, weight, norm, drizzle_args, kernel, cut_shape,
+                              consume)
+    for name, var in sigmas:
         np.square(var, out=var)
         if w is None:
             w = np.zeros(cut_shape)
@@ -398,6 +394,70 @@ def _drizzle_cutout(data, variances, weight, shifted, in_range, out_shape, bbox,
 
     return Partial(out_shape, (y0, y1, x0, x1), data_sum, weight_sum, coverage, variance_sums,
                    float(pixel_scale_ratio))
+
+
+#: Kernels whose drops are never negative: with them a drizzle's weights can carry a sigma.
+_POSITIVE_KERNELS = ("square", "turbo", "point", "gaussian")
+
+
+def _drizzled_sigmas(variances, order, weight, weight_sum, drizzle_args, kernel, cut_shape,
+                     consume):
+    """(name, drizzled sigma) for each variance in ``order``: sqrt(var) drizzled with the
+    data's weights, float32, NaN where nothing lands (the reference's values).
+
+    A drizzle is a weighted mean and its weight plane is linear in the weight map, so one
+    call yields two sums over the same drops a: with weights w * s_c and data s_p / s_c,
+    ``out_wht`` = sum(w a s_c) and ``out_img * out_wht`` = sum(w a s_p), each divided by
+    ``weight_sum`` = sum(w a) (the data's drizzle) to give the two drizzled sigmas. So
+    VAR_RNOISE carries the next variance through one drizzle instead of two (a third of
+    the variance drizzling, which dominates this function), where its sigma is positive
+    wherever the weight is and the kernel's drops are never negative; the values are the
+    separate drizzles' up to float32 rounding.
+    """
+    def sigma(name):
+        if consume:
+            values = variances.pop(name)
+            np.sqrt(values, out=values)
+            return values
+        return np.sqrt(variances[name])
+
+    def drizzle(values, weights):
+        driz = Drizzle(kernel=kernel, fillval="NaN", out_shape=cut_shape, disable_ctx=True)
+        driz.add_image(values, **{**drizzle_args, "weight_map": weights})
+        return driz
+
+    order = list(order)
+    if (kernel in _POSITIVE_KERNELS and len(order) > 1 and order[0] == "var_rnoise"
+            and bool(np.all(variances["var_rnoise"][weight > 0] > 0))):
+        carrier, passenger = order[:2]
+        order = order[2:]
+        sigma_c = sigma(carrier)
+        carried = np.multiply(weight, sigma_c, dtype=np.float32)
+        ratio = sigma(passenger)
+        np.divide(ratio, sigma_c, out=ratio, where=carried > 0)
+        ratio[~(carried > 0)] = 0.0
+        del sigma_c
+        driz = drizzle(ratio, carried)
+        del ratio, carried
+        covered = weight_sum > 0
+        total = driz.out_wht.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            total /= weight_sum
+        total[~covered] = np.nan
+        out_c = total.astype(np.float32)
+        total *= driz.out_img
+        del driz
+        yield carrier, out_c
+        del out_c
+        out_p = total.astype(np.float32)
+        del total
+        yield passenger, out_p
+        del out_p
+    for name in order:
+        driz = drizzle(sigma(name), weight)
+        out = driz.out_img
+        del driz
+        yield name, out
 
 
 def _empty_partial(out_shape, variances, pixel_scale_ratio) -> Partial:

@@ -217,6 +217,24 @@ def test_combined_partials_equal_serial_drizzle(nircam, kernel, pixfrac, weight_
         assert array.dtype == np.float32
 
 
+@pytest.mark.parametrize("zero_rnoise", [False, True])
+def test_variances_drizzled_in_pairs_equal_separate_drizzles(nircam, zero_rnoise):
+    """VAR_RNOISE carries VAR_POISSON through one drizzle (linear weights); where its sigma is
+    0 on a weighted pixel (exptime weighting) each variance is drizzled alone. Both give the
+    reference's separate drizzles, float32 rounding apart."""
+    _, grid, pixmaps = make_scene(nircam)
+    exposures = random_exposures(pixmaps, "exptime", seed=4)
+    if zero_rnoise:
+        exposures[1].variances["var_rnoise"][10:20, 30:40] = 0.0
+    assert all(np.all(e.weight[10:20, 30:40] > 0) for e in exposures)
+    result = R.combine_partials(drizzle_all(exposures, grid, weight_type="exptime"),
+                                grid.array_shape)
+    _, _, _, variances = serial_reference(exposures, grid.array_shape, weight_type="exptime")
+    for name in NAMES:
+        np.testing.assert_array_equal(np.isnan(getattr(result, name)), np.isnan(variances[name]))
+        np.testing.assert_allclose(getattr(result, name), variances[name], rtol=2e-6)
+
+
 def test_partials_round_trip_through_files(tmp_path, scene):
     _, grid, pixmaps = scene
     partials = drizzle_all(random_exposures(pixmaps), grid)
