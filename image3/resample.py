@@ -28,10 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from astropy.nddata.bitmask import interpret_bit_flags
 from drizzle.resample import Drizzle, blot_image
 
-from .dqflags import PIXEL as JWST_DQ_FLAGS
+from .dqflags import interpret_bits
 from .errors import ConfigError, InputFileError
 from .median import nanmedian
 
@@ -46,7 +45,6 @@ __all__ = [
     "blot",
     "combine_partials",
     "drizzle_exposure",
-    "interpret_bits",
     "partial_meta",
     "weight_map",
 ]
@@ -66,24 +64,6 @@ BLOT_BLOCK_ROWS = 128
 
 # --------------------------------------------------------------------------------------------
 # Input weights
-
-
-def interpret_bits(spec: int | str | None) -> int:
-    """DQ bits that make a pixel unusable, from a reference-style ``good_bits`` value.
-
-    ``good_bits`` lists the DQ flags to *ignore* (astropy ``interpret_bit_flags`` syntax with
-    JWST flag names): an int or "4+8" / "JUMP_DET,DROPOUT" = those bits are harmless, any
-    other set bit is bad; "0" = any set bit is bad; a leading "~" flips the meaning, so
-    "~DO_NOT_USE+NON_SCIENCE" = only DO_NOT_USE (1) and NON_SCIENCE (512) are bad;
-    None = no bit is bad (the DQ array is not used).
-    """
-    try:
-        good = interpret_bit_flags(spec, flag_name_map=JWST_DQ_FLAGS)
-    except (KeyError, ValueError, TypeError) as err:
-        raise ConfigError(f"good_bits {spec!r} is not a DQ bit specification ({err})") from None
-    if good is None:
-        return 0
-    return ~int(good) & 0xFFFFFFFF
 
 
 def weight_map(

@@ -32,13 +32,11 @@ from pathlib import Path
 
 import numpy as np
 from numpy.polynomial import polynomial as P
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from .asn import exposure_root
 from .datamodel import SkyRecord
+from .dqflags import interpret_bits
 from .errors import ConfigError, StepError
-from .resample import interpret_bits
 
 log = logging.getLogger(__name__)
 
@@ -795,10 +793,7 @@ def _match_deltas(stats, groups, match_down: bool) -> dict[str, float | None]:
 
 def _warn_disconnected(ids, pairs, matched) -> None:
     """Warn when the overlap graph of the matched groups falls apart into separate sets."""
-    n = len(ids)
-    rows, cols = zip(*pairs, strict=True)
-    graph = coo_matrix((np.ones(len(pairs)), (rows, cols)), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
+    labels = _connected_labels(len(ids), pairs)
     sets: dict[int, list[str]] = {}
     for k in matched:
         sets.setdefault(int(labels[k]), []).append(ids[k])
@@ -806,6 +801,21 @@ def _warn_disconnected(ids, pairs, matched) -> None:
         described = "; ".join("[" + ", ".join(s) + "]" for s in sets.values())
         log.warning("skymatch: the overlapping exposures form %d disconnected sets, each matched "
                     "only internally (their relative sky is arbitrary): %s", len(sets), described)
+
+
+def _connected_labels(n: int, pairs) -> list[int]:
+    """A label per node 0..n-1, equal for nodes joined by the undirected edges ``pairs``."""
+    parent = list(range(n))
+
+    def root(k):
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for a, b in pairs:
+        parent[root(a)] = root(b)
+    return [root(k) for k in range(n)]
 
 
 # --------------------------------------------------------------------------------------------

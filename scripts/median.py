@@ -1,12 +1,7 @@
 """Rule median: all single images combined pixel by pixel, a block of rows at a time; with
 sky_in_singles, skymatch solved first and each group's level removed from its single."""
 
-import numpy as np
-
-from image3.datamodel import load_exposure, save_model
-from image3.grid import load_grid
-from image3.median import median_of_singles, read_single, write_median
-from image3.outlier import intermediate_model, padded
+from image3.median import median_of_singles, write_median
 from image3.runjob import job
 from image3.skymatch import group_offsets, log_levels, read_sky_stats, solve_sky
 
@@ -30,6 +25,14 @@ with job(snakemake) as log:
              "fewer than 3 singles", len(singles), median.shape[1], median.shape[0],
              100.0 * float((count[covered] < 3).mean()) if covered.any() else 0.0)
     if snakemake.params.intermediate or snakemake.params.intermediate_singles:
+        # only for the saved intermediates: a job without them loads no gwcs or datamodel
+        import numpy as np
+
+        from image3.datamodel import load_exposure, save_model
+        from image3.grid import load_grid
+        from image3.median import read_single
+        from image3.outlier import intermediate_model, padded
+
         grid = load_grid(snakemake.input.grid)
     if snakemake.params.intermediate:
         save_model(intermediate_model(median, grid.wcs), snakemake.params.intermediate)

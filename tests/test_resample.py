@@ -117,16 +117,6 @@ def n_covering(con) -> np.ndarray:
 # ------------------------------------------------------------------ weights
 
 
-def test_interpret_bits_uses_jwst_flag_names():
-    assert R.interpret_bits("~DO_NOT_USE+NON_SCIENCE") == 1 | 512
-    assert R.interpret_bits("~DO_NOT_USE") == 1
-    assert R.interpret_bits(None) == 0  # DQ ignored
-    assert R.interpret_bits("0") == R.interpret_bits(0) == 0xFFFFFFFF  # any flag is bad
-    assert R.interpret_bits(6) == R.interpret_bits("SATURATED,JUMP_DET") == 0xFFFFFFFF ^ 6
-    with pytest.raises(ConfigError, match="NOT_A_FLAG"):
-        R.interpret_bits("~NOT_A_FLAG")
-
-
 def test_weight_map_as_the_reference():
     dq = np.array([[0, 1, 512, 4]], dtype=np.uint32)
     var = np.array([[0.25, 0.25, 0.25, 0.5]], dtype=np.float32)
