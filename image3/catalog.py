@@ -239,7 +239,7 @@ def make_catalog(
     columns = {name: sources[name] for name in ("label", "xcentroid", "ycentroid", "sky_centroid")}
     descriptions = dict(_SEGMENT_DESCRIPTIONS)
     aperture, aperture_desc, (fluxes, flux_errs) = _aperture_columns(
-        data, error, xypos, apertures, offset)
+        data, error, xypos, apertures, offset, workers)
     extras, extras_desc, point_source = _extra_columns(data, xypos, finite, sources["label"],
                                                        fluxes, flux_errs, apertures, p)
     for block, block_desc in ((aperture, aperture_desc), (extras, extras_desc)):
@@ -380,19 +380,21 @@ def _star_sources(data, uncovered, wcs, p):
     )
 
 
-def _aperture_columns(data, error, xypos, apertures, offset):
+def _aperture_columns(data, error, xypos, apertures, offset, workers=1):
     """Local background, aperture fluxes and magnitudes in the reference's order.
 
     Returns (columns, descriptions, fluxes) where ``fluxes`` are the three
-    EE-aperture fluxes (Jy, plain arrays) used for the concentration indices.
+    EE-aperture fluxes (Jy, plain arrays) used for the concentration indices. The local
+    background (a Python loop over sources: 0.8 s for 2000) is shared out over ``workers``
+    processes in contiguous runs of sources, like the centroids.
     """
     ee = apertures["aperture_ee"]
-    bkg, bkg_err = _local_background(
-        data,
-        xypos,
-        apertures["bkg_aperture_inner_radius"],
-        apertures["bkg_aperture_outer_radius"],
-    )
+    runs = [run for run in np.array_split(xypos, max(1, workers)) if len(run)]
+    parts = map_forked(lambda run: _local_background(
+        data, run, apertures["bkg_aperture_inner_radius"],
+        apertures["bkg_aperture_outer_radius"]), runs, workers)
+    bkg = np.concatenate([part[0] for part in parts]) if parts else np.zeros(0)
+    bkg_err = np.concatenate([part[1] for part in parts]) if parts else np.zeros(0)
     circles = [CircularAperture(xypos, radius) for radius in apertures["aperture_radii"]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
