@@ -50,6 +50,20 @@ def test_weight_threshold_is_maskpt_times_clipped_mean():
     assert weight_threshold(weight, 0.7) == pytest.approx(70.0, rel=0.01)
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_weight_threshold_equals_astropy_on_drizzle_like_weights(seed):
+    """Partly covered edges (weights scaled down), ties, empty pixels: astropy's number."""
+    rng = np.random.default_rng(seed)
+    weight = rng.normal(100.0, rng.uniform(0.1, 10.0), (60, 70)).astype(np.float32)
+    weight[rng.random(weight.shape) < 0.1] *= rng.random(1).astype(np.float32)
+    weight[:, : rng.integers(0, 20)] = 0.0
+    weight[-rng.integers(0, 10):] = np.float32(50.0)
+    good = weight[weight != 0]
+    expected = 0.7 * float(np.ma.mean(sigma_clip(good, sigma=3, maxiters=5)))
+    assert weight_threshold(weight, 0.7) == pytest.approx(expected, rel=1e-6)
+    assert weight_threshold(np.zeros((3, 3), np.float32), 0.7) == np.inf
+
+
 def test_abs_derivative_is_largest_neighbour_difference():
     image = np.array([[0, 0, 0], [0, 4, 1], [0, 0, 9]], dtype=np.float32)
     deriv = abs_derivative(image)
