@@ -393,8 +393,8 @@ def _aperture_columns(data, error, xypos, apertures, offset, workers=1):
     parts = map_forked(lambda run: _local_background(
         data, run, apertures["bkg_aperture_inner_radius"],
         apertures["bkg_aperture_outer_radius"]), runs, workers)
-    bkg = np.concatenate([part[0] for part in parts]) if parts else np.zeros(0)
-    bkg_err = np.concatenate([part[1] for part in parts]) if parts else np.zeros(0)
+    bkg = np.concatenate([part[0] for part in parts])
+    bkg_err = np.concatenate([part[1] for part in parts])
     circles = [CircularAperture(xypos, radius) for radius in apertures["aperture_radii"]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

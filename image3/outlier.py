@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .clipping import sorted_sigma_clip_bounds
 from .datamodel import new_image, sky_level_to_remove
 from .dqflags import DO_NOT_USE, OUTLIER
 from .errors import ConfigError
@@ -143,28 +144,12 @@ def method_of(params: Mapping) -> str:
 
 def weight_threshold(weight: np.ndarray, maskpt: float) -> float:
     """maskpt × the mean of the 3σ-clipped (5 iterations) non-zero finite weights: the
-    reference's ``np.ma.mean(sigma_clip(...))``, the mean of those inside the final bounds.
-
-    The weights are sorted once, so every round's kept values are a slice: its median is
-    read off and only its standard deviation is summed (a 2048² single: 0.33 -> 0.1 s). The
-    slice is summed in sorted order, which moves the bounds by float32 rounding at most.
-    """
+    reference's ``np.ma.mean(sigma_clip(...))``, the mean of those inside the final bounds
+    (:func:`~image3.clipping.sorted_sigma_clip_bounds`: a 2048² single 0.35 -> 0.12 s)."""
     good = np.sort(weight[np.isfinite(weight) & (weight != 0)])
     if good.size == 0:
         return np.inf
-    lo, hi = 0, good.size
-    for _ in range(5):
-        kept = good[lo:hi]
-        middle = kept.size // 2
-        centre = kept[middle] if kept.size % 2 else np.mean(kept[middle - 1:middle + 1])
-        std = np.std(kept)
-        low, high = centre - std * 3.0, centre + std * 3.0
-        bounds = (lo + int(np.searchsorted(kept, low, side="left")),
-                  lo + int(np.searchsorted(kept, high, side="right")))
-        if bounds == (lo, hi):
-            break
-        lo, hi = bounds
-    # the mean of every good weight inside the last bounds, as astropy's masked result
+    low, high = sorted_sigma_clip_bounds(good, sigma=3.0, maxiters=5)
     inside = good[np.searchsorted(good, low, side="left"):np.searchsorted(good, high, side="right")]
     return float(maskpt) * float(np.mean(inside, dtype=np.float64))
 

@@ -320,8 +320,9 @@ def _drizzle_cutout(data, variances, weight, shifted, in_range, out_shape, bbox,
                    **({"max_ctx_id": 0} if signed else {"disable_ctx": True}))
     driz.add_image(data, **drizzle_args)
     weight_sum = driz.out_wht
-    # sum(w a) once more for the variances, whose drizzled sigmas are sums over it
-    norm = weight_sum.copy() if variances else None
+    # sum(w a), kept for the variances (whose drizzled sigmas are sums over it) when the
+    # name is given an empty plane below
+    norm = weight_sum
     # sci * wht in float64 rounded to float32, without full-size float64 temporaries
     data_sum = np.multiply(driz.out_img, weight_sum, dtype=np.float64,
                            out=np.empty(cut_shape, dtype=np.float32))
@@ -406,16 +407,17 @@ def _drizzled_sigmas(variances, order, weight, weight_sum, drizzle_args, kernel,
         driz.add_image(values, **{**drizzle_args, "weight_map": weights})
         return driz
 
-    order = list(order)
     if (kernel in _POSITIVE_KERNELS and len(order) > 1 and order[0] == "var_rnoise"
             and bool(np.all(variances["var_rnoise"][weight > 0] > 0))):
         carrier, passenger = order[:2]
         order = order[2:]
         sigma_c = sigma(carrier)
         carried = np.multiply(weight, sigma_c, dtype=np.float32)
+        positive = carried > 0
         ratio = sigma(passenger)
-        np.divide(ratio, sigma_c, out=ratio, where=carried > 0)
-        ratio[~(carried > 0)] = 0.0
+        np.divide(ratio, sigma_c, out=ratio, where=positive)
+        ratio[~positive] = 0.0
+        del positive
         del sigma_c
         driz = drizzle(ratio, carried)
         del ratio, carried

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from astropy.stats import SigmaClip
 
-from image3.clipping import sigma_clip_1d
+from image3.clipping import sigma_clip_1d, sorted_sigma_clip_bounds
 
 
 def _samples(seed):
@@ -31,6 +31,14 @@ def test_keeps_what_astropy_keeps_with_its_bounds(seed):
         assert (low, high) == pytest.approx((astropy_low, astropy_high), rel=1e-6)
     values = _samples(seed)[0]
     assert sigma_clip_1d(values)[0].size < values.size  # the hot pixels went
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sorted_bounds_are_astropys_to_float32_rounding(seed):
+    """The rounds on sorted values end at astropy's bounds (its std summed in another order)."""
+    for sample in _samples(seed):
+        _, low, high = SigmaClip(sigma=3.0, maxiters=5)(sample, masked=False, return_bounds=True)
+        assert sorted_sigma_clip_bounds(np.sort(sample)) == pytest.approx((low, high), rel=1e-6)
 
 
 def test_empty_input_keeps_nothing_and_has_open_bounds():
