@@ -178,7 +178,8 @@ def _run_measured(cmd: list[str], log: Path, env: dict | None = None, cwd: Path 
 
 
 def _benchmarks(work: Path) -> dict[str, dict]:
-    """Per rule: jobs, summed wall s, summed CPU s, max peak RSS MB from benchmark TSVs."""
+    """Per rule: jobs, summed wall s, summed CPU s, max peak RSS MB from benchmark TSVs (and
+    the job server's record of its workers, when there is one)."""
     rules: dict[str, dict] = {}
     for tsv in sorted((work / "benchmarks").rglob("*.tsv")):
         rel = tsv.relative_to(work / "benchmarks")
@@ -191,6 +192,16 @@ def _benchmarks(work: Path) -> dict[str, dict]:
         entry["cpu_s"] += float(row["cpu_time"])
         rss = row["max_rss"]
         entry["max_rss_mb"] = max(entry["max_rss_mb"], float(rss) if rss not in ("-", "NA") else 0)
+    # With the job server (image3/jobserver.py) Snakemake's files time each job but measure
+    # only its client: the worker's CPU time is added and its peak RSS replaces the client's.
+    workers = work / "logs" / "jobserver.tsv"
+    if workers.exists():
+        with workers.open() as fh:
+            for row in csv.DictReader(fh, delimiter="\t"):
+                if row["rule"] in rules:
+                    entry = rules[row["rule"]]
+                    entry["cpu_s"] += float(row["cpu_s"])
+                    entry["max_rss_mb"] = max(entry["max_rss_mb"], float(row["max_rss_mb"]))
     return rules
 
 

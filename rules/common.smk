@@ -1,7 +1,9 @@
 """Config validation, the association, and the path and input helpers every stage uses."""
 
 import re
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -10,6 +12,7 @@ import image3.config as i3config
 from image3.asn import Association, Member, crf_name, product_names, read_association
 from image3.errors import Image3Error
 from image3.inspect import save_inspection, screen
+from image3.jobserver import start as start_job_server
 from image3.runjob import ERRORS_FILE
 
 
@@ -311,8 +314,22 @@ def qa_outputs():
             ] + [f"{QA}/parameters.html"]
 
 
+def handle_sigterm_off_the_main_thread():
+    """Snakemake 9's SIGTERM handler (``JobScheduler.exit_gracefully``) takes the scheduler's
+    lock, which the main thread holds while it post-processes a finished job: a SIGTERM at
+    that moment hangs Snakemake for ever (tests/test_resume.py caught it, once jobs ended
+    faster with the job server). Run the handler in a thread, which waits for the lock."""
+    handler = signal.getsignal(signal.SIGTERM)
+    if callable(handler):
+        signal.signal(signal.SIGTERM, lambda signum, frame: threading.Thread(
+            target=handler, args=(signum, frame), daemon=True).start())
+
+
 onstart:
     Path(LOGS, ERRORS_FILE).unlink(missing_ok=True)
+    handle_sigterm_off_the_main_thread()
+    if config["job_server"] and workflow.local_exec and not workflow.remote_exec:
+        start_job_server(LOGS)
     if INSPECTED:
         save_inspection(INSPECTION, INSPECTED)
 

@@ -1,5 +1,9 @@
 """Rule demo_data: write the synthetic demo association (exposures, ASN and truth)."""
 
+from image3.jobserver import delegate
+
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+
 from pathlib import Path
 
 from image3 import synth

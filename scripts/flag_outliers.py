@@ -1,6 +1,10 @@
 """Rule flag: blot the median onto one exposure, flag its outliers, write its _crf and (when
 resample runs) its drizzled contribution to the _i2d."""
 
+from image3.jobserver import delegate
+
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+
 import gc
 
 from image3.datamodel import load_exposure, read_pixels, read_wcs_status, save_model

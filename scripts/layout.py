@@ -1,6 +1,10 @@
 """Rule layout (when tweakreg does not run): every member's sky footprint and the output
 grid(s) (image3/layout.py)."""
 
+from image3.jobserver import delegate
+
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+
 from image3.layout import write_layout
 from image3.runjob import job
 

@@ -1,5 +1,9 @@
 """Rule qa_catalog: catalogue sources on the mosaic, magnitudes and concentration indices."""
 
+from image3.jobserver import delegate
+
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+
 from astropy.table import Table
 
 from image3 import qa

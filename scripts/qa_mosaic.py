@@ -1,5 +1,9 @@
 """Rule qa_mosaic: the mosaic (block-averaged for display) with every member's footprint."""
 
+from image3.jobserver import delegate
+
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+
 import json
 from pathlib import Path
 

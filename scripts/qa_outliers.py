@@ -1,6 +1,10 @@
 """Rule qa_outliers: outlier pixels flagged per member (_crf DQ vs _cal DQ) and their map on
 the median the exposures were compared with; one exposure's DQ arrays in memory at a time."""
 
+from image3.jobserver import delegate
+
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+
 import json
 from pathlib import Path
 

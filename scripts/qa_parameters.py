@@ -1,6 +1,10 @@
 """Rule qa_parameters: every step parameter of the run and where its value came from (HTML
 table, shown in the report)."""
 
+from image3.jobserver import delegate
+
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+
 from astropy.table import Table
 
 from image3.datamodel import atomic_path

@@ -1,5 +1,9 @@
 """Rule qa_skymatch: each member's sky before and after skymatch."""
 
+from image3.jobserver import delegate
+
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+
 import json
 from pathlib import Path
 

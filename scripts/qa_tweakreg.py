@@ -1,5 +1,9 @@
 """Rule qa_tweakreg: matched-star residual vectors and each group's shift and rotation."""
 
+from image3.jobserver import delegate
+
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+
 from astropy.table import Table
 
 from image3 import qa

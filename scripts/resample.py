@@ -1,6 +1,10 @@
 """Rule resample: the _i2d mosaic, from the members' contributions (drizzled by the flag jobs)
 or, without outlier detection, drizzling every exposure here."""
 
+from image3.jobserver import delegate
+
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+
 from pathlib import Path
 
 from image3.datamodel import save_model

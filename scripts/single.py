@@ -1,6 +1,10 @@
 """Rule single: one exposure group drizzled onto its cutout of the outlier-detection grid, and
 (sky_in_singles) its members' sky statistics for the median job's skymatch solve."""
 
+from image3.jobserver import delegate
+
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+
 from functools import partial
 
 from image3.datamodel import load_exposure, read_pixels, save_model, sky_level_to_remove

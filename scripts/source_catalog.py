@@ -1,5 +1,9 @@
 """Rule source_catalog: _cat.ecsv and _segm.fits from the _i2d mosaic."""
 
+from image3.jobserver import delegate
+
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+
 from image3.catalog import catalog_for_product, open_mosaic, write_catalog_products
 from image3.runjob import job
 
