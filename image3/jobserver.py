@@ -220,8 +220,9 @@ def serve(listener_fd: int, record: str | Path) -> None:
     # the imported objects stay out of every collection, in the server and in its workers: a
     # collection that visited them would write to (and so copy) the pages the workers share
     gc.freeze()
-    print(f"imported {len(PRELOAD)} modules in {time.perf_counter() - started:.2f} s",
-          flush=True)
+    released = _page_out_file_mappings()
+    print(f"imported {len(PRELOAD)} modules in {time.perf_counter() - started:.2f} s; "
+          f"{released / 2**20:.0f} MB of mapped files released", flush=True)
 
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
@@ -252,6 +253,42 @@ def serve(listener_fd: int, record: str | Path) -> None:
         _reap(workers, selector, record)
     for pid in workers:
         _signal_group(pid, signal.SIGTERM)
+
+
+def _page_out_file_mappings() -> int:
+    """Let go of the file pages (shared libraries, mostly) that importing left resident in
+    this process alone; returns the bytes of resident file pages released.
+
+    Loading the extension modules touches ~40 MB of their files that the server never needs
+    again, resident in its memory alone: they would count whole in the run's memory all
+    along, while a worker finds what it uses in the page cache or on disk. Linux's
+    ``madvise(MADV_PAGEOUT)`` (5.4+) drops such pages, never a page another process maps
+    nor one written to; elsewhere it fails and nothing changes.
+    """
+    before = _resident_file_bytes()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                fields = line.split()
+                if len(fields) >= 6 and fields[5].startswith("/"):
+                    start, end = (int(address, 16) for address in fields[0].split("-"))
+                    libc.madvise(start, end - start, 21)  # 21: MADV_PAGEOUT
+    except (OSError, AttributeError):
+        return 0
+    return max(before - _resident_file_bytes(), 0)
+
+
+def _resident_file_bytes() -> int:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("RssFile:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def _fork_worker(connection, listener, selector, workers):

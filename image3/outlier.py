@@ -75,6 +75,7 @@ __all__ = [
     "abs_derivative",
     "apply_outlier_flags",
     "blot_window",
+    "blot_median",
     "compare_with_median",
     "curvature",
     "drizzle_single",
@@ -610,23 +611,29 @@ def window_of(pixmap: np.ndarray, grid_shape: tuple[int, int], margin: int = 2):
     return y0, max(y0, y1), x0, max(x0, x1)
 
 
-def compare_with_median(model, pixmap, median_window, count_window, own_window, origin,
-                        params: Mapping) -> FlagResult:
-    """Blot the median window onto ``model`` and find its outliers (DQ not yet touched).
+def blot_median(model, pixmap, median_window, count_window, own_window, origin,
+                params: Mapping) -> tuple[np.ndarray, np.ndarray]:
+    """The median window blotted onto ``model``'s pixels, and where it is a reference.
 
     ``count_window``: singles with data per grid pixel; ``own_window``: where this exposure's
-    own single has data. A pixel has a reference where another exposure covers it.
+    own single has data. A pixel has a reference where another exposure covers it. The
+    windows are not needed after this (the caller can free them before
+    :func:`compare_with_median`).
     """
     shape = model.data.shape
     blotted = blot_window(median_window, origin, pixmap, shape)
     if method_of(params) == "reference":
-        has_reference = np.isfinite(blotted)
-    else:
-        others = count_window.astype(np.float32)
-        others -= own_window
-        # all blot interpolation nodes must have another exposure's data
-        has_reference = blot_window(others, origin, pixmap, shape) > 0.999
-        del others
+        return blotted, np.isfinite(blotted)
+    others = count_window.astype(np.float32)
+    others -= own_window
+    # all blot interpolation nodes must have another exposure's data
+    return blotted, blot_window(others, origin, pixmap, shape) > 0.999
+
+
+def compare_with_median(model, blotted: np.ndarray, has_reference: np.ndarray,
+                        params: Mapping) -> FlagResult:
+    """``model``'s outliers against the blotted median (:func:`blot_median`); DQ not yet
+    touched."""
     background = sky_level_to_remove(model) or float(params.get("backg", 0.0))
     return find_outliers(model.data, model.err, blotted, has_reference, background, params,
                          stacked=not params.get("resample_data", True))

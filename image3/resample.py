@@ -352,20 +352,9 @@ def _drizzle_cutout(data, variances, weight, shifted, in_range, out_shape, bbox,
     for name, var in sigmas:
         np.square(var, out=var)
         if w is None:
-            w = np.zeros(cut_shape)
-            usable = (var > 0) & np.isfinite(var)
-            w[usable] = np.reciprocal(var[usable])
-            del usable
-        ok = (var >= 0) & np.isfinite(var) & (w > 0)
-        with np.errstate(over="ignore", invalid="ignore"):
-            wsum = var.astype(np.float64)  # var * W * W in float64, as one temporary
-            wsum *= w
-            wsum *= w
-        wsum[~ok] = 0.0
-        wt = w.astype(np.float32)
-        wt[~ok] = 0.0
-        sums = (wsum.astype(np.float32), wt)
-        del var, wsum, ok, wt
+            w = _inverse_where_positive(var)
+        sums = _weighted_variance_sums(var, w)
+        del var
         if sink is None:
             variance_sums[name] = sums
         else:
@@ -375,6 +364,35 @@ def _drizzle_cutout(data, variances, weight, shifted, in_range, out_shape, bbox,
 
     return Partial(out_shape, (y0, y1, x0, x1), data_sum, weight_sum, coverage, variance_sums,
                    float(pixel_scale_ratio))
+
+
+def _inverse_where_positive(var: np.ndarray) -> np.ndarray:
+    """float64 ``1 / var`` (the float32 reciprocal) where ``var`` is positive, 0 elsewhere."""
+    usable = (var > 0) & np.isfinite(var)
+    inverse = np.reciprocal(var, where=usable, out=np.zeros_like(var))
+    return inverse.astype(np.float64)
+
+
+def _weighted_variance_sums(var: np.ndarray, w: np.ndarray,
+                            rows: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """float32 (var · W², W), both 0 where var is negative or not finite or W is not
+    positive; var · W² is formed in float64 a block of ``rows`` rows at a time (no
+    full-size float64 temporary)."""
+    wsum = np.empty(var.shape, dtype=np.float32)
+    wt = np.empty(var.shape, dtype=np.float32)
+    for r0 in range(0, var.shape[0], rows):
+        v, ww = var[r0:r0 + rows], w[r0:r0 + rows]
+        ok = (v >= 0) & np.isfinite(v) & (ww > 0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            block = v.astype(np.float64)
+            block *= ww
+            block *= ww
+        block[~ok] = 0.0
+        wsum[r0:r0 + rows] = block
+        weights = ww.astype(np.float32)
+        weights[~ok] = 0.0
+        wt[r0:r0 + rows] = weights
+    return wsum, wt
 
 
 #: Kernels whose drops are never negative: with them a drizzle's weights can carry a sigma.

@@ -11,8 +11,8 @@ from image3.datamodel import load_exposure, read_pixels, read_wcs_status, save_m
 from image3.grid import load_grid
 from image3.median import median_shape, read_median_window, read_single_coverage
 from image3.mosaic import drizzle_member, member_meta, member_pixels
-from image3.outlier import (apply_outlier_flags, compare_with_median, intermediate_model,
-                            single_pixel_map, window_of)
+from image3.outlier import (apply_outlier_flags, blot_median, compare_with_median,
+                            intermediate_model, single_pixel_map, window_of)
 from image3.resample import PartialWriter
 from image3.runjob import job
 from image3.sip import apply_sip
@@ -33,8 +33,11 @@ with job(snakemake) as log:
     box = window_of(pixmap, median_shape(snakemake.input.median))
     median, count = read_median_window(snakemake.input.median, box)
     own = read_single_coverage(snakemake.input.single, box)
-    result = compare_with_median(pixels, pixmap, median, count, own, (box[0], box[2]), params)
+    blotted, has_reference = blot_median(pixels, pixmap, median, count, own, (box[0], box[2]),
+                                         params)
     del median, count, own
+    result = compare_with_median(pixels, blotted, has_reference, params)
+    del blotted, has_reference
     model = pixels if not snakemake.input.geometry else \
         load_exposure(snakemake.input.cal, **files)
     del pixels

@@ -20,7 +20,7 @@ from image3.grid import build_grid, member_geometry
 from image3.median import (Single, combine_stack, median_of_singles, median_shape, nanmedian,
                            read_median_window, read_single_coverage, write_median, write_single)
 from image3.outlier import (DO_NOT_USE, OUTLIER, abs_derivative, apply_outlier_flags,
-                            compare_with_median, drizzle_single, find_outliers, laplacian,
+                            blot_median, compare_with_median, drizzle_single, find_outliers, laplacian,
                             parse_pair, single_pixel_map, weight_threshold, window_of)
 
 DEFAULT_GRID = {"pixel_scale_ratio": 1.0, "pixel_scale": None, "rotation": None, "crpix": None,
@@ -259,8 +259,9 @@ def run_outlier_detection(asn_path: Path, work: Path, params: dict) -> dict:
         box = window_of(pixmap, median_shape(work / "median.fits"))
         window, window_count = read_median_window(work / "median.fits", box)
         own = read_single_coverage(singles[member], box)
-        results[member] = compare_with_median(model, pixmap, window, window_count, own,
-                                              (box[0], box[2]), params)
+        blotted, has_reference = blot_median(model, pixmap, window, window_count, own,
+                                             (box[0], box[2]), params)
+        results[member] = compare_with_median(model, blotted, has_reference, params)
     return results
 
 
