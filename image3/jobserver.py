@@ -44,12 +44,13 @@ ADDRESS_VARIABLE = "IMAGE3_JOB_SERVER"
 WORKER_VARIABLE = "IMAGE3_JOB_WORKER"
 
 #: What the server imports before it serves: the modules the job scripts import, and those
-#: their functions import when first called (photutils, tweakwcs, the datamodels).
+#: their functions import when first called (photutils, through image3.photutils_import,
+#: tweakwcs, the datamodels).
 PRELOAD = (
     "snakemake.iocontainers",
     "numpy", "scipy.ndimage", "scipy.spatial", "astropy.io.fits", "astropy.table",
     "astropy.coordinates", "gwcs", "stdatamodels.jwst.datamodels", "drizzle.resample",
-    "tweakwcs", "photutils.segmentation", "photutils.aperture", "photutils.background",
+    "tweakwcs", "image3.photutils_import", "photutils.segmentation", "photutils.aperture", "photutils.background",
     "image3.catalog", "image3.datamodel", "image3.detection", "image3.grid", "image3.layout",
     "image3.median", "image3.mosaic", "image3.outlier", "image3.refcat", "image3.resample",
     "image3.runjob", "image3.sip", "image3.skymatch", "image3.tweakreg",
