@@ -50,7 +50,8 @@ PRELOAD = (
     "snakemake.iocontainers",
     "numpy", "scipy.ndimage", "scipy.spatial", "astropy.io.fits", "astropy.table",
     "astropy.coordinates", "gwcs", "stdatamodels.jwst.datamodels", "drizzle.resample",
-    "tweakwcs", "image3.photutils_import", "photutils.segmentation", "photutils.aperture", "photutils.background",
+    "tweakwcs", "image3.photutils_import", "photutils.segmentation", "photutils.aperture",
+    "photutils.background",
     "image3.catalog", "image3.datamodel", "image3.detection", "image3.grid", "image3.layout",
     "image3.median", "image3.mosaic", "image3.outlier", "image3.refcat", "image3.resample",
     "image3.runjob", "image3.sip", "image3.skymatch", "image3.tweakreg",
@@ -70,8 +71,9 @@ def start(log_dir: str | Path) -> subprocess.Popen | None:
 
     The server is a child of this process (Snakemake's main process): it is stopped when this
     process exits (:func:`stop`, registered at exit), and stops by itself within a second if
-    this process dies otherwise (it watches its parent's pid). Its own messages go to ``jobserver.log`` in ``log_dir``, its
-    workers' figures to :data:`RECORD_FILE` there. ``None`` (no server) off Linux.
+    this process dies otherwise (it watches its parent's pid). Its own messages go to
+    ``jobserver.log`` in ``log_dir``, its workers' figures to :data:`RECORD_FILE` there.
+    ``None`` (no server) off Linux.
     """
     if not sys.platform.startswith("linux"):  # abstract sockets and prctl are Linux's
         return None
@@ -149,13 +151,14 @@ def delegate(snakemake) -> None:
     os.set_inheritable(client.fileno(), True)
     sys.stdout.flush()
     sys.stderr.flush()
+    forwarded = ",".join(str(int(signum)) for signum in _FORWARDED)
     os.execv(sys.executable, [sys.executable, "-S", "-I", "-c", _WAITER, str(client.fileno()),
-                              str(json.loads(started)["pid"]), script])
+                              str(json.loads(started)["pid"]), forwarded, script])
 
 
 #: The client once its job has started (``python -S -I -c``; arguments: the socket's file
-#: descriptor, the worker's pid, the script): pass signals on to the worker's process group,
-#: wait for the exit status and exit with it.
+#: descriptor, the worker's pid, the :data:`_FORWARDED` signal numbers, the script): pass
+#: those signals on to the worker's process group, wait for the exit status and exit with it.
 _WAITER = """\
 import os, signal, socket, sys
 connection = socket.socket(fileno=int(sys.argv[1]))
@@ -165,13 +168,13 @@ def forward(signum, frame):
         os.killpg(worker, signum)
     except ProcessLookupError:
         pass
-forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+forwarded = [int(number) for number in sys.argv[3].split(",")]
 for signum in forwarded:
     signal.signal(signum, forward)
 signal.pthread_sigmask(signal.SIG_UNBLOCK, forwarded)  # blocked since before the request
 finished = connection.recv(4096)
 if not finished:
-    sys.exit(f"image3: error: the job server stopped while running {sys.argv[3]}")
+    sys.exit(f"image3: error: the job server stopped while running {sys.argv[4]}")
 sys.exit(int(finished))
 """
 

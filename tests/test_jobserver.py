@@ -17,8 +17,8 @@ from image3 import jobserver
 # A job script as Snakemake runs it: its preamble defines `snakemake`, then delegate() comes first.
 SCRIPT = '''\
 import os, sys, time, types
-snakemake = types.SimpleNamespace(rule="probe",
-                                  wildcards=types.SimpleNamespace(items=lambda: {"member": "m1"}.items()))
+wildcards = types.SimpleNamespace(items=lambda: {"member": "m1"}.items())
+snakemake = types.SimpleNamespace(rule="probe", wildcards=wildcards)
 from image3.jobserver import delegate
 delegate(snakemake)
 print("pid", os.getpid(), "worker", os.environ.get("IMAGE3_JOB_WORKER", "no"),
