@@ -1,6 +1,8 @@
 """The `image3` command: parameter overrides become Snakemake config, and a dry run goes through
 it. A whole run through it, checked against Snakemake's products, is in test_resume.py."""
 
+import pytest
+
 from image3 import cli, synth
 
 
@@ -11,6 +13,7 @@ def test_set_overrides_group_by_step():
                      "tweakreg={skip: true}"]
 
 
+@pytest.mark.workflow
 def test_dry_run_through_the_command(tmp_path, monkeypatch, capfd):
     asn = synth.make_association(tmp_path / "data", n=2, size=256, seed=2)
     monkeypatch.chdir(tmp_path)

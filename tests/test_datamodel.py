@@ -26,6 +26,7 @@ from image3.grid import geometry_of, save_geometry
 from image3.mosaic import exposure_time, prepare_arrays
 
 
+@pytest.mark.real
 def test_real_miri_products_read_with_units_meta_and_gwcs(miri_i2d_files):
     assert len(miri_i2d_files) == 3
     for path in miri_i2d_files:

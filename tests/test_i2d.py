@@ -20,6 +20,8 @@ from image3 import psf, synth
 from truth import isolation_arcsec, to_pixels, truth_sources, windowed_centroid
 from workflow import snakemake
 
+pytestmark = pytest.mark.workflow
+
 ONLY_RESAMPLE = {step: "{skip: true}" for step in
                  ("tweakreg", "skymatch", "outlier_detection", "source_catalog")}
 # Drizzling averages neighbouring input pixels, so one output pixel is less noisy than the ERR
@@ -176,6 +178,7 @@ def test_fits_tan_header_agrees_with_gwcs(mosaic):
     assert worst < 0.05
 
 
+@pytest.mark.real
 def test_layout_matches_real_miri_i2d(mosaic, miri_i2d_files):
     _, path, _ = mosaic
     ours = [h.name for h in fits.open(path)]

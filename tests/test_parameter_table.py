@@ -124,6 +124,7 @@ def test_bad_entries_are_one_line_naming_the_entry(schema, tmp_path, entry, need
     assert message.startswith(f"{table}: entry 1") and needle in message and "\n" not in message
 
 
+@pytest.mark.workflow
 def test_the_run_takes_table_values_unless_the_user_set_them(tmp_path):
     """Through the Snakefile: a synthetic NIRCam F200W association gets the F200W entry
     (one line on the terminal; the run's parameter table says where each value came from),

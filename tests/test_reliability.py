@@ -16,6 +16,8 @@ from image3 import synth
 from image3.asn import write_association
 from workflow import snakemake
 
+pytestmark = pytest.mark.workflow
+
 SKIP_SLOW = {"source_catalog": "{skip: true}"}
 
 

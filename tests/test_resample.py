@@ -1,16 +1,16 @@
 """Drizzle core: weights, per-exposure partials and their join, variances, blot.
 
-Small synthetic arrays (128^2 inputs) on the real NIRCam gwcs, dithered by editing its
-v2v3 -> sky rotation; every pixel map is exact (stepsize 1) so only drizzle is under test.
+Small synthetic arrays (128^2 inputs) on the synthetic NRCB1 gwcs (SIAF distortion), dithered
+by editing its v2v3 -> sky rotation; every pixel map is exact (stepsize 1) so only drizzle is
+under test.
 """
 
 from dataclasses import dataclass
 
-import asdf
 import numpy as np
 import pytest
 from drizzle.resample import Drizzle
-from test_wcs import dithered, nircam_wcsinfo
+from test_wcs import dithered
 
 from image3 import resample as R
 from image3 import wcs as W
@@ -28,13 +28,6 @@ class Exposure:
     weight: np.ndarray
     pixmap: np.ndarray
     exptime: float
-
-
-@pytest.fixture(scope="module")
-def nircam(nircam_wcs_file):
-    with asdf.open(nircam_wcs_file, lazy_load=False, memmap=False) as af:
-        wcs = af["wcs"]
-    return wcs, nircam_wcsinfo(wcs)
 
 
 def make_scene(nircam, pixel_scale_ratio=1.0, output_shape=None):

@@ -18,8 +18,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from image3 import cli, synth
 from workflow import SNAKEMAKE, assert_same_products, jobs_run, snakemake
+
+pytestmark = pytest.mark.workflow
 
 PRODUCT = synth.PRODUCT_NAME
 

@@ -1,6 +1,6 @@
 """Tests of image3.skymatch: the sky statistic, overlaps on the sky and the skymatch solve.
 
-The scene: dithered copies of the real NIRCam NRCB1 gwcs (the pointing moved by perturbing the
+The scene: dithered copies of a synthetic NRCB1 gwcs (SIAF distortion) (the pointing moved by perturbing the
 RotationSequence3D angles of its v2v3 -> world part), seen through 512 x 512 subarrays, with
 unit Gaussian noise, compact sources at fixed sky positions and known per-exposure sky levels.
 What the reference's 'mode' predicts for an image is the peak of its pixel-value distribution:
@@ -16,7 +16,6 @@ import json
 import logging
 from dataclasses import dataclass
 
-import asdf
 import gwcs
 import numpy as np
 import pytest
@@ -158,19 +157,14 @@ def build_scene(base, exposures, size, sources_per_pointing, seed):
     return Scene(exposures, wcs, peak, offset, member_stats, group_footprints)
 
 
-def load_nircam_wcs(path):
-    with asdf.open(path, lazy_load=False, memmap=False) as af:
-        return af["wcs"]
-
-
 @pytest.fixture(scope="module")
-def scene(nircam_wcs_file):
+def scene(nircam):
     """EXPOSURES on 512 x 512 subarrays."""
-    return build_scene(load_nircam_wcs(nircam_wcs_file), EXPOSURES, SIZE, 60, seed=20260101)
+    return build_scene(nircam[0], EXPOSURES, SIZE, 60, seed=20260101)
 
 
 @pytest.fixture(scope="module")
-def full_frame(nircam_wcs_file):
+def full_frame(nircam):
     """Three dithered full 2048 x 2048 NRCB1 exposures: a single 512 x 512 image's 'mode' is
     only good to 0.45 % sigma rms, so absolute levels are checked where that is 0.12 %."""
     exposures = {
@@ -178,7 +172,7 @@ def full_frame(nircam_wcs_file):
         "b": ("B", (300, 200), 0.0, (0, 0), 3.0),
         "c": ("C", (-250, 350), 2.0, (0, 0), 5.5),
     }
-    return build_scene(load_nircam_wcs(nircam_wcs_file), exposures, 2048, 960, seed=7)
+    return build_scene(nircam[0], exposures, 2048, 960, seed=7)
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from image3 import synth
 from truth import to_pixels, truth_sources
 from workflow import jobs_run, snakemake
 
+pytestmark = pytest.mark.workflow
+
 TOLERANCE_SIGMA = 0.01
 
 

@@ -15,6 +15,8 @@ from image3 import psf, synth
 from truth import isolation_arcsec, match_to_truth, to_pixels, truth_sources
 from workflow import snakemake
 
+pytestmark = pytest.mark.workflow
+
 EDGE_PX = 10  # "inside the footprint": at least 0.3" from the edge of the covered area
 
 

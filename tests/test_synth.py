@@ -25,8 +25,8 @@ SIZE = 256
 
 
 @pytest.fixture(scope="module")
-def association(tmp_path_factory, nircam_wcs_file):
-    """Three 256² exposures with truth images, through the real NIRCam distortion."""
+def association(tmp_path_factory):
+    """Three 256² exposures with truth images, through NRCB1's SIAF distortion."""
     out = tmp_path_factory.mktemp("synth")
     asn = synth.make_association(out, n=3, size=SIZE, seed=7, truth_images=True)
     return asn
@@ -198,7 +198,7 @@ def test_model_is_sky_plus_sources_and_a_star_holds_its_flux(association):
         assert (alone * solid_angle)[aperture].sum() * 1e12 == pytest.approx(sources["flux_ujy"][i], rel=5e-3)
 
 
-def test_render_conserves_flux_and_places_sources_exactly(nircam_wcs_file):
+def test_render_conserves_flux_and_places_sources_exactly():
     """One star and one galaxy alone: Σ SB × Ω_pix = flux (1e-4), star centroid = true position (0.002 px)."""
     plan = synth.plan_members(1, SIZE, seed=3)[0]
     wcs = synth.exposure_wcs(plan.geometry, plan.true_pointing)
@@ -350,7 +350,7 @@ def test_written_wcs_differs_from_truth_by_the_recorded_error(association):
 # ------------------------------------------------------------------ flags ---
 
 
-def test_flags_remove_what_they_say_and_nothing_else(tmp_path, nircam_wcs_file):
+def test_flags_remove_what_they_say_and_nothing_else(tmp_path):
     """Same seed: without CRs cal differs by exactly the CR image; without WCS errors only the WCS changes."""
     full = synth.make_association(tmp_path / "full", n=2, size=SIZE, seed=11)
     bare = synth.make_association(
@@ -380,7 +380,7 @@ def test_flags_remove_what_they_say_and_nothing_else(tmp_path, nircam_wcs_file):
             assert np.allclose(af["wcs"](*corner), without.meta.wcs(*corner), rtol=0, atol=1e-12)
 
 
-def test_same_seed_same_files_other_seed_other_sky(tmp_path, nircam_wcs_file):
+def test_same_seed_same_files_other_seed_other_sky(tmp_path):
     first = synth.make_association(tmp_path / "a", n=1, size=SIZE, seed=5)
     again = synth.make_association(tmp_path / "b", n=1, size=SIZE, seed=5)
     other = synth.make_association(tmp_path / "c", n=1, size=SIZE, seed=6)
@@ -392,7 +392,7 @@ def test_same_seed_same_files_other_seed_other_sky(tmp_path, nircam_wcs_file):
     assert np.array_equal(tables[0].as_array(), tables[1].as_array())
 
 
-def test_two_detectors_form_one_group_side_by_side(tmp_path, nircam_wcs_file):
+def test_two_detectors_form_one_group_side_by_side(tmp_path):
     asn = synth.make_association(tmp_path, n=2, size=SIZE, seed=2, detectors=2)
     _, exposures = _truth(asn)
     assert list(exposures["member"]) == synth.member_names(2, detectors=2)
@@ -408,24 +408,11 @@ def test_two_detectors_form_one_group_side_by_side(tmp_path, nircam_wcs_file):
     assert gap == pytest.approx(synth.DETECTOR_GAP_PX, rel=0.02)
 
 
-def test_command_line_writes_an_association(tmp_path, nircam_wcs_file, capsys):
+def test_command_line_writes_an_association(tmp_path, capsys):
     synth.main(["--out", str(tmp_path), "-n", "1", "--size", "256", "--no-cosmic-rays"])
     assert (tmp_path / synth.asn_filename()).exists()
     assert "wrote" in capsys.readouterr().out
     assert not np.any(fits.getdata(tmp_path / "truth" / f"{synth.member_names(1)[0]}_cr.fits"))
-
-
-# --------------------------------------------------------------- fallback ---
-
-
-def test_polynomial_distortion_replaces_a_missing_file(monkeypatch, tmp_path):
-    monkeypatch.setattr(synth, "REAL_DISTORTION_FILE", tmp_path / "absent.asdf")
-    geometry = synth.detector_geometry("NRCB1", 2048)
-    assert np.sqrt(geometry.pixar_sr) * 206264.806 == pytest.approx(psf.NATIVE_PIXEL_SCALE_ARCSEC, rel=1e-3)
-    assert 0.01 < geometry.area.max() - geometry.area.min() < 0.1
-    x = np.array([0.0, 1000.3, 2047.0])
-    v2, v3 = geometry.to_v2v3(x, x[::-1])
-    assert np.allclose(geometry.to_v2v3.inverse(v2, v3), (x, x[::-1]), atol=1e-4)
 
 
 # -------------------------------------------------------------------- psf ---

@@ -1,4 +1,5 @@
-"""Footprints, output grid, FITS TAN header and pixel maps on the real NIRCam (NRCB1) gwcs."""
+"""Footprints, output grid, FITS TAN header and pixel maps on a full-frame NRCB1 gwcs of the
+synthetic sky (SIAF distortion)."""
 
 import copy
 import time
@@ -24,20 +25,6 @@ def sky_rotation(wcs):
     return wcs.get_transform("v2v3vacorr", "world")[3]
 
 
-def nircam_wcsinfo(wcs) -> dict:
-    """The ``meta.wcsinfo`` items the grid needs, read back from the gwcs itself.
-
-    roll/ra/dec come from the sky rotation; v3yangle and vparity from the ideal -> V2V3 matrix
-    (V2 = vparity cos(a) x + sin(a) y, V3 = -vparity sin(a) x + cos(a) y).
-    """
-    angles = np.asarray(sky_rotation(wcs).angles.value, dtype=float)
-    v2_of_ideal, v3_of_ideal = wcs.forward_transform[10], wcs.forward_transform[11]
-    vparity = int(np.sign(v2_of_ideal.c1_0.value))
-    v3yangle = float(np.rad2deg(np.arcsin(-v3_of_ideal.c1_0.value / vparity)))
-    return {"ra_ref": float(-angles[4] % 360), "dec_ref": float(angles[3]),
-            "roll_ref": float(angles[2]), "v3yangle": v3yangle, "vparity": vparity}
-
-
 def dithered(wcs, dv2_arcsec: float, dv3_arcsec: float):
     """A copy of ``wcs`` pointed (dv2, dv3) arcsec away, by editing the sky rotation angles."""
     moved = copy.deepcopy(wcs)
@@ -55,13 +42,6 @@ def position_angle(wcs, x, y, dx, dy) -> float:
     east = np.sin(r2 - r1) * np.cos(d2)
     north = np.cos(d1) * np.sin(d2) - np.sin(d1) * np.cos(d2) * np.cos(r2 - r1)
     return float(np.rad2deg(np.arctan2(east, north)))
-
-
-@pytest.fixture(scope="module")
-def nircam(nircam_wcs_file):
-    with asdf.open(nircam_wcs_file, lazy_load=False, memmap=False) as af:
-        wcs = af["wcs"]
-    return wcs, nircam_wcsinfo(wcs)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,8 @@ import pytest
 from image3 import synth
 from workflow import jobs_run, snakemake
 
+pytestmark = pytest.mark.workflow
+
 
 @pytest.fixture
 def small_asn(tmp_path):

@@ -14,6 +14,8 @@ from image3 import synth
 from image3.outlier import DO_NOT_USE, OUTLIER
 from workflow import SNAKEMAKE, jobs_run, snakemake
 
+pytestmark = pytest.mark.workflow
+
 # tweakreg/skymatch are not needed: the twin fields have true WCS and one sky level
 OTHER_STEPS = {"tweakreg": "{skip: true}", "skymatch": "{skip: true}",
                "source_catalog": "{skip: true}"}

@@ -22,6 +22,8 @@ from image3.datamodel import read_sidecar
 from truth import isolation_arcsec, to_pixels, truth_sources, windowed_centroid
 from workflow import jobs_run, snakemake
 
+pytestmark = pytest.mark.workflow
+
 OTHER_STEPS = {step: "{skip: true}" for step in ("skymatch", "outlier_detection", "source_catalog")}
 I2D = f"out/{synth.PRODUCT_NAME}_i2d.fits"
 

@@ -11,6 +11,8 @@ from astropy.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
+#: Set by conftest for each test: only tests marked ``workflow`` may run the Snakefile.
+SNAKEFILE_ALLOWED = True
 
 
 def snakemake(workdir: Path, *args: str, config: dict | None = None, timeout: int = 900,
@@ -20,6 +22,8 @@ def snakemake(workdir: Path, *args: str, config: dict | None = None, timeout: in
     A run given a ``config`` makes no QA plots unless it sets ``qa`` itself: they take a few
     seconds each and only the QA and report tests (``qa={plots: true}``) look at them.
     """
+    if not SNAKEFILE_ALLOWED:
+        raise AssertionError("this test runs the Snakefile: mark it @pytest.mark.workflow")
     cmd = [*SNAKEMAKE, "--directory", str(workdir), *args]
     if config:
         config = {"qa": "{plots: false}", **config}

@@ -18,16 +18,15 @@ Exposure k (1-based) of detector NRCB1 is ``jw99999001001_02101_{k:05d}_nrcb1``
 World coordinates
 -----------------
 Each member's gwcs is ``detector → v2v3 → v2v3vacorr → world`` as in real
-JWST files: the real NRCB1 distortion (``REAL_DISTORTION_FILE``; without it,
-a polynomial of the same scale and ~2% scale variation), a velocity
-aberration scale about (v2_ref, v3_ref), and jwst's ``v23tosky`` rotation
-built from (v2_ref, v3_ref, roll_ref, dec_ref, ra_ref). Sizes S < 2048 are
-the centred S×S subarray (bounding box −0.5 … S−0.5); the reference point is
-its centre pixel ((S−1)/2, (S−1)/2). NRCB2 reuses the NRCB1 distortion moved
-along +V3 by S + DETECTOR_GAP_PX pixels: beside NRCB1 with a ~4.6" gap. The
-inverse stored with the real distortion is only good to 0.1 pixel, so it is
-replaced by a fitted polynomial good to 3e-5 pixel; truth positions come
-from the forward transform (``sky_to_pixel`` adds Newton steps).
+JWST files: NRCB1's distortion from the SIAF (``image3.synth.siaf``; its
+inverse a fitted polynomial good to 1e-7 pixel), a velocity aberration scale
+about (v2_ref, v3_ref), and jwst's ``v23tosky`` rotation built from (v2_ref,
+v3_ref, roll_ref, dec_ref, ra_ref). Sizes S < 2048 are the centred S×S
+subarray (bounding box −0.5 … S−0.5); the reference point is its centre
+pixel ((S−1)/2, (S−1)/2). NRCB2 reuses the NRCB1 distortion moved along +V3
+by S + DETECTOR_GAP_PX pixels: beside NRCB1 with a ~4.6" gap. Truth
+positions come from the forward transform (``sky_to_pixel`` adds Newton
+steps).
 
 Exposure 1 puts NRCB1's reference point at (FIELD_RA_DEG, FIELD_DEC_DEG) at
 roll_ref FIELD_ROLL_DEG; exposure k > 1 is slewed at the same roll_ref by a
@@ -132,7 +131,7 @@ import numpy as np
 from astropy import coordinates as coord
 from astropy import units as u
 from astropy.io import fits
-from astropy.modeling import Model, fitting, models
+from astropy.modeling import Model, models
 from astropy.table import Table
 from astropy.time import Time
 from gwcs import coordinate_frames as cf
@@ -145,6 +144,7 @@ from stdatamodels.jwst import datamodels
 from image3 import __version__, psf
 from image3.dqflags import PIXEL
 from image3.errors import ConfigError
+from image3.synth import siaf
 
 # ----------------------------------------------------------------- naming ---
 
@@ -191,13 +191,12 @@ def _check_counts(n: int, detectors: int) -> None:
 
 # ------------------------------------------------------ instrument & field ---
 
-REAL_DISTORTION_FILE = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "nircam-wcs" / "nrcb1-wcs.asdf"
-)
 FULL_FRAME = 2048
 DETECTOR_GAP_PX = 150
-VA_SCALE = 0.9999940844823835  # velocity-aberration scale of the real file
-V3_IDEAL_Y_ANGLE_DEG = 0.34507  # NRCB1: angle of the detector y axis from +V3, as in the real file
+VA_SCALE = 0.9999940844823835  # velocity-aberration scale of a real NRCB1 exposure
+# NRCB1's ideal frame (both detectors' wcsinfo): angle of its y axis from +V3, and its parity.
+V3_IDEAL_Y_ANGLE_DEG = siaf.aperture("NRCB1")["V3IdlYAngle"]
+V_IDEAL_PARITY = siaf.aperture("NRCB1")["VIdlParity"]
 FIELD_RA_DEG, FIELD_DEC_DEG, FIELD_ROLL_DEG = 53.16, -27.78, 42.0
 DITHER_FRACTION = (0.05, 0.15)  # dither length as a fraction of the field side
 WCS_SHIFT_ARCSEC = (0.05, 0.30)
@@ -287,51 +286,6 @@ def _rng(seed: int, stream: int, *keys: int) -> np.random.Generator:
 # ------------------------------------------------------------- distortion ---
 
 
-@lru_cache(maxsize=4)
-def _load_distortion(path: Path) -> Model:
-    """Full-frame NRCB1 detector (0-based pixels) → V2V3 [arcsec], accurate inverse attached."""
-    if path.exists():
-        with asdf.open(path, lazy_load=False, memmap=False) as af:
-            forward = af["wcs"].get_transform("detector", "v2v3")
-    else:
-        forward = _polynomial_distortion()
-    forward.inverse = _fitted_inverse(forward)
-    return forward
-
-
-def _polynomial_distortion() -> Model:
-    """NRCB1-like distortion used when the real file is absent: same scale, ~2% variation."""
-    cos_y, sin_y = np.cos(np.radians(V3_IDEAL_Y_ANGLE_DEG)), np.sin(np.radians(V3_IDEAL_Y_ANGLE_DEG))
-    to_ideal = models.Polynomial2D(
-        3, c1_0=0.030700, c2_0=1.5e-7, c1_1=-1.6e-7, c0_2=4.0e-8, c3_0=2.0e-11
-    ) & models.Polynomial2D(3, c0_1=0.030792, c1_0=4.0e-5, c0_2=-8.0e-8, c2_0=9.0e-8, c1_1=1.3e-7)
-    ideal_to_v2v3 = models.Polynomial2D(1, c1_0=-cos_y, c0_1=sin_y) & models.Polynomial2D(
-        1, c1_0=sin_y, c0_1=cos_y
-    )
-    return (
-        (models.Shift(-1023.5) & models.Shift(-1023.5))
-        | models.Mapping((0, 1, 0, 1))
-        | to_ideal
-        | models.Mapping((0, 1, 0, 1))
-        | ideal_to_v2v3
-        | (models.Shift(-122.379) & models.Shift(-457.731))
-    )
-
-
-def _fitted_inverse(forward: Model, degree: int = 6) -> Model:
-    """Polynomial V2V3 → pixel inverse fitted over the detector plus a 150-pixel margin."""
-    grid = np.linspace(-150.0, FULL_FRAME + 149.0, 60)
-    x, y = np.meshgrid(grid, grid)
-    v2, v3 = forward(x, y)
-    v2c, v3c = forward(1023.5, 1023.5)
-    normalise = (models.Shift(-v2c) | models.Scale(1 / 80.0)) & (models.Shift(-v3c) | models.Scale(1 / 80.0))
-    un, vn = normalise(v2, v3)
-    fitter = fitting.LinearLSQFitter()
-    poly_x = fitter(models.Polynomial2D(degree), un, vn, x)
-    poly_y = fitter(models.Polynomial2D(degree), un, vn, y)
-    return normalise | models.Mapping((0, 1, 0, 1)) | (poly_x & poly_y)
-
-
 @dataclass(frozen=True)
 class DetectorGeometry:
     """A (sub)array of one detector: pixel → V2V3 map and pixel solid angles.
@@ -349,14 +303,10 @@ class DetectorGeometry:
     pixar_sr: float
 
 
+@lru_cache(maxsize=8)
 def detector_geometry(detector: str, size: int) -> DetectorGeometry:
     """Geometry of the centred ``size``² subarray of ``detector`` (NRCB1 or NRCB2)."""
-    return _detector_geometry(detector, size, REAL_DISTORTION_FILE)
-
-
-@lru_cache(maxsize=8)
-def _detector_geometry(detector: str, size: int, distortion_file: Path) -> DetectorGeometry:
-    full = _load_distortion(distortion_file)
+    full = siaf.sci_to_v2v3("NRCB1")
     origin = (FULL_FRAME - size) // 2
     to_v2v3 = (models.Shift(origin) & models.Shift(origin)) | full
     if detector == "NRCB2":
@@ -1004,7 +954,7 @@ def build_cal_model(plan: MemberPlan, exposure: Exposure) -> datamodels.ImageMod
     info = meta.wcsinfo
     info.v2_ref, info.v3_ref = geometry.v2_ref, geometry.v3_ref
     info.ra_ref, info.dec_ref, info.roll_ref = written.ra_ref, written.dec_ref, written.roll_ref
-    info.v3yangle, info.vparity = V3_IDEAL_Y_ANGLE_DEG, -1
+    info.v3yangle, info.vparity = V3_IDEAL_Y_ANGLE_DEG, V_IDEAL_PARITY
     info.s_region = s_region(wcs, size)
     for key, value in _fits_wcsinfo(wcs, size).items():
         setattr(info, key, value)
@@ -1243,7 +1193,3 @@ def main(argv=None) -> None:
     except ConfigError as error:
         parser.exit(2, f"image3.synth: {error}\n")
     print(f"wrote {asn} in {time.perf_counter() - started:.1f} s")
-
-
-if __name__ == "__main__":
-    main()
