@@ -192,7 +192,7 @@ def _benchmarks(work: Path) -> dict[str, dict]:
         entry["cpu_s"] += float(row["cpu_time"])
         rss = row["max_rss"]
         entry["max_rss_mb"] = max(entry["max_rss_mb"], float(rss) if rss not in ("-", "NA") else 0)
-    # With the job server (image3/jobserver.py) Snakemake's files time each job but measure
+    # With the job server (image3/runtime/jobserver.py) Snakemake's files time each job but measure
     # only its client: the worker's CPU time is added and its peak RSS replaces the client's.
     workers = work / "logs" / "jobserver.tsv"
     if workers.exists():

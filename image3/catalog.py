@@ -35,7 +35,7 @@ from astropy.io import fits
 from astropy.stats import gaussian_fwhm_to_sigma
 from astropy.table import QTable, Table
 from astropy.utils.exceptions import AstropyUserWarning
-from . import photutils_import  # noqa: F401  (photutils without its slow start; first)
+from .runtime import photutils_import  # noqa: F401  (photutils without its slow start; first)
 from photutils import use_future_column_names
 from photutils.aperture import CircularAnnulus, CircularAperture, aperture_photometry
 from scipy.spatial import KDTree
@@ -46,7 +46,7 @@ from .clipping import sigma_clip_1d
 from .datamodel import atomic_path, save_model
 from .detection import STARFINDERS, detect_segments, find_stars, segment_catalog
 from .errors import ConfigError, InputFileError
-from .forked import map_forked
+from .runtime.forked import map_forked
 
 log = logging.getLogger(__name__)
 
@@ -318,8 +318,8 @@ def _centroids(cat, method: str, workers: int = 1) -> tuple[np.ndarray, np.ndarr
     A windowed centroid that fails (NaN) falls back to the moments. The windowed centroids
     (photutils, a Python loop over sources that first measures each one's Kron and half-light
     radii: 3.7 s for 2000 sources here, the longest part of the catalogue) are shared out
-    over ``workers`` processes, in contiguous runs of sources (:func:`~image3.forked.map_forked`;
-    each source's centroid depends on that source alone, so the results are the same).
+    over ``workers`` processes, in contiguous runs of sources
+    (:func:`~image3.runtime.forked.map_forked`; each source's centroid depends on that source alone, so the results are the same).
     """
     x, y = np.asarray(cat.x_centroid, dtype=float), np.asarray(cat.y_centroid, dtype=float)
     if method == "windowed":

@@ -26,7 +26,7 @@ from astropy.convolution import Gaussian1DKernel
 from astropy.stats import SigmaClip, gaussian_fwhm_to_sigma
 from astropy.table import QTable, Table
 from astropy.utils.exceptions import AstropyUserWarning
-from . import photutils_import  # noqa: F401  (photutils without its slow start; first)
+from .runtime import photutils_import  # noqa: F401  (photutils without its slow start; first)
 from photutils import use_future_column_names
 from photutils.background import Background2D, MedianBackground
 from photutils.detection import DAOStarFinder, IRAFStarFinder

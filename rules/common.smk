@@ -12,8 +12,8 @@ import image3.config as i3config
 from image3.asn import Association, Member, crf_name, product_names, read_association
 from image3.errors import Image3Error
 from image3.inspect import save_inspection, screen
-from image3.jobserver import start as start_job_server
-from image3.runjob import ERRORS_FILE
+from image3.runtime.jobserver import start as start_job_server
+from image3.runtime.runjob import ERRORS_FILE
 
 
 def fail(message):

@@ -1,13 +1,13 @@
 """Rule demo_data: write the synthetic demo association (exposures, ASN and truth)."""
 
-from image3.jobserver import delegate
+from image3.runtime.jobserver import delegate
 
-delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/runtime/jobserver.py)
 
 from pathlib import Path
 
 from image3 import synth
-from image3.runjob import job
+from image3.runtime.runjob import job
 
 with job(snakemake) as log:
     p = snakemake.params

@@ -1,14 +1,14 @@
 """Rule find_sources: one member's source list for tweakreg (found, or the user's catalogue)
 and its geometry sidecar (gwcs, shape, wcsinfo), so later joins need not open the _cal."""
 
-from image3.jobserver import delegate
+from image3.runtime.jobserver import delegate
 
-delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/runtime/jobserver.py)
 
 from image3.datamodel import check_exposure, open_exposure, pixel_meta
 from image3.grid import geometry_of, save_geometry
 from image3.refcat import read_source_list
-from image3.runjob import job
+from image3.runtime.runjob import job
 from image3.tweakreg import exposure_sources, inside_bounding_box, write_sources
 
 with job(snakemake) as log:

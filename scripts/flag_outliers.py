@@ -1,9 +1,9 @@
 """Rule flag: blot the median onto one exposure, flag its outliers, write its _crf and (when
 resample runs) its drizzled contribution to the _i2d."""
 
-from image3.jobserver import delegate
+from image3.runtime.jobserver import delegate
 
-delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/runtime/jobserver.py)
 
 import gc
 
@@ -14,7 +14,7 @@ from image3.mosaic import drizzle_member, member_meta, member_pixels
 from image3.outlier import (apply_outlier_flags, blot_median, compare_with_median,
                             intermediate_model, single_pixel_map, window_of)
 from image3.resample import PartialWriter
-from image3.runjob import job
+from image3.runtime.runjob import job
 from image3.sip import apply_sip
 
 with job(snakemake) as log:

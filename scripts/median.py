@@ -1,12 +1,12 @@
 """Rule median: all single images combined pixel by pixel, a block of rows at a time; with
 sky_in_singles, skymatch solved first and each group's level removed from its single."""
 
-from image3.jobserver import delegate
+from image3.runtime.jobserver import delegate
 
-delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/runtime/jobserver.py)
 
 from image3.median import median_of_singles, write_median
-from image3.runjob import job
+from image3.runtime.runjob import job
 from image3.skymatch import group_offsets, log_levels, read_sky_stats, solve_sky
 
 with job(snakemake) as log:

@@ -1,13 +1,13 @@
 """Rule qa_catalog: catalogue sources on the mosaic, magnitudes and concentration indices."""
 
-from image3.jobserver import delegate
+from image3.runtime.jobserver import delegate
 
-delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/runtime/jobserver.py)
 
 from astropy.table import Table
 
 from image3 import qa
-from image3.runjob import job
+from image3.runtime.runjob import job
 
 with job(snakemake) as log:
     image, factor, _ = qa.read_display_image(snakemake.input.i2d)

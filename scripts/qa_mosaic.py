@@ -1,8 +1,8 @@
 """Rule qa_mosaic: the mosaic (block-averaged for display) with every member's footprint."""
 
-from image3.jobserver import delegate
+from image3.runtime.jobserver import delegate
 
-delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/runtime/jobserver.py)
 
 import json
 from pathlib import Path
@@ -10,7 +10,7 @@ from pathlib import Path
 from astropy.wcs import WCS
 
 from image3 import qa
-from image3.runjob import job
+from image3.runtime.runjob import job
 
 with job(snakemake) as log:
     image, factor, header = qa.read_display_image(snakemake.input.i2d)

@@ -1,9 +1,9 @@
 """Rule qa_outliers: outlier pixels flagged per member (_crf DQ vs _cal DQ) and their map on
 the median the exposures were compared with; one exposure's DQ arrays in memory at a time."""
 
-from image3.jobserver import delegate
+from image3.runtime.jobserver import delegate
 
-delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/runtime/jobserver.py)
 
 import json
 from pathlib import Path
@@ -14,7 +14,7 @@ from stdatamodels.jwst import datamodels
 from image3 import qa
 from image3.grid import load_grid
 from image3.median import median_shape, read_median_window
-from image3.runjob import job
+from image3.runtime.runjob import job
 
 with job(snakemake) as log:
     grid = load_grid(snakemake.input.grid)

@@ -1,14 +1,14 @@
 """Rule qa_parameters: every step parameter of the run and where its value came from (HTML
 table, shown in the report)."""
 
-from image3.jobserver import delegate
+from image3.runtime.jobserver import delegate
 
-delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/runtime/jobserver.py)
 
 from astropy.table import Table
 
 from image3.datamodel import atomic_path
-from image3.runjob import job
+from image3.runtime.runjob import job
 
 CSS = ("table {border-collapse: collapse; font-family: sans-serif; font-size: 90%} "
        "td, th {border: 1px solid #ccc; padding: 2px 8px; text-align: left}")

@@ -1,14 +1,14 @@
 """Rule qa_skymatch: each member's sky before and after skymatch."""
 
-from image3.jobserver import delegate
+from image3.runtime.jobserver import delegate
 
-delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/runtime/jobserver.py)
 
 import json
 from pathlib import Path
 
 from image3 import qa
-from image3.runjob import job
+from image3.runtime.runjob import job
 from image3.skymatch import read_sky_stats
 
 with job(snakemake) as log:

@@ -1,13 +1,13 @@
 """Rule qa_tweakreg: matched-star residual vectors and each group's shift and rotation."""
 
-from image3.jobserver import delegate
+from image3.runtime.jobserver import delegate
 
-delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/runtime/jobserver.py)
 
 from astropy.table import Table
 
 from image3 import qa
-from image3.runjob import job
+from image3.runtime.runjob import job
 
 with job(snakemake) as log:
     report = Table.read(snakemake.input.report, format="ascii.ecsv")

@@ -1,16 +1,16 @@
 """Rule resample: the _i2d mosaic, from the members' contributions (drizzled by the flag jobs)
 or, without outlier detection, drizzling every exposure here."""
 
-from image3.jobserver import delegate
+from image3.runtime.jobserver import delegate
 
-delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/runtime/jobserver.py)
 
 from pathlib import Path
 
 from image3.datamodel import save_model
 from image3.grid import load_grid
 from image3.mosaic import ExposureFiles, mosaic_of_contributions, resample_members
-from image3.runjob import job
+from image3.runtime.runjob import job
 
 with job(snakemake) as log:
     files = [ExposureFiles(path=Path(row["cal"]), group_id=row["group_id"],

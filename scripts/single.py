@@ -1,9 +1,9 @@
 """Rule single: one exposure group drizzled onto its cutout of the outlier-detection grid, and
 (sky_in_singles) its members' sky statistics for the median job's skymatch solve."""
 
-from image3.jobserver import delegate
+from image3.runtime.jobserver import delegate
 
-delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/runtime/jobserver.py)
 
 from functools import partial
 
@@ -11,7 +11,7 @@ from image3.datamodel import load_exposure, read_pixels, save_model, sky_level_t
 from image3.grid import load_grid
 from image3.median import write_single
 from image3.outlier import drizzle_single, intermediate_model, padded
-from image3.runjob import job
+from image3.runtime.runjob import job
 from image3.skymatch import group_footprints, member_sky_stats, write_sky_stats
 
 with job(snakemake) as log:

@@ -1,11 +1,11 @@
 """Rule sky_statistics: one member's sky statistics, overall and in each overlap."""
 
-from image3.jobserver import delegate
+from image3.runtime.jobserver import delegate
 
-delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/runtime/jobserver.py)
 
 from image3.datamodel import load_exposure
-from image3.runjob import job
+from image3.runtime.runjob import job
 from image3.skymatch import group_footprints, member_sky_stats, write_sky_stats
 
 with job(snakemake) as log:

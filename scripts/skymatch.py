@@ -1,10 +1,10 @@
 """Rule skymatch: one sky level per group from all members' statistics."""
 
-from image3.jobserver import delegate
+from image3.runtime.jobserver import delegate
 
-delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/runtime/jobserver.py)
 
-from image3.runjob import job
+from image3.runtime.runjob import job
 from image3.skymatch import log_levels, read_sky_stats, solve_sky
 
 with job(snakemake) as log:

@@ -1,11 +1,11 @@
 """Rule source_catalog: _cat.ecsv and _segm.fits from the _i2d mosaic."""
 
-from image3.jobserver import delegate
+from image3.runtime.jobserver import delegate
 
-delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/runtime/jobserver.py)
 
 from image3.catalog import catalog_for_product, open_mosaic, write_catalog_products
-from image3.runjob import job
+from image3.runtime.runjob import job
 
 with job(snakemake) as log:
     with open_mosaic(snakemake.input.i2d) as i2d:

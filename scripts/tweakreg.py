@@ -2,14 +2,14 @@
 residuals (for the QA plot), the layout (footprints and grids, image3/layout.py) and the fit
 report."""
 
-from image3.jobserver import delegate
+from image3.runtime.jobserver import delegate
 
-delegate(snakemake)  # on a local run, the job server runs the rest (image3/jobserver.py)
+delegate(snakemake)  # on a local run, the job server runs the rest (image3/runtime/jobserver.py)
 
 from image3.datamodel import write_wcs
 from image3.layout import write_layout
 from image3.refcat import read_reference_catalog
-from image3.runjob import job
+from image3.runtime.runjob import job
 from image3.tweakreg import (
     align_exposures,
     describe_residuals,

@@ -1,11 +1,11 @@
-"""image3.forked.map_forked: same results as a plain map, children's errors come back."""
+"""image3.runtime.forked.map_forked: same results as a plain map, children's errors come back."""
 
 import os
 
 import numpy as np
 import pytest
 
-from image3.forked import fork_available, map_forked
+from image3.runtime.forked import fork_available, map_forked
 
 
 def _pid_and_sum(chunk):

@@ -16,7 +16,8 @@ from astropy.stats import sigma_clipped_stats
 from astropy.wcs import WCS
 from stdatamodels.jwst import datamodels
 
-from image3 import psf, synth
+from image3 import synth
+from image3.synth import psf
 from truth import isolation_arcsec, to_pixels, truth_sources, windowed_centroid
 from workflow import snakemake
 

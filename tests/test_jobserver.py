@@ -1,5 +1,5 @@
-"""The job server (image3/jobserver.py): jobs forked from it behave as their own processes would
-(streams, exit status, working folder, environment, signals), and without a server the job
+"""The job server (image3/runtime/jobserver.py): jobs forked from it behave as their own processes
+would (streams, exit status, working folder, environment, signals), and without a server the job
 runs in its own process."""
 
 import csv
@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from image3 import jobserver
+from image3.runtime import jobserver
 
 # A job script as Snakemake runs it: its preamble defines `snakemake`, then delegate() comes first.
 SCRIPT = '''\
 import os, sys, time, types
 wildcards = types.SimpleNamespace(items=lambda: {"member": "m1"}.items())
 snakemake = types.SimpleNamespace(rule="probe", wildcards=wildcards)
-from image3.jobserver import delegate
+from image3.runtime.jobserver import delegate
 delegate(snakemake)
 print("pid", os.getpid(), "worker", os.environ.get("IMAGE3_JOB_WORKER", "no"),
       "cwd", os.getcwd(), "probe", os.environ.get("PROBE", "-"), flush=True)

@@ -1,4 +1,4 @@
-"""image3.photutils_import: photutils imported without the distribution scan, unchanged."""
+"""image3.runtime.photutils_import: photutils imported without the distribution scan, unchanged."""
 
 import json
 import subprocess

@@ -1,10 +1,10 @@
-"""The job edge (image3.runjob): process settings every rule's script runs under."""
+"""The job edge (image3.runtime.runjob): process settings every rule's script runs under."""
 
 import asdf
 import pytest
 import yaml
 
-from image3 import runjob
+from image3.runtime import runjob
 
 
 @pytest.mark.skipif(not getattr(yaml, "__with_libyaml__", False), reason="PyYAML without libyaml")

@@ -11,7 +11,8 @@ from astropy.table import QTable
 from scipy.ndimage import binary_erosion
 from stdatamodels.jwst import datamodels
 
-from image3 import psf, synth
+from image3 import synth
+from image3.synth import psf
 from truth import isolation_arcsec, match_to_truth, to_pixels, truth_sources
 from workflow import snakemake
 

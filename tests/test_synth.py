@@ -18,7 +18,8 @@ from astropy.stats import sigma_clipped_stats
 from astropy.table import Table
 from stdatamodels.jwst import datamodels
 
-from image3 import psf, synth
+from image3 import synth
+from image3.synth import psf
 from image3.errors import ConfigError
 
 SIZE = 256

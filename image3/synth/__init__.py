@@ -45,7 +45,7 @@ pixel's TRUE solid angle. So a uniform sky is uniform in the image, and the
 flux of a source is Σ SCI × Ω_pix with Ω_pix = AREA × PIXAR_SR (AREA: the
 pixel solid angle from the distortion relative to PIXAR_SR, that of the
 centre pixel). Sources are Gaussian mixtures on the sky (the PSF of
-``image3.psf``; galaxies are Sérsic mixtures convolved with it
+``image3.synth.psf``; galaxies are Sérsic mixtures convolved with it
 analytically), mapped to pixels with the local Jacobian of the true WCS at
 each source and drawn as pixel means on stamps by ``psf.add_gaussians``
 (flux exact, pixels within 1e-3 of the exact mean).
@@ -114,7 +114,7 @@ Truth files (DIR/truth/)
 ``<member>_cr.fits``    injected cosmic-ray amplitude [MJy/sr], 0 elsewhere.
 ``<member>_model.fits`` (``truth_images=True``) noise-free SCI, sky included,
                      no NaN.
-``psf.json``          PSF parameters (``image3.psf``).
+``psf.json``          PSF parameters (``image3.synth.psf``).
 ``apcorr.fits``       NrcImgApcorrModel for this PSF on a native-scale mosaic.
 ``abvegaoffset.asdf`` ABVegaOffsetModel, F200W/CLEAR.
 """
@@ -141,10 +141,10 @@ from scipy.interpolate import RectBivariateSpline
 from scipy.optimize import brentq
 from stdatamodels.jwst import datamodels
 
-from image3 import __version__, psf
+from image3 import __version__
 from image3.dqflags import PIXEL
 from image3.errors import ConfigError
-from image3.synth import siaf
+from image3.synth import psf, siaf
 
 # ----------------------------------------------------------------- naming ---
 
@@ -1038,7 +1038,7 @@ def _write_reference_files(truth_dir: Path, pixel_scale_arcsec: float) -> None:
     apcorr = datamodels.NrcImgApcorrModel()
     apcorr.apcorr_table = table.as_array()
     apcorr.meta.exposure.type = "NRC_IMAGE"
-    _describe_reference(apcorr, "APCORR", "Synthetic F200W aperture corrections (image3.psf)")
+    _describe_reference(apcorr, "APCORR", "Synthetic F200W aperture corrections (image3.synth.psf)")
     apcorr.save(truth_dir / "apcorr.fits")
     abvega = datamodels.ABVegaOffsetModel()
     abvega.abvega_offset = Table(

@@ -18,7 +18,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-from .errors import Image3Error
+from ..errors import Image3Error
 
 ERRORS_FILE = "errors.txt"
 

@@ -44,17 +44,17 @@ ADDRESS_VARIABLE = "IMAGE3_JOB_SERVER"
 WORKER_VARIABLE = "IMAGE3_JOB_WORKER"
 
 #: What the server imports before it serves: the modules the job scripts import, and those
-#: their functions import when first called (photutils, through image3.photutils_import,
+#: their functions import when first called (photutils, through image3.runtime.photutils_import,
 #: tweakwcs, the datamodels).
 PRELOAD = (
     "snakemake.iocontainers",
     "numpy", "scipy.ndimage", "scipy.spatial", "astropy.io.fits", "astropy.table",
     "astropy.coordinates", "gwcs", "stdatamodels.jwst.datamodels", "drizzle.resample",
-    "tweakwcs", "image3.photutils_import", "photutils.segmentation", "photutils.aperture",
+    "tweakwcs", "image3.runtime.photutils_import", "photutils.segmentation", "photutils.aperture",
     "photutils.background",
     "image3.catalog", "image3.datamodel", "image3.detection", "image3.grid", "image3.layout",
     "image3.median", "image3.mosaic", "image3.outlier", "image3.refcat", "image3.resample",
-    "image3.runjob", "image3.sip", "image3.skymatch", "image3.tweakreg",
+    "image3.runtime.runjob", "image3.sip", "image3.skymatch", "image3.tweakreg",
 )
 
 #: The figures of each worker, appended by the server to this file in the run's log folder.
@@ -88,7 +88,7 @@ def start(log_dir: str | Path) -> subprocess.Popen | None:
         listener.listen(64)
         with (log_dir / "jobserver.log").open("w") as log:
             server = subprocess.Popen(
-                [sys.executable, "-m", "image3.jobserver", str(listener.fileno()),
+                [sys.executable, "-m", "image3.runtime.jobserver", str(listener.fileno()),
                  str(log_dir / RECORD_FILE)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 pass_fds=[listener.fileno()])
