@@ -1,4 +1,4 @@
-"""Tests of image3.skymatch: the sky statistic, overlaps on the sky and the skymatch solve.
+"""Tests of image3.skymatch: per-member sky statistics, overlaps on the sky and the solve.
 
 The scene: dithered copies of a synthetic NRCB1 gwcs (SIAF distortion) (the pointing moved by perturbing the
 RotationSequence3D angles of its v2v3 -> world part), seen through 512 x 512 subarrays, with
@@ -20,7 +20,7 @@ import gwcs
 import numpy as np
 import pytest
 from astropy.modeling.models import RotationSequence3D, Shift
-from scipy import optimize, stats
+from scipy import stats
 from spherical_geometry.polygon import SphericalPolygon
 
 from image3.datamodel import SkyRecord
@@ -30,7 +30,6 @@ from image3.skymatch import (
     member_sky_stats,
     overlap_mask,
     sky_footprint,
-    sky_statistic,
     solve_sky,
 )
 
@@ -374,86 +373,3 @@ def test_good_pixels_follow_dqbits():
     assert good_pixels(data, dq, "~DO_NOT_USE+NON_SCIENCE").tolist() == [1, 0, 0, 1, 0]
     assert good_pixels(data, dq, 0).tolist() == [1, 0, 0, 0, 0]
     assert good_pixels(data, dq, None).tolist() == [1, 1, 1, 1, 0]
-
-
-# --------------------------------------------------------------------------------------------
-# Sky statistic
-
-
-def test_statistics_of_gaussian_noise_hit_its_centre():
-    rng = np.random.default_rng(5)
-    values = rng.normal(7.0, 2.0, SIZE * SIZE)
-    for skystat in ("mode", "median", "mean"):
-        value, npix = sky_statistic(values, skystat)
-        assert value == pytest.approx(7.0, abs=0.01 * 2.0), skystat
-        assert npix > 0.9999 * values.size  # 4-sigma clipping removes ~6e-5
-    # the reference's histogram estimators are good to about a bin (0.1 sigma)
-    for skystat in ("imagestats_mode", "midpt"):
-        assert sky_statistic(values, skystat)[0] == pytest.approx(7.0, abs=0.1 * 2.0), skystat
-
-
-def test_mode_finds_the_peak_of_a_skewed_distribution():
-    """Noise plus 8 % of pixels with exponentially distributed source flux (scale 3 sigma):
-    the fitted mode lands on the density's peak, which the median and mean miss."""
-    rng = np.random.default_rng(11)
-    n, fraction, scale = 1_000_000, 0.08, 3.0
-    values = rng.normal(0.0, 1.0, n)
-    on_source = rng.random(n) < fraction
-    values[on_source] += rng.exponential(scale, on_source.sum())
-
-    def density(x):
-        return (1 - fraction) * stats.norm.pdf(x) + fraction * stats.exponnorm.pdf(x, scale)
-
-    peak = optimize.minimize_scalar(lambda x: -density(x), bounds=(-1, 1), method="bounded").x
-    assert sky_statistic(values, "mode")[0] == pytest.approx(peak, abs=TOLERANCE)
-    assert sky_statistic(values, "median")[0] - peak > 3 * TOLERANCE
-
-
-def test_imagestats_definitions_on_a_hand_computed_example():
-    """values 0, 1, 1, 2.3 x3, 3, 3, 4; nclip=0, binwidth=0.5: mean 2.1, std sqrt(12.18 / 8);
-    7 bins of 4/6 filled [1, 2, 0, 3, 2, 0|1, 1|0] but read back with step 0.5 std."""
-    values = np.array([0, 1, 1, 2.3, 2.3, 2.3, 3, 3, 4])
-    options = {"nclip": 0, "binwidth": 0.5}
-    step = 0.5 * np.sqrt(12.18 / 8)
-    assert sky_statistic(values, "mean", **options) == (pytest.approx(2.1, rel=1e-6), 9)
-    # peak bin 3, rises 3 and falls 1: parabola offset 0.5 (3 - 1) / 4
-    mode = sky_statistic(values, "imagestats_mode", **options)[0]
-    assert mode == pytest.approx(3.75 * step, rel=1e-6)
-    # half-way count in bin 3, one half of the way through its 3 of 9
-    assert sky_statistic(values, "midpt", **options)[0] == pytest.approx(3.5 * step, rel=1e-6)
-    assert sky_statistic(values, "median", **options)[0] == pytest.approx(2.3, rel=1e-6)
-
-
-def test_clipping_and_limits():
-    rng = np.random.default_rng(2)
-    values = rng.normal(0.0, 1.0, 100_000)
-    values[:1000] = 1e4  # cosmic rays
-    mean, npix = sky_statistic(values, "mean")
-    assert mean == pytest.approx(0.0, abs=0.01) and npix < 99_000
-    assert sky_statistic(values, "mean", upper=100.0)[1] == npix
-    assert sky_statistic(values, "mean", lower=2e4) == (None, 0)
-    assert sky_statistic(np.array([np.nan, np.inf])) == (None, 0)
-    assert sky_statistic(np.full(50, 3.0)) == (3.0, 50)
-    with pytest.raises(ConfigError):
-        sky_statistic(values, "average")
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_median_by_bins_is_numpys_median(seed):
-    """The fitted mode's starting point, found in the middle histogram bins: numpy's median
-    exactly, for odd and even counts, ties, a crowded bin and a single value."""
-    from image3.skymatch import _median_by_bins
-
-    rng = np.random.default_rng(seed)
-    samples = [rng.normal(0.2, 0.01, n).astype(np.float32) for n in (1, 2, 999, 4000)]
-    samples.append(np.round(rng.normal(0, 3, 3001), 0).astype(np.float32))  # ties
-    crowded = rng.normal(5.0, 1.0, 2000).astype(np.float32)
-    crowded[:1200] = 5.0
-    samples.append(crowded)
-    for values in samples:
-        step = 0.1 * (float(values.std()) or 1.0)
-        vmin = float(values.min())
-        nbins = max(1, int(np.ceil((float(values.max()) - vmin) / step)))
-        index = np.minimum(((values - vmin) / step).astype(np.int64), nbins - 1)
-        counts = np.bincount(index, minlength=nbins)
-        assert _median_by_bins(values, index, counts) == float(np.median(values))
