@@ -42,11 +42,11 @@ from scipy.spatial import KDTree
 from stdatamodels.jwst import datamodels
 
 from . import __version__, photometry_refs
-from .clipping import sigma_clip_1d
 from .datamodel import atomic_path, save_model
 from .detection import STARFINDERS, detect_segments, find_stars, segment_catalog
 from .errors import ConfigError, InputFileError
 from .runtime.forked import map_forked
+from .statistics import sigma_clip_1d
 
 log = logging.getLogger(__name__)
 

@@ -54,13 +54,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .clipping import sorted_sigma_clip_bounds
 from .datamodel import new_image, sky_level_to_remove
 from .dqflags import DO_NOT_USE, OUTLIER
 from .errors import ConfigError
 from .median import Single, nanmedian
 from .mosaic import exposure_time, prepare_arrays
 from .resample import Partial, blot, drizzle_exposure
+from .statistics import sorted_sigma_clip_bounds
 from .steps import intermediate_name
 from .wcs import Grid, pixel_map
 
@@ -146,7 +146,7 @@ def method_of(params: Mapping) -> str:
 def weight_threshold(weight: np.ndarray, maskpt: float) -> float:
     """maskpt × the mean of the 3σ-clipped (5 iterations) non-zero finite weights: the
     reference's ``np.ma.mean(sigma_clip(...))``, the mean of those inside the final bounds
-    (:func:`~image3.clipping.sorted_sigma_clip_bounds`: a 2048² single 0.35 -> 0.12 s)."""
+    (:func:`~image3.statistics.sorted_sigma_clip_bounds`: a 2048² single 0.35 -> 0.12 s)."""
     good = np.sort(weight[np.isfinite(weight) & (weight != 0)])
     if good.size == 0:
         return np.inf

@@ -1,16 +1,18 @@
-"""Tests of image3.statistics: the sky statistic.
+"""Tests of image3.statistics: the sky statistic and sigma clipping.
 
 On unit-noise values the sky statistics come out within 1 % of the noise sigma; the
 reference's histogram estimators (bins 0.1 sigma wide) within 0.1 sigma; imagestats'
-definitions are checked on a small example worked by hand.
+definitions are checked on a small example worked by hand. The sigma clipping keeps what
+astropy's SigmaClip, which it stands in for, keeps.
 """
 
 import numpy as np
 import pytest
+from astropy.stats import SigmaClip
 from scipy import optimize, stats
 
 from image3.errors import ConfigError
-from image3.statistics import sky_statistic
+from image3.statistics import sigma_clip_1d, sky_statistic, sorted_sigma_clip_bounds
 
 SIGMA = 1.0  # per-pixel noise (data units)
 TOLERANCE = 0.01 * SIGMA
@@ -94,3 +96,46 @@ def test_median_by_bins_is_numpys_median(seed):
         index = np.minimum(((values - vmin) / step).astype(np.int64), nbins - 1)
         counts = np.bincount(index, minlength=nbins)
         assert _median_by_bins(values, index, counts) == float(np.median(values))
+
+
+# --------------------------------------------------------------------------------------------
+# Sigma clipping (astropy's)
+
+
+def _samples(seed):
+    rng = np.random.default_rng(seed)
+    values = rng.normal(0.2, 0.01, rng.integers(3, 900)).astype(np.float32)
+    values[rng.random(values.size) < 0.1] += rng.exponential(0.2, 1).astype(np.float32)
+    values[: rng.integers(0, 4)] = 50.0
+    weights = rng.normal(100.0, 3.0, 20000).astype(np.float32)  # drizzle weights, edges low
+    weights[rng.random(weights.size) < 0.05] *= rng.random(1).astype(np.float32)
+    return [values, weights, values[:1], np.full(7, 0.3, np.float32)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_keeps_what_astropy_keeps_with_its_bounds(seed):
+    """Annulus-sized samples with sources and hot pixels, drizzle-weight-like samples with
+    partly covered edges, and degenerate ones: the same values kept, the same bounds."""
+    for sample in _samples(seed):
+        clip = SigmaClip(sigma=3.0, maxiters=5)
+        expected = clip(sample, masked=False)
+        kept, low, high = sigma_clip_1d(sample)
+        assert kept.dtype == sample.dtype
+        np.testing.assert_array_equal(kept, expected)
+        _, astropy_low, astropy_high = clip(sample, masked=False, return_bounds=True)
+        assert (low, high) == pytest.approx((astropy_low, astropy_high), rel=1e-6)
+    values = _samples(seed)[0]
+    assert sigma_clip_1d(values)[0].size < values.size  # the hot pixels went
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sorted_bounds_are_astropys_to_float32_rounding(seed):
+    """The rounds on sorted values end at astropy's bounds (its std summed in another order)."""
+    for sample in _samples(seed):
+        _, low, high = SigmaClip(sigma=3.0, maxiters=5)(sample, masked=False, return_bounds=True)
+        assert sorted_sigma_clip_bounds(np.sort(sample)) == pytest.approx((low, high), rel=1e-6)
+
+
+def test_sigma_clip_of_empty_input_keeps_nothing_and_has_open_bounds():
+    kept, low, high = sigma_clip_1d(np.array([], np.float32))
+    assert kept.size == 0 and (low, high) == (-np.inf, np.inf)
