@@ -35,6 +35,7 @@ from astropy.io import fits
 
 from .datamodel import atomic_path
 from .errors import InputFileError
+from .statistics import nanmedian
 
 __all__ = [
     "MEDIAN_BLOCK_BYTES",
@@ -43,7 +44,6 @@ __all__ = [
     "combine_stack",
     "median_of_singles",
     "median_shape",
-    "nanmedian",
     "read_median_window",
     "read_single",
     "read_single_coverage",
@@ -92,23 +92,6 @@ def read_single(path: str | Path) -> Single:
         err = hdul["ERR"].data if "ERR" in hdul else None
         return Single(hdul["SCI"].data, hdul["WHT"].data, err, (h["Y0"], h["X0"]),
                       (h["GRIDNY"], h["GRIDNX"]), h["WTHRESH"], h.get("GROUPID", ""))
-
-
-def nanmedian(values: np.ndarray, axis: int = 0) -> np.ndarray:
-    """``np.nanmedian(values, axis)`` of a float32 array, the same numbers, several times
-    faster: one sort along ``axis`` (NaN last), then per position the middle value or the mean
-    of the two middle values (numpy sorts masked arrays for short axes and loops in Python over
-    long ones). All-NaN positions are NaN, without a warning."""
-    ordered = np.sort(values, axis=axis)
-    present = (~np.isnan(values)).sum(axis=axis, keepdims=True)
-    lower = np.take_along_axis(ordered, np.maximum((present - 1) // 2, 0), axis)
-    upper = np.take_along_axis(ordered, present // 2, axis)
-    del ordered
-    with np.errstate(invalid="ignore", over="ignore"):
-        combined = np.where(present % 2 == 1, lower, (lower + upper) / np.float32(2))
-    combined = np.squeeze(combined.astype(np.float32, copy=False), axis=axis)
-    combined[np.squeeze(present, axis=axis) == 0] = np.nan
-    return combined
 
 
 def combine_stack(values: np.ndarray, errors: np.ndarray | None, method: str):

@@ -32,7 +32,7 @@ from drizzle.resample import Drizzle, blot_image
 
 from .dqflags import interpret_bits
 from .errors import ConfigError, InputFileError
-from .median import nanmedian
+from .statistics import nanmedian
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Robust statistics of pixel values: the sky statistic and sigma clipping.
+"""Robust statistics of pixel values: the sky statistic, sigma clipping, a fast NaN median.
 
 Two clippings sit here because two references clip differently: stsci.imagestats (the sky
 statistic) about the mean, astropy's ``SigmaClip`` (the catalogue's local background, the
@@ -20,7 +20,11 @@ summed (4 M drizzle weights: ~0.1 s instead of ~0.35 s). Summed in sorted order,
 can differ from astropy's by float32 rounding; for sums over many values, not for keeping
 exactly astropy's values.
 
-Values are in the data's units (MJy/sr for pixel data); non-finite values are ignored.
+:func:`nanmedian` is numpy's ``nanmedian`` of a float32 array, several times faster: the
+median of the singles, the drizzle core's smoothed read-noise variance and the outlier
+step's local background use it.
+
+Values are in the data's units (MJy/sr for pixel data).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "SKY_STATISTICS",
+    "nanmedian",
     "sigma_clip_1d",
     "sky_statistic",
     "sorted_sigma_clip_bounds",
@@ -364,3 +369,24 @@ def sorted_sigma_clip_bounds(values: np.ndarray, sigma: float = 3.0,
             break
         lo, hi = bounds
     return float(low), float(high)
+
+
+# --------------------------------------------------------------------------------------------
+# NaN median
+
+
+def nanmedian(values: np.ndarray, axis: int = 0) -> np.ndarray:
+    """``np.nanmedian(values, axis)`` of a float32 array, the same numbers, several times
+    faster: one sort along ``axis`` (NaN last), then per position the middle value or the mean
+    of the two middle values (numpy sorts masked arrays for short axes and loops in Python over
+    long ones). All-NaN positions are NaN, without a warning."""
+    ordered = np.sort(values, axis=axis)
+    present = (~np.isnan(values)).sum(axis=axis, keepdims=True)
+    lower = np.take_along_axis(ordered, np.maximum((present - 1) // 2, 0), axis)
+    upper = np.take_along_axis(ordered, present // 2, axis)
+    del ordered
+    with np.errstate(invalid="ignore", over="ignore"):
+        combined = np.where(present % 2 == 1, lower, (lower + upper) / np.float32(2))
+    combined = np.squeeze(combined.astype(np.float32, copy=False), axis=axis)
+    combined[np.squeeze(present, axis=axis) == 0] = np.nan
+    return combined

@@ -17,7 +17,7 @@ from stdatamodels.jwst import datamodels
 from image3 import synth
 from image3.datamodel import load_exposure
 from image3.grid import build_grid, member_geometry
-from image3.median import (Single, combine_stack, median_of_singles, median_shape, nanmedian,
+from image3.median import (Single, combine_stack, median_of_singles, median_shape,
                            read_median_window, read_single_coverage, write_median, write_single)
 from image3.outlier import (DO_NOT_USE, OUTLIER, abs_derivative, apply_outlier_flags,
                             blot_median, compare_with_median, drizzle_single, find_outliers, laplacian,
@@ -172,18 +172,6 @@ def test_combine_stack_median_equals_numpy_nanmedian(depth):
     np.testing.assert_array_equal(combined, expected)
     assert combined.dtype == np.float32
     np.testing.assert_array_equal(count, np.isfinite(values).sum(axis=0))
-
-
-def test_nanmedian_along_a_long_last_axis_equals_numpy():
-    """As smooth_variance uses it: 1024 pixels per block, some blocks without any."""
-    rng = np.random.default_rng(9)
-    values = rng.random((5, 6, 1024)).astype(np.float32)
-    values[rng.random(values.shape) < 0.3] = np.nan
-    values[0, 0] = np.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        expected = np.nanmedian(values, axis=-1)
-    np.testing.assert_array_equal(nanmedian(values, axis=-1), expected)
 
 
 def test_combine_stack_takes_the_lower_of_two_disagreeing_middle_values():

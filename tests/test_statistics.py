@@ -1,10 +1,12 @@
-"""Tests of image3.statistics: the sky statistic and sigma clipping.
+"""Tests of image3.statistics: the sky statistic, sigma clipping and the NaN median.
 
 On unit-noise values the sky statistics come out within 1 % of the noise sigma; the
 reference's histogram estimators (bins 0.1 sigma wide) within 0.1 sigma; imagestats'
 definitions are checked on a small example worked by hand. The sigma clipping keeps what
-astropy's SigmaClip, which it stands in for, keeps.
+astropy's SigmaClip, which it stands in for, keeps; the NaN median gives numpy's numbers.
 """
+
+import warnings
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from astropy.stats import SigmaClip
 from scipy import optimize, stats
 
 from image3.errors import ConfigError
-from image3.statistics import sigma_clip_1d, sky_statistic, sorted_sigma_clip_bounds
+from image3.statistics import nanmedian, sigma_clip_1d, sky_statistic, sorted_sigma_clip_bounds
 
 SIGMA = 1.0  # per-pixel noise (data units)
 TOLERANCE = 0.01 * SIGMA
@@ -139,3 +141,19 @@ def test_sorted_bounds_are_astropys_to_float32_rounding(seed):
 def test_sigma_clip_of_empty_input_keeps_nothing_and_has_open_bounds():
     kept, low, high = sigma_clip_1d(np.array([], np.float32))
     assert kept.size == 0 and (low, high) == (-np.inf, np.inf)
+
+
+# --------------------------------------------------------------------------------------------
+# NaN median
+
+
+def test_nanmedian_along_a_long_last_axis_equals_numpy():
+    """As smooth_variance uses it: 1024 pixels per block, some blocks without any."""
+    rng = np.random.default_rng(9)
+    values = rng.random((5, 6, 1024)).astype(np.float32)
+    values[rng.random(values.shape) < 0.3] = np.nan
+    values[0, 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanmedian(values, axis=-1)
+    np.testing.assert_array_equal(nanmedian(values, axis=-1), expected)
