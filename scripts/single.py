@@ -8,11 +8,12 @@ delegate(snakemake)  # on a local run, the job server runs the rest (image3/runt
 from functools import partial
 
 from image3.datamodel import load_exposure, read_pixels, save_model, sky_level_to_remove
+from image3.footprints import group_footprints
 from image3.grid import load_grid
 from image3.median import write_single
 from image3.outlier import drizzle_single, intermediate_model, padded
 from image3.runtime.runjob import job
-from image3.skymatch import group_footprints, member_sky_stats, write_sky_stats
+from image3.skymatch import member_sky_stats, write_sky_stats
 
 with job(snakemake) as log:
     group = snakemake.wildcards.group

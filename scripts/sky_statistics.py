@@ -5,8 +5,9 @@ from image3.runtime.jobserver import delegate
 delegate(snakemake)  # on a local run, the job server runs the rest (image3/runtime/jobserver.py)
 
 from image3.datamodel import load_exposure
+from image3.footprints import group_footprints
 from image3.runtime.runjob import job
-from image3.skymatch import group_footprints, member_sky_stats, write_sky_stats
+from image3.skymatch import member_sky_stats, write_sky_stats
 
 with job(snakemake) as log:
     member = snakemake.wildcards.member
