@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import __version__
-from .datamodel import load_exposure, new_image, sky_level_to_remove
+from .datamodel import load_exposure, new_image
 from .resample import (IVM_TYPES, Partial, Resampled, combine_partials, drizzle_exposure,
-                       partial_meta, weight_map)
+                       exposure_time, partial_meta, prepare_arrays)
 from .wcs import Grid, fits_tan_header, footprint, pixel_map, s_region
 
 if TYPE_CHECKING:
@@ -42,50 +42,11 @@ class ExposureFiles:
     sky: Path | None = None
 
 
-def exposure_time(model, weight_type: str) -> float:
-    """The reference's exposure time for ``exptime`` weighting: TMEASURE, else EFFEXPTM."""
-    exp = model.meta.exposure
-    value = exp.measurement_time if exp.measurement_time else exp.effective_exposure_time
-    return float(value or exp.exposure_time or 1.0)
-
-
-def prepare_arrays(model, good_bits, weight_type: str, with_variances: bool = True,
-                   copy: bool = True) -> tuple[np.ndarray, dict, np.ndarray]:
-    """Science data with the sky removed, variances and drizzle weight of one exposure.
-
-    Pixels that are non-finite in SCI or in any variance, or flagged bad by ``good_bits``, get
-    zero weight (the reference's ``match_nans_and_flags`` followed by its DQ mask).
-    ``with_variances=False`` returns no variances (an empty dict), for a caller drizzling
-    the data alone: their non-finite pixels still get zero weight, without copying them.
-    ``copy=False`` returns the model's own variance arrays (when float32), zeroed in place,
-    for a caller that discards the model.
-    """
-    data = np.asarray(model.data, dtype=np.float32) - np.float32(sky_level_to_remove(model))
-    found = {}
-    for name in ("var_rnoise", "var_poisson", "var_flat"):
-        arr = getattr(model, name, None)
-        if arr is not None and arr.shape == data.shape:
-            found[name] = arr
-    weight = weight_map(model.dq, found.get("var_rnoise"), good_bits, weight_type,
-                        exposure_time(model, weight_type))
-    # zeroed in place below; asarray gives the model's own array when it is float32
-    own = np.array if copy else np.asarray
-    variances = {name: own(arr, dtype=np.float32) for name, arr in found.items()} \
-        if with_variances else {}
-    bad = ~np.isfinite(data)
-    for arr in found.values():
-        bad |= ~np.isfinite(arr)
-    del found
-    for arr in (weight, data, *variances.values()):
-        arr[bad] = 0.0
-    return data, variances, weight
-
-
 @dataclass
 class MemberPixels:
     """What drizzling one member onto the final grid needs, detached from its datamodel (so
-    the caller can release the model's arrays first): :func:`prepare_arrays`'s outputs, the
-    exposure time, the gwcs and the member's metadata for the product."""
+    the caller can release the model's arrays first): :func:`~image3.resample.prepare_arrays`'s
+    outputs, the exposure time, the gwcs and the member's metadata for the product."""
 
     data: np.ndarray
     variances: dict
@@ -99,7 +60,7 @@ def member_pixels(model, group_id: str, params: dict, copy: bool = True,
                   meta: dict | None = None) -> MemberPixels:
     """:class:`MemberPixels` of ``model`` (a datamodel, or pixels read without one, then with
     the product's ``meta`` from :func:`member_meta` of its datamodel); ``copy=False``: see
-    :func:`prepare_arrays`."""
+    :func:`~image3.resample.prepare_arrays`."""
     data, variances, weight = prepare_arrays(model, params["good_bits"], params["weight_type"],
                                              copy=copy)
     if meta is None:

@@ -58,8 +58,7 @@ from .datamodel import new_image, sky_level_to_remove
 from .dqflags import DO_NOT_USE, OUTLIER
 from .errors import ConfigError
 from .median import Single
-from .mosaic import exposure_time, prepare_arrays
-from .resample import Partial, blot, drizzle_exposure
+from .resample import Partial, blot, drizzle_exposure, exposure_time, prepare_arrays
 from .statistics import nanmedian, sorted_sigma_clip_bounds
 from .steps import intermediate_name
 from .wcs import Grid, pixel_map

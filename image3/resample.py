@@ -12,6 +12,9 @@ exposure i on the output grid; with W_i = 1 / sigma_rnoise,i^2 (``ivm``) or the 
 (``exptime``), ``var = sum(W_i^2 sigma_i^2) / (sum W_i)^2 / pixel_scale_ratio^2``. (Two of those drizzles
 share one call where they can, :func:`_drizzled_sigmas`; the values are the same.)
 
+An exposure enters as :func:`prepare_arrays` gives it: its data with the sky removed, its
+variances and its drizzle weight (:func:`weight_map`).
+
 Units: data and errors in surface brightness (MJy/sr); variances in (MJy/sr)^2.
 """
 
@@ -30,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from drizzle.resample import Drizzle, blot_image
 
+from .datamodel import sky_level_to_remove
 from .dqflags import interpret_bits
 from .errors import ConfigError, InputFileError
 from .statistics import nanmedian
@@ -45,7 +49,9 @@ __all__ = [
     "blot",
     "combine_partials",
     "drizzle_exposure",
+    "exposure_time",
     "partial_meta",
+    "prepare_arrays",
     "weight_map",
 ]
 
@@ -63,7 +69,7 @@ BLOT_BLOCK_ROWS = 128
 
 
 # --------------------------------------------------------------------------------------------
-# Input weights
+# Input arrays and weights
 
 
 def weight_map(
@@ -139,6 +145,45 @@ def smooth_variance(var: np.ndarray, block: int = SMOOTH_BLOCK_PX) -> np.ndarray
         medians[empty] = nanmedian(var.ravel())
     full = np.repeat(np.repeat(medians, block, axis=0), block, axis=1)
     return full if (py, px) == (0, 0) else np.ascontiguousarray(full[:ny, :nx])
+
+
+def exposure_time(model, weight_type: str) -> float:
+    """The reference's exposure time for ``exptime`` weighting: TMEASURE, else EFFEXPTM."""
+    exp = model.meta.exposure
+    value = exp.measurement_time if exp.measurement_time else exp.effective_exposure_time
+    return float(value or exp.exposure_time or 1.0)
+
+
+def prepare_arrays(model, good_bits, weight_type: str, with_variances: bool = True,
+                   copy: bool = True) -> tuple[np.ndarray, dict, np.ndarray]:
+    """Science data with the sky removed, variances and drizzle weight of one exposure.
+
+    Pixels that are non-finite in SCI or in any variance, or flagged bad by ``good_bits``, get
+    zero weight (the reference's ``match_nans_and_flags`` followed by its DQ mask).
+    ``with_variances=False`` returns no variances (an empty dict), for a caller drizzling
+    the data alone: their non-finite pixels still get zero weight, without copying them.
+    ``copy=False`` returns the model's own variance arrays (when float32), zeroed in place,
+    for a caller that discards the model.
+    """
+    data = np.asarray(model.data, dtype=np.float32) - np.float32(sky_level_to_remove(model))
+    found = {}
+    for name in ("var_rnoise", "var_poisson", "var_flat"):
+        arr = getattr(model, name, None)
+        if arr is not None and arr.shape == data.shape:
+            found[name] = arr
+    weight = weight_map(model.dq, found.get("var_rnoise"), good_bits, weight_type,
+                        exposure_time(model, weight_type))
+    # zeroed in place below; asarray gives the model's own array when it is float32
+    own = np.array if copy else np.asarray
+    variances = {name: own(arr, dtype=np.float32) for name, arr in found.items()} \
+        if with_variances else {}
+    bad = ~np.isfinite(data)
+    for arr in found.values():
+        bad |= ~np.isfinite(arr)
+    del found
+    for arr in (weight, data, *variances.values()):
+        arr[bad] = 0.0
+    return data, variances, weight
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from image3.datamodel import (
 )
 from image3.errors import InputFileError
 from image3.grid import geometry_of, save_geometry
-from image3.mosaic import exposure_time, prepare_arrays
+from image3.resample import exposure_time, prepare_arrays
 
 
 @pytest.mark.real
