@@ -1,5 +1,8 @@
-"""Configuration: type coercion, validation with one-line errors, the per-instrument/filter
-parameter table, derived paths.
+"""Configuration: type coercion, validation with one-line errors, the schema's defaults, the
+per-instrument/filter parameter table, derived paths.
+
+:func:`schema_defaults` gives the defaults ``config/schema.yaml`` states, the values Snakemake's
+validation fills into a config that lacks them.
 
 Snakemake's ``--config 'resample={pixfrac: 0.8}'`` leaves every nested leaf a string ('0.8');
 :func:`coerce` casts such leaves to the type the schema asks for before validation, so nested
@@ -16,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,14 +27,36 @@ import jsonschema
 import yaml
 
 from .errors import ConfigError
+from .parameters import BY_SECTION
 
 STEPS = ("tweakreg", "skymatch", "outlier_detection", "resample", "source_catalog")
 #: What a parameter-table entry can match on (exposure facts of image3.inspect).
 MATCH_KEYS = ("instrument", "filter", "pupil", "detector")
+#: The workflow's config schema, beside the Snakefile (as image3.cli finds the Snakefile).
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
 
 
-def load_schema(path: str | Path) -> dict:
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
     return yaml.safe_load(Path(path).read_text())
+
+
+def schema_defaults(schema: dict | None = None) -> dict:
+    """The configuration of an empty config file: every default of the schema (the workflow's
+    own schema when None), nested as the config is; the values Snakemake's ``validate`` fills
+    in. Unit tests build parameter objects from it, so they repeat no default."""
+    schema = load_schema() if schema is None else schema
+    return _defaults(schema, schema)
+
+
+def _defaults(schema: dict, root: dict) -> dict:
+    out = {}
+    for key, prop in _resolve(schema, root).get("properties", {}).items():
+        prop = _resolve(prop, root)
+        if "properties" in prop:
+            out[key] = _defaults(prop, root)
+        elif "default" in prop:
+            out[key] = copy.deepcopy(prop["default"])
+    return out
 
 
 def _resolve(schema: dict, root: dict) -> dict:
@@ -92,18 +116,15 @@ def validate(config: dict, schema: dict) -> None:
 
 
 def check_consistency(config: dict) -> None:
-    """Cross-parameter rules of the reference that a schema cannot state."""
-    tw = config["tweakreg"]
-    for prefix in ("", "abs_"):
-        sep, tol = tw[f"{prefix}separation"], tw[f"{prefix}tolerance"]
-        if not sep > math.sqrt(2) * tol:
-            raise ConfigError(
-                f"config: tweakreg.{prefix}separation ({sep}) must exceed sqrt(2) x "
-                f"tweakreg.{prefix}tolerance ({tol})")
-    sc = config["source_catalog"]
-    ees = [sc["aperture_ee1"], sc["aperture_ee2"], sc["aperture_ee3"]]
-    if not ees[0] < ees[1] < ees[2]:
-        raise ConfigError(f"config: source_catalog.aperture_ee1/2/3 = {ees} must increase strictly")
+    """Every step's parameter objects (:mod:`image3.parameters`) made once from a validated
+    config, so the rules a schema cannot state (e.g. tweakreg's separation > √2 × tolerance,
+    increasing aperture_ee1/2/3, DQ flag names) stop the run before any job, as one line."""
+    for section, classes in BY_SECTION.items():
+        for parameters in classes:
+            try:
+                parameters.from_config(config[section])
+            except ConfigError as exc:
+                raise ConfigError(f"config: {exc}") from None
 
 
 def work_dir(config: dict) -> str:

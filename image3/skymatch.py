@@ -37,11 +37,11 @@ from .asn import exposure_root
 from .datamodel import SkyRecord
 from .dqflags import interpret_bits
 from .errors import ConfigError, StepError
+from .parameters import SKY_METHODS, SKY_STATISTICS, SkySolve, SkyStatistics
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "DEFAULT_PARAMS",
     "SKY_METHODS",
     "SKY_STATISTICS",
     "footprints_table",
@@ -58,29 +58,6 @@ __all__ = [
     "solve_sky",
     "write_sky_stats",
 ]
-
-SKY_METHODS = ("local", "global", "match", "global+match", "user")
-
-#: ``mode`` is the peak of the pixel-value distribution found by a fit (see :func:`sky_statistic`);
-#: ``imagestats_mode`` is the reference's coarse histogram mode, kept for comparisons.
-SKY_STATISTICS = ("mode", "imagestats_mode", "midpt", "median", "mean")
-
-#: The reference's step defaults (jwst ``SkyMatchStep.spec``).
-DEFAULT_PARAMS = {
-    "skymethod": "match",
-    "match_down": True,
-    "subtract": False,
-    "skylist": None,
-    "stepsize": None,
-    "skystat": "mode",
-    "dqbits": "~DO_NOT_USE+NON_SCIENCE",
-    "lower": None,
-    "upper": None,
-    "nclip": 5,
-    "lsigma": 4.0,
-    "usigma": 4.0,
-    "binwidth": 0.1,
-}
 
 # The fitted mode uses the pixel-value histogram within this many core sigmas of the peak. A
 # cubic in log(counts) absorbs the skew that faint source wings add, so the window can be wide
@@ -100,48 +77,12 @@ _EDGE_STEPS = 256
 
 
 # --------------------------------------------------------------------------------------------
-# Parameters
-
-
-def _checked_params(params: Mapping | None) -> dict:
-    """``params`` over the reference defaults, with values that cannot work refused."""
-    p = {**DEFAULT_PARAMS, **(params or {})}
-    if p["skymethod"] not in SKY_METHODS:
-        raise ConfigError(f"skymatch.skymethod {p['skymethod']!r} is not one of {SKY_METHODS}")
-    if p["skystat"] not in SKY_STATISTICS:
-        raise ConfigError(f"skymatch.skystat {p['skystat']!r} is not one of {SKY_STATISTICS}")
-    if p["lower"] is not None and p["upper"] is not None and p["lower"] > p["upper"]:
-        raise ConfigError(f"skymatch.lower = {p['lower']} is above skymatch.upper = {p['upper']}")
-    if p["nclip"] < 0 or p["lsigma"] <= 0 or p["usigma"] <= 0 or p["binwidth"] <= 0:
-        raise ConfigError("skymatch: nclip must be >= 0 and lsigma, usigma, binwidth > 0")
-    if p["stepsize"] is not None and p["stepsize"] < 1:
-        raise ConfigError(f"skymatch.stepsize = {p['stepsize']} must be >= 1 pixel or null")
-    try:
-        interpret_bits(p["dqbits"])
-    except ConfigError as err:
-        raise ConfigError(f"skymatch.dqbits: {err}") from None
-    return p
-
-
-def _statistic_options(p: Mapping) -> dict:
-    return {k: p[k] for k in ("skystat", "lower", "upper", "nclip", "lsigma", "usigma", "binwidth")}
-
-
-# --------------------------------------------------------------------------------------------
 # Sky statistic
 
 
-def sky_statistic(
-    values: np.ndarray,
-    skystat: str = "mode",
-    lower: float | None = None,
-    upper: float | None = None,
-    nclip: int = 5,
-    lsigma: float = 4.0,
-    usigma: float = 4.0,
-    binwidth: float = 0.1,
-) -> tuple[float | None, int]:
-    """Sky value of pixel values and the number of pixels it used, as the reference defines it.
+def sky_statistic(values: np.ndarray, params: SkyStatistics) -> tuple[float | None, int]:
+    """Sky value of pixel values and the number of pixels it used, as the reference defines it:
+    ``params.skystat`` with the clipping and binning of ``params`` (its ``dqbits`` unused).
 
     Clipping is stsci.imagestats': values outside [``lower``, ``upper``] (data units; None =
     no limit) are ignored, then ``nclip`` times the mean and standard deviation (N - 1) of the
@@ -168,11 +109,11 @@ def sky_statistic(
 
     Non-finite values are ignored. Returns (None, 0) when no value survives the limits.
     """
-    if skystat not in SKY_STATISTICS:
-        raise ConfigError(f"skymatch.skystat {skystat!r} is not one of {SKY_STATISTICS}")
+    skystat, binwidth = params.skystat, params.binwidth
     values = np.asarray(values, dtype=np.float32).ravel()  # imagestats works in float32
     values = values[np.isfinite(values)]
-    clipped = _clip(values, lower, upper, nclip, lsigma, usigma)
+    clipped = _clip(values, params.lower, params.upper, params.nclip, params.lsigma,
+                    params.usigma)
     if clipped is None:
         return None, 0
     inside, mean, std = clipped
@@ -581,15 +522,15 @@ def member_sky_stats(
     *,
     group_footprints: Mapping[str, object],
     own_group: str,
-    params: Mapping | None = None,
+    params: SkyStatistics,
 ) -> dict:
     """Sky statistics of one member, everything :func:`solve_sky` needs from its pixels.
 
     ``data`` (MJy/sr) and ``dq`` are the member's arrays, ``wcs`` its (corrected) gwcs.
     ``group_footprints`` maps every group id to its sky footprint: one (N, 2) (ra, dec) array
     or a list of them, one per member (the union is used, as the reference's SkyGroup does),
-    e.g. from :func:`sky_footprint` with the ``stepsize`` parameter. ``params`` are the
-    skymatch parameters (reference names; missing ones take :data:`DEFAULT_PARAMS`).
+    e.g. from :func:`sky_footprint` with the ``stepsize`` parameter. ``params``: which pixels
+    count and the statistic (:func:`sky_statistic`).
 
     Returns (JSON-serialisable; sky values None when no pixel is usable)::
 
@@ -599,22 +540,18 @@ def member_sky_stats(
 
     ``local`` uses all good pixels (:func:`good_pixels`); ``overlaps`` holds every other group
     whose footprint covers at least one pixel centre of this member (``area_pixels`` counts
-    those pixels, ``good_pixels`` the good ones among them). Overlaps are only measured when
-    the sky method matches ('match', 'global+match').
+    those pixels, ``good_pixels`` the good ones among them). They are measured whatever the
+    sky method: only the solve depends on it.
     """
-    p = _checked_params(params)
     data = np.asarray(data)
-    good = good_pixels(data, dq, p["dqbits"])
-    options = _statistic_options(p)
-    sky, npix = sky_statistic(data[good], **options)
+    good = good_pixels(data, dq, params.dqbits)
+    sky, npix = sky_statistic(data[good], params)
     result = {
         "group": own_group,
         "good_pixels": int(good.sum()),
         "local": {"sky": sky, "npix": npix},
         "overlaps": {},
     }
-    if "match" not in p["skymethod"]:
-        return result
     for group_id, footprint in group_footprints.items():
         if group_id == own_group:
             continue
@@ -623,7 +560,7 @@ def member_sky_stats(
         if area == 0:
             continue
         inside &= good
-        sky, npix = sky_statistic(data[inside], **options)
+        sky, npix = sky_statistic(data[inside], params)
         result["overlaps"][group_id] = {
             "sky": sky, "npix": npix, "good_pixels": int(inside.sum()), "area_pixels": area,
         }
@@ -637,7 +574,7 @@ def member_sky_stats(
 def solve_sky(
     stats: Mapping[str, Mapping],
     groups: Mapping[str, Sequence[str]],
-    params: Mapping | None = None,
+    params: SkySolve,
 ) -> dict[str, SkyRecord]:
     """One sky level per group from the members' statistics, as the reference's skymatch.
 
@@ -656,18 +593,17 @@ def solve_sky(
     - ``global+match``: the matched levels D plus min over groups of (sky_g - D_g), so the
       matched set sits on an absolute level. As in the reference, groups in no pair enter
       with D = 0 and are thus given that global level;
-    - ``user``: the values of ``params["skylist"]`` (:func:`read_skylist`), per member.
+    - ``user``: the values of ``params.skylist`` (:func:`read_skylist`), per member.
 
     A group without any good pixel gets None (SKIPPED) with a warning; a member without good
     pixels in a group that has some shares the group's level (with a warning).
     Returns a :class:`~image3.datamodel.SkyRecord` per member; ``subtracted`` is
-    ``params["subtract"]`` for computed levels and False for skipped ones.
+    ``params.subtract`` for computed levels and False for skipped ones.
     """
-    p = _checked_params(params)
-    method, subtract = p["skymethod"], bool(p["subtract"])
+    method, subtract = params.skymethod, bool(params.subtract)
     members = [m for group in groups.values() for m in group]
     if method == "user":
-        levels = _user_levels(members, p["skylist"])
+        levels = _user_levels(members, params.skylist)
         return {m: SkyRecord(levels[m], method, subtract) for m in members}
     missing = [m for m in members if m not in stats]
     if missing:
@@ -679,7 +615,7 @@ def solve_sky(
     elif method == "global":
         group_levels = _global_levels(local, {g: 0.0 for g in groups})
     else:
-        deltas = _match_deltas(stats, groups, bool(p["match_down"]))
+        deltas = _match_deltas(stats, groups, bool(params.match_down))
         if method == "match":
             group_levels = deltas
         else:

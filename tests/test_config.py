@@ -28,6 +28,7 @@ def test_config_file_is_valid_and_matches_schema_defaults(schema, config):
     cfg.check_consistency(config)
     filled = {}
     snakemake_validate(filled, str(SCHEMA_PATH))
+    assert cfg.schema_defaults(schema) == filled  # what unit tests build parameter objects from
     for step in cfg.STEPS:
         assert filled[step] == config[step], step
         assert config[step]["skip"] is False

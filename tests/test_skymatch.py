@@ -14,7 +14,7 @@ single pair) the check is against 3 x its rms, and absolute levels are also chec
 import copy
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import gwcs
 import numpy as np
@@ -23,8 +23,10 @@ from astropy.modeling.models import RotationSequence3D, Shift
 from scipy import optimize, stats
 from spherical_geometry.polygon import SphericalPolygon
 
+from image3.config import schema_defaults
 from image3.datamodel import SkyRecord
 from image3.errors import ConfigError
+from image3.parameters import SkySolve, SkyStatistics
 from image3.skymatch import (
     good_pixels,
     member_sky_stats,
@@ -33,6 +35,20 @@ from image3.skymatch import (
     sky_statistic,
     solve_sky,
 )
+
+#: The sky statistics' parameters: the workflow's defaults (the schema's).
+STATISTICS = SkyStatistics.from_config(schema_defaults()["skymatch"])
+
+
+def stat(skystat: str, **changes) -> SkyStatistics:
+    """The default statistics' parameters with another ``skystat`` (and ``changes``)."""
+    return replace(STATISTICS, skystat=skystat, **changes)
+
+
+def solve(**changes) -> SkySolve:
+    """The solve's parameters: the schema's defaults with ``changes``."""
+    return SkySolve.from_config({**schema_defaults()["skymatch"], **changes})
+
 
 SIGMA = 1.0  # per-pixel noise (data units)
 TOLERANCE = 0.01 * SIGMA
@@ -151,7 +167,7 @@ def build_scene(base, exposures, size, sources_per_pointing, seed):
         group_footprints.setdefault(group, []).append(footprints[m])
     member_stats = {
         m: member_sky_stats(data[m], dq[m], wcs[m], group_footprints=group_footprints,
-                            own_group=exposures[m][0], params={"skymethod": "match"})
+                            own_group=exposures[m][0], params=STATISTICS)
         for m in exposures
     }
     return Scene(exposures, wcs, peak, offset, member_stats, group_footprints)
@@ -181,7 +197,7 @@ def full_frame(nircam):
 
 def test_match_recovers_relative_sky_within_one_percent_sigma(scene):
     groups = scene.groups(MAIN)
-    records = solve_sky(scene.stats, groups, {"skymethod": "match"})
+    records = solve_sky(scene.stats, groups, solve(skymethod="match"))
     lowest = min(scene.offset[g] for g in MAIN)
     for group, members in groups.items():
         for m in members:
@@ -193,7 +209,7 @@ def test_match_recovers_relative_sky_within_one_percent_sigma(scene):
 
 
 def test_match_up_anchors_the_highest_sky_at_zero(scene):
-    params = {"skymethod": "match", "match_down": False}
+    params = solve(skymethod="match", match_down=False)
     records = solve_sky(scene.stats, scene.groups(MAIN), params)
     highest = max(scene.offset[g] for g in MAIN)
     assert max(r.level for r in records.values()) == 0.0
@@ -205,8 +221,8 @@ def test_global_plus_match_keeps_matched_levels_and_adds_the_reference_anchor(sc
     """Relative levels as 'match'; the anchor is the reference's min over groups of
     (group sky - delta), where a group's sky is its lowest member's local sky."""
     groups = scene.groups(MAIN)
-    matched = solve_sky(scene.stats, groups, {"skymethod": "match"})
-    records = solve_sky(scene.stats, groups, {"skymethod": "global+match", "subtract": True})
+    matched = solve_sky(scene.stats, groups, solve(skymethod="match"))
+    records = solve_sky(scene.stats, groups, solve(skymethod="global+match", subtract=True))
     local = {g: min(scene.stats[m]["local"]["sky"] for m in groups[g]) for g in MAIN}
     anchor = min(local[g] - matched[groups[g][0]].level for g in MAIN)
     for m, record in records.items():
@@ -223,7 +239,7 @@ def test_absolute_levels_are_the_distribution_peaks_full_frame(full_frame):
     peak = {g: scene.peak[groups[g][0]] for g in names}
     lowest = min(scene.offset.values())
     delta = {g: scene.offset[g] - lowest for g in names}
-    solved = {method: solve_sky(scene.stats, groups, {"skymethod": method})
+    solved = {method: solve_sky(scene.stats, groups, solve(skymethod=method))
               for method in ("local", "global", "match", "global+match")}
     anchor = min(peak[g] - delta[g] for g in names)
     for g in names:
@@ -236,8 +252,8 @@ def test_absolute_levels_are_the_distribution_peaks_full_frame(full_frame):
 
 def test_local_gives_each_group_its_lowest_member_sky(scene):
     groups = scene.groups(MAIN)
-    local = solve_sky(scene.stats, groups, {"skymethod": "local"})
-    overall = solve_sky(scene.stats, groups, {"skymethod": "global"})
+    local = solve_sky(scene.stats, groups, solve(skymethod="local"))
+    overall = solve_sky(scene.stats, groups, solve(skymethod="global"))
     lowest_member = min(scene.stats[m]["local"]["sky"] for m in ("g1", "g2"))
     assert local["g1"].level == local["g2"].level == lowest_member
     assert {r.level for r in overall.values()} == {min(r.level for r in local.values())}
@@ -250,7 +266,7 @@ def test_local_gives_each_group_its_lowest_member_sky(scene):
 def test_disjoint_exposures_are_skipped_and_the_rest_matched(scene, caplog):
     groups = scene.groups(ALL_GROUPS)
     with caplog.at_level(logging.WARNING, logger="image3.skymatch"):
-        records = solve_sky(scene.stats, groups, {"skymethod": "match"})
+        records = solve_sky(scene.stats, groups, solve(skymethod="match"))
     for m in ("e", "f"):
         assert records[m] == SkyRecord(None, "match", False, "SKIPPED")
     text = caplog.text
@@ -273,7 +289,7 @@ def test_global_plus_match_gives_unmatched_exposures_the_global_level(scene, cap
     """As in the reference: a group in no pair enters 'global' with a zero delta."""
     groups = scene.groups(MAIN + ("E",))
     with caplog.at_level(logging.WARNING, logger="image3.skymatch"):
-        records = solve_sky(scene.stats, groups, {"skymethod": "global+match"})
+        records = solve_sky(scene.stats, groups, solve(skymethod="global+match"))
     assert "for group(s) E:" in caplog.text
     assert records["e"].status == "COMPLETE"
     assert records["e"].level == pytest.approx(min(r.level for r in records.values()), abs=1e-12)
@@ -283,7 +299,7 @@ def test_member_without_good_pixels_warns_and_gets_no_level(scene, caplog):
     stats = scene.stats["f"]
     assert stats["good_pixels"] == 0 and stats["local"] == {"sky": None, "npix": 0}
     with caplog.at_level(logging.WARNING, logger="image3.skymatch"):
-        records = solve_sky(scene.stats, scene.groups(MAIN + ("F",)), {"skymethod": "local"})
+        records = solve_sky(scene.stats, scene.groups(MAIN + ("F",)), solve(skymethod="local"))
     assert "no good pixel in f" in caplog.text
     assert records["f"] == SkyRecord(None, "local", False, "SKIPPED")
     assert all(records[m].level is not None for m in records if m != "f")
@@ -292,7 +308,7 @@ def test_member_without_good_pixels_warns_and_gets_no_level(scene, caplog):
 def test_member_without_good_pixels_shares_its_groups_level(scene, caplog):
     groups = {**scene.groups(("A", "B", "C", "D")), "G": ["g1", "g2", "f"]}
     with caplog.at_level(logging.WARNING, logger="image3.skymatch"):
-        records = solve_sky(scene.stats, groups, {"skymethod": "match"})
+        records = solve_sky(scene.stats, groups, solve(skymethod="match"))
     assert "no good pixel in f" in caplog.text
     assert records["f"] == records["g1"] == records["g2"]
 
@@ -301,11 +317,11 @@ def test_user_levels_come_from_the_skylist(scene, tmp_path):
     groups = scene.groups(("A", "B"))
     skylist = tmp_path / "sky.txt"
     skylist.write_text("# name level\na_cal.fits 1.5\nb_cal.fits -0.25\n")
-    records = solve_sky({}, groups, {"skymethod": "user", "skylist": str(skylist)})
+    records = solve_sky({}, groups, solve(skymethod="user", skylist=str(skylist)))
     assert records == {"a": SkyRecord(1.5, "user", False), "b": SkyRecord(-0.25, "user", False)}
     skylist.write_text("a_cal.fits 1.5\n")
     with pytest.raises(ConfigError, match="1 entries for 2 exposures"):
-        solve_sky({}, groups, {"skymethod": "user", "skylist": str(skylist)})
+        solve_sky({}, groups, solve(skymethod="user", skylist=str(skylist)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,12 +400,12 @@ def test_statistics_of_gaussian_noise_hit_its_centre():
     rng = np.random.default_rng(5)
     values = rng.normal(7.0, 2.0, SIZE * SIZE)
     for skystat in ("mode", "median", "mean"):
-        value, npix = sky_statistic(values, skystat)
+        value, npix = sky_statistic(values, stat(skystat))
         assert value == pytest.approx(7.0, abs=0.01 * 2.0), skystat
         assert npix > 0.9999 * values.size  # 4-sigma clipping removes ~6e-5
     # the reference's histogram estimators are good to about a bin (0.1 sigma)
     for skystat in ("imagestats_mode", "midpt"):
-        assert sky_statistic(values, skystat)[0] == pytest.approx(7.0, abs=0.1 * 2.0), skystat
+        assert sky_statistic(values, stat(skystat))[0] == pytest.approx(7.0, abs=0.1 * 2.0), skystat
 
 
 def test_mode_finds_the_peak_of_a_skewed_distribution():
@@ -405,8 +421,8 @@ def test_mode_finds_the_peak_of_a_skewed_distribution():
         return (1 - fraction) * stats.norm.pdf(x) + fraction * stats.exponnorm.pdf(x, scale)
 
     peak = optimize.minimize_scalar(lambda x: -density(x), bounds=(-1, 1), method="bounded").x
-    assert sky_statistic(values, "mode")[0] == pytest.approx(peak, abs=TOLERANCE)
-    assert sky_statistic(values, "median")[0] - peak > 3 * TOLERANCE
+    assert sky_statistic(values, stat("mode"))[0] == pytest.approx(peak, abs=TOLERANCE)
+    assert sky_statistic(values, stat("median"))[0] - peak > 3 * TOLERANCE
 
 
 def test_imagestats_definitions_on_a_hand_computed_example():
@@ -415,27 +431,27 @@ def test_imagestats_definitions_on_a_hand_computed_example():
     values = np.array([0, 1, 1, 2.3, 2.3, 2.3, 3, 3, 4])
     options = {"nclip": 0, "binwidth": 0.5}
     step = 0.5 * np.sqrt(12.18 / 8)
-    assert sky_statistic(values, "mean", **options) == (pytest.approx(2.1, rel=1e-6), 9)
+    assert sky_statistic(values, stat("mean", **options)) == (pytest.approx(2.1, rel=1e-6), 9)
     # peak bin 3, rises 3 and falls 1: parabola offset 0.5 (3 - 1) / 4
-    mode = sky_statistic(values, "imagestats_mode", **options)[0]
+    mode = sky_statistic(values, stat("imagestats_mode", **options))[0]
     assert mode == pytest.approx(3.75 * step, rel=1e-6)
     # half-way count in bin 3, one half of the way through its 3 of 9
-    assert sky_statistic(values, "midpt", **options)[0] == pytest.approx(3.5 * step, rel=1e-6)
-    assert sky_statistic(values, "median", **options)[0] == pytest.approx(2.3, rel=1e-6)
+    assert sky_statistic(values, stat("midpt", **options))[0] == pytest.approx(3.5 * step, rel=1e-6)
+    assert sky_statistic(values, stat("median", **options))[0] == pytest.approx(2.3, rel=1e-6)
 
 
 def test_clipping_and_limits():
     rng = np.random.default_rng(2)
     values = rng.normal(0.0, 1.0, 100_000)
     values[:1000] = 1e4  # cosmic rays
-    mean, npix = sky_statistic(values, "mean")
+    mean, npix = sky_statistic(values, stat("mean"))
     assert mean == pytest.approx(0.0, abs=0.01) and npix < 99_000
-    assert sky_statistic(values, "mean", upper=100.0)[1] == npix
-    assert sky_statistic(values, "mean", lower=2e4) == (None, 0)
-    assert sky_statistic(np.array([np.nan, np.inf])) == (None, 0)
-    assert sky_statistic(np.full(50, 3.0)) == (3.0, 50)
+    assert sky_statistic(values, stat("mean", upper=100.0))[1] == npix
+    assert sky_statistic(values, stat("mean", lower=2e4)) == (None, 0)
+    assert sky_statistic(np.array([np.nan, np.inf]), STATISTICS) == (None, 0)
+    assert sky_statistic(np.full(50, 3.0), STATISTICS) == (3.0, 50)
     with pytest.raises(ConfigError):
-        sky_statistic(values, "average")
+        stat("average")
 
 
 @pytest.mark.parametrize("seed", range(4))
