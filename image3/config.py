@@ -1,8 +1,10 @@
 """Configuration: type coercion, validation with one-line errors, the schema's defaults, the
-per-instrument/filter parameter table, derived paths.
+user's own settings, the per-instrument/filter parameter table, derived paths.
 
-:func:`schema_defaults` gives the defaults ``config/schema.yaml`` states, the values Snakemake's
-validation fills into a config that lacks them.
+Every default is defined once, in ``config/schema.yaml``: Snakemake's validation fills them into
+the config (:func:`schema_defaults` gives the same values without Snakemake). What the user set
+(:func:`user_settings`) comes from ``config/config.yaml``, which holds only the user's own
+values, from ``--configfile`` files and from ``--config``.
 
 Snakemake's ``--config 'resample={pixfrac: 0.8}'`` leaves every nested leaf a string ('0.8');
 :func:`coerce` casts such leaves to the type the schema asks for before validation, so nested
@@ -11,15 +13,15 @@ overrides behave like values in the config file.
 The parameter table (``config/parameters.yaml``) plays the role of the reference's CRDS
 ``pars-*`` reference files: entries whose ``match`` fits the association's first member
 (primary header INSTRUME, FILTER, PUPIL, DETECTOR; ``fnmatch`` patterns, case-insensitive) set
-step parameters over config.yaml's defaults, in file order (a later entry wins), but never a
-parameter the user set with ``--config`` or ``--configfile`` (:func:`apply_parameter_table`).
+step parameters over the schema's defaults, in file order (a later entry wins), but never a
+parameter the user set (:func:`apply_parameter_table`).
 """
 
 from __future__ import annotations
 
 import copy
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,32 @@ def _defaults(schema: dict, root: dict) -> dict:
         elif "default" in prop:
             out[key] = copy.deepcopy(prop["default"])
     return out
+
+
+def _merge(base: dict, update: Mapping) -> dict:
+    """``base`` updated by ``update``, nested mappings merged key by key (as Snakemake merges
+    config files and ``--config``)."""
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def user_settings(config_files: Iterable[str | Path], command_line: Mapping) -> dict:
+    """What the user set: the config files the run read (``config/config.yaml``, which holds
+    only the user's values, and ``--configfile`` files) merged in order, then ``--config``
+    (Snakemake's ``workflow.config_settings.overwrite_config``). No schema default is in it."""
+    settings: dict = {}
+    for path in config_files:
+        try:
+            document = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            reason = str(exc).splitlines()[0]
+            raise ConfigError(f"{path}: not a readable config file ({reason})") from None
+        _merge(settings, document)
+    return _merge(settings, command_line)
 
 
 def _resolve(schema: dict, root: dict) -> dict:
@@ -194,10 +222,9 @@ def apply_parameter_table(config: dict, entries: list[dict], exposure: Mapping,
     """``config`` with the values of the entries that match ``exposure``, and what was set.
 
     ``exposure`` holds the first member's facts (``instrument``, ``filter``, ``pupil``,
-    ``detector``); ``explicit`` the user's own settings (Snakemake's ``--config`` and
-    ``--configfile`` values merged, e.g. ``{"tweakreg": {"kernel_fwhm": "3"}}``): a parameter
-    there keeps the user's value. Returns a new config and {"step.parameter": value} of the
-    values taken from the table.
+    ``detector``); ``explicit`` the user's own settings (:func:`user_settings`, e.g.
+    ``{"tweakreg": {"kernel_fwhm": "3"}}``): a parameter there keeps the user's value.
+    Returns a new config and {"step.parameter": value} of the values taken from the table.
     """
     out = copy.deepcopy(config)
     applied: dict[str, object] = {}
@@ -218,7 +245,7 @@ def parameter_sources(config: Mapping, table_values: Mapping[str, object],
 
     ``source`` is "user" for the user's own settings (``explicit``, see
     :func:`apply_parameter_table`), "parameter table" for values from it (``table_values``,
-    {"step.parameter": value}), else "config.yaml" (the workflow's defaults).
+    {"step.parameter": value}), else "default" (the schema's).
     """
     rows = []
     for step in STEPS:
@@ -228,7 +255,7 @@ def parameter_sources(config: Mapping, table_values: Mapping[str, object],
             elif f"{step}.{key}" in table_values:
                 source = "parameter table"
             else:
-                source = "config.yaml"
+                source = "default"
             rows.append((step, key, yaml.safe_dump(value, default_flow_style=True).strip()
                          .removesuffix("\n..."), source))
     return rows

@@ -79,14 +79,19 @@ def first_member_facts():
     return INSPECTED[str(ASN.members[0].path)]["facts"]
 
 
-# Per-instrument/filter parameters (config/parameters.yaml): over config.yaml, under the user's.
+# What the user set (config/config.yaml, --configfile, --config): the parameter table never
+# changes it, and the QA table calls it "user".
+USER_SETTINGS = i3config.user_settings(workflow.configfiles,
+                                       workflow.config_settings.overwrite_config)
+# Per-instrument/filter parameters (config/parameters.yaml): over the schema's defaults, under
+# the user's settings.
 PARAMETER_TABLE = config["parameter_table"] or workflow.source_path("../config/parameters.yaml")
 TABLE_VALUES = {}
 if config["parameter_table"] != "none":
     try:
         _updated, TABLE_VALUES = i3config.apply_parameter_table(
             config, i3config.read_parameter_table(PARAMETER_TABLE, _schema),
-            first_member_facts(), workflow.config_settings.overwrite_config)
+            first_member_facts(), USER_SETTINGS)
         i3config.check_consistency(_updated)
     except Image3Error as exc:
         fail(exc)
