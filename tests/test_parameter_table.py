@@ -146,10 +146,13 @@ def test_bad_entries_are_one_line_naming_the_entry(schema, tmp_path, entry, need
 def test_the_run_takes_table_values_unless_the_user_set_them(tmp_path):
     """Through the Snakefile: a synthetic NIRCam F200W association gets the F200W entry
     (one line on the terminal; the run's parameter table says where each value came from),
-    except the parameter given on the command line; parameter_table=none turns it off."""
+    except the parameter given on the command line; a value in a --configfile is the user's
+    too; parameter_table=none turns it off."""
     asn = synth.make_association(tmp_path / "data", n=2, size=256, seed=4)
     config = {"asn": asn, "output_dir": "out", "tweakreg": "{kernel_fwhm: 3}"}
-    proc = snakemake(tmp_path, "--cores", "1", "out/qa/parameters.html", config=config)
+    (tmp_path / "mine.yaml").write_text("skymatch:\n  nclip: 5\n")
+    proc = snakemake(tmp_path, "--cores", "1", "out/qa/parameters.html",
+                     "--configfile", str(tmp_path / "mine.yaml"), config=config)
     line = next(ln for ln in proc.stderr.splitlines() if "from parameters.yaml" in ln)
     assert line == ("image3: NIRCAM F200W: source_catalog.kernel_fwhm=2.2 "
                     "(from parameters.yaml)")
@@ -159,8 +162,9 @@ def test_the_run_takes_table_values_unless_the_user_set_them(tmp_path):
     rows = {(step, key): (value, source) for step, key, value, source in filter(None, cells)}
     assert rows[("tweakreg", "kernel_fwhm")] == ("3", "user")
     assert rows[("source_catalog", "kernel_fwhm")] == ("2.2", "parameter table")
+    assert rows[("skymatch", "nclip")] == ("5", "user")
     assert rows[("resample", "pixfrac")] == ("1.0", "default")
-    assert sum(source != "default" for _, source in rows.values()) == 2
+    assert sum(source != "default" for _, source in rows.values()) == 3
 
     off = snakemake(tmp_path, "-n", config={**config, "parameter_table": "none"})
     assert "from parameters.yaml" not in off.stderr
