@@ -94,15 +94,9 @@ def build_grid(members: Sequence[MemberGeometry], params: OutputGrid) -> Grid:
     if params.output_wcs:
         return read_output_wcs(params.output_wcs, first.pixel_area_sr,
                                output_shape=params.output_shape)
-    wcs = output_grid(
-        first.wcs, first.wcsinfo, [footprint(m.wcs, m.shape) for m in members],
-        pixel_scale_ratio=params.pixel_scale_ratio, pixel_scale=params.pixel_scale,
-        rotation=params.rotation, crpix=params.crpix, crval=params.crval,
-        output_shape=params.output_shape, max_pixels=params.max_output_pixels,
-    )
-    scale, ratio = grid_scale(first.wcs, first.wcsinfo,
-                              pixel_scale_ratio=params.pixel_scale_ratio,
-                              pixel_scale=params.pixel_scale)
+    wcs = output_grid(first.wcs, first.wcsinfo, [footprint(m.wcs, m.shape) for m in members],
+                      params)
+    scale, ratio = grid_scale(first.wcs, first.wcsinfo, params)
     return Grid(wcs, tuple(int(n) for n in wcs.array_shape), float(scale), float(ratio))
 
 
