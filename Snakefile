@@ -1,5 +1,5 @@
 # image3: JWST calwebb_image3 (tweakreg, skymatch, outlier detection, resample, source
-# catalog) as a Snakemake workflow. Usage and configuration: README.md, config/config.yaml.
+# catalog) as a Snakemake workflow. Usage: README.md; configuration: config/README.md.
 
 from pathlib import Path
 
@@ -8,7 +8,8 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-# Defaults live beside the Snakefile, so the workflow runs from any --directory.
+# The user's settings beside the Snakefile, so the workflow runs from any --directory; every
+# default is in config/schema.yaml (rules/common.smk validates and fills them in).
 configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
 

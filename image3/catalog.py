@@ -43,54 +43,21 @@ from stdatamodels.jwst import datamodels
 
 from . import __version__, photometry_refs
 from .datamodel import atomic_path, save_model
-from .detection import STARFINDERS, detect_segments, find_stars, segment_catalog
-from .errors import ConfigError, InputFileError
+from .detection import detect_segments, find_stars, segment_catalog
+from .errors import InputFileError
+from .parameters import CatalogParameters
 from .runtime.forked import map_forked
 from .statistics import sigma_clip_1d
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "SOURCE_CATALOG_DEFAULTS",
     "catalog_for_product",
     "make_catalog",
     "open_mosaic",
     "stellar_locus_ci",
     "write_catalog_products",
 ]
-
-SOURCE_CATALOG_DEFAULTS = {
-    "aperture_ee1": 30,
-    "aperture_ee2": 50,
-    "aperture_ee3": 70,
-    "ci1_star_threshold": 2.0,
-    "ci2_star_threshold": 1.8,
-    "extended_method": "point_source_ci",
-    "centroid": "windowed",
-    "ci_extended_margin": 0.15,
-    "starfinder": "segmentation",
-    "snr_threshold": 3.0,
-    "bkg_boxsize": 1000,
-    "kernel_fwhm": 2.0,
-    "minsep_fwhm": 0.0,
-    "sigma_radius": 1.5,
-    "sharplo": 0.5,
-    "sharphi": 2.0,
-    "roundlo": 0.0,
-    "roundhi": 0.2,
-    "brightest": 200,
-    "peakmax": None,
-    "npixels": 25,
-    "connectivity": 8,
-    "nlevels": 32,
-    "contrast": 0.001,
-    "multithresh_mode": "exponential",
-    "localbkg_width": 0,
-    "apermask_method": "correct",
-    "kron_params": None,
-    "deblend": True,
-}
-"""The reference step's parameter defaults (jwst ``SourceCatalogStep.spec``)."""
 
 # Aperture pairs (smaller, larger) of the three concentration indices.
 _CI_PAIRS = ((0, 1), (1, 2), (0, 2))
@@ -152,7 +119,7 @@ def make_catalog(
     subarray: str | None = "FULL",
     apcorr_table: Table | None = None,
     abvega_offset: Table | None = None,
-    params: dict | None = None,
+    params: CatalogParameters,
     reference_pixel: tuple[float, float] | None = None,
     workers: int = 1,
 ) -> tuple[QTable | None, np.ndarray | None]:
@@ -177,10 +144,9 @@ def make_catalog(
         From :func:`image3.photometry_refs.read_apcorr` and
         :func:`~image3.photometry_refs.read_abvega_offset`; None uses the
         approximate model / a zero offset, with a warning.
-    params : dict or None
-        The step's parameters by their reference names (see
-        :data:`SOURCE_CATALOG_DEFAULTS`); missing keys take the defaults,
-        other keys (e.g. ``skip``, file paths) are ignored.
+    params : CatalogParameters
+        The step's parameters (reference names; its reference files are
+        ``apcorr_table``/``abvega_offset``, read by the caller).
     reference_pixel : (float, float) or None
         0-based (x, y) where the north angle for ``sky_orientation`` is
         measured; the reference uses CRPIX − 1. None: the image centre.
@@ -197,17 +163,13 @@ def make_catalog(
         None when no source is found or with the 'iraf'/'dao' star finders
         (the reference then writes no segmentation map).
     """
-    given = {k: v for k, v in (params or {}).items() if k in SOURCE_CATALOG_DEFAULTS}
-    p = {**SOURCE_CATALOG_DEFAULTS, **given}
-    if p["starfinder"] not in STARFINDERS:
-        raise ConfigError(f"starfinder must be one of {', '.join(STARFINDERS)}, not {p['starfinder']!r}")
     apertures = photometry_refs.aperture_params(
         apcorr_table,
         instrument=instrument,
         filter=filter,
         pupil=pupil,
         subarray=subarray,
-        aperture_ee=(p["aperture_ee1"], p["aperture_ee2"], p["aperture_ee3"]),
+        aperture_ee=(params.aperture_ee1, params.aperture_ee2, params.aperture_ee3),
         pixel_scale_ratio=pixel_scale_ratio,
     )
     offset = photometry_refs.abvega_offset(
@@ -222,10 +184,10 @@ def make_catalog(
     data = sci * to_jy
     error = err * to_jy
 
-    if p["starfinder"] == "segmentation":
-        sources, segmentation = _segment_sources(data, error, uncovered, wcs, p, workers)
+    if params.finding.starfinder == "segmentation":
+        sources, segmentation = _segment_sources(data, error, uncovered, wcs, params, workers)
     else:
-        sources, segmentation = _star_sources(data, uncovered, wcs, p), None
+        sources, segmentation = _star_sources(data, uncovered, wcs, params), None
     if sources is None:
         log.warning("no sources found in the image: no catalog")
         return None, None
@@ -241,7 +203,7 @@ def make_catalog(
     aperture, aperture_desc, (fluxes, flux_errs) = _aperture_columns(
         data, error, xypos, apertures, offset, workers)
     extras, extras_desc, point_source = _extra_columns(data, xypos, finite, sources["label"],
-                                                       fluxes, flux_errs, apertures, p)
+                                                       fluxes, flux_errs, apertures, params)
     for block, block_desc in ((aperture, aperture_desc), (extras, extras_desc)):
         columns.update(block)
         descriptions.update(block_desc)
@@ -257,36 +219,16 @@ def make_catalog(
     return catalog, segmentation
 
 
-def _segment_sources(data, error, uncovered, wcs, p, workers=1):
+def _segment_sources(data, error, uncovered, wcs, params, workers=1):
     """Segment-based columns (reference names) and the label map, or (None, None)."""
-    segments = detect_segments(
-        data,
-        uncovered,
-        snr_threshold=p["snr_threshold"],
-        kernel_fwhm=p["kernel_fwhm"],
-        bkg_boxsize=p["bkg_boxsize"],
-        npixels=p["npixels"],
-        connectivity=int(p["connectivity"]),
-        nlevels=p["nlevels"],
-        contrast=p["contrast"],
-        multithresh_mode=p["multithresh_mode"],
-        deblend=p["deblend"],
-        error=error,
-    )
+    segments = detect_segments(data, uncovered, params.finding, error=error)
     if segments is None:
         return None, None
-    cat = segment_catalog(
-        segments,
-        error=error,
-        wcs=wcs,
-        localbkg_width=p["localbkg_width"],
-        apermask_method=p["apermask_method"],
-        kron_params=p["kron_params"],
-    )
+    cat = segment_catalog(segments, params.finding, error=error, wcs=wcs)
     with use_future_column_names(), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", AstropyUserWarning)
-        x, y = _centroids(cat, p.get("centroid", "windowed"), workers)
+        x, y = _centroids(cat, params.centroid, workers)
         sources = QTable(
             {
                 "label": cat.label,
@@ -331,29 +273,14 @@ def _centroids(cat, method: str, workers: int = 1) -> tuple[np.ndarray, np.ndarr
     return x, y
 
 
-def _star_sources(data, uncovered, wcs, p):
+def _star_sources(data, uncovered, wcs, params):
     """Star-finder columns under the segment names, or None.
 
     Star finders measure no isophote or moments: the reference leaves those
     columns NaN. Here they are NaN with the segment columns' units (and NaN
     sky coordinates), so the table has the same columns whatever the finder.
     """
-    stars = find_stars(
-        data,
-        uncovered,
-        starfinder=p["starfinder"],
-        snr_threshold=p["snr_threshold"],
-        kernel_fwhm=p["kernel_fwhm"],
-        bkg_boxsize=p["bkg_boxsize"],
-        minsep_fwhm=p["minsep_fwhm"],
-        sigma_radius=p["sigma_radius"],
-        sharplo=p["sharplo"],
-        sharphi=p["sharphi"],
-        roundlo=p["roundlo"],
-        roundhi=p["roundhi"],
-        brightest=p["brightest"],
-        peakmax=p["peakmax"],
-    )
+    stars = find_stars(data, uncovered, params.finding)
     if stars is None:
         return None
     n = len(stars)
@@ -445,11 +372,11 @@ def _aperture_descriptions(kind, ee, aperture_ee):
     return f"Total aperture-corrected {noun} {where}", f"Total aperture-corrected {noun} error {where}"
 
 
-def _extra_columns(data, xypos, finite, labels, fluxes, flux_errs, apertures, p):
+def _extra_columns(data, xypos, finite, labels, fluxes, flux_errs, apertures, params):
     """Concentration indices, star/extended flag, DAOFind statistics, nearest neighbours.
 
     CI_{hi}_{lo} = flux(EE hi) / flux(EE lo) for the aperture pairs (1, 2),
-    (2, 3), (1, 3). ``is_extended`` follows ``p['extended_method']``:
+    (2, 3), (1, 3). ``is_extended`` follows ``params.extended_method``:
 
     ``point_source_ci`` (default): a source is extended when its CI_{3}_{1} exceeds a point
     source's value by more than ``ci_extended_margin`` (fractional) and by more than 3 times
@@ -482,19 +409,20 @@ def _extra_columns(data, xypos, finite, labels, fluxes, flux_errs, apertures, p)
             descriptions[name] = (
                 f"Concentration index calculated as (aper{ee[j]}_flux / aper{ee[i]}_flux)"
             )
-        if p.get("extended_method", "point_source_ci") == "reference":
+        if params.extended_method == "reference":
             ci_21, ci_32 = (columns[f"CI_{ee[j]}_{ee[i]}"] for i, j in _CI_PAIRS[:2])
-            extended = (ci_21 > p["ci1_star_threshold"]) & (ci_32 > p["ci2_star_threshold"])
+            extended = ((ci_21 > params.ci1_star_threshold)
+                        & (ci_32 > params.ci2_star_threshold))
         else:
             ci_31 = columns[f"CI_{ee[2]}_{ee[0]}"]
             relative_noise = np.abs(np.hypot(flux_errs[0] / fluxes[0], flux_errs[2] / fluxes[2]))
-            margin = np.maximum(p.get("ci_extended_margin", 0.15), 3 * relative_noise)
-            point_ci, origin = _point_source_ci(ci_31, relative_noise, apertures, p)
+            margin = np.maximum(params.ci_extended_margin, 3 * relative_noise)
+            point_ci, origin = _point_source_ci(ci_31, relative_noise, apertures, params)
             extended = ci_31 > point_ci * (1 + margin)
             point_source = {"point_source_ci": point_ci, "point_source_ci_origin": origin}
     columns["is_extended"] = np.asarray(extended, dtype=bool)
     columns["sharpness"], columns["roundness"] = _daofind_statistics(
-        data, xypos, p["kernel_fwhm"] * gaussian_fwhm_to_sigma
+        data, xypos, params.finding.kernel_fwhm * gaussian_fwhm_to_sigma
     )
     columns["nn_label"], columns["nn_dist"] = _nearest_neighbours(labels, xypos, finite)
     descriptions.update(
@@ -544,13 +472,13 @@ def stellar_locus_ci(ci: np.ndarray, relative_noise: np.ndarray, *,
     return float(np.exp(np.median(members)))
 
 
-def _point_source_ci(ci, relative_noise, apertures, p):
+def _point_source_ci(ci, relative_noise, apertures, params):
     """(CI_{3}_{1} of a point source, where it came from): see :func:`_extra_columns`."""
     ee = apertures["aperture_ee"]
     model = float(ee[2] / ee[0])
     locus = stellar_locus_ci(ci, relative_noise)
     if not apertures.get("approximate", False):
-        if locus is not None and abs(locus / model - 1) > p.get("ci_extended_margin", 0.15):
+        if locus is not None and abs(locus / model - 1) > params.ci_extended_margin:
             log.warning(
                 "point sources have CI_%d_%d = %.3f, not EE%d/EE%d = %.3f: the APCORR file does "
                 "not describe this image's PSF, so is_extended is not reliable",
@@ -769,20 +697,20 @@ def open_mosaic(path: str | Path):
             yield model
 
 
-def catalog_for_product(model, params: dict, workers: int = 1
+def catalog_for_product(model, params: CatalogParameters, workers: int = 1
                         ) -> tuple[QTable | None, np.ndarray | None]:
     """Catalogue and segmentation map of an ``_i2d`` ImageModel, reading the reference files
-    named by ``params['apcorr_file']`` / ``params['abvegaoffset_file']`` (empty: the approximate
+    named by ``params.apcorr_file`` / ``params.abvegaoffset_file`` (empty: the approximate
     defaults, with a warning), on ``workers`` processes (:func:`make_catalog`)."""
     ins = model.meta.instrument
     if model.meta.bunit_data != "MJy/sr" or (model.meta.bunit_err not in (None, "MJy/sr")):
         raise InputFileError(
             f"{model.meta.filename}: SCI/ERR units are {model.meta.bunit_data!r}/"
             f"{model.meta.bunit_err!r}; the catalogue needs MJy/sr")
-    apcorr = (photometry_refs.read_apcorr(params["apcorr_file"], ins.name)
-              if params.get("apcorr_file") else None)
-    abvega = (photometry_refs.read_abvega_offset(params["abvegaoffset_file"])
-              if params.get("abvegaoffset_file") else None)
+    apcorr = (photometry_refs.read_apcorr(params.apcorr_file, ins.name)
+              if params.apcorr_file else None)
+    abvega = (photometry_refs.read_abvega_offset(params.abvegaoffset_file)
+              if params.abvegaoffset_file else None)
     crpix = (model.meta.wcsinfo.crpix1, model.meta.wcsinfo.crpix2)
     return make_catalog(
         model.data, model.err, model.wht, model.meta.wcs,

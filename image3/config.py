@@ -1,5 +1,10 @@
-"""Configuration: type coercion, validation with one-line errors, the per-instrument/filter
-parameter table, derived paths.
+"""Configuration: type coercion, validation with one-line errors, the schema's defaults, the
+user's own settings, the per-instrument/filter parameter table, derived paths.
+
+Every default is defined once, in ``config/schema.yaml``: Snakemake's validation fills them into
+the config (:func:`schema_defaults` gives the same values without Snakemake). What the user set
+(:func:`user_settings`) comes from ``config/config.yaml``, which holds only the user's own
+values, from ``--configfile`` files and from ``--config``.
 
 Snakemake's ``--config 'resample={pixfrac: 0.8}'`` leaves every nested leaf a string ('0.8');
 :func:`coerce` casts such leaves to the type the schema asks for before validation, so nested
@@ -8,16 +13,15 @@ overrides behave like values in the config file.
 The parameter table (``config/parameters.yaml``) plays the role of the reference's CRDS
 ``pars-*`` reference files: entries whose ``match`` fits the association's first member
 (primary header INSTRUME, FILTER, PUPIL, DETECTOR; ``fnmatch`` patterns, case-insensitive) set
-step parameters over config.yaml's defaults, in file order (a later entry wins), but never a
-parameter the user set with ``--config`` or ``--configfile`` (:func:`apply_parameter_table`).
+step parameters over the schema's defaults, in file order (a later entry wins), but never a
+parameter the user set (:func:`apply_parameter_table`).
 """
 
 from __future__ import annotations
 
 import copy
 import fnmatch
-import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +29,62 @@ import jsonschema
 import yaml
 
 from .errors import ConfigError
+from .parameters import BY_SECTION
 
 STEPS = ("tweakreg", "skymatch", "outlier_detection", "resample", "source_catalog")
 #: What a parameter-table entry can match on (exposure facts of image3.inspect).
 MATCH_KEYS = ("instrument", "filter", "pupil", "detector")
+#: The workflow's config schema, beside the Snakefile (as image3.cli finds the Snakefile).
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
 
 
-def load_schema(path: str | Path) -> dict:
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
     return yaml.safe_load(Path(path).read_text())
+
+
+def schema_defaults(schema: dict | None = None) -> dict:
+    """The configuration of an empty config file: every default of the schema (the workflow's
+    own schema when None), nested as the config is; the values Snakemake's ``validate`` fills
+    in. Unit tests build parameter objects from it, so they repeat no default."""
+    schema = load_schema() if schema is None else schema
+    return _defaults(schema, schema)
+
+
+def _defaults(schema: dict, root: dict) -> dict:
+    out = {}
+    for key, prop in _resolve(schema, root).get("properties", {}).items():
+        prop = _resolve(prop, root)
+        if "properties" in prop:
+            out[key] = _defaults(prop, root)
+        elif "default" in prop:
+            out[key] = copy.deepcopy(prop["default"])
+    return out
+
+
+def _merge(base: dict, update: Mapping) -> dict:
+    """``base`` updated by ``update``, nested mappings merged key by key (as Snakemake merges
+    config files and ``--config``)."""
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def user_settings(config_files: Iterable[str | Path], command_line: Mapping) -> dict:
+    """What the user set: the config files the run read (``config/config.yaml``, which holds
+    only the user's values, and ``--configfile`` files) merged in order, then ``--config``
+    (Snakemake's ``workflow.config_settings.overwrite_config``). No schema default is in it."""
+    settings: dict = {}
+    for path in config_files:
+        try:
+            document = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            reason = str(exc).splitlines()[0]
+            raise ConfigError(f"{path}: not a readable config file ({reason})") from None
+        _merge(settings, document)
+    return _merge(settings, command_line)
 
 
 def _resolve(schema: dict, root: dict) -> dict:
@@ -92,18 +144,15 @@ def validate(config: dict, schema: dict) -> None:
 
 
 def check_consistency(config: dict) -> None:
-    """Cross-parameter rules of the reference that a schema cannot state."""
-    tw = config["tweakreg"]
-    for prefix in ("", "abs_"):
-        sep, tol = tw[f"{prefix}separation"], tw[f"{prefix}tolerance"]
-        if not sep > math.sqrt(2) * tol:
-            raise ConfigError(
-                f"config: tweakreg.{prefix}separation ({sep}) must exceed sqrt(2) x "
-                f"tweakreg.{prefix}tolerance ({tol})")
-    sc = config["source_catalog"]
-    ees = [sc["aperture_ee1"], sc["aperture_ee2"], sc["aperture_ee3"]]
-    if not ees[0] < ees[1] < ees[2]:
-        raise ConfigError(f"config: source_catalog.aperture_ee1/2/3 = {ees} must increase strictly")
+    """Every step's parameter objects (:mod:`image3.parameters`) made once from a validated
+    config, so the rules a schema cannot state (e.g. tweakreg's separation > √2 × tolerance,
+    increasing aperture_ee1/2/3, DQ flag names) stop the run before any job, as one line."""
+    for section, classes in BY_SECTION.items():
+        for parameters in classes:
+            try:
+                parameters.from_config(config[section])
+            except ConfigError as exc:
+                raise ConfigError(f"config: {exc}") from None
 
 
 def work_dir(config: dict) -> str:
@@ -173,10 +222,9 @@ def apply_parameter_table(config: dict, entries: list[dict], exposure: Mapping,
     """``config`` with the values of the entries that match ``exposure``, and what was set.
 
     ``exposure`` holds the first member's facts (``instrument``, ``filter``, ``pupil``,
-    ``detector``); ``explicit`` the user's own settings (Snakemake's ``--config`` and
-    ``--configfile`` values merged, e.g. ``{"tweakreg": {"kernel_fwhm": "3"}}``): a parameter
-    there keeps the user's value. Returns a new config and {"step.parameter": value} of the
-    values taken from the table.
+    ``detector``); ``explicit`` the user's own settings (:func:`user_settings`, e.g.
+    ``{"tweakreg": {"kernel_fwhm": "3"}}``): a parameter there keeps the user's value.
+    Returns a new config and {"step.parameter": value} of the values taken from the table.
     """
     out = copy.deepcopy(config)
     applied: dict[str, object] = {}
@@ -197,7 +245,7 @@ def parameter_sources(config: Mapping, table_values: Mapping[str, object],
 
     ``source`` is "user" for the user's own settings (``explicit``, see
     :func:`apply_parameter_table`), "parameter table" for values from it (``table_values``,
-    {"step.parameter": value}), else "config.yaml" (the workflow's defaults).
+    {"step.parameter": value}), else "default" (the schema's).
     """
     rows = []
     for step in STEPS:
@@ -207,7 +255,7 @@ def parameter_sources(config: Mapping, table_values: Mapping[str, object],
             elif f"{step}.{key}" in table_values:
                 source = "parameter table"
             else:
-                source = "config.yaml"
+                source = "default"
             rows.append((step, key, yaml.safe_dump(value, default_flow_style=True).strip()
                          .removesuffix("\n..."), source))
     return rows

@@ -34,7 +34,8 @@ from photutils.utils import NoDetectionsWarning
 from scipy.ndimage import (convolve, correlate1d, generate_binary_structure, maximum_filter,
                            zoom)
 
-from .errors import ConfigError, StepError
+from .errors import StepError
+from .parameters import STARFINDERS, SourceFinding
 
 if TYPE_CHECKING:
     from photutils.segmentation import SegmentationImage, SourceCatalog
@@ -53,7 +54,6 @@ __all__ = [
     "segment_catalog",
 ]
 
-STARFINDERS = ("iraf", "dao", "segmentation")
 SOURCE_COLUMNS = ("id", "xcentroid", "ycentroid", "flux")
 _SOURCE_DTYPES = (np.int64, np.float64, np.float64, np.float64)
 
@@ -182,26 +182,18 @@ class Segments:
 def detect_segments(
     data: np.ndarray,
     mask: np.ndarray | None,
-    *,
-    snr_threshold: float,
-    kernel_fwhm: float,
-    bkg_boxsize: int,
-    npixels: int = 10,
-    connectivity: int = 8,
-    nlevels: int = 32,
-    contrast: float = 0.001,
-    multithresh_mode: str = "exponential",
-    deblend: bool = True,
+    finding: SourceFinding,
     error: np.ndarray | None = None,
 ) -> Segments | None:
     """Segment an image into sources: the reference's 'segmentation' finder.
 
-    The image minus its background (:func:`estimate_background`) is
-    convolved with a normalised circular Gaussian of FWHM ``kernel_fwhm``
-    pixels; pixels above ``snr_threshold`` × background RMS (per pixel) in at
-    least ``npixels`` connected pixels form a source, optionally split by
-    multi-threshold deblending (``nlevels``, ``contrast``,
-    ``multithresh_mode``).
+    The image minus its background (:func:`estimate_background`, boxes of
+    ``finding.bkg_boxsize`` pixels) is convolved with a normalised circular
+    Gaussian of FWHM ``finding.kernel_fwhm`` pixels; pixels above
+    ``snr_threshold`` × background RMS (per pixel) in at least ``npixels``
+    connected pixels (``connectivity``) form a source, split when ``deblend``
+    by multi-threshold deblending (``nlevels``, ``contrast``,
+    ``multithresh_mode``): the segmentation keys of ``finding``.
 
     With ``error`` (a per-pixel noise map, e.g. the mosaic's ERR), the threshold follows the
     noise from pixel to pixel: the background RMS is rescaled by ``error / median(error)``
@@ -218,29 +210,28 @@ def detect_segments(
     # star finder of the per-exposure tweakreg jobs does without it
     from photutils.segmentation import deblend_sources, detect_sources
 
-    _check_choice("connectivity", connectivity, (4, 8))
-    _check_choice("multithresh_mode", multithresh_mode, ("exponential", "linear", "sinh"))
-    subtracted = _subtract_background(data, mask, bkg_boxsize)
+    subtracted = _subtract_background(data, mask, finding.bkg_boxsize)
     if subtracted is None:
         return None
     data_sub, background, background_rms, total_mask = subtracted
 
-    convolved = _convolve(data_sub, kernel_fwhm, total_mask)
-    threshold = _detection_threshold(background_rms, error, total_mask, snr_threshold)
+    convolved = _convolve(data_sub, finding.kernel_fwhm, total_mask)
+    threshold = _detection_threshold(background_rms, error, total_mask, finding.snr_threshold)
     del background_rms  # the threshold was computed in its place
     total_mask = total_mask | ~np.isfinite(threshold)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoDetectionsWarning)
         warnings.simplefilter("ignore", AstropyUserWarning)
-        segmentation = detect_sources(convolved, threshold, npixels, mask=total_mask,
-                                      connectivity=connectivity)
+        segmentation = detect_sources(convolved, threshold, finding.npixels, mask=total_mask,
+                                      connectivity=finding.connectivity)
         del threshold
-        if segmentation is not None and deblend:
+        if segmentation is not None and finding.deblend:
             segmentation = deblend_sources(
-                convolved, segmentation, npixels,
-                labels=_labels_with_several_peaks(convolved, segmentation, connectivity),
-                n_levels=nlevels, contrast=contrast, mode=multithresh_mode,
-                connectivity=connectivity, relabel=True, progress_bar=False)
+                convolved, segmentation, finding.npixels,
+                labels=_labels_with_several_peaks(convolved, segmentation, finding.connectivity),
+                n_levels=finding.nlevels, contrast=finding.contrast,
+                mode=finding.multithresh_mode, connectivity=finding.connectivity,
+                relabel=True, progress_bar=False)
     if segmentation is None:
         return None
     return Segments(segmentation, data_sub, convolved, background, total_mask)
@@ -288,12 +279,10 @@ def _detection_threshold(background_rms: np.ndarray, error: np.ndarray | None,
 
 def segment_catalog(
     segments: Segments,
+    finding: SourceFinding,
     *,
     error: np.ndarray | None = None,
     wcs=None,
-    localbkg_width: int = 0,
-    apermask_method: str = "correct",
-    kron_params: Sequence[float] | None = None,
 ) -> SourceCatalog:
     """photutils ``SourceCatalog`` of :func:`detect_segments` sources.
 
@@ -307,7 +296,6 @@ def segment_catalog(
     """
     from photutils.segmentation import SourceCatalog
 
-    _check_choice("apermask_method", apermask_method, ("correct", "mask", "none"))
     return SourceCatalog(
         segments.data,
         segments.segmentation,
@@ -315,30 +303,19 @@ def segment_catalog(
         error=error,
         mask=segments.mask,
         wcs=wcs,
-        local_bkg_width=localbkg_width,
-        aperture_mask_method=apermask_method,
-        kron_params=(2.5, 1.4, 0.0) if kron_params is None else tuple(kron_params),
+        local_bkg_width=finding.localbkg_width,
+        aperture_mask_method=finding.apermask_method,
+        kron_params=(2.5, 1.4, 0.0) if finding.kron_params is None else tuple(finding.kron_params),
     )
 
 
 def find_stars(
     data: np.ndarray,
     mask: np.ndarray | None,
-    *,
-    starfinder: str,
-    snr_threshold: float,
-    kernel_fwhm: float,
-    bkg_boxsize: int,
-    minsep_fwhm: float = 0.0,
-    sigma_radius: float = 1.5,
-    sharplo: float = 0.5,
-    sharphi: float = 2.0,
-    roundlo: float = 0.0,
-    roundhi: float = 0.2,
-    brightest: int | None = 200,
-    peakmax: float | None = None,
+    finding: SourceFinding,
 ) -> QTable | None:
-    """Find point sources with photutils ``IRAFStarFinder`` or ``DAOStarFinder``.
+    """Find point sources with photutils ``IRAFStarFinder`` or ``DAOStarFinder``
+    (``finding.starfinder`` 'iraf' or 'dao', with the star-finder keys of ``finding``).
 
     Runs on the background-subtracted image with one threshold,
     ``snr_threshold`` × the median background RMS. The reference takes that
@@ -357,25 +334,27 @@ def find_stars(
         sorted as photutils returns it; None when nothing is found.
     """
     finders = {"iraf": IRAFStarFinder, "dao": DAOStarFinder}
-    _check_choice("starfinder", starfinder, tuple(finders))
-    subtracted = _subtract_background(data, mask, bkg_boxsize)
+    if finding.starfinder not in finders:
+        raise ValueError(f"find_stars: starfinder {finding.starfinder!r} is not a star finder")
+    subtracted = _subtract_background(data, mask, finding.bkg_boxsize)
     if subtracted is None:
         return None
     data_sub, _, background_rms, total_mask = subtracted
 
-    threshold = snr_threshold * float(np.median(background_rms[~total_mask]))
+    threshold = finding.snr_threshold * float(np.median(background_rms[~total_mask]))
+    kernel_fwhm = finding.kernel_fwhm
     settings = dict(
-        sigma_radius=sigma_radius,
-        min_separation=max(2, int(minsep_fwhm * kernel_fwhm + 0.5)),
-        sharpness_range=(sharplo, sharphi),
-        roundness_range=(roundlo, roundhi),
-        peak_max=peakmax,
-        n_brightest=brightest,
+        sigma_radius=finding.sigma_radius,
+        min_separation=max(2, int(finding.minsep_fwhm * kernel_fwhm + 0.5)),
+        sharpness_range=(finding.sharplo, finding.sharphi),
+        roundness_range=(finding.roundlo, finding.roundhi),
+        peak_max=finding.peakmax,
+        n_brightest=finding.brightest,
     )
-    finder = finders[starfinder](threshold, kernel_fwhm, **settings)
+    finder = finders[finding.starfinder](threshold, kernel_fwhm, **settings)
     # masked pixels are zeroed so that NaNs cannot leak into the finder's convolution
     image = np.where(total_mask, 0.0, data_sub)
-    if starfinder == "iraf":
+    if finding.starfinder == "iraf":
         # the finder's own peaks, found without photutils' per-pixel Python loop
         peaks = circular_peaks(convolve(image, finder.kernel.data, mode="constant", cval=0.0),
                                threshold, settings["min_separation"], total_mask)
@@ -426,36 +405,15 @@ def circular_peaks(convolved: np.ndarray, threshold: float, radius: float,
 def find_sources(
     data: np.ndarray,
     mask: np.ndarray | None,
-    *,
-    starfinder: str = "iraf",
-    snr_threshold: float,
-    kernel_fwhm: float,
-    bkg_boxsize: int,
-    error: np.ndarray | None = None,
-    minsep_fwhm: float = 0.0,
-    sigma_radius: float = 1.5,
-    sharplo: float = 0.5,
-    sharphi: float = 2.0,
-    roundlo: float = 0.0,
-    roundhi: float = 0.2,
-    brightest: int | None = 200,
-    peakmax: float | None = None,
-    npixels: int = 10,
-    connectivity: int = 8,
-    nlevels: int = 32,
-    contrast: float = 0.001,
-    multithresh_mode: str = "exponential",
-    localbkg_width: int = 0,
-    apermask_method: str = "correct",
-    kron_params: Sequence[float] | None = None,
-    deblend: bool = True,
+    error: np.ndarray | None,
+    finding: SourceFinding,
 ) -> Table:
     """Source list for alignment: the reference's ``make_tweakreg_catalog``.
 
-    Parameters have the reference step's names and meanings; the star-finder
-    ones apply to 'iraf'/'dao' (see :func:`find_stars`), the segmentation
-    ones to 'segmentation' (see :func:`detect_segments` and
-    :func:`segment_catalog`; ``error`` is only used there).
+    ``finding`` holds the reference step's parameters; the star-finder ones
+    apply to 'iraf'/'dao' (see :func:`find_stars`), the segmentation ones to
+    'segmentation' (see :func:`detect_segments` and :func:`segment_catalog`;
+    ``error``, the image's noise, is only used there).
 
     Returns
     -------
@@ -464,49 +422,15 @@ def find_sources(
         ``flux`` (background-subtracted, units of ``data``); no rows when
         nothing is found or no pixel is usable.
     """
-    _check_choice("starfinder", starfinder, STARFINDERS)
-    if starfinder == "segmentation":
-        segments = detect_segments(
-            data,
-            mask,
-            snr_threshold=snr_threshold,
-            kernel_fwhm=kernel_fwhm,
-            bkg_boxsize=bkg_boxsize,
-            npixels=npixels,
-            connectivity=connectivity,
-            nlevels=nlevels,
-            contrast=contrast,
-            multithresh_mode=multithresh_mode,
-            deblend=deblend,
-        )
+    if finding.starfinder == "segmentation":
+        segments = detect_segments(data, mask, finding)
         if segments is None:
             return _empty_sources()
-        catalog = segment_catalog(
-            segments,
-            error=error,
-            localbkg_width=localbkg_width,
-            apermask_method=apermask_method,
-            kron_params=kron_params,
-        )
+        catalog = segment_catalog(segments, finding, error=error)
         with use_future_column_names():
             columns = (catalog.label, catalog.x_centroid, catalog.y_centroid, catalog.segment_flux)
     else:
-        stars = find_stars(
-            data,
-            mask,
-            starfinder=starfinder,
-            snr_threshold=snr_threshold,
-            kernel_fwhm=kernel_fwhm,
-            bkg_boxsize=bkg_boxsize,
-            minsep_fwhm=minsep_fwhm,
-            sigma_radius=sigma_radius,
-            sharplo=sharplo,
-            sharphi=sharphi,
-            roundlo=roundlo,
-            roundhi=roundhi,
-            brightest=brightest,
-            peakmax=peakmax,
-        )
+        stars = find_stars(data, mask, finding)
         if stars is None:
             return _empty_sources()
         columns = [stars[name] for name in SOURCE_COLUMNS]
@@ -564,8 +488,3 @@ def _as_mask(mask, shape):
     if mask.shape != shape:
         raise ValueError(f"mask shape {mask.shape} differs from the image shape {shape}")
     return mask
-
-
-def _check_choice(name, value, allowed):
-    if value not in allowed:
-        raise ConfigError(f"{name} must be one of {', '.join(map(str, allowed))}, not {value!r}")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from .datamodel import open_meta, read_wcs, sci_shape
+from .parameters import OutputGrid
 from .sidecar import read_sidecar, write_sidecar
 from .wcs import (
     Grid,
@@ -86,22 +87,16 @@ def load_geometry(path: str | Path) -> MemberGeometry:
     return MemberGeometry(**{f.name: items[f.name] for f in fields(MemberGeometry)})
 
 
-def build_grid(members: Sequence[MemberGeometry], params: dict) -> Grid:
+def build_grid(members: Sequence[MemberGeometry], params: OutputGrid) -> Grid:
     """The output grid for these members: the reference's default from their footprints and
     the first member's scale and orientation, or the user's ``output_wcs``."""
     first = members[0]
-    if params.get("output_wcs"):
-        return read_output_wcs(params["output_wcs"], first.pixel_area_sr,
-                               output_shape=params["output_shape"])
-    wcs = output_grid(
-        first.wcs, first.wcsinfo, [footprint(m.wcs, m.shape) for m in members],
-        pixel_scale_ratio=params["pixel_scale_ratio"], pixel_scale=params["pixel_scale"],
-        rotation=params["rotation"], crpix=params["crpix"], crval=params["crval"],
-        output_shape=params["output_shape"], max_pixels=params["max_output_pixels"],
-    )
-    scale, ratio = grid_scale(first.wcs, first.wcsinfo,
-                              pixel_scale_ratio=params["pixel_scale_ratio"],
-                              pixel_scale=params["pixel_scale"])
+    if params.output_wcs:
+        return read_output_wcs(params.output_wcs, first.pixel_area_sr,
+                               output_shape=params.output_shape)
+    wcs = output_grid(first.wcs, first.wcsinfo, [footprint(m.wcs, m.shape) for m in members],
+                      params)
+    scale, ratio = grid_scale(first.wcs, first.wcsinfo, params)
     return Grid(wcs, tuple(int(n) for n in wcs.array_shape), float(scale), float(ratio))
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from .datamodel import atomic_write_text
 from .grid import build_grid, member_geometry, save_grid
+from .parameters import OutputGrid
 from .skymatch import footprints_table
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,8 @@ def write_layout(members: Sequence[Mapping], footprints_path: str,
                  grid_paths: Mapping[str, str], grid_params: Mapping[str, dict],
                  stepsize: int | None) -> None:
     """Write the footprints (JSON, :func:`~image3.skymatch.footprints_table`) and each grid
-    of ``grid_paths`` (name -> path, built with ``grid_params[name]``).
+    of ``grid_paths`` (name -> path, built with ``grid_params[name]``, an
+    :class:`~image3.parameters.OutputGrid`'s keys).
 
     ``members``: rows with ``member``, ``group_id``, ``cal`` and the ``wcs`` (corrected gwcs)
     and ``geometry`` sidecars, each empty where it does not exist (the _cal is read instead).
@@ -34,7 +36,7 @@ def write_layout(members: Sequence[Mapping], footprints_path: str,
         stepsize=stepsize))
     log.info("footprints of %d members", len(members))
     for name, path in grid_paths.items():
-        grid = build_grid(geometry, grid_params[name])
+        grid = build_grid(geometry, OutputGrid.from_config(grid_params[name]))
         save_grid(path, grid)
         log.info("%s: %d x %d pixels at %.4f arcsec", name, grid.shape[1], grid.shape[0],
                  grid.pixel_scale_arcsec)

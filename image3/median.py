@@ -138,7 +138,7 @@ def _open_singles(paths: Sequence[str | Path]):
     return opened
 
 
-def median_of_singles(paths: Sequence[str | Path], method: str = "image3",
+def median_of_singles(paths: Sequence[str | Path], method: str,
                       block_bytes: int = MEDIAN_BLOCK_BYTES,
                       offsets: Sequence[float] | None = None, threads: int = 1):
     """Combine the singles at ``paths`` on their common grid, a block of rows at a time.

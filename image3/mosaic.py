@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,7 @@ import numpy as np
 
 from . import __version__
 from .datamodel import load_exposure, new_image
+from .parameters import FinalDrizzle
 from .resample import (IVM_TYPES, Partial, Resampled, combine_partials, drizzle_exposure,
                        exposure_time, partial_meta, prepare_arrays)
 from .wcs import Grid, fits_tan_header, footprint, pixel_map, s_region
@@ -56,20 +57,20 @@ class MemberPixels:
     meta: dict
 
 
-def member_pixels(model, group_id: str, params: dict, copy: bool = True,
+def member_pixels(model, group_id: str, params: FinalDrizzle, copy: bool = True,
                   meta: dict | None = None) -> MemberPixels:
     """:class:`MemberPixels` of ``model`` (a datamodel, or pixels read without one, then with
     the product's ``meta`` from :func:`member_meta` of its datamodel); ``copy=False``: see
     :func:`~image3.resample.prepare_arrays`."""
-    data, variances, weight = prepare_arrays(model, params["good_bits"], params["weight_type"],
+    data, variances, weight = prepare_arrays(model, params.good_bits, params.weight_type,
                                              copy=copy)
     if meta is None:
         meta = member_meta(model, group_id)
-    return MemberPixels(data, variances, weight, exposure_time(model, params["weight_type"]),
+    return MemberPixels(data, variances, weight, exposure_time(model, params.weight_type),
                         model.meta.wcs, meta)
 
 
-def drizzle_member(member: MemberPixels, grid: Grid, params: dict,
+def drizzle_member(member: MemberPixels, grid: Grid, params: FinalDrizzle,
                    pixmap: np.ndarray | None = None, sink=None) -> Partial:
     """One member's share of the ``_i2d``: its drizzled sums on its cutout of the grid,
     carrying in ``meta`` what the product needs from it once its pixels are released.
@@ -80,10 +81,10 @@ def drizzle_member(member: MemberPixels, grid: Grid, params: dict,
     """
     if pixmap is None:
         pixmap = pixel_map(member.wcs, member.data.shape, grid.wcs,
-                           stepsize=params["pixmap_stepsize"])
+                           stepsize=params.pixmap_stepsize)
     partial = drizzle_exposure(
         member.data, member.variances, member.weight, pixmap, grid.shape,
-        weight_type=params["weight_type"], kernel=params["kernel"], pixfrac=params["pixfrac"],
+        weight_type=params.weight_type, kernel=params.kernel, pixfrac=params.pixfrac,
         pixel_scale_ratio=grid.pixel_scale_ratio, exptime=member.exptime,
         sink=sink, consume=True,
     )
@@ -91,7 +92,8 @@ def drizzle_member(member: MemberPixels, grid: Grid, params: dict,
     return partial
 
 
-def resample_members(files: Iterable[ExposureFiles], grid: Grid, params: dict) -> datamodels.ImageModel:
+def resample_members(files: Iterable[ExposureFiles], grid: Grid,
+                     params: FinalDrizzle) -> datamodels.ImageModel:
     """Drizzle the members in order (context bit k = k-th member) and assemble the ``_i2d``.
 
     Only one input exposure is open at a time. The first input's metadata is the base of the
@@ -114,7 +116,7 @@ def resample_members(files: Iterable[ExposureFiles], grid: Grid, params: dict) -
 
 
 def mosaic_of_contributions(first: ExposureFiles, paths: Sequence[str | Path], grid: Grid,
-                            params: dict) -> datamodels.ImageModel:
+                            params: FinalDrizzle) -> datamodels.ImageModel:
     """The ``_i2d`` from saved contributions (:func:`contribution`, in member order = context
     bit order), read one at a time; ``first`` (the first member) gives the product's base
     metadata, as in the reference's metadata blender."""
@@ -124,7 +126,8 @@ def mosaic_of_contributions(first: ExposureFiles, paths: Sequence[str | Path], g
     return _mosaic(product, paths, grid, params)
 
 
-def _mosaic(product, partials: Iterable[Partial | str | Path], grid: Grid, params: dict):
+def _mosaic(product, partials: Iterable[Partial | str | Path], grid: Grid,
+            params: FinalDrizzle):
     """``partials``: drizzled members, or paths to saved ones (read a plane at a time)."""
     members: list[dict] = []
 
@@ -133,7 +136,7 @@ def _mosaic(product, partials: Iterable[Partial | str | Path], grid: Grid, param
             members.append(item.meta if isinstance(item, Partial) else partial_meta(item))
             yield item
 
-    fillval = float(params["fillval"]) if str(params["fillval"]).upper() != "INDEF" else 0.0
+    fillval = float(params.fillval) if str(params.fillval).upper() != "INDEF" else 0.0
     result = combine_partials(noting(partials), grid.shape, fillval=fillval)
     assemble_i2d(product, result, grid, members, params)
     return product
@@ -172,15 +175,16 @@ def _blend(values: list):
     return distinct.pop() if len(distinct) == 1 else "MULTIPLE"
 
 
-def assemble_i2d(product, result: Resampled, grid: Grid, members: list[dict], params: dict) -> None:
+def assemble_i2d(product, result: Resampled, grid: Grid, members: list[dict],
+                 params: FinalDrizzle) -> None:
     """Fill an ``ImageModel`` (already holding the first input's meta) with the resampled arrays."""
     product.data = result.sci
     product.wht = result.wht
-    if params["enable_ctx"]:
+    if params.enable_ctx:
         product.con = result.con
-    if params["enable_err"]:
+    if params.enable_err:
         product.err = result.err
-        if params["report_var"]:
+        if params.report_var:
             product.var_poisson = result.var_poisson
             product.var_rnoise = result.var_rnoise
             product.var_flat = result.var_flat
@@ -227,11 +231,11 @@ def assemble_i2d(product, result: Resampled, grid: Grid, members: list[dict], pa
     res.pointings = len(by_group)
     # the datamodel schema allows only 'ivm' and 'exptime' (RESWHT): ivm-smooth is an ivm
     # weighting; the history entry below records the exact choice
-    res.weight_type = "ivm" if params["weight_type"] in IVM_TYPES else params["weight_type"]
-    res.pixfrac = float(params["pixfrac"])
+    res.weight_type = "ivm" if params.weight_type in IVM_TYPES else params.weight_type
+    res.pixfrac = float(params.pixfrac)
     res.pixel_scale_ratio = float(grid.pixel_scale_ratio)
-    product.meta.resample.kernel = params["kernel"]
-    product.meta.resample.fillval = str(params["fillval"])
+    product.meta.resample.kernel = params.kernel
+    product.meta.resample.fillval = str(params.fillval)
     for step in ("tweakreg", "skymatch", "outlier_detection"):
         states = {m["cal_step"][step] for m in members if m["cal_step"][step]}
         if states:
@@ -240,6 +244,6 @@ def assemble_i2d(product, result: Resampled, grid: Grid, members: list[dict], pa
     product.meta.cal_step.resample = "COMPLETE"
     product.meta.calibration_software_version = __version__
     product.add_history_entry(
-        "image3 resample parameters: " + json.dumps(params, sort_keys=True),
+        "image3 resample parameters: " + json.dumps(asdict(params), sort_keys=True),
         software={"name": "image3", "version": __version__},
     )

@@ -48,7 +48,7 @@ Units: data, err, backg in surface brightness (MJy/sr). Pixel maps are drizzle's
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -58,6 +58,7 @@ from .datamodel import new_image, sky_level_to_remove
 from .dqflags import DO_NOT_USE, OUTLIER
 from .errors import ConfigError
 from .median import Single
+from .parameters import FlagComparison, SingleDrizzle, parse_pair
 from .resample import Partial, blot, drizzle_exposure, exposure_time, prepare_arrays
 from .statistics import nanmedian, sorted_sigma_clip_bounds
 from .steps import intermediate_name
@@ -69,7 +70,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "METHODS",
     "FlagResult",
     "abs_derivative",
     "apply_outlier_flags",
@@ -92,8 +92,6 @@ __all__ = [
     "weight_threshold",
     "window_of",
 ]
-
-METHODS = ("image3", "reference")
 
 #: Weight of the Laplacian subtracted from the blot (≈ half the extra smoothing variance).
 BLOT_SHARPENING = 0.15
@@ -122,22 +120,6 @@ _ORTHOGONAL = (((0, 1), (0, -1)), ((1, 0), (-1, 0)))
 _DIAGONAL = (((1, 1), (-1, -1)), ((1, -1), (-1, 1)))
 
 
-def parse_pair(text) -> tuple[float, float]:
-    """The reference's two-value string parameters ('5.0 4.0') as floats."""
-    try:
-        first, second = (float(v) for v in str(text).split())
-    except ValueError:
-        raise ConfigError(f"expected two numbers such as '5.0 4.0', got {text!r}") from None
-    return first, second
-
-
-def method_of(params: Mapping) -> str:
-    method = params.get("method", "image3")
-    if method not in METHODS:
-        raise ConfigError(f"outlier_detection.method must be one of {METHODS}, got {method!r}")
-    return method
-
-
 # --------------------------------------------------------------------------------------------
 # Singles
 
@@ -154,19 +136,18 @@ def weight_threshold(weight: np.ndarray, maskpt: float) -> float:
     return float(maskpt) * float(np.mean(inside, dtype=np.float64))
 
 
-def single_pixel_map(model, grid: Grid, params: Mapping) -> np.ndarray:
+def single_pixel_map(model, grid: Grid, params: SingleDrizzle | FlagComparison) -> np.ndarray:
     """The exposure's pixel map onto the grid; the identity when ``resample_data`` is False
     (the reference then stacks the exposures' own pixels, which must share one grid)."""
     shape = model.data.shape
-    if params.get("resample_data", True):
-        return pixel_map(model.meta.wcs, shape, grid.wcs,
-                         stepsize=params.get("pixmap_stepsize", 16))
+    if params.resample_data:
+        return pixel_map(model.meta.wcs, shape, grid.wcs, stepsize=params.pixmap_stepsize)
     y, x = np.indices(shape, dtype=np.float64)
     return np.dstack([x, y])
 
 
-def _grid_shape(model, grid: Grid, params: Mapping) -> tuple[int, int]:
-    return tuple(grid.shape) if params.get("resample_data", True) else tuple(model.data.shape)
+def _grid_shape(model, grid: Grid, params: SingleDrizzle) -> tuple[int, int]:
+    return tuple(grid.shape) if params.resample_data else tuple(model.data.shape)
 
 
 def _union(partials: Sequence[Partial], planes: Sequence[str]):
@@ -183,7 +164,8 @@ def _union(partials: Sequence[Partial], planes: Sequence[str]):
     return sums, (y0, x0)
 
 
-def drizzle_single(models: Iterable, grid: Grid, params: Mapping, group_id: str = "") -> Single:
+def drizzle_single(models: Iterable, grid: Grid, params: SingleDrizzle,
+                   group_id: str = "") -> Single:
     """The members of one group drizzled together onto their cutout of the grid.
 
     Sky levels not yet subtracted are removed on the fly; DQ bits outside ``good_bits`` and
@@ -194,7 +176,7 @@ def drizzle_single(models: Iterable, grid: Grid, params: Mapping, group_id: str 
     iterable of zero-argument functions that each read a member: only the arrays drizzled are
     then in memory, one member at a time, whatever the size of the group.
     """
-    with_err = method_of(params) == "image3"
+    with_err = params.method == "image3"
     shape = None
     data_parts, err_parts = [], []
     for member in models:
@@ -204,12 +186,12 @@ def drizzle_single(models: Iterable, grid: Grid, params: Mapping, group_id: str 
         elif _grid_shape(model, grid, params) != shape:
             raise ConfigError("resample_data = false needs exposures of one shape on one grid")
         # the variances' non-finite pixels get zero weight; their values are not drizzled here
-        data, _, weight = prepare_arrays(model, params["good_bits"], params["weight_type"],
+        data, _, weight = prepare_arrays(model, params.good_bits, params.weight_type,
                                          with_variances=False)
         pixmap = single_pixel_map(model, grid, params)
-        args = dict(weight_type=params["weight_type"], kernel=params["kernel"],
-                    pixfrac=params["pixfrac"], pixel_scale_ratio=grid.pixel_scale_ratio,
-                    exptime=exposure_time(model, params["weight_type"]))
+        args = dict(weight_type=params.weight_type, kernel=params.kernel,
+                    pixfrac=params.pixfrac, pixel_scale_ratio=grid.pixel_scale_ratio,
+                    exptime=exposure_time(model, params.weight_type))
         err = None
         if with_err:
             err = np.array(model.err, dtype=np.float32)
@@ -230,7 +212,7 @@ def drizzle_single(models: Iterable, grid: Grid, params: Mapping, group_id: str 
     sums, origin = _union(data_parts, ("data_sum", "weight_sum"))
     del data_parts
     wht = sums.pop("weight_sum")
-    threshold = weight_threshold(wht, params["maskpt"])
+    threshold = weight_threshold(wht, params.maskpt)
     drop = ~((wht > 0) & (wht >= threshold))
     sci = _normalised(sums.pop("data_sum"), wht, drop)
     err = None
@@ -476,8 +458,8 @@ def _tolerance(reference: np.ndarray, method: str) -> np.ndarray:
     return np.maximum(term, 0, out=term)
 
 
-def find_outliers(data, err, blotted, has_reference, background: float, params: Mapping,
-                  stacked: bool = False) -> FlagResult:
+def find_outliers(data, err, blotted, has_reference, background: float,
+                  params: FlagComparison, stacked: bool = False) -> FlagResult:
     """Outlier mask of one exposure.
 
     ``data``, ``err``: the exposure's SCI and ERR; ``blotted``: the median blotted onto it
@@ -485,9 +467,9 @@ def find_outliers(data, err, blotted, has_reference, background: float, params: 
     other than this one contributed to the median. ``stacked``: the reference's
     ``resample_data = false`` mode (``D > snr1·err`` only).
     """
-    method = method_of(params)
-    snr = parse_pair(params["snr"])
-    scale = parse_pair(params["scale"])
+    method = params.method
+    snr = parse_pair(params.snr)
+    scale = parse_pair(params.scale)
     data = _as_float32(data)
     err = np.array(err, dtype=np.float32)
     np.nan_to_num(err, copy=False, nan=0.0)
@@ -611,7 +593,7 @@ def window_of(pixmap: np.ndarray, grid_shape: tuple[int, int], margin: int = 2):
 
 
 def blot_median(model, pixmap, median_window, count_window, own_window, origin,
-                params: Mapping) -> tuple[np.ndarray, np.ndarray]:
+                params: FlagComparison) -> tuple[np.ndarray, np.ndarray]:
     """The median window blotted onto ``model``'s pixels, and where it is a reference.
 
     ``count_window``: singles with data per grid pixel; ``own_window``: where this exposure's
@@ -621,7 +603,7 @@ def blot_median(model, pixmap, median_window, count_window, own_window, origin,
     """
     shape = model.data.shape
     blotted = blot_window(median_window, origin, pixmap, shape)
-    if method_of(params) == "reference":
+    if params.method == "reference":
         return blotted, np.isfinite(blotted)
     others = count_window.astype(np.float32)
     others -= own_window
@@ -630,12 +612,12 @@ def blot_median(model, pixmap, median_window, count_window, own_window, origin,
 
 
 def compare_with_median(model, blotted: np.ndarray, has_reference: np.ndarray,
-                        params: Mapping) -> FlagResult:
+                        params: FlagComparison) -> FlagResult:
     """``model``'s outliers against the blotted median (:func:`blot_median`); DQ not yet
     touched."""
-    background = sky_level_to_remove(model) or float(params.get("backg", 0.0))
+    background = sky_level_to_remove(model) or float(params.backg)
     return find_outliers(model.data, model.err, blotted, has_reference, background, params,
-                         stacked=not params.get("resample_data", True))
+                         stacked=not params.resample_data)
 
 
 def apply_outlier_flags(model, mask: np.ndarray) -> int:

@@ -15,17 +15,17 @@ the error), ``sip_npoints`` (samples per axis). The reference point is the exist
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from .steps import SIP_DEFAULTS
+from .parameters import SipApproximation
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SIP_DEFAULTS", "apply_sip", "sip_header", "sip_pixel_error"]
+__all__ = ["apply_sip", "sip_header", "sip_pixel_error"]
 
 # jwst limits the automatic degree search to range(1, _MAX_SIP_DEGREE) with _MAX_SIP_DEGREE = 6
 _AUTO_DEGREES = range(1, 6)
@@ -38,20 +38,19 @@ _REPLACED_KEYS = (
 )
 
 
-def sip_header(wcs, params: Mapping | None = None,
+def sip_header(wcs, params: SipApproximation,
                crpix: Sequence[float] | None = None) -> fits.Header:
     """FITS TAN-SIP keywords approximating an imaging gwcs over its bounding box.
 
     ``crpix`` is 1-based (None: near the bounding-box centre). Raises ``ValueError`` when the
     requested accuracy cannot be met (gwcs ``to_fits_sip``). NAXIS keywords are not included.
     """
-    p = {**SIP_DEFAULTS, **(params or {})}
     header = wcs.to_fits_sip(
-        max_pix_error=p["sip_max_pix_error"],
-        degree=_AUTO_DEGREES if p["sip_degree"] is None else p["sip_degree"],
-        max_inv_pix_error=p["sip_max_inv_pix_error"],
-        inv_degree=_AUTO_DEGREES if p["sip_inv_degree"] is None else p["sip_inv_degree"],
-        npoints=p["sip_npoints"],
+        max_pix_error=params.sip_max_pix_error,
+        degree=_AUTO_DEGREES if params.sip_degree is None else params.sip_degree,
+        max_inv_pix_error=params.sip_max_inv_pix_error,
+        inv_degree=_AUTO_DEGREES if params.sip_inv_degree is None else params.sip_inv_degree,
+        npoints=params.sip_npoints,
         crpix=None if crpix is None or None in crpix else list(crpix),
         projection="TAN",
     )
@@ -72,7 +71,7 @@ def sip_pixel_error(wcs, header: fits.Header, shape: Sequence[int], n: int = 41)
     return float(np.max(np.hypot(fx - x, fy - y)))
 
 
-def apply_sip(model, params: Mapping | None = None) -> fits.Header | None:
+def apply_sip(model, params: SipApproximation) -> fits.Header | None:
     """Put a TAN-SIP approximation of ``model.meta.wcs`` into ``model.meta.wcsinfo``.
 
     As the reference after tweakreg: nothing when ``sip_approx`` is false; the old CDELT/PC and
@@ -80,12 +79,11 @@ def apply_sip(model, params: Mapping | None = None) -> fits.Header | None:
     the SCI header. A fit that misses the requested accuracy only logs a warning and leaves
     ``wcsinfo`` unchanged. Returns the header, or None when nothing was written.
     """
-    p = {**SIP_DEFAULTS, **(params or {})}
-    if not p["sip_approx"]:
+    if not params.sip_approx:
         return None
     info = model.meta.wcsinfo
     try:
-        header = sip_header(model.meta.wcs, p, crpix=[info.crpix1, info.crpix2])
+        header = sip_header(model.meta.wcs, params, crpix=[info.crpix1, info.crpix2])
     except (ValueError, RuntimeError) as exc:
         log.warning("FITS SIP approximation of the WCS failed, SCI header WCS not updated: %s",
                     str(exc).splitlines()[0] if str(exc) else type(exc).__name__)

@@ -37,12 +37,12 @@ from .dqflags import interpret_bits
 from .errors import ConfigError, StepError
 # footprints_table is not used here: image3/layout.py imports it from here until it names footprints
 from .footprints import footprints_table, overlap_mask  # noqa: F401
-from .statistics import SKY_STATISTICS, sky_statistic
+from .parameters import SKY_METHODS, SkySolve, SkyStatistics
+from .statistics import sky_statistic
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "DEFAULT_PARAMS",
     "SKY_METHODS",
     "good_pixels",
     "group_offsets",
@@ -53,54 +53,6 @@ __all__ = [
     "solve_sky",
     "write_sky_stats",
 ]
-
-SKY_METHODS = ("local", "global", "match", "global+match", "user")
-
-#: The reference's step defaults (jwst ``SkyMatchStep.spec``).
-DEFAULT_PARAMS = {
-    "skymethod": "match",
-    "match_down": True,
-    "subtract": False,
-    "skylist": None,
-    "stepsize": None,
-    "skystat": "mode",
-    "dqbits": "~DO_NOT_USE+NON_SCIENCE",
-    "lower": None,
-    "upper": None,
-    "nclip": 5,
-    "lsigma": 4.0,
-    "usigma": 4.0,
-    "binwidth": 0.1,
-}
-
-
-# --------------------------------------------------------------------------------------------
-# Parameters
-
-
-def _checked_params(params: Mapping | None) -> dict:
-    """``params`` over the reference defaults, with values that cannot work refused."""
-    p = {**DEFAULT_PARAMS, **(params or {})}
-    if p["skymethod"] not in SKY_METHODS:
-        raise ConfigError(f"skymatch.skymethod {p['skymethod']!r} is not one of {SKY_METHODS}")
-    if p["skystat"] not in SKY_STATISTICS:
-        raise ConfigError(f"skymatch.skystat {p['skystat']!r} is not one of {SKY_STATISTICS}")
-    if p["lower"] is not None and p["upper"] is not None and p["lower"] > p["upper"]:
-        raise ConfigError(f"skymatch.lower = {p['lower']} is above skymatch.upper = {p['upper']}")
-    if p["nclip"] < 0 or p["lsigma"] <= 0 or p["usigma"] <= 0 or p["binwidth"] <= 0:
-        raise ConfigError("skymatch: nclip must be >= 0 and lsigma, usigma, binwidth > 0")
-    if p["stepsize"] is not None and p["stepsize"] < 1:
-        raise ConfigError(f"skymatch.stepsize = {p['stepsize']} must be >= 1 pixel or null")
-    try:
-        interpret_bits(p["dqbits"])
-    except ConfigError as err:
-        raise ConfigError(f"skymatch.dqbits: {err}") from None
-    return p
-
-
-def _statistic_options(p: Mapping) -> dict:
-    return {k: p[k] for k in ("skystat", "lower", "upper", "nclip", "lsigma", "usigma", "binwidth")}
-
 
 # --------------------------------------------------------------------------------------------
 # Good pixels
@@ -131,7 +83,7 @@ def member_sky_stats(
     *,
     group_footprints: Mapping[str, object],
     own_group: str,
-    params: Mapping | None = None,
+    params: SkyStatistics,
 ) -> dict:
     """Sky statistics of one member, everything :func:`solve_sky` needs from its pixels.
 
@@ -139,8 +91,8 @@ def member_sky_stats(
     ``group_footprints`` maps every group id to its sky footprint: one (N, 2) (ra, dec) array
     or a list of them, one per member (the union is used, as the reference's SkyGroup does),
     e.g. from :func:`~image3.footprints.sky_footprint` with the ``stepsize`` parameter.
-    ``params`` are the skymatch parameters (reference names; missing ones take
-    :data:`DEFAULT_PARAMS`).
+    ``params``: which pixels count and the statistic
+    (:func:`~image3.statistics.sky_statistic`).
 
     Returns (JSON-serialisable; sky values None when no pixel is usable)::
 
@@ -150,22 +102,18 @@ def member_sky_stats(
 
     ``local`` uses all good pixels (:func:`good_pixels`); ``overlaps`` holds every other group
     whose footprint covers at least one pixel centre of this member (``area_pixels`` counts
-    those pixels, ``good_pixels`` the good ones among them). Overlaps are only measured when
-    the sky method matches ('match', 'global+match').
+    those pixels, ``good_pixels`` the good ones among them). They are measured whatever the
+    sky method: only the solve depends on it.
     """
-    p = _checked_params(params)
     data = np.asarray(data)
-    good = good_pixels(data, dq, p["dqbits"])
-    options = _statistic_options(p)
-    sky, npix = sky_statistic(data[good], **options)
+    good = good_pixels(data, dq, params.dqbits)
+    sky, npix = sky_statistic(data[good], params)
     result = {
         "group": own_group,
         "good_pixels": int(good.sum()),
         "local": {"sky": sky, "npix": npix},
         "overlaps": {},
     }
-    if "match" not in p["skymethod"]:
-        return result
     for group_id, footprint in group_footprints.items():
         if group_id == own_group:
             continue
@@ -174,7 +122,7 @@ def member_sky_stats(
         if area == 0:
             continue
         inside &= good
-        sky, npix = sky_statistic(data[inside], **options)
+        sky, npix = sky_statistic(data[inside], params)
         result["overlaps"][group_id] = {
             "sky": sky, "npix": npix, "good_pixels": int(inside.sum()), "area_pixels": area,
         }
@@ -188,7 +136,7 @@ def member_sky_stats(
 def solve_sky(
     stats: Mapping[str, Mapping],
     groups: Mapping[str, Sequence[str]],
-    params: Mapping | None = None,
+    params: SkySolve,
 ) -> dict[str, SkyRecord]:
     """One sky level per group from the members' statistics, as the reference's skymatch.
 
@@ -207,18 +155,17 @@ def solve_sky(
     - ``global+match``: the matched levels D plus min over groups of (sky_g - D_g), so the
       matched set sits on an absolute level. As in the reference, groups in no pair enter
       with D = 0 and are thus given that global level;
-    - ``user``: the values of ``params["skylist"]`` (:func:`read_skylist`), per member.
+    - ``user``: the values of ``params.skylist`` (:func:`read_skylist`), per member.
 
     A group without any good pixel gets None (SKIPPED) with a warning; a member without good
     pixels in a group that has some shares the group's level (with a warning).
     Returns a :class:`~image3.datamodel.SkyRecord` per member; ``subtracted`` is
-    ``params["subtract"]`` for computed levels and False for skipped ones.
+    ``params.subtract`` for computed levels and False for skipped ones.
     """
-    p = _checked_params(params)
-    method, subtract = p["skymethod"], bool(p["subtract"])
+    method, subtract = params.skymethod, bool(params.subtract)
     members = [m for group in groups.values() for m in group]
     if method == "user":
-        levels = _user_levels(members, p["skylist"])
+        levels = _user_levels(members, params.skylist)
         return {m: SkyRecord(levels[m], method, subtract) for m in members}
     missing = [m for m in members if m not in stats]
     if missing:
@@ -230,7 +177,7 @@ def solve_sky(
     elif method == "global":
         group_levels = _global_levels(local, {g: 0.0 for g in groups})
     else:
-        deltas = _match_deltas(stats, groups, bool(p["match_down"]))
+        deltas = _match_deltas(stats, groups, bool(params.match_down))
         if method == "match":
             group_levels = deltas
         else:

@@ -35,21 +35,16 @@ import math
 import numpy as np
 from numpy.polynomial import polynomial as P
 
-from .errors import ConfigError
+from .parameters import SkyStatistics
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "SKY_STATISTICS",
     "nanmedian",
     "sigma_clip_1d",
     "sky_statistic",
     "sorted_sigma_clip_bounds",
 ]
-
-#: ``mode`` is the peak of the pixel-value distribution found by a fit (see :func:`sky_statistic`);
-#: ``imagestats_mode`` is the reference's coarse histogram mode, kept for comparisons.
-SKY_STATISTICS = ("mode", "imagestats_mode", "midpt", "median", "mean")
 
 # The fitted mode uses the pixel-value histogram within this many core sigmas of the peak. A
 # cubic in log(counts) absorbs the skew that faint source wings add, so the window can be wide
@@ -65,17 +60,9 @@ _MODE_MAX_ITERATIONS = 30
 # Sky statistic
 
 
-def sky_statistic(
-    values: np.ndarray,
-    skystat: str = "mode",
-    lower: float | None = None,
-    upper: float | None = None,
-    nclip: int = 5,
-    lsigma: float = 4.0,
-    usigma: float = 4.0,
-    binwidth: float = 0.1,
-) -> tuple[float | None, int]:
-    """Sky value of pixel values and the number of pixels it used, as the reference defines it.
+def sky_statistic(values: np.ndarray, params: SkyStatistics) -> tuple[float | None, int]:
+    """Sky value of pixel values and the number of pixels it used, as the reference defines it:
+    ``params.skystat`` with the clipping and binning of ``params`` (its ``dqbits`` unused).
 
     Clipping is stsci.imagestats': values outside [``lower``, ``upper``] (data units; None =
     no limit) are ignored, then ``nclip`` times the mean and standard deviation (N - 1) of the
@@ -102,11 +89,11 @@ def sky_statistic(
 
     Non-finite values are ignored. Returns (None, 0) when no value survives the limits.
     """
-    if skystat not in SKY_STATISTICS:
-        raise ConfigError(f"skymatch.skystat {skystat!r} is not one of {SKY_STATISTICS}")
+    skystat, binwidth = params.skystat, params.binwidth
     values = np.asarray(values, dtype=np.float32).ravel()  # imagestats works in float32
     values = values[np.isfinite(values)]
-    clipped = _clip(values, lower, upper, nclip, lsigma, usigma)
+    clipped = _clip(values, params.lower, params.upper, params.nclip, params.lsigma,
+                    params.usigma)
     if clipped is None:
         return None, 0
     inside, mean, std = clipped

@@ -53,14 +53,13 @@ from astropy.table import Table
 
 from .datamodel import atomic_path
 from .dqflags import PIXEL
-from .errors import ConfigError, InputFileError
-from .steps import FINDING_KEYS, FIT_KEYS, saved_catalog_name
+from .errors import InputFileError
+from .parameters import AlignmentFit, FitStage, SourceFinding
+from .steps import saved_catalog_name
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "FINDING_KEYS",
-    "FIT_KEYS",
     "Alignment",
     "ExposureCatalog",
     "GroupFit",
@@ -89,11 +88,11 @@ _ABSOLUTE_GROUP = 987654
 # Source lists
 
 
-def exposure_sources(model, params: Mapping) -> Table:
+def exposure_sources(model, finding: SourceFinding) -> Table:
     """Sources of one exposure for alignment: ``id, xcentroid, ycentroid, flux``.
 
-    ``params`` holds the reference's finding parameters (:data:`FINDING_KEYS`). Pixels flagged
-    DO_NOT_USE or NON_SCIENCE are excluded; ``ERR`` is the segmentation finder's error array.
+    ``finding`` holds the reference's finding parameters. Pixels flagged DO_NOT_USE or
+    NON_SCIENCE are excluded; ``ERR`` is the segmentation finder's error array.
     Only sources strictly inside the WCS bounding box are kept.
     """
     from .detection import find_sources  # photutils: only where sources are found
@@ -102,7 +101,7 @@ def exposure_sources(model, params: Mapping) -> Table:
     if model.dq is not None and model.dq.shape == model.data.shape:
         mask = (model.dq & _EXCLUDED_BITS) != 0
     err = model.err if model.err is not None and model.err.shape == model.data.shape else None
-    sources = find_sources(model.data, mask, error=err, **{k: params[k] for k in FINDING_KEYS})
+    sources = find_sources(model.data, mask, err, finding)
     return inside_bounding_box(sources, model.meta.wcs.bounding_box)
 
 
@@ -188,17 +187,14 @@ class _StageFailed(Exception):
 # The step
 
 
-def align_exposures(exposures: Sequence[ExposureCatalog], params: Mapping,
+def align_exposures(exposures: Sequence[ExposureCatalog], params: AlignmentFit,
                     refcat: Table | None = None) -> Alignment:
     """Relative, then (with ``refcat``, a table with RA/DEC [deg]) absolute alignment.
 
-    ``params`` carries the reference's fit parameters (``minobj``, ``fitgeometry``, ``nclip``,
-    ``sigma``, ``searchrad``, ``use2dhist``, ``separation``, ``tolerance``, ``xoffset``,
-    ``yoffset``, ``enforce_user_order``, ``expand_refcat``, the ``abs_*`` ones) and
+    ``params`` carries the reference's matching and fit parameters of both stages and
     ``max_rms`` [arcsec]. Problems that stop a stage are logged as one warning line and
     leave the WCSs unchanged; nothing is raised for data the step cannot align.
     """
-    _check_separation(params, "")
     original = {e.name: e.wcs for e in exposures}
     n_groups = len({e.group_id for e in exposures})
     fits: list[GroupFit] = []
@@ -207,7 +203,7 @@ def align_exposures(exposures: Sequence[ExposureCatalog], params: Mapping,
 
     if n_groups > 1:
         # as the reference, a reference catalogue forces expand_refcat for the relative stage
-        expand = params["expand_refcat"] or refcat is not None
+        expand = params.expand_refcat or refcat is not None
         try:
             wcs, stage_fits = _relative(exposures, params, expand)
             fits += stage_fits
@@ -219,7 +215,6 @@ def align_exposures(exposures: Sequence[ExposureCatalog], params: Mapping,
         log.info("one group (%s): no relative alignment", exposures[0].group_id)
 
     if refcat is not None:
-        _check_separation(params, "abs_")
         current = [ExposureCatalog(e.name, e.group_id, wcs[e.name], e.wcsinfo, e.sources)
                    for e in exposures]
         try:
@@ -255,13 +250,6 @@ def _discarded(fits: list[GroupFit], reason: str) -> list[GroupFit]:
     return fits
 
 
-def _check_separation(params: Mapping, prefix: str) -> None:
-    sep, tol = params[f"{prefix}separation"], params[f"{prefix}tolerance"]
-    if not sep > math.sqrt(2.0) * tol:
-        raise ConfigError(f"tweakreg.{prefix}separation ({sep}) must exceed sqrt(2) x "
-                          f"tweakreg.{prefix}tolerance ({tol})")
-
-
 def _corrector(exposure: ExposureCatalog, group_id):
     from tweakwcs import JWSTWCSCorrector
 
@@ -290,23 +278,17 @@ def _message(exc: Exception) -> str:
         return " ".join(map(str, exc.args))
 
 
-def _match(params: Mapping, prefix: str):
+def _match(stage: FitStage):
     from tweakwcs.matchutils import XYXYMatch
 
-    absolute = prefix == "abs_"
-    return XYXYMatch(
-        searchrad=params[f"{prefix}searchrad"],
-        separation=params[f"{prefix}separation"],
-        use2dhist=params[f"{prefix}use2dhist"],
-        tolerance=params[f"{prefix}tolerance"],
-        xoffset=0.0 if absolute else params["xoffset"],
-        yoffset=0.0 if absolute else params["yoffset"],
-    )
+    return XYXYMatch(searchrad=stage.searchrad, separation=stage.separation,
+                     use2dhist=stage.use2dhist, tolerance=stage.tolerance,
+                     xoffset=stage.xoffset, yoffset=stage.yoffset)
 
 
-def _run_tweakwcs(correctors, params: Mapping, prefix: str, **options) -> None:
-    """tweakwcs ``align_wcs`` with the step's match and fit parameters (``prefix`` '' or
-    'abs_'); a failure of the whole stage becomes :class:`_StageFailed`."""
+def _run_tweakwcs(correctors, stage: FitStage, **options) -> None:
+    """tweakwcs ``align_wcs`` with one stage's match and fit parameters; a failure of the
+    whole stage becomes :class:`_StageFailed`."""
     from tweakwcs.imalign import NotEnoughCatalogs, align_wcs
     from tweakwcs.matchutils import MatchSourceConfusionError
 
@@ -314,11 +296,11 @@ def _run_tweakwcs(correctors, params: Mapping, prefix: str, **options) -> None:
         try:
             align_wcs(
                 correctors,
-                minobj=params[f"{prefix}minobj"],
-                match=_match(params, prefix),
-                fitgeom=params[f"{prefix}fitgeometry"],
-                nclip=params[f"{prefix}nclip"],
-                sigma=(params[f"{prefix}sigma"], "rmse"),
+                minobj=stage.minobj,
+                match=_match(stage),
+                fitgeom=stage.fitgeometry,
+                nclip=stage.nclip,
+                sigma=(stage.sigma, "rmse"),
                 **options,
             )
         except NotEnoughCatalogs:
@@ -326,16 +308,17 @@ def _run_tweakwcs(correctors, params: Mapping, prefix: str, **options) -> None:
             raise _StageFailed(f"at least {needed} with sources needed") from None
         except MatchSourceConfusionError:
             raise _StageFailed(
-                f"several sources matched one reference source; lower tweakreg.{prefix}tolerance "
-                f"and/or tweakreg.{prefix}separation") from None
+                f"several sources matched one reference source; lower "
+                f"tweakreg.{stage.prefix}tolerance and/or tweakreg.{stage.prefix}separation"
+            ) from None
 
 
-def _relative(exposures: Sequence[ExposureCatalog], params: Mapping, expand: bool):
+def _relative(exposures: Sequence[ExposureCatalog], params: AlignmentFit, expand: bool):
     correctors = [_corrector(e, e.group_id) for e in exposures]
-    _run_tweakwcs(correctors, params, "", refcat=None,
-                  enforce_user_order=params["enforce_user_order"], expand_refcat=expand)
-    fits = _group_fits("relative", exposures, correctors, params["max_rms"])
-    limit = _largest_allowed_move(params)
+    _run_tweakwcs(correctors, params.relative, refcat=None,
+                  enforce_user_order=params.enforce_user_order, expand_refcat=expand)
+    fits = _group_fits("relative", exposures, correctors, params.max_rms)
+    limit = _largest_allowed_move(params.relative)
     moved = max(_footprint_move_arcsec(c) for c in correctors)
     if not moved < limit:
         reason = (f"a corrected WCS moved by {moved:.3g} arcsec, not less than 2 x (searchrad + "
@@ -344,15 +327,16 @@ def _relative(exposures: Sequence[ExposureCatalog], params: Mapping, expand: boo
     return _final_wcs(exposures, correctors, fits), fits
 
 
-def _absolute(exposures: Sequence[ExposureCatalog], refcat: Table, params: Mapping):
-    if len(refcat) < params["abs_minobj"]:
+def _absolute(exposures: Sequence[ExposureCatalog], refcat: Table, params: AlignmentFit):
+    stage = params.absolute
+    if len(refcat) < stage.minobj:
         raise _StageFailed(f"the reference catalogue has {len(refcat)} sources, fewer than "
-                           f"abs_minobj = {params['abs_minobj']}")
-    exposures = _without_repeats(exposures, params["abs_separation"])
+                           f"abs_minobj = {stage.minobj}")
+    exposures = _without_repeats(exposures, stage.separation)
     correctors = [_corrector(e, _ABSOLUTE_GROUP) for e in exposures]
-    _run_tweakwcs(correctors, params, "abs_", refcat=refcat, enforce_user_order=True,
+    _run_tweakwcs(correctors, stage, refcat=refcat, enforce_user_order=True,
                   expand_refcat=False)
-    fits = _group_fits("absolute", exposures, correctors, params["max_rms"], one_body=True)
+    fits = _group_fits("absolute", exposures, correctors, params.max_rms, one_body=True)
     return _final_wcs(exposures, correctors, fits), fits
 
 
@@ -406,11 +390,11 @@ def _tangent_arcsec(ra, dec, ra0, dec0) -> np.ndarray:
     return np.rad2deg(np.column_stack([east, north])) * 3600.0
 
 
-def _largest_allowed_move(params: Mapping) -> float:
+def _largest_allowed_move(stage: FitStage) -> float:
     """The reference's sanity limit [arcsec] on how far relative alignment may move a WCS."""
-    if params["use2dhist"]:
-        return 2.0 * (params["searchrad"] + params["tolerance"])
-    return 2.0 * (max(abs(params["xoffset"]), abs(params["yoffset"])) + params["tolerance"])
+    if stage.use2dhist:
+        return 2.0 * (stage.searchrad + stage.tolerance)
+    return 2.0 * (max(abs(stage.xoffset), abs(stage.yoffset)) + stage.tolerance)
 
 
 def _footprint_move_arcsec(corrector) -> float:
@@ -537,25 +521,23 @@ RESIDUAL_COLUMNS = ("stage", "group_id", "member", "east_arcsec", "north_arcsec"
 
 
 def match_residuals(exposures: Sequence[ExposureCatalog], wcs: Mapping[str, object],
-                    radius_arcsec: float, refcat: Table | None = None,
-                    abs_radius_arcsec: float | None = None, nclip: int = 3,
-                    sigma: float = 3.0) -> Table:
+                    fit: AlignmentFit, refcat: Table | None = None) -> Table:
     """Offsets between the sky positions of matched stars through the final WCSs.
 
     ``relative`` rows: each source of a group, placed on the sky through its member's gwcs in
     ``wcs``, paired with the nearest source of the groups *before* it in association order (so
-    every pair of overlapping groups is counted once), within ``radius_arcsec``. ``absolute``
-    rows (with ``refcat``, RA/DEC [deg]): each source paired with the nearest reference star
-    within ``abs_radius_arcsec``. Positions (``east_arcsec``, ``north_arcsec``) are gnomonic
-    offsets [arcsec] from the mean source position; residuals (``d_east_arcsec``,
-    ``d_north_arcsec``) are the source's position minus its partner's [arcsec]. After a good
-    alignment they scatter by the centroid errors (a few mas); a systematic pattern is a
-    misfit or a distortion left uncorrected.
+    every pair of overlapping groups is counted once), within ``fit.tolerance`` [arcsec].
+    ``absolute`` rows (with ``refcat``, RA/DEC [deg]): each source paired with the nearest
+    reference star within ``fit.abs_tolerance``. Positions (``east_arcsec``,
+    ``north_arcsec``) are gnomonic offsets [arcsec] from the mean source position; residuals
+    (``d_east_arcsec``, ``d_north_arcsec``) are the source's position minus its partner's
+    [arcsec]. After a good alignment they scatter by the centroid errors (a few mas); a
+    systematic pattern is a misfit or a distortion left uncorrected.
 
     Nearest neighbours within the tolerance include chance pairs (a star found in one exposure
     only) and poorly centred galaxies; ``clipped`` marks the pairs that the fit's own rule
-    would reject (per stage and group, ``nclip`` rounds of dropping residuals above ``sigma``
-    × their RMS), so summaries use the others.
+    would reject (per stage and group, ``fit.nclip`` rounds of dropping residuals above
+    ``fit.sigma`` × their RMS), so summaries use the others.
     """
     placed = [ExposureCatalog(e.name, e.group_id, wcs[e.name], e.wcsinfo, e.sources)
               for e in exposures]
@@ -568,19 +550,20 @@ def match_residuals(exposures: Sequence[ExposureCatalog], wcs: Mapping[str, obje
         order = list(dict.fromkeys(e.group_id for e in placed))
         for rank, group_id in enumerate(order[1:], start=1):
             earlier = np.vstack([p for e, p in zip(placed, xy) if e.group_id in order[:rank]])
-            rows += _paired("relative", placed, xy, group_id, earlier, radius_arcsec)
+            rows += _paired("relative", placed, xy, group_id, earlier, fit.tolerance)
         if refcat is not None:
             ref_xy = _tangent_arcsec(np.asarray(refcat["RA"], dtype=float),
                                      np.asarray(refcat["DEC"], dtype=float), *centre)
             for group_id in order:
-                rows += _paired("absolute", placed, xy, group_id, ref_xy, abs_radius_arcsec)
+                rows += _paired("absolute", placed, xy, group_id, ref_xy, fit.abs_tolerance)
     dtypes = (str, str, str, float, float, float, float)
     table = Table(rows=rows or None, names=RESIDUAL_COLUMNS, dtype=dtypes)
     table["clipped"] = np.zeros(len(table), dtype=bool)
     distance = np.hypot(table["d_east_arcsec"], table["d_north_arcsec"])
     for stage, group_id in set(zip(table["stage"], table["group_id"])):
         rows_of = np.flatnonzero((table["stage"] == stage) & (table["group_id"] == group_id))
-        table["clipped"][rows_of] = ~_kept_by_clipping(np.asarray(distance[rows_of]), nclip, sigma)
+        table["clipped"][rows_of] = ~_kept_by_clipping(np.asarray(distance[rows_of]), fit.nclip,
+                                                       fit.sigma)
     return table
 
 

@@ -33,12 +33,12 @@ from scipy.interpolate import BSpline, make_interp_spline
 from spherical_geometry.polygon import SphericalPolygon
 
 from .errors import GridError
+from .parameters import OutputGrid
 from .sidecar import read_sidecar, write_sidecar
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "DEFAULT_MAX_PIXELS",
     "Grid",
     "fits_tan_header",
     "footprint",
@@ -53,9 +53,6 @@ __all__ = [
     "s_region",
     "write_grid",
 ]
-
-#: Refuse output grids larger than this (pixels): 4e8 float32 pixels are 1.6 GB per plane.
-DEFAULT_MAX_PIXELS = 400_000_000
 
 _WCSINFO_KEYS = ("ra_ref", "dec_ref", "roll_ref", "v3yangle", "vparity")
 
@@ -204,19 +201,14 @@ def mean_pixel_area_sr(wcs: gwcs.WCS, shape: Sequence[int] | None = None) -> flo
     return float(sky_area / ((xmax - xmin) * (ymax - ymin)))
 
 
-def grid_scale(
-    ref_wcs: gwcs.WCS,
-    ref_wcsinfo,
-    *,
-    pixel_scale_ratio: float = 1.0,
-    pixel_scale: float | None = None,
-) -> tuple[float, float]:
+def grid_scale(ref_wcs: gwcs.WCS, ref_wcsinfo, params: OutputGrid) -> tuple[float, float]:
     """(output pixel scale arcsec, pixel_scale_ratio) of the default grid, as the reference.
 
-    Without ``pixel_scale``: the first input's scale at its (ra_ref, dec_ref) times the ratio.
-    With ``pixel_scale`` (arcsec): that scale, and the ratio recomputed against the square root
-    of the first input's mean pixel area.
+    Without ``params.pixel_scale``: the first input's scale at its (ra_ref, dec_ref) times
+    ``params.pixel_scale_ratio``. With ``pixel_scale`` (arcsec): that scale, and the ratio
+    recomputed against the square root of the first input's mean pixel area.
     """
+    pixel_scale_ratio, pixel_scale = params.pixel_scale_ratio, params.pixel_scale
     if pixel_scale is None:
         if not pixel_scale_ratio > 0:
             raise GridError(f"pixel_scale_ratio must be > 0, got {pixel_scale_ratio}")
@@ -270,14 +262,7 @@ def output_grid(
     ref_wcs: gwcs.WCS,
     ref_wcsinfo,
     footprints: Sequence[np.ndarray],
-    *,
-    pixel_scale_ratio: float = 1.0,
-    pixel_scale: float | None = None,
-    rotation: float | None = None,
-    crpix: Sequence[float] | None = None,
-    crval: Sequence[float] | None = None,
-    output_shape: Sequence[int] | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    params: OutputGrid,
 ) -> gwcs.WCS:
     """The mosaic's gwcs (TAN), built like the reference's default output grid.
 
@@ -288,21 +273,15 @@ def output_grid(
         roll_ref, v3yangle, vparity) of the first input: they set pixel scale and orientation.
     footprints
         (N, 2) arrays of (ra, dec) degrees, one per input (e.g. parsed S_REGIONs).
-    pixel_scale_ratio
-        Output / first-input pixel scale; ignored when ``pixel_scale`` is given.
-    pixel_scale
-        Output pixel scale in arcsec.
-    rotation
-        Position angle (deg, east of north) of the output +y axis; 0 = north up.
-        None keeps the first input's orientation.
-    crpix
-        0-based pixel (x, y) of the reference point; default: footprints start at pixel 0.
-    crval
-        (ra, dec) of the reference point; default: centre of the union of footprints.
-    output_shape
-        [nx, ny]; default: just large enough for all footprints.
-    max_pixels
-        Refuse (``GridError``) a grid with more pixels than this.
+    params
+        The grid's parameters (``output_wcs`` is :func:`image3.grid.build_grid`'s):
+        ``pixel_scale_ratio`` (output / first-input pixel scale; ignored when ``pixel_scale``,
+        arcsec, is given); ``rotation``, the position angle (deg, east of north) of the output
+        +y axis (0 = north up; None keeps the first input's orientation); ``crpix``, the
+        0-based pixel (x, y) of the reference point (None: footprints start at pixel 0);
+        ``crval``, its (ra, dec) (None: the centre of the union of footprints);
+        ``output_shape``, [nx, ny] (None: just large enough for all footprints);
+        ``max_output_pixels``: a grid with more pixels is refused (``GridError``).
 
     Returns
     -------
@@ -318,9 +297,9 @@ def output_grid(
     if not np.all(np.isfinite(vertices)):
         raise GridError("an input footprint (S_REGION) has non-finite vertices")
 
+    crval, crpix, rotation = params.crval, params.crpix, params.rotation
     crval = _fiducial(vertices) if crval is None else (float(crval[0]), float(crval[1]))
-    scale_arcsec, _ = grid_scale(ref_wcs, ref_wcsinfo, pixel_scale_ratio=pixel_scale_ratio,
-                                 pixel_scale=pixel_scale)
+    scale_arcsec, _ = grid_scale(ref_wcs, ref_wcsinfo, params)
     if rotation is None:
         roll = info["roll_ref"]
     else:
@@ -347,6 +326,7 @@ def output_grid(
     domain_min += offsets
     domain_max += offsets
 
+    output_shape, max_pixels = params.output_shape, params.max_output_pixels
     if output_shape is None:
         shape = tuple(int(d + 0.5) for d in domain_max[::-1])  # (ny, nx)
         bounding_box = tuple((-0.5, n - 0.5) for n in shape[::-1])
@@ -560,7 +540,7 @@ def _spline_factors(nodes: np.ndarray, points: np.ndarray):
 
 
 def pixel_map(in_wcs: gwcs.WCS, in_shape: Sequence[int], out_wcs: gwcs.WCS,
-              stepsize: int = 16) -> np.ndarray:
+              stepsize: int) -> np.ndarray:
     """Positions of input pixel centres on the output grid: float64 (ny, nx, 2), drizzle's pixmap.
 
     ``[..., 0]`` is output x, ``[..., 1]`` output y, through ``in_wcs`` forward then

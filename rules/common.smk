@@ -12,6 +12,7 @@ import image3.config as i3config
 from image3.asn import Association, Member, crf_name, product_names, read_association
 from image3.errors import Image3Error
 from image3.inspect import save_inspection, screen
+from image3.parameters import CatalogParameters, FinalDrizzle, OutputGrid, SkySolve, SkyStatistics
 from image3.runtime.jobserver import start as start_job_server
 from image3.runtime.runjob import ERRORS_FILE
 
@@ -33,6 +34,7 @@ try:
     i3config.check_consistency(config)
 except Image3Error as exc:
     fail(exc)
+SCHEMA_DEFAULTS = i3config.schema_defaults(_schema)
 
 OUT = config["output_dir"].rstrip("/")
 WORK = i3config.work_dir(config).rstrip("/")
@@ -77,14 +79,19 @@ def first_member_facts():
     return INSPECTED[str(ASN.members[0].path)]["facts"]
 
 
-# Per-instrument/filter parameters (config/parameters.yaml): over config.yaml, under the user's.
+# What the user set (config/config.yaml, --configfile, --config): the parameter table never
+# changes it, and the QA table calls it "user".
+USER_SETTINGS = i3config.user_settings(workflow.configfiles,
+                                       workflow.config_settings.overwrite_config)
+# Per-instrument/filter parameters (config/parameters.yaml): over the schema's defaults, under
+# the user's settings.
 PARAMETER_TABLE = config["parameter_table"] or workflow.source_path("../config/parameters.yaml")
 TABLE_VALUES = {}
 if config["parameter_table"] != "none":
     try:
         _updated, TABLE_VALUES = i3config.apply_parameter_table(
             config, i3config.read_parameter_table(PARAMETER_TABLE, _schema),
-            first_member_facts(), workflow.config_settings.overwrite_config)
+            first_member_facts(), USER_SETTINGS)
         i3config.check_consistency(_updated)
     except Image3Error as exc:
         fail(exc)
@@ -179,19 +186,15 @@ def layout_params():
             "grid_params": {name: grid_params(name) for name in layout_grids()}}
 
 
-GRID_KEYS = ("pixel_scale_ratio", "pixel_scale", "rotation", "crpix", "crval", "output_shape",
-             "output_wcs", "max_output_pixels")
-DEFAULT_GRID = {"pixel_scale_ratio": 1.0, "pixel_scale": None, "rotation": None, "crpix": None,
-                "crval": None, "output_shape": None, "output_wcs": ""}
-DRIZZLE_KEYS = ("pixfrac", "kernel", "fillval", "weight_type", "good_bits", "pixmap_stepsize",
-                "enable_ctx", "enable_err", "report_var")
-
-
 def grid_params(name):
-    """Grid parameters: the resample section's for ``grid``; the reference's defaults for
-    ``grid_outlier`` (outlier detection always drizzles onto the default grid)."""
-    final = {k: config["resample"][k] for k in GRID_KEYS}
-    return final if name == "grid" else {**final, **DEFAULT_GRID}
+    """Grid parameters (OutputGrid's keys): the resample section's for ``grid``; for
+    ``grid_outlier`` the schema's defaults but the user's ``max_output_pixels`` (outlier
+    detection always drizzles onto the reference's default grid)."""
+    final = OutputGrid.select(config["resample"])
+    if name == "grid":
+        return final
+    default = OutputGrid.select(SCHEMA_DEFAULTS["resample"])
+    return {**default, "max_output_pixels": final["max_output_pixels"]}
 
 
 def outlier_grid():
@@ -254,29 +257,22 @@ def median_outputs():
 
 
 def skymatch_params():
-    """The skymatch section without ``skip``; an empty skylist is None."""
-    params = {k: v for k, v in config["skymatch"].items() if k != "skip"}
-    params["skylist"] = params["skylist"] or None
-    return params
-
-
-#: skymatch parameters that only the solve (skymatch or median job) reads.
-SKY_SOLVE_ONLY_KEYS = ("skymethod", "match_down", "subtract", "skylist")
+    """What the sky solve (skymatch or median job) depends on: SkySolve's keys."""
+    return SkySolve.select(config["skymatch"])
 
 
 def sky_statistics_params():
-    """What a member's sky statistics (sky_statistics or single job) depend on: the skymatch
-    parameters without those only the solve reads, so a new skymethod, match_down, subtract
-    or skylist reruns the solve alone, not the per-member jobs. The overlaps are measured
-    whatever the method ('match' here: ~1 s per 2048² member that 'local', 'global' and
-    'user' do not use)."""
-    params = {k: v for k, v in skymatch_params().items() if k not in SKY_SOLVE_ONLY_KEYS}
-    return {**params, "skymethod": "match"}
+    """What a member's sky statistics (sky_statistics or single job) depend on: SkyStatistics'
+    keys, not the solve's, so a new skymethod, match_down, subtract or skylist reruns the solve
+    alone, not the per-member jobs. The overlaps are measured whatever the method (~1 s per
+    2048² member that 'local', 'global' and 'user' do not use)."""
+    return SkyStatistics.select(config["skymatch"])
 
 
 def catalog_params():
-    """The source_catalog section; the demo uses the generator's own APCORR/ABVEGAOFFSET files."""
-    params = {k: v for k, v in config["source_catalog"].items() if k != "skip"}
+    """CatalogParameters' keys of the source_catalog section; the demo uses the generator's own
+    APCORR/ABVEGAOFFSET files."""
+    params = CatalogParameters.select(config["source_catalog"])
     if DEMO:
         for key, name in (("apcorr_file", "apcorr.fits"), ("abvegaoffset_file", "abvegaoffset.asdf")):
             params[key] = params[key] or f"{DEMO_DIR}/truth/{name}"

@@ -2,13 +2,11 @@
 per member writing its _crf (science: image3/outlier.py, files between jobs: image3/median.py)."""
 
 
-from image3.steps import SIP_DEFAULTS, intermediate_name
+from image3.parameters import FinalDrizzle, FlagComparison, SingleDrizzle, SipApproximation
+from image3.steps import intermediate_name
 
 OUTLIER = config["outlier_detection"]
 OUTLIER_METHOD = OUTLIER["method"]
-OUTLIER_PIXMAP_STEPSIZE = OUTLIER["pixmap_stepsize"]
-SINGLE_KEYS = ("weight_type", "pixfrac", "kernel", "good_bits", "maskpt", "resample_data")
-FLAG_KEYS = ("snr", "scale", "backg", "resample_data")
 
 
 OUTLIER_SINGLES = {g: f"{WORK}/singles/{g}.fits" for g in GROUPS}
@@ -38,8 +36,7 @@ rule single:
         **single_outputs(),
     params:
         members=lambda wildcards: OUTLIER_MEMBERS[wildcards.group],
-        drizzle={**{k: OUTLIER[k] for k in SINGLE_KEYS}, "method": OUTLIER_METHOD,
-                 "pixmap_stepsize": OUTLIER_PIXMAP_STEPSIZE},
+        drizzle=SingleDrizzle.select(OUTLIER),
         sky=sky_statistics_params(),
         intermediate=lambda wildcards: "" if sky_in_singles() else OUTLIER_SAVED[
             (ASN.groups[wildcards.group][0].name, "outlier_i2d")],
@@ -110,12 +107,11 @@ rule flag:
         # the member's drizzled share of the _i2d, so the resample join only adds them up
         contribution=f"{WORK}/{{member}}/contribution.npz" if step_runs("resample") else [],
     params:
-        compare={**{k: OUTLIER[k] for k in FLAG_KEYS}, "method": OUTLIER_METHOD,
-                 "pixmap_stepsize": OUTLIER_PIXMAP_STEPSIZE},
-        sip={k: config["tweakreg"][k] for k in SIP_DEFAULTS},
+        compare=FlagComparison.select(OUTLIER),
+        sip=SipApproximation.select(config["tweakreg"]),
         intermediate=lambda wildcards: OUTLIER_SAVED[(wildcards.member, "blot")],
         group=lambda wildcards: ASN.member(wildcards.member).group_id,
-        final={**{k: config["resample"][k] for k in DRIZZLE_KEYS},
+        final={**FinalDrizzle.select(config["resample"]),
                "same_grid": outlier_grid() == f"{WORK}/grid.pkl"},
     log:
         f"{LOGS}/flag/{{member}}.log",

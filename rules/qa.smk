@@ -10,8 +10,7 @@ rule qa_parameters:
         report(f"{QA}/parameters.html", caption="../report/parameters.rst",
                category="parameters", labels={"step": "all", "figure": "parameters"}),
     params:
-        rows=i3config.parameter_sources(config, TABLE_VALUES,
-                                        workflow.config_settings.overwrite_config),
+        rows=i3config.parameter_sources(config, TABLE_VALUES, USER_SETTINGS),
     log:
         f"{LOGS}/qa/parameters.log",
     benchmark:

@@ -33,7 +33,7 @@ rule resample:
         PRODUCTS["i2d"],
     params:
         members=lambda wildcards: member_table(final_exposure_files),
-        drizzle={k: config["resample"][k] for k in DRIZZLE_KEYS},
+        drizzle=FinalDrizzle.select(config["resample"]),
     log:
         f"{LOGS}/resample.log",
     benchmark:

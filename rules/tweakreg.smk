@@ -1,8 +1,7 @@
 """tweakreg: per-member source lists, then one alignment of all members (gwcs sidecars)."""
 
+from image3.parameters import AlignmentFit, SourceFinding
 from image3.refcat import check_abs_refcat, custom_catalogs
-from image3.steps import FINDING_KEYS as TWEAKREG_FINDING_KEYS
-from image3.steps import FIT_KEYS as TWEAKREG_FIT_KEYS
 from image3.steps import saved_catalog_name
 
 TWEAKREG = config["tweakreg"]
@@ -42,7 +41,7 @@ rule find_sources:
         geometry=geometry_sidecar("{member}"),
     params:
         # finding parameters only: a changed fit parameter re-runs the join, not finding
-        finding={k: TWEAKREG[k] for k in TWEAKREG_FINDING_KEYS},
+        finding=SourceFinding.select(TWEAKREG),
     log:
         f"{LOGS}/find_sources/{{member}}.log",
     benchmark:
@@ -72,7 +71,7 @@ rule tweakreg:
            if step_runs("tweakreg") else {}),
     params:
         members=TWEAKREG_MEMBERS,
-        fit={k: TWEAKREG[k] for k in TWEAKREG_FIT_KEYS},
+        fit=AlignmentFit.select(TWEAKREG),
         abs_refcat=str(TWEAKREG_ABS_REFCAT) if TWEAKREG_ABS_REFCAT else "",
         saved_catalogs=TWEAKREG_SAVED,
         layout=layout_params(),

@@ -13,13 +13,14 @@ from image3.median import median_shape, read_median_window, read_single_coverage
 from image3.mosaic import drizzle_member, member_meta, member_pixels
 from image3.outlier import (apply_outlier_flags, blot_median, compare_with_median,
                             intermediate_model, single_pixel_map, window_of)
+from image3.parameters import FinalDrizzle, FlagComparison, SipApproximation
 from image3.resample import PartialWriter
 from image3.runtime.runjob import job
 from image3.sip import apply_sip
 
 with job(snakemake) as log:
     member = snakemake.wildcards.member
-    params = snakemake.params.compare
+    params = FlagComparison.from_config(snakemake.params.compare)
     files = {"wcs": snakemake.input.wcs or None, "sky": snakemake.input.sky or None}
     # The comparison needs SCI and ERR only: read with astropy when the geometry sidecar
     # exists, so the datamodel (every array, asdf) is opened after it, to write the _crf.
@@ -42,7 +43,8 @@ with job(snakemake) as log:
         load_exposure(snakemake.input.cal, **files)
     del pixels
     if snakemake.input.wcs and read_wcs_status(snakemake.input.wcs).get("corrected"):
-        apply_sip(model, snakemake.params.sip)  # the _crf's FITS header WCS, as tweakreg's
+        # the _crf's FITS header WCS, as tweakreg's
+        apply_sip(model, SipApproximation.from_config(snakemake.params.sip))
     for note in result.notes:
         log.info("%s: %s", member, note)
     if result.limits:
@@ -63,9 +65,9 @@ with job(snakemake) as log:
     if snakemake.output.get("contribution"):
         # the _crf's pixels as they are in memory, drizzled onto the final grid (the outlier
         # grid's pixel map serves when the two grids and map steps are the same)
-        final = snakemake.params.final
-        same = final["same_grid"] and final["pixmap_stepsize"] == params["pixmap_stepsize"] \
-            and params.get("resample_data", True)
+        final = FinalDrizzle.from_config(snakemake.params.final)
+        same = snakemake.params.final["same_grid"] \
+            and final.pixmap_stepsize == params.pixmap_stepsize and params.resample_data
         reused = pixmap if same else None
         del pixmap
         if snakemake.input.geometry:

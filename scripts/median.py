@@ -6,6 +6,7 @@ from image3.runtime.jobserver import delegate
 delegate(snakemake)  # on a local run, the job server runs the rest (image3/runtime/jobserver.py)
 
 from image3.median import median_of_singles, write_median
+from image3.parameters import SkySolve
 from image3.runtime.runjob import job
 from image3.skymatch import group_offsets, log_levels, read_sky_stats, solve_sky
 
@@ -15,7 +16,7 @@ with job(snakemake) as log:
     offsets = None
     if snakemake.output.get("sky"):
         stats = read_sky_stats(snakemake.input.stats)
-        records = solve_sky(stats, groups, snakemake.params.sky)
+        records = solve_sky(stats, groups, SkySolve.from_config(snakemake.params.sky))
         for member, path in zip((m for ms in groups.values() for m in ms), snakemake.output.sky):
             records[member].write(path)
         log_levels(records)

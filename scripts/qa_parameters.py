@@ -19,6 +19,6 @@ with job(snakemake) as log:
     with atomic_path(snakemake.output[0]) as tmp:
         table.write(tmp, format="ascii.html", overwrite=True, htmldict={"css": CSS})
     changed = [f"{step}.{key}={value} ({source})" for step, key, value, source in rows
-               if source != "config.yaml"]
-    log.info("wrote %s: %d parameters, %d not from config.yaml: %s", snakemake.output[0],
+               if source != "default"]
+    log.info("wrote %s: %d parameters, %d not the default: %s", snakemake.output[0],
              len(rows), len(changed), ", ".join(changed) or "none")

@@ -12,12 +12,14 @@ from image3.footprints import group_footprints
 from image3.grid import load_grid
 from image3.median import write_single
 from image3.outlier import drizzle_single, intermediate_model, padded
+from image3.parameters import SingleDrizzle, SkyStatistics
 from image3.runtime.runjob import job
 from image3.skymatch import member_sky_stats, write_sky_stats
 
 with job(snakemake) as log:
     group = snakemake.wildcards.group
     rows = snakemake.params.members
+    sky = SkyStatistics.from_config(snakemake.params.sky)
     footprints = group_footprints(snakemake.input.footprints) if snakemake.output.get("stats") \
         else None
     stats = {}
@@ -30,7 +32,7 @@ with job(snakemake) as log:
         if footprints is not None:
             member = stats[row["member"]] = member_sky_stats(
                 model.data, model.dq, model.meta.wcs, group_footprints=footprints,
-                own_group=group, params=snakemake.params.sky)
+                own_group=group, params=sky)
             # a level the _cal itself records is removed while drizzling (normally none)
             member["level_removed"] = sky_level_to_remove(model)
             log.info("%s: local sky %s from %s pixels; %d overlapping groups", row["member"],
@@ -41,7 +43,7 @@ with job(snakemake) as log:
     grid = load_grid(snakemake.input.grid)
     # each member read when the drizzle reaches it: one member's pixels in memory at a time
     single = drizzle_single([partial(read, row) for row in rows], grid,
-                            snakemake.params.drizzle, group)
+                            SingleDrizzle.from_config(snakemake.params.drizzle), group)
     if footprints is not None:
         write_sky_stats(snakemake.output.stats, stats)
     write_single(snakemake.output.single, single)

@@ -6,6 +6,7 @@ delegate(snakemake)  # on a local run, the job server runs the rest (image3/runt
 
 from image3.datamodel import load_exposure
 from image3.footprints import group_footprints
+from image3.parameters import SkyStatistics
 from image3.runtime.runjob import job
 from image3.skymatch import member_sky_stats, write_sky_stats
 
@@ -14,7 +15,8 @@ with job(snakemake) as log:
     model = load_exposure(snakemake.input.cal, wcs=snakemake.input.wcs or None)
     stats = member_sky_stats(model.data, model.dq, model.meta.wcs,
                              group_footprints=group_footprints(snakemake.input.footprints),
-                             own_group=snakemake.params.group, params=snakemake.params.sky)
+                             own_group=snakemake.params.group,
+                             params=SkyStatistics.from_config(snakemake.params.sky))
     write_sky_stats(snakemake.output[0], {member: stats})
     log.info("%s: local sky %s from %s pixels; %d overlapping groups", member,
              stats["local"]["sky"], stats["local"]["npix"], len(stats.get("overlaps", {})))

@@ -8,6 +8,7 @@ delegate(snakemake)  # on a local run, the job server runs the rest (image3/runt
 
 from image3.datamodel import write_wcs
 from image3.layout import write_layout
+from image3.parameters import AlignmentFit
 from image3.refcat import read_reference_catalog
 from image3.runtime.runjob import job
 from image3.tweakreg import (
@@ -27,13 +28,12 @@ with job(snakemake) as log:
                                        row["group_id"]) for row in members]
     abs_refcat = snakemake.params.abs_refcat
     refcat = read_reference_catalog(abs_refcat) if abs_refcat else None
-    fit = snakemake.params.fit
+    fit = AlignmentFit.from_config(snakemake.params.fit)
     alignment = align_exposures(exposures, fit, refcat)
     for row, path in zip(members, snakemake.output.wcs, strict=True):
         write_wcs(path, alignment.wcs[row["member"]], status=alignment.status,
                   corrected=row["member"] in alignment.corrected)
-    residuals = match_residuals(exposures, alignment.wcs, fit["tolerance"], refcat,
-                                fit["abs_tolerance"], fit["nclip"], fit["sigma"])
+    residuals = match_residuals(exposures, alignment.wcs, fit, refcat)
     write_report(residuals, snakemake.output.residuals)
     write_layout(footprints_path=snakemake.output.footprints, **snakemake.params.layout)
     # the report last: tests/test_resume stops a run once the report exists

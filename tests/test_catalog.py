@@ -30,7 +30,9 @@ from stdatamodels.jwst import datamodels
 from image3 import catalog as catalog_module
 from image3 import photometry_refs
 from image3.catalog import make_catalog
+from image3.config import schema_defaults
 from image3.errors import InputFileError
+from image3.parameters import CatalogParameters
 
 SHAPE = (512, 512)
 PIXEL_ARCSEC = 0.06
@@ -44,6 +46,12 @@ SKYIN, SKYOUT = 12.0, 20.0
 GALAXY_CELLS = {(2, 2), (2, 5), (5, 2), (5, 5)}
 NO_COVERAGE_ROWS = slice(0, 12)
 ABVEGA = 1.75
+
+
+def catalog_params(**changes) -> CatalogParameters:
+    """The source_catalog step's parameters: the schema's defaults with ``changes``."""
+    return CatalogParameters.from_config({**schema_defaults()["source_catalog"], **changes})
+
 
 # §3.2 of the reference notes: the catalogue's columns, in order.
 EXPECTED_COLUMNS = [
@@ -189,7 +197,7 @@ def scene():
         detector="NRCA1",
         apcorr_table=apcorr,
         abvega_offset=abvega,
-        params={"skip": False, "apcorr_file": ""},  # config-only keys are ignored
+        params=catalog_params(),
     )
     stars = np.array(stars)
     radius70 = apcorr["radius"][2]
@@ -370,7 +378,7 @@ def test_an_image_without_sources_gives_no_catalogue(kind):
         filter="F200W",
         pupil="CLEAR",
         detector="NRCA1",
-        params={"npixels": 200},  # pure noise must not reach 200 connected pixels
+        params=catalog_params(npixels=200),  # pure noise must not reach 200 connected pixels
     )
     assert catalog is None and segmentation is None
 
@@ -391,6 +399,7 @@ def test_a_single_source_has_no_neighbour():
         filter="F200W",
         pupil="CLEAR",
         detector="NRCA1",
+        params=catalog_params(),
     )
     assert len(catalog) == 1 and segmentation.max() == 1
     assert catalog["nn_label"][0] == -1 and np.isnan(catalog["nn_dist"][0])
@@ -406,7 +415,7 @@ def test_a_catalogue_made_by_several_processes_is_the_same(scene, workers):
         pixel_scale_ratio=1.0, instrument="NIRCAM", filter="F200W", pupil="CLEAR",
         detector="NRCA1", apcorr_table=scene["apcorr"],
         abvega_offset=Table({"filter": ["F200W"], "pupil": ["CLEAR"], "abvega_offset": [ABVEGA]}),
-        params={}, workers=workers)
+        params=catalog_params(), workers=workers)
     np.testing.assert_array_equal(segmentation, scene["segmentation"])
     assert catalog.colnames == scene["catalog"].colnames
     for name in catalog.colnames:
@@ -429,7 +438,7 @@ def test_iraf_starfinder_gives_the_same_columns_and_no_segmentation(scene):
         pupil="CLEAR",
         detector="NRCA1",
         apcorr_table=scene["apcorr"],
-        params={"starfinder": "iraf", "snr_threshold": 10.0},
+        params=catalog_params(starfinder="iraf", snr_threshold=10.0),
     )
     assert segmentation is None
     assert catalog.colnames == EXPECTED_COLUMNS

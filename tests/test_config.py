@@ -1,5 +1,7 @@
-"""Config: schema defaults equal config.yaml, nested string overrides are cast, bad values are one line."""
+"""Config: every default in the schema (config.yaml holds none), nested string overrides are
+cast, bad values are one line."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -8,6 +10,7 @@ from snakemake.utils import validate as snakemake_validate
 
 from image3 import config as cfg
 from image3.errors import ConfigError
+from image3.parameters import SourceFinding
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = ROOT / "config" / "schema.yaml"
@@ -19,18 +22,30 @@ def schema():
 
 
 @pytest.fixture
-def config():
-    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+def config(schema):
+    """A validated config without settings of the user's: the schema's defaults."""
+    return cfg.schema_defaults(schema)
 
 
-def test_config_file_is_valid_and_matches_schema_defaults(schema, config):
-    cfg.validate(config, schema)
-    cfg.check_consistency(config)
+def test_the_shipped_config_file_is_the_users_and_holds_no_value(schema):
+    """config/config.yaml (the Snakefile's configfile) is a mapping without keys: every
+    default is the schema's, so the parameter table and the QA table see no user setting."""
+    shipped = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    assert shipped == {}
+    cfg.validate(shipped, schema)
+
+
+def test_schema_defaults_are_what_snakemake_fills_in(schema, config):
+    """schema_defaults (what unit tests build parameter objects from) equals the config
+    Snakemake's validate makes of an empty config file; every step and parameter has one."""
     filled = {}
     snakemake_validate(filled, str(SCHEMA_PATH))
+    assert config == filled
+    cfg.validate(config, schema)
+    cfg.check_consistency(config)
     for step in cfg.STEPS:
-        assert filled[step] == config[step], step
         assert config[step]["skip"] is False
+        assert set(config[step]) == set(schema["properties"][step]["properties"]), step
 
 
 def test_reference_defaults(config):
@@ -85,3 +100,42 @@ def test_work_dir_defaults_under_output_dir(config):
     assert cfg.work_dir(config) == "results/work"
     config["work_dir"] = "/scratch/w"
     assert cfg.work_dir(config) == "/scratch/w"
+
+
+def _readme_defaults() -> dict[tuple[str, str], str]:
+    """(section, key) -> the default as config/README.md's tables write it (`Run` for the
+    top-level keys, dotted within: ``qa.plots``); a row may name several keys and values."""
+    rows, section = {}, None
+    for line in (ROOT / "config" / "README.md").read_text().splitlines():
+        heading = re.match(r"^## (\w+)", line)
+        if heading:
+            section = heading.group(1)
+        row = re.match(r"^\| (`[^|]+`) \| (`[^|]*`(?:, `[^|]*`)*) \|", line)
+        if row and section:
+            keys = re.findall(r"`([\w.]+)`", row.group(1))
+            values = re.findall(r"`([^`]*)`", row.group(2))
+            rows.update(zip(((section, k) for k in keys), values * len(keys) if len(values) == 1
+                            else values))
+    return rows
+
+
+def test_config_readme_states_every_key_with_the_schemas_default(config):
+    """config/README.md is the user's reference: every key the schema accepts has a row (the
+    source_catalog detection keys are tweakreg's, named there with the defaults that differ)
+    and every default it states is the schema's."""
+    rows = _readme_defaults()
+    for (section, key), text in rows.items():
+        value = config
+        for part in ([section] if section != "Run" else []) + key.split("."):
+            value = value[part]
+        assert (yaml.safe_load(text) if text != '""' else "") == value, (section, key)
+    finding = set(SourceFinding.keys())
+    for step in cfg.STEPS:
+        documented = {k for s, k in rows if s == step} | {"skip"}
+        if step == "source_catalog":
+            documented |= finding
+            prose = (ROOT / "config" / "README.md").read_text()
+            for key in finding:
+                differs = config[step][key] != config["tweakreg"][key]
+                assert (f"`{key}: {config[step][key]}`" in prose) == differs, key
+        assert documented == set(config[step]), step

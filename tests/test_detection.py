@@ -4,10 +4,13 @@ Scenes are small (≤ 300² pixels) Gaussian-star fields with known positions,
 so each test runs in well under a second.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy.special import erf
 
+from image3.config import schema_defaults
 from image3.detection import (
     SOURCE_COLUMNS,
     circular_peaks,
@@ -16,6 +19,10 @@ from image3.detection import (
     find_sources,
 )
 from image3.errors import ConfigError, StepError
+from image3.parameters import SourceFinding
+
+#: tweakreg's finding parameters (the schema's defaults), varied by the tests with ``replace``.
+FINDING = SourceFinding.from_config(schema_defaults()["tweakreg"])
 
 SIGMA_PSF = 1.2  # pixels; FWHM ≈ 2.8 px, close to the tweakreg kernel_fwhm default 2.5
 NOISE = 1.0
@@ -114,9 +121,9 @@ def test_background_of_a_fully_masked_image_is_a_step_error():
 def test_each_starfinder_recovers_the_bright_stars_despite_nan_pixels(star_field, starfinder, extra):
     """Truth: 36 bright stars; ≥ 35 found within 0.5 px (one may sit on a NaN cluster), none in the mask."""
     image, mask, x, y, _ = star_field
-    sources = find_sources(
-        image, mask, starfinder=starfinder, snr_threshold=10, kernel_fwhm=2.5, bkg_boxsize=100, **extra
-    )
+    finding = replace(FINDING, starfinder=starfinder, snr_threshold=10, kernel_fwhm=2.5,
+                      bkg_boxsize=100, **extra)
+    sources = find_sources(image, mask, None, finding)
     assert sources.colnames == list(SOURCE_COLUMNS)
     assert np.all(np.isfinite(sources["xcentroid"])) and np.all(np.isfinite(sources["flux"]))
     assert _matched(sources, x, y) >= len(x) - 1
@@ -126,7 +133,8 @@ def test_each_starfinder_recovers_the_bright_stars_despite_nan_pixels(star_field
 def test_iraf_fluxes_follow_the_true_fluxes(star_field):
     """Truth: IRAF flux is a fixed fraction of the total for equal PSFs → rank correlation > 0.95."""
     image, mask, x, y, flux = star_field
-    sources = find_sources(image, mask, snr_threshold=10, kernel_fwhm=2.5, bkg_boxsize=100)
+    sources = find_sources(image, mask, None,
+                           replace(FINDING, snr_threshold=10, kernel_fwhm=2.5, bkg_boxsize=100))
     d = np.hypot(sources["xcentroid"][:, None] - x, sources["ycentroid"][:, None] - y)
     found, truth = d.min(axis=1) < 0.5, d.argmin(axis=1)
     measured, true = np.asarray(sources["flux"])[found], flux[truth[found]]
@@ -136,7 +144,8 @@ def test_iraf_fluxes_follow_the_true_fluxes(star_field):
 
 def test_brightest_keeps_the_n_brightest(star_field):
     image, mask, *_ = star_field
-    sources = find_sources(image, mask, snr_threshold=10, kernel_fwhm=2.5, bkg_boxsize=100, brightest=5)
+    finding = replace(FINDING, snr_threshold=10, kernel_fwhm=2.5, bkg_boxsize=100, brightest=5)
+    sources = find_sources(image, mask, None, finding)
     assert len(sources) == 5
 
 
@@ -152,9 +161,9 @@ def test_images_without_sources_give_an_empty_table(starfinder, kind):
         "all_masked": np.ones(shape),
     }[kind]
     mask = np.full(shape, kind == "all_masked")
-    sources = find_sources(
-        image, mask, starfinder=starfinder, snr_threshold=10, kernel_fwhm=2.5, bkg_boxsize=32
-    )
+    finding = replace(FINDING, starfinder=starfinder, snr_threshold=10, kernel_fwhm=2.5,
+                      bkg_boxsize=32)
+    sources = find_sources(image, mask, None, finding)
     assert len(sources) == 0
     assert sources.colnames == list(SOURCE_COLUMNS)
 
@@ -165,20 +174,20 @@ def test_segments_are_labelled_consecutively_and_deblended():
     shape = (80, 80)
     x, y = np.array([30.0, 37.0, 60.0]), np.array([40.0, 40.0, 20.0])
     image = SKY + gaussian_stars(shape, x, y, [5000, 4000, 3000]) + rng.normal(0, NOISE, shape)
-    kwargs = {"snr_threshold": 3, "kernel_fwhm": 2.0, "bkg_boxsize": 40, "npixels": 10}
-    blended = detect_segments(image, None, deblend=False, **kwargs)
-    segments = detect_segments(image, None, **kwargs)
+    finding = replace(FINDING, snr_threshold=3, kernel_fwhm=2.0, bkg_boxsize=40, npixels=10)
+    blended = detect_segments(image, None, replace(finding, deblend=False))
+    segments = detect_segments(image, None, finding)
     assert blended.segmentation.n_labels == 2
     assert list(segments.segmentation.labels) == [1, 2, 3]
     assert segments.convolved.shape == shape
     assert np.allclose(np.median(segments.background), SKY, atol=0.1)
 
 
-def test_unknown_starfinder_is_a_config_error():
-    with pytest.raises(ConfigError):
-        find_sources(
-            np.zeros((10, 10)), None, starfinder="sextractor", snr_threshold=5, kernel_fwhm=2, bkg_boxsize=5
-        )
+@pytest.mark.parametrize("key,value", [("starfinder", "sextractor"), ("connectivity", 6),
+                                       ("multithresh_mode", "log"), ("apermask_method", "drop")])
+def test_an_unknown_choice_is_a_config_error_when_the_parameters_are_made(key, value):
+    with pytest.raises(ConfigError, match=f"{key} must be one of"):
+        replace(FINDING, **{key: value})
 
 
 @pytest.mark.parametrize("radius", [2, 3, 2.5, 7])

@@ -4,6 +4,7 @@ against injected cosmic rays on synthetic NIRCam exposures (image3.synth truth).
 import functools
 import json
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import asdf
@@ -15,6 +16,7 @@ from astropy.table import Table
 from stdatamodels.jwst import datamodels
 
 from image3 import synth
+from image3.config import schema_defaults
 from image3.datamodel import load_exposure
 from image3.grid import build_grid, member_geometry
 from image3.median import (Single, combine_stack, median_of_singles, median_shape,
@@ -22,13 +24,13 @@ from image3.median import (Single, combine_stack, median_of_singles, median_shap
 from image3.outlier import (DO_NOT_USE, OUTLIER, abs_derivative, apply_outlier_flags,
                             blot_median, compare_with_median, drizzle_single, find_outliers, laplacian,
                             parse_pair, single_pixel_map, weight_threshold, window_of)
+from image3.parameters import FlagComparison, OutputGrid, SingleDrizzle
 
-DEFAULT_GRID = {"pixel_scale_ratio": 1.0, "pixel_scale": None, "rotation": None, "crpix": None,
-                "crval": None, "output_shape": None, "output_wcs": "",
-                "max_output_pixels": 400_000_000}
-PARAMS = {"weight_type": "ivm", "pixfrac": 1.0, "kernel": "square", "maskpt": 0.7,
-          "snr": "5.0 4.0", "scale": "1.2 0.7", "backg": 0.0, "resample_data": True,
-          "good_bits": "~DO_NOT_USE", "pixmap_stepsize": 16, "method": "image3"}
+# The workflow's defaults (the schema's): the reference's default grid, the single drizzles'
+# and the comparison's parameters.
+DEFAULT_GRID = OutputGrid.from_config(schema_defaults()["resample"])
+SINGLE = SingleDrizzle.from_config(schema_defaults()["outlier_detection"])
+FLAG = FlagComparison.from_config(schema_defaults()["outlier_detection"])
 
 
 # ------------------------------------------------------------------------------------------
@@ -90,14 +92,14 @@ def test_reference_method_flags_a_cosmic_ray_and_grows_into_its_neighbours():
     data[15, 15] = 4.5
     data[10, 2] = -6
     result = find_outliers(data, err, np.zeros_like(data), np.ones(data.shape, bool), 0.0,
-                           {**PARAMS, "method": "reference"})
+                           replace(FLAG, method="reference"))
     assert set(zip(*np.nonzero(result.mask))) == {(5, 5), (5, 6), (10, 2)}
 
 
 def test_background_is_added_back_to_the_blot():
     data = np.full((10, 10), 3.0, np.float32)
     result = find_outliers(data, np.ones_like(data), np.zeros_like(data),
-                           np.ones(data.shape, bool), 3.0, {**PARAMS, "method": "reference"})
+                           np.ones(data.shape, bool), 3.0, replace(FLAG, method="reference"))
     assert not result.mask.any()
 
 
@@ -124,9 +126,9 @@ def test_a_median_holding_a_cosmic_ray_is_not_trusted():
     hit[60, 30] += 30  # this exposure's hit at the same spot
     everywhere = np.ones(data.shape, bool)
     for method, found_hit in (("image3", True), ("reference", False)):
-        params = {**PARAMS, "method": method}
+        params = replace(FLAG, method=method)
         assert find_outliers(hit, err, blotted, everywhere, 0.0, params).mask[60, 30] == found_hit
-    clean = find_outliers(data, err, blotted, everywhere, 0.0, PARAMS)
+    clean = find_outliers(data, err, blotted, everywhere, 0.0, FLAG)
     assert clean.untrusted == 9 and clean.limits is not None
     assert not clean.mask[truth > 40].any()  # no star core flagged
 
@@ -227,9 +229,10 @@ def test_median_in_row_blocks_equals_the_whole_stack(tmp_path):
 # Against truth
 
 
-def run_outlier_detection(asn_path: Path, work: Path, params: dict) -> dict:
-    """The three rules' work in one process: singles → median → flags per member (not yet
-    applied). Returns {member: FlagResult}."""
+def run_outlier_detection(asn_path: Path, work: Path, method: str) -> dict:
+    """The three rules' work in one process with the default parameters and ``method``:
+    singles → median → flags per member (not yet applied). Returns {member: FlagResult}."""
+    single, flag = replace(SINGLE, method=method), replace(FLAG, method=method)
     asn = json.loads(Path(asn_path).read_text())
     members = [m["expname"][:-len("_cal.fits")] for m in asn["products"][0]["members"]]
     cals = [str(Path(asn_path).parent / f"{m}_cal.fits") for m in members]
@@ -237,19 +240,19 @@ def run_outlier_detection(asn_path: Path, work: Path, params: dict) -> dict:
     singles = {}
     for member, cal in zip(members, cals):
         singles[member] = work / f"{member}_single.fits"
-        write_single(singles[member], drizzle_single([load_exposure(cal)], grid, params))
-    median, count = median_of_singles(list(singles.values()), params["method"])
-    write_median(work / "median.fits", median, count, params["method"], len(members))
+        write_single(singles[member], drizzle_single([load_exposure(cal)], grid, single))
+    median, count = median_of_singles(list(singles.values()), method)
+    write_median(work / "median.fits", median, count, method, len(members))
     results = {}
     for member, cal in zip(members, cals):
         model = load_exposure(cal)
-        pixmap = single_pixel_map(model, grid, params)
+        pixmap = single_pixel_map(model, grid, flag)
         box = window_of(pixmap, median_shape(work / "median.fits"))
         window, window_count = read_median_window(work / "median.fits", box)
         own = read_single_coverage(singles[member], box)
         blotted, has_reference = blot_median(model, pixmap, window, window_count, own,
-                                             (box[0], box[2]), params)
-        results[member] = compare_with_median(model, blotted, has_reference, params)
+                                             (box[0], box[2]), flag)
+        results[member] = compare_with_median(model, blotted, has_reference, flag)
     return results
 
 
@@ -326,7 +329,7 @@ def test_recall_precision_and_star_cores_against_injected_cosmic_rays(dithered_f
     """Truth: injected cosmic rays and the noise-free sky. Required: recall ≥ 99.5% of the
     pixels hit ≥ 10σ in every exposure, ≥ 97.3% pooled ≥ 5σ, precision ≥ 99%, and no pixel of
     a bright star's core flagged (the reference reaches ~91% / ~92% / ~96% here)."""
-    scores = truth_scores(dithered_field, run_outlier_detection(dithered_field, tmp_path, PARAMS))
+    scores = truth_scores(dithered_field, run_outlier_detection(dithered_field, tmp_path, "image3"))
     print(json.dumps({k: v for k, v in scores.items() if k != "per_member"}, indent=1))
     assert scores["worst_recall_10"] >= 0.995
     assert scores["recall"][">=5"] >= 0.973
@@ -338,8 +341,8 @@ def test_reference_method_misses_what_image3_finds(dithered_field, tmp_path):
     """The reference's algorithm (method: reference) on the same field: the cosmic rays where
     fewer than three exposures overlap survive, and half of each one in a two-exposure
     overlap is flagged in the clean exposure (lower precision)."""
-    params = {**PARAMS, "method": "reference"}
-    scores = truth_scores(dithered_field, run_outlier_detection(dithered_field, tmp_path, params))
+    scores = truth_scores(dithered_field,
+                          run_outlier_detection(dithered_field, tmp_path, "reference"))
     assert 0.85 < scores["worst_recall_10"] < 0.97
     assert scores["precision"] < 0.98
 
@@ -349,8 +352,8 @@ def test_a_group_read_member_by_member_drizzles_as_the_open_models(dithered_fiel
     member's pixels in memory at a time) equals it given the opened models, exactly."""
     cals = sorted(str(p) for p in Path(dithered_field).parent.glob("*_cal.fits"))[:2]
     grid = build_grid([member_geometry(c) for c in cals], DEFAULT_GRID)
-    opened = drizzle_single([load_exposure(c) for c in cals], grid, PARAMS, "g")
-    read = drizzle_single([functools.partial(load_exposure, c) for c in cals], grid, PARAMS, "g")
+    opened = drizzle_single([load_exposure(c) for c in cals], grid, SINGLE, "g")
+    read = drizzle_single([functools.partial(load_exposure, c) for c in cals], grid, SINGLE, "g")
     assert opened.origin == read.origin and opened.weight_threshold == read.weight_threshold
     for name in ("sci", "wht", "err"):
         np.testing.assert_array_equal(getattr(opened, name), getattr(read, name))

@@ -25,8 +25,9 @@ def schema():
 
 
 @pytest.fixture
-def config():
-    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+def config(schema):
+    """A validated config without settings of the user's: the schema's defaults."""
+    return cfg.schema_defaults(schema)
 
 
 def test_shipped_kernel_fwhm_is_the_sampled_diffraction_fwhm(schema):
@@ -70,7 +71,24 @@ def test_a_users_own_value_wins(schema, config):
                for step, key, _, source in cfg.parameter_sources(out, applied, explicit)}
     assert sources[("tweakreg", "kernel_fwhm")] == "user"
     assert sources[("source_catalog", "kernel_fwhm")] == "parameter table"
-    assert sources[("resample", "pixfrac")] == "config.yaml"
+    assert sources[("resample", "pixfrac")] == "default"
+
+
+def test_a_value_in_the_users_config_file_wins(schema, config, tmp_path):
+    """config/config.yaml and --configfile files hold the user's own values: the table does
+    not touch a key set there, and the QA table calls it the user's."""
+    own = tmp_path / "config.yaml"
+    own.write_text("source_catalog:\n  kernel_fwhm: 2.0\n")
+    explicit = cfg.user_settings([own], {"resample": {"pixfrac": "0.8"}})
+    assert explicit == {"source_catalog": {"kernel_fwhm": 2.0}, "resample": {"pixfrac": "0.8"}}
+    out, applied = cfg.apply_parameter_table(config, cfg.read_parameter_table(TABLE, schema),
+                                             F200W, explicit)
+    assert applied == {"tweakreg.kernel_fwhm": 2.2}
+    assert out["source_catalog"]["kernel_fwhm"] == 2.0
+    sources = {(step, key): source
+               for step, key, _, source in cfg.parameter_sources(out, applied, explicit)}
+    assert sources[("source_catalog", "kernel_fwhm")] == sources[("resample", "pixfrac")] == "user"
+    assert sources[("tweakreg", "kernel_fwhm")] == "parameter table"
 
 
 @pytest.mark.parametrize("exposure", [
@@ -128,10 +146,13 @@ def test_bad_entries_are_one_line_naming_the_entry(schema, tmp_path, entry, need
 def test_the_run_takes_table_values_unless_the_user_set_them(tmp_path):
     """Through the Snakefile: a synthetic NIRCam F200W association gets the F200W entry
     (one line on the terminal; the run's parameter table says where each value came from),
-    except the parameter given on the command line; parameter_table=none turns it off."""
+    except the parameter given on the command line; a value in a --configfile is the user's
+    too; parameter_table=none turns it off."""
     asn = synth.make_association(tmp_path / "data", n=2, size=256, seed=4)
     config = {"asn": asn, "output_dir": "out", "tweakreg": "{kernel_fwhm: 3}"}
-    proc = snakemake(tmp_path, "--cores", "1", "out/qa/parameters.html", config=config)
+    (tmp_path / "mine.yaml").write_text("skymatch:\n  nclip: 5\n")
+    proc = snakemake(tmp_path, "--cores", "1", "out/qa/parameters.html",
+                     "--configfile", str(tmp_path / "mine.yaml"), config=config)
     line = next(ln for ln in proc.stderr.splitlines() if "from parameters.yaml" in ln)
     assert line == ("image3: NIRCAM F200W: source_catalog.kernel_fwhm=2.2 "
                     "(from parameters.yaml)")
@@ -141,8 +162,9 @@ def test_the_run_takes_table_values_unless_the_user_set_them(tmp_path):
     rows = {(step, key): (value, source) for step, key, value, source in filter(None, cells)}
     assert rows[("tweakreg", "kernel_fwhm")] == ("3", "user")
     assert rows[("source_catalog", "kernel_fwhm")] == ("2.2", "parameter table")
-    assert rows[("resample", "pixfrac")] == ("1.0", "config.yaml")
-    assert sum(source != "config.yaml" for _, source in rows.values()) == 2
+    assert rows[("skymatch", "nclip")] == ("5", "user")
+    assert rows[("resample", "pixfrac")] == ("1.0", "default")
+    assert sum(source != "default" for _, source in rows.values()) == 3
 
     off = snakemake(tmp_path, "-n", config={**config, "parameter_table": "none"})
     assert "from parameters.yaml" not in off.stderr

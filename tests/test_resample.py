@@ -5,12 +5,12 @@ by editing its v2v3 -> sky rotation; every pixel map is exact (stepsize 1) so on
 under test.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
 from drizzle.resample import Drizzle
-from test_wcs import dithered
+from test_wcs import GRID, dithered
 
 from image3 import resample as R
 from image3 import wcs as W
@@ -35,7 +35,8 @@ def make_scene(nircam, pixel_scale_ratio=1.0, output_shape=None):
     wcs, info = nircam
     wcss = [dithered(wcs, *d) for d in DITHERS_ARCSEC]
     grid = W.output_grid(wcs, info, [W.footprint(w, (N, N)) for w in wcss],
-                         pixel_scale_ratio=pixel_scale_ratio, output_shape=output_shape)
+                         replace(GRID, pixel_scale_ratio=pixel_scale_ratio,
+                                 output_shape=output_shape))
     pixmaps = [W.pixel_map(w, (N, N), grid, stepsize=1) for w in wcss]
     return wcss, grid, pixmaps
 
@@ -245,8 +246,9 @@ def test_planes_streamed_to_the_file_equal_the_in_memory_partial(tmp_path, scene
     handed_over = {name: v.copy() for name, v in e.variances.items()}
     with R.PartialWriter(tmp_path / "streamed.npz") as writer:
         streamed = R.drizzle_exposure(e.data, handed_over, e.weight, e.pixmap,
-                                      grid.array_shape, exptime=e.exptime, sink=writer,
-                                      consume=True)
+                                      grid.array_shape, weight_type="ivm", kernel="square",
+                                      pixfrac=1.0, pixel_scale_ratio=1.0, exptime=e.exptime,
+                                      sink=writer, consume=True)
         assert streamed.variance_sums == {} and streamed.data_sum.size == 0
         assert streamed.bbox == whole.bbox
         writer.finish(streamed)

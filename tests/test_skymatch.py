@@ -21,10 +21,21 @@ import pytest
 from scipy import stats
 
 from dithers import moved_wcs
+from image3.config import schema_defaults
 from image3.datamodel import SkyRecord
 from image3.errors import ConfigError
 from image3.footprints import overlap_mask, sky_footprint
+from image3.parameters import SkySolve, SkyStatistics
 from image3.skymatch import good_pixels, member_sky_stats, solve_sky
+
+#: The sky statistics' parameters: the workflow's defaults (the schema's).
+STATISTICS = SkyStatistics.from_config(schema_defaults()["skymatch"])
+
+
+def solve(**changes) -> SkySolve:
+    """The solve's parameters: the schema's defaults with ``changes``."""
+    return SkySolve.from_config({**schema_defaults()["skymatch"], **changes})
+
 
 SIGMA = 1.0  # per-pixel noise (data units)
 TOLERANCE = 0.01 * SIGMA
@@ -124,7 +135,7 @@ def build_scene(base, exposures, size, sources_per_pointing, seed):
         group_footprints.setdefault(group, []).append(footprints[m])
     member_stats = {
         m: member_sky_stats(data[m], dq[m], wcs[m], group_footprints=group_footprints,
-                            own_group=exposures[m][0], params={"skymethod": "match"})
+                            own_group=exposures[m][0], params=STATISTICS)
         for m in exposures
     }
     return Scene(exposures, wcs, peak, offset, member_stats, group_footprints)
@@ -154,7 +165,7 @@ def full_frame(nircam):
 
 def test_match_recovers_relative_sky_within_one_percent_sigma(scene):
     groups = scene.groups(MAIN)
-    records = solve_sky(scene.stats, groups, {"skymethod": "match"})
+    records = solve_sky(scene.stats, groups, solve(skymethod="match"))
     lowest = min(scene.offset[g] for g in MAIN)
     for group, members in groups.items():
         for m in members:
@@ -166,7 +177,7 @@ def test_match_recovers_relative_sky_within_one_percent_sigma(scene):
 
 
 def test_match_up_anchors_the_highest_sky_at_zero(scene):
-    params = {"skymethod": "match", "match_down": False}
+    params = solve(skymethod="match", match_down=False)
     records = solve_sky(scene.stats, scene.groups(MAIN), params)
     highest = max(scene.offset[g] for g in MAIN)
     assert max(r.level for r in records.values()) == 0.0
@@ -178,8 +189,8 @@ def test_global_plus_match_keeps_matched_levels_and_adds_the_reference_anchor(sc
     """Relative levels as 'match'; the anchor is the reference's min over groups of
     (group sky - delta), where a group's sky is its lowest member's local sky."""
     groups = scene.groups(MAIN)
-    matched = solve_sky(scene.stats, groups, {"skymethod": "match"})
-    records = solve_sky(scene.stats, groups, {"skymethod": "global+match", "subtract": True})
+    matched = solve_sky(scene.stats, groups, solve(skymethod="match"))
+    records = solve_sky(scene.stats, groups, solve(skymethod="global+match", subtract=True))
     local = {g: min(scene.stats[m]["local"]["sky"] for m in groups[g]) for g in MAIN}
     anchor = min(local[g] - matched[groups[g][0]].level for g in MAIN)
     for m, record in records.items():
@@ -196,7 +207,7 @@ def test_absolute_levels_are_the_distribution_peaks_full_frame(full_frame):
     peak = {g: scene.peak[groups[g][0]] for g in names}
     lowest = min(scene.offset.values())
     delta = {g: scene.offset[g] - lowest for g in names}
-    solved = {method: solve_sky(scene.stats, groups, {"skymethod": method})
+    solved = {method: solve_sky(scene.stats, groups, solve(skymethod=method))
               for method in ("local", "global", "match", "global+match")}
     anchor = min(peak[g] - delta[g] for g in names)
     for g in names:
@@ -209,8 +220,8 @@ def test_absolute_levels_are_the_distribution_peaks_full_frame(full_frame):
 
 def test_local_gives_each_group_its_lowest_member_sky(scene):
     groups = scene.groups(MAIN)
-    local = solve_sky(scene.stats, groups, {"skymethod": "local"})
-    overall = solve_sky(scene.stats, groups, {"skymethod": "global"})
+    local = solve_sky(scene.stats, groups, solve(skymethod="local"))
+    overall = solve_sky(scene.stats, groups, solve(skymethod="global"))
     lowest_member = min(scene.stats[m]["local"]["sky"] for m in ("g1", "g2"))
     assert local["g1"].level == local["g2"].level == lowest_member
     assert {r.level for r in overall.values()} == {min(r.level for r in local.values())}
@@ -223,7 +234,7 @@ def test_local_gives_each_group_its_lowest_member_sky(scene):
 def test_disjoint_exposures_are_skipped_and_the_rest_matched(scene, caplog):
     groups = scene.groups(ALL_GROUPS)
     with caplog.at_level(logging.WARNING, logger="image3.skymatch"):
-        records = solve_sky(scene.stats, groups, {"skymethod": "match"})
+        records = solve_sky(scene.stats, groups, solve(skymethod="match"))
     for m in ("e", "f"):
         assert records[m] == SkyRecord(None, "match", False, "SKIPPED")
     text = caplog.text
@@ -246,7 +257,7 @@ def test_global_plus_match_gives_unmatched_exposures_the_global_level(scene, cap
     """As in the reference: a group in no pair enters 'global' with a zero delta."""
     groups = scene.groups(MAIN + ("E",))
     with caplog.at_level(logging.WARNING, logger="image3.skymatch"):
-        records = solve_sky(scene.stats, groups, {"skymethod": "global+match"})
+        records = solve_sky(scene.stats, groups, solve(skymethod="global+match"))
     assert "for group(s) E:" in caplog.text
     assert records["e"].status == "COMPLETE"
     assert records["e"].level == pytest.approx(min(r.level for r in records.values()), abs=1e-12)
@@ -256,7 +267,7 @@ def test_member_without_good_pixels_warns_and_gets_no_level(scene, caplog):
     stats = scene.stats["f"]
     assert stats["good_pixels"] == 0 and stats["local"] == {"sky": None, "npix": 0}
     with caplog.at_level(logging.WARNING, logger="image3.skymatch"):
-        records = solve_sky(scene.stats, scene.groups(MAIN + ("F",)), {"skymethod": "local"})
+        records = solve_sky(scene.stats, scene.groups(MAIN + ("F",)), solve(skymethod="local"))
     assert "no good pixel in f" in caplog.text
     assert records["f"] == SkyRecord(None, "local", False, "SKIPPED")
     assert all(records[m].level is not None for m in records if m != "f")
@@ -265,7 +276,7 @@ def test_member_without_good_pixels_warns_and_gets_no_level(scene, caplog):
 def test_member_without_good_pixels_shares_its_groups_level(scene, caplog):
     groups = {**scene.groups(("A", "B", "C", "D")), "G": ["g1", "g2", "f"]}
     with caplog.at_level(logging.WARNING, logger="image3.skymatch"):
-        records = solve_sky(scene.stats, groups, {"skymethod": "match"})
+        records = solve_sky(scene.stats, groups, solve(skymethod="match"))
     assert "no good pixel in f" in caplog.text
     assert records["f"] == records["g1"] == records["g2"]
 
@@ -274,11 +285,11 @@ def test_user_levels_come_from_the_skylist(scene, tmp_path):
     groups = scene.groups(("A", "B"))
     skylist = tmp_path / "sky.txt"
     skylist.write_text("# name level\na_cal.fits 1.5\nb_cal.fits -0.25\n")
-    records = solve_sky({}, groups, {"skymethod": "user", "skylist": str(skylist)})
+    records = solve_sky({}, groups, solve(skymethod="user", skylist=str(skylist)))
     assert records == {"a": SkyRecord(1.5, "user", False), "b": SkyRecord(-0.25, "user", False)}
     skylist.write_text("a_cal.fits 1.5\n")
     with pytest.raises(ConfigError, match="1 entries for 2 exposures"):
-        solve_sky({}, groups, {"skymethod": "user", "skylist": str(skylist)})
+        solve_sky({}, groups, solve(skymethod="user", skylist=str(skylist)))
 
 
 # --------------------------------------------------------------------------------------------

@@ -143,6 +143,8 @@ def test_ecsv_units_and_segmentation_labels(products):
 def catalog_without_apcorr(products):
     """The same mosaic catalogued with no APCORR file (radii from the approximate PSF model)."""
     from image3.catalog import make_catalog
+    from image3.config import schema_defaults
+    from image3.parameters import CatalogParameters
 
     _, i2d, _, _ = products
     ins = i2d.meta.instrument
@@ -151,7 +153,8 @@ def catalog_without_apcorr(products):
         pixar_sr=i2d.meta.photometry.pixelarea_steradians,
         pixel_scale_ratio=i2d.meta.resample.pixel_scale_ratio,
         instrument=ins.name, filter=ins.filter, pupil=ins.pupil, detector=ins.detector,
-        params={"kernel_fwhm": 2.2})
+        params=CatalogParameters.from_config({**schema_defaults()["source_catalog"],
+                                              "kernel_fwhm": 2.2}))
     return catalog
 
 

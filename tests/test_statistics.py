@@ -7,30 +7,41 @@ astropy's SigmaClip, which it stands in for, keeps; the NaN median gives numpy's
 """
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from astropy.stats import SigmaClip
 from scipy import optimize, stats
 
+from image3.config import schema_defaults
 from image3.errors import ConfigError
+from image3.parameters import SkyStatistics
 from image3.statistics import nanmedian, sigma_clip_1d, sky_statistic, sorted_sigma_clip_bounds
 
 SIGMA = 1.0  # per-pixel noise (data units)
 TOLERANCE = 0.01 * SIGMA
 SIZE = 512
 
+#: The sky statistics' parameters: the workflow's defaults (the schema's).
+STATISTICS = SkyStatistics.from_config(schema_defaults()["skymatch"])
+
+
+def stat(skystat: str, **changes) -> SkyStatistics:
+    """The default statistics' parameters with another ``skystat`` (and ``changes``)."""
+    return replace(STATISTICS, skystat=skystat, **changes)
+
 
 def test_statistics_of_gaussian_noise_hit_its_centre():
     rng = np.random.default_rng(5)
     values = rng.normal(7.0, 2.0, SIZE * SIZE)
     for skystat in ("mode", "median", "mean"):
-        value, npix = sky_statistic(values, skystat)
+        value, npix = sky_statistic(values, stat(skystat))
         assert value == pytest.approx(7.0, abs=0.01 * 2.0), skystat
         assert npix > 0.9999 * values.size  # 4-sigma clipping removes ~6e-5
     # the reference's histogram estimators are good to about a bin (0.1 sigma)
     for skystat in ("imagestats_mode", "midpt"):
-        assert sky_statistic(values, skystat)[0] == pytest.approx(7.0, abs=0.1 * 2.0), skystat
+        assert sky_statistic(values, stat(skystat))[0] == pytest.approx(7.0, abs=0.1 * 2.0), skystat
 
 
 def test_mode_finds_the_peak_of_a_skewed_distribution():
@@ -46,8 +57,8 @@ def test_mode_finds_the_peak_of_a_skewed_distribution():
         return (1 - fraction) * stats.norm.pdf(x) + fraction * stats.exponnorm.pdf(x, scale)
 
     peak = optimize.minimize_scalar(lambda x: -density(x), bounds=(-1, 1), method="bounded").x
-    assert sky_statistic(values, "mode")[0] == pytest.approx(peak, abs=TOLERANCE)
-    assert sky_statistic(values, "median")[0] - peak > 3 * TOLERANCE
+    assert sky_statistic(values, stat("mode"))[0] == pytest.approx(peak, abs=TOLERANCE)
+    assert sky_statistic(values, stat("median"))[0] - peak > 3 * TOLERANCE
 
 
 def test_imagestats_definitions_on_a_hand_computed_example():
@@ -56,27 +67,27 @@ def test_imagestats_definitions_on_a_hand_computed_example():
     values = np.array([0, 1, 1, 2.3, 2.3, 2.3, 3, 3, 4])
     options = {"nclip": 0, "binwidth": 0.5}
     step = 0.5 * np.sqrt(12.18 / 8)
-    assert sky_statistic(values, "mean", **options) == (pytest.approx(2.1, rel=1e-6), 9)
+    assert sky_statistic(values, stat("mean", **options)) == (pytest.approx(2.1, rel=1e-6), 9)
     # peak bin 3, rises 3 and falls 1: parabola offset 0.5 (3 - 1) / 4
-    mode = sky_statistic(values, "imagestats_mode", **options)[0]
+    mode = sky_statistic(values, stat("imagestats_mode", **options))[0]
     assert mode == pytest.approx(3.75 * step, rel=1e-6)
     # half-way count in bin 3, one half of the way through its 3 of 9
-    assert sky_statistic(values, "midpt", **options)[0] == pytest.approx(3.5 * step, rel=1e-6)
-    assert sky_statistic(values, "median", **options)[0] == pytest.approx(2.3, rel=1e-6)
+    assert sky_statistic(values, stat("midpt", **options))[0] == pytest.approx(3.5 * step, rel=1e-6)
+    assert sky_statistic(values, stat("median", **options))[0] == pytest.approx(2.3, rel=1e-6)
 
 
 def test_clipping_and_limits():
     rng = np.random.default_rng(2)
     values = rng.normal(0.0, 1.0, 100_000)
     values[:1000] = 1e4  # cosmic rays
-    mean, npix = sky_statistic(values, "mean")
+    mean, npix = sky_statistic(values, stat("mean"))
     assert mean == pytest.approx(0.0, abs=0.01) and npix < 99_000
-    assert sky_statistic(values, "mean", upper=100.0)[1] == npix
-    assert sky_statistic(values, "mean", lower=2e4) == (None, 0)
-    assert sky_statistic(np.array([np.nan, np.inf])) == (None, 0)
-    assert sky_statistic(np.full(50, 3.0)) == (3.0, 50)
+    assert sky_statistic(values, stat("mean", upper=100.0))[1] == npix
+    assert sky_statistic(values, stat("mean", lower=2e4)) == (None, 0)
+    assert sky_statistic(np.array([np.nan, np.inf]), STATISTICS) == (None, 0)
+    assert sky_statistic(np.full(50, 3.0), STATISTICS) == (3.0, 50)
     with pytest.raises(ConfigError):
-        sky_statistic(values, "average")
+        stat("average")
 
 
 @pytest.mark.parametrize("seed", range(4))

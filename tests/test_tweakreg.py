@@ -9,19 +9,21 @@ corrected gwcs and compared with its true RA/Dec.
 
 import logging
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import asdf
 import numpy as np
 import pytest
-import yaml
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import QTable, Table
 
 from image3 import synth, tweakreg
+from image3.config import schema_defaults
 from image3.datamodel import load_exposure, open_exposure, save_model, write_wcs
 from image3.errors import ConfigError, InputFileError
+from image3.parameters import AlignmentFit, SipApproximation, SourceFinding
 from image3.refcat import (
     check_abs_refcat,
     custom_catalogs,
@@ -35,8 +37,10 @@ from image3.tweakreg import (ExposureCatalog, align_exposures, describe_residual
 from image3.wcs import pixel_scale_arcsec
 
 ROOT = Path(__file__).resolve().parents[1]
-# The workflow's defaults (the reference's parameter values), so tests follow config.yaml.
-DEFAULTS = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["tweakreg"]
+# The workflow's defaults (the reference's parameter values), so tests follow the schema.
+DEFAULTS = schema_defaults()["tweakreg"]
+FINDING = SourceFinding.from_config(DEFAULTS)
+FIT = AlignmentFit.from_config(DEFAULTS)
 
 
 def _exposures(asn: Path) -> list[ExposureCatalog]:
@@ -45,7 +49,7 @@ def _exposures(asn: Path) -> list[ExposureCatalog]:
         with open_exposure(asn.parent / synth.cal_filename(member)) as model:
             info = {k: getattr(model.meta.wcsinfo, k) for k in ("v2_ref", "v3_ref", "roll_ref")}
             out.append(ExposureCatalog(member, synth.group_id(member), model.meta.wcs, info,
-                                       exposure_sources(model, DEFAULTS)))
+                                       exposure_sources(model, FINDING)))
     return out
 
 
@@ -81,7 +85,7 @@ def _with_sources(exposure: ExposureCatalog, sources: Table) -> ExposureCatalog:
 def test_relative_alignment_reaches_0_03_pixel_with_reference_defaults(dithers):
     asn, exposures = dithers
     before = [truth_error_px(asn, e.name, e.wcs) for e in exposures[1:]]
-    result = align_exposures(exposures, DEFAULTS)
+    result = align_exposures(exposures, FIT)
     after = [truth_error_px(asn, e.name, result.wcs[e.name]) for e in exposures[1:]]
     assert result.status == "COMPLETE"
     assert min(before) > 1.0  # the injected errors are several pixels
@@ -91,7 +95,7 @@ def test_relative_alignment_reaches_0_03_pixel_with_reference_defaults(dithers):
     assert result.corrected == {e.name for e in exposures[1:]}
     report = report_table(result)
     assert list(report["status"]) == ["REFERENCE", "SUCCESS", "SUCCESS", "SUCCESS"]
-    assert np.all(report["n_matched"][1:] >= DEFAULTS["minobj"])
+    assert np.all(report["n_matched"][1:] >= FIT.minobj)
     assert np.all(report["rms_arcsec"][1:] < 0.01)
 
 
@@ -100,10 +104,9 @@ def test_matched_star_residuals_shrink_to_centroid_errors(dithers):
     WCSs. Truth: before alignment the injected 0.05-0.3" errors dominate the offsets of the
     pairs found within the tolerance; after it their RMS is the fit's (< 0.01")."""
     _, exposures = dithers
-    result = align_exposures(exposures, DEFAULTS)
-    tolerance = DEFAULTS["tolerance"]
-    after = match_residuals(exposures, result.wcs, tolerance)
-    before = match_residuals(exposures, {e.name: e.wcs for e in exposures}, tolerance)
+    result = align_exposures(exposures, FIT)
+    after = match_residuals(exposures, result.wcs, FIT)
+    before = match_residuals(exposures, {e.name: e.wcs for e in exposures}, FIT)
 
     def rms(t):
         t = t[~t["clipped"]]
@@ -111,7 +114,7 @@ def test_matched_star_residuals_shrink_to_centroid_errors(dithers):
 
     groups = [e.group_id for e in exposures]
     assert set(after["stage"]) == {"relative"} and set(after["group_id"]) == set(groups[1:])
-    assert np.count_nonzero(~after["clipped"]) >= 3 * DEFAULTS["minobj"]
+    assert np.count_nonzero(~after["clipped"]) >= 3 * FIT.minobj
     print(f"\nFIGURE residual RMS before {rms(before):.4f}\" after {rms(after):.4f}\" "
           f"({np.count_nonzero(after['clipped'])} of {len(after)} pairs clipped)")
     assert rms(after) < 0.01 < 0.05 < rms(before)
@@ -126,7 +129,7 @@ def test_matched_star_residuals_against_a_reference_catalogue(dithers):
     ra, dec = first.wcs(first.sources["xcentroid"], first.sources["ycentroid"])
     refcat = Table({"RA": ra, "DEC": dec + 0.1 / 3600.0})
     wcs = {e.name: e.wcs for e in exposures}
-    table = match_residuals(exposures[:1], wcs, 0.7, refcat, abs_radius_arcsec=0.3)
+    table = match_residuals(exposures[:1], wcs, replace(FIT, abs_tolerance=0.3), refcat)
     assert set(table["stage"]) == {"absolute"} and len(table) == len(first.sources)
     assert not table["clipped"].any()
     # tolerance 10 µas: north on the tangent plane turns slightly across the field
@@ -140,7 +143,7 @@ def test_absolute_alignment_to_truth_stars_within_0_05_pixel(dithers, tmp_path):
     stars = sources[(sources["kind"] == "star") & (sources["flux_ujy"] > 0.1)]
     Table({"ra": stars["ra"], "Dec": stars["dec"]}).write(tmp_path / "ref.ecsv")  # mixed case
     refcat = read_reference_catalog(tmp_path / "ref.ecsv")
-    result = align_exposures(exposures, DEFAULTS, refcat)
+    result = align_exposures(exposures, FIT, refcat)
     errors = [truth_error_px(asn, e.name, result.wcs[e.name]) for e in exposures]
     assert result.status == "COMPLETE"
     assert math.sqrt(np.mean(np.square(errors))) <= 0.05, errors
@@ -152,7 +155,7 @@ def test_absolute_alignment_to_truth_stars_within_0_05_pixel(dithers, tmp_path):
 def test_two_detector_exposures_move_as_one_body(tmp_path):
     asn = synth.make_association(tmp_path, n=2, size=512, seed=5, detectors=2)
     exposures = _exposures(asn)
-    result = align_exposures(exposures, DEFAULTS)
+    result = align_exposures(exposures, FIT)
     relative = [f for f in result.fits if f.stage == "relative"]
     assert [len(f.members) for f in relative] == [2, 2]
     assert [f.status for f in relative] == ["REFERENCE", "SUCCESS"]
@@ -185,7 +188,7 @@ def test_group_with_too_few_matches_keeps_its_wcs_with_one_warning(dithers, capl
     inputs = list(exposures)
     inputs[2] = _with_sources(starved, starved.sources[:5])
     with caplog.at_level(logging.INFO):
-        result = align_exposures(inputs, DEFAULTS)
+        result = align_exposures(inputs, FIT)
     assert result.status == "COMPLETE"
     assert result.wcs[starved.name] is starved.wcs
     assert [f.status for f in result.fits] == [
@@ -199,7 +202,7 @@ def test_exposure_without_sources_keeps_its_wcs(dithers, caplog):
     inputs = list(exposures)
     inputs[1] = _with_sources(exposures[1], exposures[1].sources[:0])
     with caplog.at_level(logging.WARNING):
-        result = align_exposures(inputs, DEFAULTS)
+        result = align_exposures(inputs, FIT)
     assert result.wcs[exposures[1].name] is exposures[1].wcs
     assert result.fits[1].status.startswith("FAILED")
     assert result.fits[2].applied and result.fits[3].applied
@@ -209,7 +212,7 @@ def test_exposure_without_sources_keeps_its_wcs(dithers, caplog):
 def test_fit_with_rms_above_max_rms_is_not_applied(dithers, caplog):
     _, exposures = dithers
     with caplog.at_level(logging.WARNING):
-        result = align_exposures(exposures, {**DEFAULTS, "max_rms": 1e-4})
+        result = align_exposures(exposures, replace(FIT, max_rms=1e-4))
     assert all(result.wcs[e.name] is e.wcs for e in exposures)
     assert all(f.status.startswith("REJECTED: RMS") for f in result.fits[1:])
     assert len([r for r in caplog.records if "max_rms" in r.getMessage()]) == 3
@@ -221,7 +224,7 @@ def test_whole_relative_result_rejected_when_a_wcs_moves_too_far(dithers, monkey
     _, exposures = dithers
     monkeypatch.setattr(tweakreg, "_largest_allowed_move", lambda params: 0.01)
     with caplog.at_level(logging.WARNING):
-        result = align_exposures(exposures, DEFAULTS)
+        result = align_exposures(exposures, FIT)
     assert result.status == "SKIPPED"
     assert all(result.wcs[e.name] is e.wcs for e in exposures)
     assert len(caplog.records) == 1 and "moved by" in caplog.records[0].getMessage()
@@ -230,7 +233,7 @@ def test_whole_relative_result_rejected_when_a_wcs_moves_too_far(dithers, monkey
 
 def test_single_group_skips_relative_alignment(dithers):
     _, exposures = dithers
-    result = align_exposures(exposures[:1], DEFAULTS)
+    result = align_exposures(exposures[:1], FIT)
     assert result.status == "SKIPPED" and result.fits == []
     assert result.wcs[exposures[0].name] is exposures[0].wcs
 
@@ -250,7 +253,7 @@ def test_absolute_fit_keeps_the_first_members_copy_of_a_repeated_source(dithers)
 def test_too_few_reference_stars_skips_the_step(dithers):
     _, exposures = dithers
     refcat = Table({"RA": [53.16], "DEC": [-27.78]})
-    result = align_exposures(exposures, DEFAULTS, refcat)
+    result = align_exposures(exposures, FIT, refcat)
     assert result.status == "SKIPPED"
     assert all(result.wcs[e.name] is e.wcs for e in exposures)
     # the relative fits were thrown away with it, and the report says so
@@ -258,10 +261,12 @@ def test_too_few_reference_stars_skips_the_step(dithers):
     assert sum(f.status == "REJECTED: absolute alignment not done" for f in result.fits) == 3
 
 
-def test_separation_must_exceed_sqrt2_tolerance(dithers):
-    _, exposures = dithers
-    with pytest.raises(ConfigError, match="separation"):
-        align_exposures(exposures, {**DEFAULTS, "separation": 0.9})
+@pytest.mark.parametrize("prefix", ["", "abs_"])
+def test_separation_must_exceed_sqrt2_tolerance(prefix):
+    """The reference's rule, checked when the fit parameters are made (once, at parse time in
+    the workflow), for both stages."""
+    with pytest.raises(ConfigError, match=f"tweakreg.{prefix}separation"):
+        AlignmentFit.from_config({**DEFAULTS, f"{prefix}separation": 0.9})
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,13 +276,13 @@ def test_separation_must_exceed_sqrt2_tolerance(dithers):
 def test_sources_avoid_flagged_pixels_and_stay_inside_the_bounding_box(dithers):
     asn, _ = dithers
     with open_exposure(asn.parent / synth.cal_filename(synth.member_names(1)[0])) as model:
-        all_sources = exposure_sources(model, DEFAULTS)
+        all_sources = exposure_sources(model, FINDING)
         dq = model.dq.copy()
         model.dq[:, :256] |= 1  # DO_NOT_USE on the left half
-        right = exposure_sources(model, DEFAULTS)
+        right = exposure_sources(model, FINDING)
         model.dq = dq
         model.meta.wcs.bounding_box = ((99.5, 399.5), (99.5, 399.5))
-        boxed = exposure_sources(model, DEFAULTS)
+        boxed = exposure_sources(model, FINDING)
     assert list(all_sources.colnames) == ["id", "xcentroid", "ycentroid", "flux"]
     assert len(right) > 10 and right["xcentroid"].min() > 255
     assert (all_sources["xcentroid"] < 250).sum() > 10
@@ -349,10 +354,10 @@ def test_network_catalogues_are_refused_with_one_line(name):
 def test_sip_in_saved_sci_header_matches_corrected_gwcs_within_0_01_pixel(dithers, tmp_path):
     asn, exposures = dithers
     member = exposures[1].name
-    result = align_exposures(exposures, DEFAULTS)
+    result = align_exposures(exposures, FIT)
     write_wcs(tmp_path / "wcs.pkl", result.wcs[member], status=result.status)
     model = load_exposure(asn.parent / synth.cal_filename(member), wcs=tmp_path / "wcs.pkl")
-    header = apply_sip(model, DEFAULTS)
+    header = apply_sip(model, SipApproximation.from_config(DEFAULTS))
     assert header["CTYPE1"] == "RA---TAN-SIP" and header["A_ORDER"] >= 1
     saved = save_model(model, tmp_path / f"{member}_cal.fits")
     model.close()

@@ -3,6 +3,7 @@ synthetic sky (SIAF distortion)."""
 
 import copy
 import time
+from dataclasses import replace
 
 import asdf
 import numpy as np
@@ -12,9 +13,13 @@ from astropy.wcs import WCS as FitsWCS
 
 import gwcs
 from image3 import wcs as W
+from image3.config import schema_defaults
 from image3.errors import GridError
+from image3.parameters import OutputGrid
 
 DETECTOR = (2048, 2048)
+#: The reference's default grid (the schema's resample defaults); tests vary it with ``replace``.
+GRID = OutputGrid.from_config(schema_defaults()["resample"])
 
 
 # ------------------------------------------------------------ helpers (also used by test_resample)
@@ -90,7 +95,7 @@ def test_pixel_scale_of_nircam_short_wave_is_31_mas(nircam):
 def test_default_grid_covers_all_footprints_with_first_input_scale(nircam, dithers):
     wcs, info = nircam
     footprints = [W.footprint(w, DETECTOR) for w in dithers]
-    grid = W.output_grid(wcs, info, footprints)
+    grid = W.output_grid(wcs, info, footprints, GRID)
     ny, nx = grid.array_shape
     assert grid.pixel_shape == (nx, ny)
     assert grid.bounding_box.bounding_box(order="F") == ((-0.5, nx - 0.5), (-0.5, ny - 0.5))
@@ -111,7 +116,7 @@ def test_default_grid_covers_all_footprints_with_first_input_scale(nircam, dithe
 
 def test_default_orientation_follows_the_first_detector(nircam):
     wcs, info = nircam
-    grid = W.output_grid(wcs, info, [W.footprint(wcs, DETECTOR)])
+    grid = W.output_grid(wcs, info, [W.footprint(wcs, DETECTOR)], GRID)
     xo, yo = grid.invert(info["ra_ref"], info["dec_ref"])
     xi, yi = wcs.invert(info["ra_ref"], info["dec_ref"])
     # output +y along the detector's +y to 0.01 deg (the rest is the distortion's skew)
@@ -121,7 +126,8 @@ def test_default_orientation_follows_the_first_detector(nircam):
 
 def test_rotation_zero_is_north_up_east_left(nircam, dithers):
     wcs, info = nircam
-    grid = W.output_grid(wcs, info, [W.footprint(w, DETECTOR) for w in dithers], rotation=0.0)
+    grid = W.output_grid(wcs, info, [W.footprint(w, DETECTOR) for w in dithers],
+                         replace(GRID, rotation=0.0))
     x, y = grid.forward_transform.crpix.value
     assert position_angle(grid, x, y, 0, 1) == pytest.approx(0.0, abs=1e-6)
     assert position_angle(grid, x, y, 1, 0) == pytest.approx(-90.0, abs=1e-6)
@@ -130,28 +136,28 @@ def test_rotation_zero_is_north_up_east_left(nircam, dithers):
 def test_pixel_scale_options(nircam):
     wcs, info = nircam
     fp = [W.footprint(wcs, DETECTOR)]
-    base = W.output_grid(wcs, info, fp)
-    half = W.output_grid(wcs, info, fp, pixel_scale_ratio=0.5)
+    base = W.output_grid(wcs, info, fp, GRID)
+    half = W.output_grid(wcs, info, fp, replace(GRID, pixel_scale_ratio=0.5))
     crval = base.forward_transform.crval.value
     s0 = W.pixel_scale_arcsec(base, *crval)
     # a one-pixel step is ~1e-7 rad: positions good to ~1e-16 rad give scales good to a few
     # 1e-9 (3e-9 apart here with gwcs 1.0.3 / astropy 8.0.2), so 1e-7 and not tighter
     assert W.pixel_scale_arcsec(half, *crval) == pytest.approx(0.5 * s0, rel=1e-7)
     assert half.array_shape[0] == pytest.approx(2 * base.array_shape[0], abs=2)
-    fixed = W.output_grid(wcs, info, fp, pixel_scale=0.06, pixel_scale_ratio=0.5)
+    fixed = W.output_grid(wcs, info, fp, replace(GRID, pixel_scale=0.06, pixel_scale_ratio=0.5))
     assert W.pixel_scale_arcsec(fixed, *crval) == pytest.approx(0.06, rel=1e-9)
-    scale, ratio = W.grid_scale(wcs, info, pixel_scale=0.06)
+    scale, ratio = W.grid_scale(wcs, info, replace(GRID, pixel_scale=0.06))
     mean_in = 3600 * np.rad2deg(np.sqrt(W.mean_pixel_area_sr(wcs)))
     assert (scale, ratio) == (0.06, pytest.approx(0.06 / mean_in, rel=1e-12))
     expected = (pytest.approx(0.5 * s0, rel=1e-7), 0.5)
-    assert W.grid_scale(wcs, info, pixel_scale_ratio=0.5) == expected
+    assert W.grid_scale(wcs, info, replace(GRID, pixel_scale_ratio=0.5)) == expected
 
 
 def test_crpix_crval_and_output_shape(nircam):
     wcs, info = nircam
     crval = (info["ra_ref"] + 0.001, info["dec_ref"] - 0.002)
-    grid = W.output_grid(wcs, info, [W.footprint(wcs, DETECTOR)], crval=crval, crpix=(10.0, 20.0),
-                         output_shape=[300, 200])
+    grid = W.output_grid(wcs, info, [W.footprint(wcs, DETECTOR)],
+                         replace(GRID, crval=crval, crpix=(10.0, 20.0), output_shape=[300, 200]))
     assert grid.array_shape == (200, 300)
     np.testing.assert_allclose(grid(10.0, 20.0), crval, rtol=0, atol=1e-10)
 
@@ -159,16 +165,17 @@ def test_crpix_crval_and_output_shape(nircam):
 def test_refuses_absurd_grid_with_one_line(nircam):
     wcs, info = nircam
     with pytest.raises(GridError) as err:
-        W.output_grid(wcs, info, [W.footprint(wcs, DETECTOR)], max_pixels=1_000_000)
+        W.output_grid(wcs, info, [W.footprint(wcs, DETECTOR)],
+                      replace(GRID, max_output_pixels=1_000_000))
     message = str(err.value)
     assert "\n" not in message and "1000000" in message and "x" in message
     # a bad pointing (one footprint 5 deg away) makes a huge frame: refused, not allocated
     far = W.footprint(dithered(wcs, 18000.0, 0.0), DETECTOR)
     with pytest.raises(GridError, match="exceeds the limit"):
-        W.output_grid(wcs, info, [W.footprint(wcs, DETECTOR), far])
+        W.output_grid(wcs, info, [W.footprint(wcs, DETECTOR), far], GRID)
     with pytest.raises(GridError, match="roll_ref"):
         no_roll = {k: v for k, v in info.items() if k != "roll_ref"}
-        W.output_grid(wcs, no_roll, [W.footprint(wcs, DETECTOR)])
+        W.output_grid(wcs, no_roll, [W.footprint(wcs, DETECTOR)], GRID)
 
 
 # ------------------------------------------------------------------ FITS header, grid files
@@ -184,7 +191,7 @@ def _pixel_error_of_header(header, grid) -> float:
 
 def test_fits_tan_header_matches_grid_to_005_pixel(nircam, dithers):
     wcs, info = nircam
-    grid = W.output_grid(wcs, info, [W.footprint(w, DETECTOR) for w in dithers])
+    grid = W.output_grid(wcs, info, [W.footprint(w, DETECTOR) for w in dithers], GRID)
     header = W.fits_tan_header(grid)
     assert header["CTYPE1"] == "RA---TAN" and header["RADESYS"] == "ICRS"
     assert header["CRPIX1"] == pytest.approx(grid.forward_transform.crpix.value[0] + 1)
@@ -205,8 +212,9 @@ def test_fits_tan_header_matches_grid_to_005_pixel(nircam, dithers):
 
 def test_grid_file_round_trip(tmp_path, nircam):
     wcs, info = nircam
-    wcs_out = W.output_grid(wcs, info, [W.footprint(wcs, DETECTOR)], pixel_scale_ratio=0.8)
-    grid = W.Grid(wcs_out, wcs_out.array_shape, *W.grid_scale(wcs, info, pixel_scale_ratio=0.8))
+    params = replace(GRID, pixel_scale_ratio=0.8)
+    wcs_out = W.output_grid(wcs, info, [W.footprint(wcs, DETECTOR)], params)
+    grid = W.Grid(wcs_out, wcs_out.array_shape, *W.grid_scale(wcs, info, params))
     path = tmp_path / "grid.pkl"
     W.write_grid(path, grid)
     back = W.read_grid(path)
@@ -225,7 +233,7 @@ def test_grid_file_round_trip(tmp_path, nircam):
 
 def test_read_output_wcs_like_the_reference(tmp_path, nircam):
     wcs, info = nircam
-    wcs_out = W.output_grid(wcs, info, [W.footprint(wcs, DETECTOR)])
+    wcs_out = W.output_grid(wcs, info, [W.footprint(wcs, DETECTOR)], GRID)
     bare = copy.deepcopy(wcs_out)
     bare.bounding_box = None
     bare.array_shape = None
@@ -251,7 +259,7 @@ def test_read_output_wcs_like_the_reference(tmp_path, nircam):
 def test_interpolated_pixel_map_matches_exact_full_frame(nircam, dithers):
     """stepsize 16 (cubic spline) vs exact on a full 2048^2 NIRCam frame: < 0.005 pixel."""
     wcs, info = nircam
-    grid = W.output_grid(wcs, info, [W.footprint(w, DETECTOR) for w in dithers])
+    grid = W.output_grid(wcs, info, [W.footprint(w, DETECTOR) for w in dithers], GRID)
     t0 = time.perf_counter()
     exact = W.pixel_map(dithers[1], DETECTOR, grid, stepsize=1)
     t1 = time.perf_counter()
@@ -270,7 +278,7 @@ def test_pixel_map_is_nan_outside_the_bounding_box(nircam):
     wcs, info = nircam
     boxed = copy.deepcopy(wcs)
     boxed.bounding_box = ((100.5, 400.5), (50.5, 300.5))
-    grid = W.output_grid(wcs, info, [W.footprint(boxed, (512, 512))])
+    grid = W.output_grid(wcs, info, [W.footprint(boxed, (512, 512))], GRID)
     exact = W.pixel_map(boxed, (512, 512), grid, stepsize=1)
     fast = W.pixel_map(boxed, (512, 512), grid, stepsize=16)
     inside = np.zeros((512, 512), dtype=bool)
@@ -288,7 +296,7 @@ def test_wcsinfo_may_be_a_datamodel_node(nircam):
     for key, value in info.items():
         setattr(model.meta.wcsinfo, key, value)
     fp = [W.footprint(wcs, DETECTOR)]
-    from_node = W.output_grid(wcs, model.meta.wcsinfo, fp)
-    from_dict = W.output_grid(wcs, info, fp)
+    from_node = W.output_grid(wcs, model.meta.wcsinfo, fp, GRID)
+    from_dict = W.output_grid(wcs, info, fp, GRID)
     assert from_node.array_shape == from_dict.array_shape
     np.testing.assert_allclose(from_node(5.0, 9.0), from_dict(5.0, 9.0), rtol=0, atol=1e-12)
