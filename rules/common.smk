@@ -218,39 +218,8 @@ def resample_inputs():
                           for f in (row["cal"], row["wcs"], row["sky"]) if f]}
 
 
-def sky_in_singles():
-    """Whether the single-drizzle jobs measure the sky statistics and the median job solves
-    skymatch (outlier detection and skymatch both run, levels not the user's list): two joins
-    and one job per member fewer. Each group's level, one per group, is then removed from its
-    single before the median instead of from its pixels before drizzling."""
-    return (step_runs("outlier_detection") and step_runs("skymatch")
-            and config["skymatch"]["skymethod"] != "user")
-
-
 def skystats_path(member):
     return f"{WORK}/{member}/skystats.json"
-
-
-def sky_stats_files():
-    """The files holding every member's sky statistics ({member: statistics} each): one per
-    group written by the single jobs (sky_in_singles), else one per member."""
-    if sky_in_singles():
-        return [f"{WORK}/singles/{g}_skystats.json" for g in GROUPS]
-    return [skystats_path(m) for m in MEMBERS]
-
-
-def single_outputs():
-    outputs = {"single": f"{WORK}/singles/{{group}}.fits"}
-    if sky_in_singles():
-        outputs["stats"] = f"{WORK}/singles/{{group}}_skystats.json"
-    return outputs
-
-
-def median_outputs():
-    outputs = {"median": f"{WORK}/median.fits"}
-    if sky_in_singles():
-        outputs["sky"] = [f"{WORK}/{m}/sky.json" for m in MEMBERS]
-    return outputs
 
 
 def skymatch_params():
@@ -260,12 +229,12 @@ def skymatch_params():
     return params
 
 
-#: skymatch parameters that only the solve (skymatch or median job) reads.
+#: skymatch parameters that only the solve (skymatch job) reads.
 SKY_SOLVE_ONLY_KEYS = ("skymethod", "match_down", "subtract", "skylist")
 
 
 def sky_statistics_params():
-    """What a member's sky statistics (sky_statistics or single job) depend on: the skymatch
+    """What a member's sky statistics (sky_statistics job) depend on: the skymatch
     parameters without those only the solve reads, so a new skymethod, match_down, subtract
     or skylist reruns the solve alone, not the per-member jobs. The overlaps are measured
     whatever the method ('match' here: ~1 s per 2048² member that 'local', 'global' and

@@ -12,10 +12,8 @@ FLAG_KEYS = ("snr", "scale", "backg", "resample_data")
 
 
 OUTLIER_SINGLES = {g: f"{WORK}/singles/{g}.fits" for g in GROUPS}
-# with sky_in_singles the singles are drizzled before skymatch: no sky sidecar yet
 # the geometry sidecar (when tweakreg runs) lets the single jobs read pixels without a datamodel
 OUTLIER_MEMBERS = {g: [row | {"geometry": geometry_sidecar(row["member"])}
-                       | ({"sky": []} if sky_in_singles() else {})
                        for row in member_table(exposure_files) if row["group_id"] == g]
                    for g in GROUPS}
 # save_intermediate_results: the reference's names in the output folder ("" when not saving)
@@ -33,15 +31,13 @@ rule single:
                                      for f in (row["cal"], row["wcs"], row["sky"],
                                                row["geometry"]) if f],
         grid=outlier_grid(),
-        footprints=f"{WORK}/footprints.json" if sky_in_singles() else [],
     output:
-        **single_outputs(),
+        single=f"{WORK}/singles/{{group}}.fits",
     params:
         members=lambda wildcards: OUTLIER_MEMBERS[wildcards.group],
         drizzle={**{k: OUTLIER[k] for k in SINGLE_KEYS}, "method": OUTLIER_METHOD,
                  "pixmap_stepsize": OUTLIER_PIXMAP_STEPSIZE},
-        sky=sky_statistics_params(),
-        intermediate=lambda wildcards: "" if sky_in_singles() else OUTLIER_SAVED[
+        intermediate=lambda wildcards: OUTLIER_SAVED[
             (ASN.groups[wildcards.group][0].name, "outlier_i2d")],
     log:
         f"{LOGS}/single/{{group}}.log",
@@ -63,23 +59,11 @@ rule median:
     input:
         singles=list(OUTLIER_SINGLES.values()),
         grid=outlier_grid(),
-        stats=sky_stats_files() if sky_in_singles() else [],
-        # for the outlier_i2d intermediates written here (sky_in_singles): first members' files
-        firsts=[exposure_files(ms[0].name)["cal"] for ms in ASN.groups.values()]
-        if sky_in_singles() and OUTLIER["save_intermediate_results"] else [],
     output:
-        **median_outputs(),
+        median=f"{WORK}/median.fits",
     params:
         method=OUTLIER_METHOD,
         intermediate=OUTLIER_SAVED[(MEMBERS[0], "median")],
-        groups={g: [m.name for m in ms] for g, ms in ASN.groups.items()},
-        sky=skymatch_params(),
-        # the singles' outlier_i2d intermediates, when they wait for the sky levels
-        intermediate_singles=[
-            {"single": OUTLIER_SINGLES[g], "first": OUTLIER_MEMBERS[g][0],
-             "path": OUTLIER_SAVED[(ms[0].name, "outlier_i2d")]}
-            for g, ms in ASN.groups.items()
-        ] if sky_in_singles() and OUTLIER["save_intermediate_results"] else [],
     log:
         f"{LOGS}/median.log",
     benchmark:

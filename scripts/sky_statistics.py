@@ -4,14 +4,15 @@ from image3.runtime.jobserver import delegate
 
 delegate(snakemake)  # on a local run, the job server runs the rest (image3/runtime/jobserver.py)
 
-from image3.datamodel import load_exposure
+from image3.datamodel import read_member
 from image3.runtime.runjob import job
 from image3.skymatch import group_footprints, member_sky_stats, write_sky_stats
 
 with job(snakemake) as log:
     member = snakemake.wildcards.member
-    model = load_exposure(snakemake.input.cal, wcs=snakemake.input.wcs or None)
-    stats = member_sky_stats(model.data, model.dq, model.meta.wcs,
+    pixels = read_member(snakemake.input.cal, geometry=snakemake.input.geometry or None,
+                         wcs=snakemake.input.wcs or None, arrays=("data", "dq"))
+    stats = member_sky_stats(pixels.data, pixels.dq, pixels.meta.wcs,
                              group_footprints=group_footprints(snakemake.input.footprints),
                              own_group=snakemake.params.group, params=snakemake.params.sky)
     write_sky_stats(snakemake.output[0], {member: stats})

@@ -80,23 +80,19 @@ def test_ci_profile_groups_like_the_user_profile():
 @pytest.mark.workflow
 def test_profiles_name_real_rules_and_build_the_dag(tmp_path):
     """Every rule the profiles name exists, and the grouped DAG is valid (a dry run builds the
-    group jobs; a bad grouping is an error there). sky_statistics exists only without outlier
-    detection (with it, the single jobs measure the sky), so both configurations are built."""
+    group jobs; a bad grouping is an error there)."""
     pytest.importorskip("snakemake_executor_plugin_slurm",
                         reason="pip install -e '.[test]' installs the SLURM executor plugin")
     asn = synth.make_association(tmp_path / "data", n=2, size=256, seed=4)
-    configs = [{"asn": asn, "output_dir": "out"},
-               {"asn": asn, "output_dir": "out", "outlier_detection": "{skip: true}"}]
-    rules = set()
-    for config in configs:
-        rules |= set(snakemake(tmp_path, "--list-rules", config=config).stdout.split())
+    config = {"asn": asn, "output_dir": "out"}
+    rules = set(snakemake(tmp_path, "--list-rules", config=config).stdout.split())
     for name in ("slurm", "slurm-ci"):
         profile = _profile(name)
         named = set(profile.get("groups", {})) | set(profile.get("set-resources") or {}) \
             | set(profile.get("set-threads") or {})
         assert named <= rules, f"profiles/{name} names rules the workflow lacks: {named - rules}"
-        built = "".join(snakemake(tmp_path, "-n", "--profile", str(PROFILES / name),
-                                  config=config).stdout for config in configs)
+        built = snakemake(tmp_path, "-n", "--profile", str(PROFILES / name),
+                          config=config).stdout
         for group in profile["group-components"]:
             assert f"Group job {group} " in built, f"profiles/{name}: no group {group}"
 

@@ -20,15 +20,16 @@ def small_asn(tmp_path):
 def test_dry_run_builds_the_dag(tmp_path, small_asn):
     proc = snakemake(tmp_path, "-n", config={"asn": small_asn, "output_dir": "out"})
     jobs = {rule: n for rule, n in jobs_run(proc).items() if not rule.startswith("qa_")}
-    # per member: find_sources, single (+ its sky statistics), flag (+ its drizzle onto the
-    # final grid); joins: tweakreg (+ the layout: grids and footprints), median (+ skymatch),
-    # resample (sums the contributions), source_catalog
-    assert jobs == {"find_sources": 2, "tweakreg": 1, "single": 2, "median": 1,
-                    "flag": 2, "resample": 1, "source_catalog": 1, "all": 1}
+    # per member: find_sources, sky_statistics, single (one per exposure group), flag (+ its
+    # drizzle onto the final grid); joins: tweakreg (+ the layout: grids and footprints),
+    # skymatch, median, resample (sums the contributions), source_catalog
+    assert jobs == {"find_sources": 2, "tweakreg": 1, "sky_statistics": 2, "skymatch": 1,
+                    "single": 2, "median": 1, "flag": 2, "resample": 1, "source_catalog": 1,
+                    "all": 1}
     assert f"out/{synth.PRODUCT_NAME}_i2d.fits" in proc.stdout
 
 
-def test_without_outlier_detection_skymatch_has_its_own_rules(tmp_path, small_asn):
+def test_without_outlier_detection(tmp_path, small_asn):
     proc = snakemake(tmp_path, "-n", config={"asn": small_asn, "output_dir": "out",
                                              "outlier_detection": "{skip: true}"})
     jobs = {rule: n for rule, n in jobs_run(proc).items() if not rule.startswith("qa_")}
@@ -40,8 +41,8 @@ def test_without_tweakreg_the_layout_has_its_own_job(tmp_path, small_asn):
     proc = snakemake(tmp_path, "-n", config={"asn": small_asn, "output_dir": "out",
                                              "tweakreg": "{skip: true}"})
     jobs = {rule: n for rule, n in jobs_run(proc).items() if not rule.startswith("qa_")}
-    assert jobs == {"layout": 1, "single": 2, "median": 1, "flag": 2, "resample": 1,
-                    "source_catalog": 1, "all": 1}
+    assert jobs == {"layout": 1, "sky_statistics": 2, "skymatch": 1, "single": 2, "median": 1,
+                    "flag": 2, "resample": 1, "source_catalog": 1, "all": 1}
 
 
 def test_lint_is_clean(tmp_path, small_asn):
