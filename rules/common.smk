@@ -167,16 +167,20 @@ def member_table(files_of):
     return [{"member": m, "group_id": ASN.member(m).group_id, **files_of(m)} for m in MEMBERS]
 
 
-def layout_params():
-    """image3.layout.write_layout's arguments but the footprints path (the job's output), for
-    the tweakreg job or the layout job: per member its name, group, _cal and (when tweakreg
-    runs) geometry and corrected gwcs sidecars, which then replace opening the _cal; the
-    skymatch footprint step; each grid's path (an output of the job too) and parameters."""
-    members = [{"member": m, "group_id": ASN.member(m).group_id, "cal": cal_path(m),
-                "geometry": geometry_sidecar(m), "wcs": wcs_sidecar(m)} for m in MEMBERS]
-    return {"members": members, "stepsize": config["skymatch"]["stepsize"],
-            "grid_paths": layout_grids(),
-            "grid_params": {name: grid_params(name) for name in layout_grids()}}
+def layout_members():
+    """Per member its name, group, _cal and (when tweakreg runs) geometry and corrected gwcs
+    sidecars, which then replace opening the _cal (image3.grid.MemberFiles)."""
+    return [{"name": m, "group_id": ASN.member(m).group_id, "cal": cal_path(m),
+             "geometry": geometry_sidecar(m) or None, "wcs": wcs_sidecar(m) or None}
+            for m in MEMBERS]
+
+
+def layout_inputs():
+    """What the layout jobs read: every member's sidecars when tweakreg runs, else its _cal."""
+    if step_runs("tweakreg"):
+        return {"geometry": [geometry_sidecar(m) for m in MEMBERS],
+                "wcs": [wcs_sidecar(m) for m in MEMBERS]}
+    return {"cals": [cal_path(m) for m in MEMBERS]}
 
 
 GRID_KEYS = ("pixel_scale_ratio", "pixel_scale", "rotation", "crpix", "crval", "output_shape",
@@ -195,17 +199,10 @@ def grid_params(name):
 
 
 def outlier_grid():
-    """The grid outlier detection uses: the final grid itself when the two coincide."""
+    """The grid outlier detection uses: the final grid itself when the two coincide (the flag
+    job then drizzles onto the final grid with the pixel map of its comparison)."""
     same = grid_params("grid_outlier") == grid_params("grid")
     return f"{WORK}/grid.pkl" if same else f"{WORK}/grid_outlier.pkl"
-
-
-def layout_grids():
-    """The grids to build: ``grid`` (final) and, when it differs, ``grid_outlier``."""
-    grids = {"grid": f"{WORK}/grid.pkl"}
-    if step_runs("outlier_detection") and outlier_grid() != grids["grid"]:
-        grids["grid_outlier"] = outlier_grid()
-    return grids
 
 
 def resample_inputs():

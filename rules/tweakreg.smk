@@ -20,7 +20,7 @@ if step_runs("tweakreg"):
 
 TWEAKREG_MEMBERS = [
     {"member": m, "group_id": ASN.member(m).group_id, "cal": cal_path(m),
-     "sources": f"{WORK}/{m}/sources.ecsv", "geometry": geometry_sidecar(m)}
+     "sources": f"{WORK}/{m}/sources.ecsv", "geometry": f"{WORK}/{m}/geometry.pkl"}
     for m in MEMBERS
 ]
 # save_catalogs: found source lists (never a user's catalogue) under the reference's names.
@@ -39,7 +39,8 @@ rule find_sources:
                   if TWEAKREG_CATALOGS.get(wildcards.member) else {})),
     output:
         sources=f"{WORK}/{{member}}/sources.ecsv",
-        geometry=geometry_sidecar("{member}"),
+        # the member's gwcs, shape and wcsinfo: the joins after need not open the _cal
+        geometry=f"{WORK}/{{member}}/geometry.pkl",
     params:
         # finding parameters only: a changed fit parameter re-runs the join, not finding
         finding={k: TWEAKREG[k] for k in TWEAKREG_FINDING_KEYS},
@@ -63,19 +64,15 @@ rule tweakreg:
         geometry=[row["geometry"] for row in TWEAKREG_MEMBERS],
         abs_refcat=[str(TWEAKREG_ABS_REFCAT)] if TWEAKREG_ABS_REFCAT else [],
     output:
-        wcs=[wcs_sidecar(m) for m in MEMBERS],
+        wcs=expand(f"{WORK}/{{member}}/wcs.pkl", member=MEMBERS),
         residuals=f"{WORK}/tweakreg_residuals.ecsv",
         report=f"{WORK}/tweakreg_report.ecsv",
         saved_catalogs=[row["path"] for row in TWEAKREG_SAVED],
-        # the layout (rules/resample.smk) is written by this job when tweakreg runs
-        **({"footprints": f"{WORK}/footprints.json", **layout_grids()}
-           if step_runs("tweakreg") else {}),
     params:
         members=TWEAKREG_MEMBERS,
         fit={k: TWEAKREG[k] for k in TWEAKREG_FIT_KEYS},
         abs_refcat=str(TWEAKREG_ABS_REFCAT) if TWEAKREG_ABS_REFCAT else "",
         saved_catalogs=TWEAKREG_SAVED,
-        layout=layout_params(),
     log:
         f"{LOGS}/tweakreg.log",
     benchmark:

@@ -1,13 +1,11 @@
 """Rule tweakreg: align all members; write each member's gwcs sidecar, the matched-star
-residuals (for the QA plot), the layout (footprints and grids, image3/layout.py) and the fit
-report."""
+residuals (for the QA plot) and the fit report."""
 
 from image3.runtime.jobserver import delegate
 
 delegate(snakemake)  # on a local run, the job server runs the rest (image3/runtime/jobserver.py)
 
 from image3.datamodel import write_wcs
-from image3.layout import write_layout
 from image3.refcat import read_reference_catalog
 from image3.runtime.runjob import job
 from image3.tweakreg import (
@@ -35,7 +33,6 @@ with job(snakemake) as log:
     residuals = match_residuals(exposures, alignment.wcs, fit["tolerance"], refcat,
                                 fit["abs_tolerance"], fit["nclip"], fit["sigma"])
     write_report(residuals, snakemake.output.residuals)
-    write_layout(footprints_path=snakemake.output.footprints, **snakemake.params.layout)
     # the report last: tests/test_resume stops a run once the report exists
     write_report(report_table(alignment), snakemake.output.report)
     for row in snakemake.params.saved_catalogs:

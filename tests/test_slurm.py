@@ -189,17 +189,20 @@ def test_workflow_runs_through_slurm(slurm_cluster, tmp_path, record_property):
     slurm_logs = tmp_path / ".snakemake" / "slurm_logs"
     assert all(path.is_file() and slurm_logs in path.parents for path in logs.values())
 
-    # One cluster job per ungrouped rule job, one per group of per-member jobs (2 members <= 20).
+    # One cluster job per ungrouped rule job, one per group (2 members <= 20; the layout's
+    # footprints and grid jobs <= 3), named after the group and its rules.
     ran = jobs_run(proc)
     ran.pop("all", None)
     groups = _profile("slurm-ci")["groups"]
     grouped = {rule for rule in ran if rule in groups}
-    expected = sum(n for rule, n in ran.items() if rule not in groups) + len(grouped)
+    rules_of = {groups[rule]: sorted(r for r in grouped if groups[r] == groups[rule])
+                for rule in grouped}
+    expected = sum(n for rule, n in ran.items() if rule not in groups) + len(rules_of)
     assert len(job_ids) == expected, (ran, job_ids)
-    for rule in grouped:
-        tag = f"group_{groups[rule]}_{rule}"
-        assert sum(tag in str(path) for path in logs.values()) == 1, (rule, logs)
-    assert {"find_sources", "sky_statistics"} <= grouped, ran
+    for group, rules in rules_of.items():
+        tag = f"group_{group}_{'_'.join(rules)}"
+        assert sum(tag in str(path) for path in logs.values()) == 1, (group, logs)
+    assert {"find_sources", "footprints", "grid", "sky_statistics"} <= grouped, ran
 
     summary = (f"\nFIGURE SLURM bring-up {bring_up:.1f} s, workflow {run_time:.1f} s, "
                f"{len(job_ids)} SLURM jobs for {sum(ran.values())} rule jobs")
