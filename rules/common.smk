@@ -14,6 +14,7 @@ from image3.errors import Image3Error
 from image3.inspect import save_inspection, screen
 from image3.runtime.jobserver import start as start_job_server
 from image3.runtime.runjob import ERRORS_FILE
+from image3.steps import intermediate_name
 
 
 def fail(message):
@@ -145,6 +146,11 @@ def crf_path(member):
     return f"{OUT}/{crf_name(member, ASN.asn_id)}"
 
 
+def intermediate_path(root, suffix):
+    """A save_intermediate_results file: the reference's name (intermediate_name) in output_dir."""
+    return f"{OUT}/{intermediate_name(root, ASN.asn_id, suffix)}"
+
+
 def crf_pattern():
     """The _crf output with a {member} wildcard (crf_name's rule)."""
     return f"{OUT}/{crf_name('{member}', ASN.asn_id)}"
@@ -250,6 +256,8 @@ def catalog_params():
 
 
 def final_outputs():
+    """The products of the steps that run, and the optional files asked for (SAVED_CATALOGS:
+    rules/tweakreg.smk, SAVED_INTERMEDIATES: rules/outlier_detection.smk)."""
     outputs = []
     if step_runs("outlier_detection"):
         outputs += [crf_path(m) for m in MEMBERS]
@@ -257,7 +265,7 @@ def final_outputs():
         outputs.append(PRODUCTS["i2d"])
         if step_runs("source_catalog"):
             outputs += [PRODUCTS["cat"], PRODUCTS["segm"]]
-    return outputs
+    return outputs + SAVED_CATALOGS + SAVED_INTERMEDIATES
 
 
 QA = f"{OUT}/qa"  # QA plots (rules/qa.smk)

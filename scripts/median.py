@@ -15,12 +15,3 @@ with job(snakemake) as log:
     log.info("median of %d singles on a %d x %d grid; %.1f%% of the covered pixels have "
              "fewer than 3 singles", len(singles), median.shape[1], median.shape[0],
              100.0 * float((count[covered] < 3).mean()) if covered.any() else 0.0)
-    if snakemake.params.intermediate:
-        # only for the saved intermediate: a job without it loads no gwcs or datamodel
-        from image3.datamodel import save_model
-        from image3.grid import load_grid
-        from image3.outlier import intermediate_model
-
-        save_model(intermediate_model(median, load_grid(snakemake.input.grid).wcs),
-                   snakemake.params.intermediate)
-        log.info("wrote %s", snakemake.params.intermediate)

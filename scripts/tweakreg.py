@@ -13,10 +13,8 @@ from image3.tweakreg import (
     describe_residuals,
     match_residuals,
     read_exposure_catalog,
-    read_sources,
     report_table,
     write_report,
-    write_saved_catalog,
 )
 
 with job(snakemake) as log:
@@ -35,9 +33,6 @@ with job(snakemake) as log:
     write_report(residuals, snakemake.output.residuals)
     # the report last: tests/test_resume stops a run once the report exists
     write_report(report_table(alignment), snakemake.output.report)
-    for row in snakemake.params.saved_catalogs:
-        write_saved_catalog(read_sources(row["sources"]), row["path"], row["member"])
-        log.info("wrote source catalogue %s", row["path"])
     log.info("tweakreg %s: %d groups, %d fits applied; matched-star residuals: %s",
              alignment.status, len({e.group_id for e in exposures}),
              sum(f.applied for f in alignment.fits), describe_residuals(residuals))

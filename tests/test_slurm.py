@@ -84,7 +84,9 @@ def test_profiles_name_real_rules_and_build_the_dag(tmp_path):
     pytest.importorskip("snakemake_executor_plugin_slurm",
                         reason="pip install -e '.[test]' installs the SLURM executor plugin")
     asn = synth.make_association(tmp_path / "data", n=2, size=256, seed=4)
-    config = {"asn": asn, "output_dir": "out"}
+    # every rule: the optional files' too
+    config = {"asn": asn, "output_dir": "out", "tweakreg": "{save_catalogs: true}",
+              "outlier_detection": "{save_intermediate_results: true}"}
     rules = set(snakemake(tmp_path, "--list-rules", config=config).stdout.split())
     for name in ("slurm", "slurm-ci"):
         profile = _profile(name)
