@@ -281,6 +281,16 @@ def read_pixels(path: str | Path, geometry: str | Path, wcs: str | Path | None =
     return pixels
 
 
+def read_member(path: str | Path, geometry: str | Path | None = None,
+                wcs: str | Path | None = None, sky: str | Path | None = None,
+                arrays: tuple[str, ...] = tuple(PIXEL_ARRAYS)):
+    """A member with its sidecars applied: :func:`read_pixels` (only ``arrays``) when its
+    geometry sidecar exists (find_sources wrote it), else :func:`load_exposure`."""
+    if geometry is not None:
+        return read_pixels(path, geometry, wcs=wcs, sky=sky, arrays=arrays)
+    return load_exposure(path, wcs=wcs, sky=sky)
+
+
 def save_model(model, path: str | Path) -> Path:
     """Save a datamodel to ``path`` (FITS or ASDF by extension), atomically.
 

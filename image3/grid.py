@@ -1,8 +1,12 @@
-"""The output grid shared by outlier detection and the final resample.
+"""The association's layout on the sky: every member's footprint and the output grids.
 
-Built once (rule ``layout``) from every member's footprint and the first member's scale and
-orientation, as the reference's default, or from a user's ASDF gwcs (``output_wcs``), and passed
-between jobs as a small ASDF file (:func:`image3.wcs.write_grid`).
+Both come from each member's gwcs as tweakreg left it (its geometry and corrected gwcs
+sidecars, or its _cal when tweakreg does not run), one job each (rules ``footprints`` and
+``grid``). The footprints (JSON, polygons in degrees) tell each sky-statistics job where the
+other groups lie; a grid (outlier detection's, and the final resample's when it differs) is
+built from every member's footprint and the first member's scale and orientation, as the
+reference's default, or read from a user's ASDF gwcs (``output_wcs``), and passed between jobs
+as a small sidecar (:func:`image3.wcs.write_grid`).
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from .datamodel import open_meta, read_wcs, sci_shape
+from .datamodel import atomic_write_text, open_meta, read_wcs, sci_shape
+from .footprints import footprints_table
 from .parameters import OutputGrid
 from .sidecar import read_sidecar, write_sidecar
 from .wcs import (
@@ -28,8 +33,9 @@ from .wcs import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Grid", "MemberGeometry", "build_grid", "geometry_of", "load_geometry", "load_grid",
-           "member_geometry", "save_geometry", "save_grid"]
+__all__ = ["Grid", "MemberFiles", "MemberGeometry", "build_grid", "geometry_of", "load_geometry",
+           "load_grid", "member_geometry", "save_geometry", "save_grid", "write_footprints",
+           "write_output_grid"]
 
 
 #: The ``meta.wcsinfo`` keywords the grid (ra/dec/roll_ref, v3yangle, vparity) and tweakreg's
@@ -102,3 +108,39 @@ def build_grid(members: Sequence[MemberGeometry], params: OutputGrid) -> Grid:
 
 save_grid = write_grid
 load_grid = read_grid
+
+
+@dataclass(frozen=True)
+class MemberFiles:
+    """Where a member's geometry is read from: its geometry and corrected gwcs sidecars when
+    tweakreg ran (find_sources and tweakreg wrote them), else its _cal (``cal``)."""
+
+    name: str
+    group_id: str
+    cal: str | Path
+    wcs: str | Path | None = None
+    geometry: str | Path | None = None
+
+
+def _geometries(members: Sequence[MemberFiles]) -> list[MemberGeometry]:
+    return [member_geometry(m.cal, m.wcs, m.geometry) for m in members]
+
+
+def write_footprints(path: str | Path, members: Sequence[MemberFiles],
+                     stepsize: int | None) -> None:
+    """Write every member's sky footprint (JSON, :func:`~image3.footprints.footprints_table`);
+    ``stepsize``: skymatch's, pixels between the points along each edge (None: the corners)."""
+    table = footprints_table({m.name: (m.group_id, g.wcs, g.shape)
+                              for m, g in zip(members, _geometries(members))}, stepsize=stepsize)
+    atomic_write_text(path, table)
+    log.info("footprints of %d members", len(members))
+
+
+def write_output_grid(path: str | Path, members: Sequence[MemberFiles],
+                      params: OutputGrid) -> Grid:
+    """Build the grid of ``params`` (:func:`build_grid`) for ``members`` and write it."""
+    grid = build_grid(_geometries(members), params)
+    save_grid(path, grid)
+    log.info("%s: %d x %d pixels at %.4f arcsec", Path(path).name, grid.shape[1], grid.shape[0],
+             grid.pixel_scale_arcsec)
+    return grid

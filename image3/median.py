@@ -139,12 +139,8 @@ def _open_singles(paths: Sequence[str | Path]):
 
 
 def median_of_singles(paths: Sequence[str | Path], method: str,
-                      block_bytes: int = MEDIAN_BLOCK_BYTES,
-                      offsets: Sequence[float] | None = None, threads: int = 1):
+                      block_bytes: int = MEDIAN_BLOCK_BYTES, threads: int = 1):
     """Combine the singles at ``paths`` on their common grid, a block of rows at a time.
-
-    ``offsets`` (MJy/sr, one per single) are subtracted from the singles' SCI first: the sky
-    levels of groups whose single was drizzled before skymatch solved them.
 
     Returns (median float32, count uint8), both of the grid's shape. Each block reads only
     the rows of each single that fall in it (FITS sections read from the file, not memory
@@ -157,8 +153,6 @@ def median_of_singles(paths: Sequence[str | Path], method: str,
     2048² singles on two cores took 1.3 s instead of 1.6-2.1 s.
     """
     singles = _open_singles(paths)
-    offsets = [np.float32(0.0)] * len(singles) if offsets is None else \
-        [np.float32(v) for v in offsets]
     try:
         if not singles:
             raise InputFileError("no single image to combine")
@@ -179,21 +173,18 @@ def median_of_singles(paths: Sequence[str | Path], method: str,
         pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
         for r0 in range(0, ny, rows):
             r1 = min(r0 + rows, ny)
-            overlapping = [(s, off) for s, off in zip(singles, offsets)
-                           if s[1] < r1 and s[1] + s[3][0] > r0]
+            overlapping = [s for s in singles if s[1] < r1 and s[1] + s[3][0] > r0]
             if not overlapping:
                 continue
             # only the columns some single covers in this block
-            c0 = min(s[2] for s, _ in overlapping)
-            c1 = max(s[2] + s[3][1] for s, _ in overlapping)
+            c0 = min(s[2] for s in overlapping)
+            c1 = max(s[2] + s[3][1] for s in overlapping)
             values = np.full((len(overlapping), r1 - r0, c1 - c0), np.nan, dtype=np.float32)
             errors = np.full_like(values, np.nan) if with_errors else None
-            for k, ((hdul, y0, x0, shape, _), off) in enumerate(overlapping):
+            for k, (hdul, y0, x0, shape, _) in enumerate(overlapping):
                 a0, a1 = max(r0, y0), min(r1, y0 + shape[0])
                 target = (k, slice(a0 - r0, a1 - r0), slice(x0 - c0, x0 - c0 + shape[1]))
                 values[target] = hdul["SCI"].section[a0 - y0:a1 - y0, :]
-                if off:
-                    values[target] -= off
                 if with_errors:
                     errors[target] = hdul["ERR"].section[a0 - y0:a1 - y0, :]
             window = (slice(r0, r1), slice(c0, c1))

@@ -76,6 +76,7 @@ __all__ = [
     "blot_window",
     "blot_median",
     "compare_with_median",
+    "comparison_image",
     "curvature",
     "drizzle_single",
     "find_outliers",
@@ -458,6 +459,17 @@ def _tolerance(reference: np.ndarray, method: str) -> np.ndarray:
     return np.maximum(term, 0, out=term)
 
 
+def comparison_image(blotted: np.ndarray, method: str, stacked: bool = False) -> np.ndarray:
+    """The image an exposure is compared with: the blotted median, sharpened for ``image3``
+    (1. above) unless ``stacked`` (``resample_data = false``); float32."""
+    blotted = _as_float32(blotted)
+    if method != "image3" or stacked:
+        return blotted
+    sharpened = laplacian(blotted)
+    sharpened *= BLOT_SHARPENING
+    return np.subtract(blotted, sharpened, out=sharpened)
+
+
 def find_outliers(data, err, blotted, has_reference, background: float,
                   params: FlagComparison, stacked: bool = False) -> FlagResult:
     """Outlier mask of one exposure.
@@ -474,11 +486,7 @@ def find_outliers(data, err, blotted, has_reference, background: float,
     err = np.array(err, dtype=np.float32)
     np.nan_to_num(err, copy=False, nan=0.0)
     blotted = _as_float32(blotted)
-    reference = blotted
-    if method == "image3" and not stacked:
-        sharpened = laplacian(reference)
-        sharpened *= BLOT_SHARPENING
-        reference = np.subtract(reference, sharpened, out=sharpened)
+    reference = comparison_image(blotted, method, stacked)
     has_reference = has_reference & np.isfinite(reference)
     # D = |data - reference - background| is recomputed per block of rows where needed
     difference = (data, reference, np.float32(background))

@@ -371,7 +371,7 @@ class FinalDrizzle(_FromConfig):
 
 @dataclass(frozen=True)
 class OutputGrid(_FromConfig):
-    """The ``_i2d``'s grid (the layout, in the tweakreg job or its own): pixel scale (a ratio
+    """The ``_i2d``'s grid (the grid jobs): pixel scale (a ratio
     to the input's, or arcsec), rotation [deg], reference pixel and point, shape, or a gwcs
     file; ``max_output_pixels`` refuses an absurd grid."""
 

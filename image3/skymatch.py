@@ -35,8 +35,7 @@ from .asn import exposure_root
 from .datamodel import SkyRecord
 from .dqflags import interpret_bits
 from .errors import ConfigError, StepError
-# footprints_table is not used here: image3/layout.py imports it from here until it names footprints
-from .footprints import footprints_table, overlap_mask  # noqa: F401
+from .footprints import overlap_mask
 from .parameters import SKY_METHODS, SkySolve, SkyStatistics
 from .statistics import sky_statistic
 
@@ -45,7 +44,6 @@ log = logging.getLogger(__name__)
 __all__ = [
     "SKY_METHODS",
     "good_pixels",
-    "group_offsets",
     "log_levels",
     "member_sky_stats",
     "read_sky_stats",
@@ -200,19 +198,6 @@ def log_levels(records: Mapping[str, SkyRecord]) -> None:
         log.info("%s: sky level %s (%s, %s)", member,
                  "not computed" if record.level is None else f"{record.level:.5g} MJy/sr",
                  record.method, record.status)
-
-
-def group_offsets(records: Mapping[str, SkyRecord], stats: Mapping[str, Mapping],
-                  groups: Mapping[str, Sequence[str]]) -> dict[str, float]:
-    """Per group, the level (MJy/sr) still to remove from a single drizzled before the solve:
-    the group's new level minus what its first member's data had removed while drizzling
-    (``level_removed``, a level the _cal itself recorded); 0 where no level was computed."""
-    offsets = {}
-    for group_id, names in groups.items():
-        level = records[names[0]].level
-        removed = stats[names[0]].get("level_removed", 0.0)
-        offsets[group_id] = 0.0 if level is None else float(level) - float(removed)
-    return offsets
 
 
 def _warn_unusable(stats, groups) -> None:

@@ -15,6 +15,7 @@ from image3.inspect import save_inspection, screen
 from image3.parameters import CatalogParameters, FinalDrizzle, OutputGrid, SkySolve, SkyStatistics
 from image3.runtime.jobserver import start as start_job_server
 from image3.runtime.runjob import ERRORS_FILE
+from image3.steps import intermediate_name
 
 
 def fail(message):
@@ -152,6 +153,11 @@ def crf_path(member):
     return f"{OUT}/{crf_name(member, ASN.asn_id)}"
 
 
+def intermediate_path(root, suffix):
+    """A save_intermediate_results file: the reference's name (intermediate_name) in output_dir."""
+    return f"{OUT}/{intermediate_name(root, ASN.asn_id, suffix)}"
+
+
 def crf_pattern():
     """The _crf output with a {member} wildcard (crf_name's rule)."""
     return f"{OUT}/{crf_name('{member}', ASN.asn_id)}"
@@ -174,16 +180,20 @@ def member_table(files_of):
     return [{"member": m, "group_id": ASN.member(m).group_id, **files_of(m)} for m in MEMBERS]
 
 
-def layout_params():
-    """image3.layout.write_layout's arguments but the footprints path (the job's output), for
-    the tweakreg job or the layout job: per member its name, group, _cal and (when tweakreg
-    runs) geometry and corrected gwcs sidecars, which then replace opening the _cal; the
-    skymatch footprint step; each grid's path (an output of the job too) and parameters."""
-    members = [{"member": m, "group_id": ASN.member(m).group_id, "cal": cal_path(m),
-                "geometry": geometry_sidecar(m), "wcs": wcs_sidecar(m)} for m in MEMBERS]
-    return {"members": members, "stepsize": config["skymatch"]["stepsize"],
-            "grid_paths": layout_grids(),
-            "grid_params": {name: grid_params(name) for name in layout_grids()}}
+def layout_members():
+    """Per member its name, group, _cal and (when tweakreg runs) geometry and corrected gwcs
+    sidecars, which then replace opening the _cal (image3.grid.MemberFiles)."""
+    return [{"name": m, "group_id": ASN.member(m).group_id, "cal": cal_path(m),
+             "geometry": geometry_sidecar(m) or None, "wcs": wcs_sidecar(m) or None}
+            for m in MEMBERS]
+
+
+def layout_inputs():
+    """What the layout jobs read: every member's sidecars when tweakreg runs, else its _cal."""
+    if step_runs("tweakreg"):
+        return {"geometry": [geometry_sidecar(m) for m in MEMBERS],
+                "wcs": [wcs_sidecar(m) for m in MEMBERS]}
+    return {"cals": [cal_path(m) for m in MEMBERS]}
 
 
 def grid_params(name):
@@ -198,17 +208,10 @@ def grid_params(name):
 
 
 def outlier_grid():
-    """The grid outlier detection uses: the final grid itself when the two coincide."""
+    """The grid outlier detection uses: the final grid itself when the two coincide (the flag
+    job then drizzles onto the final grid with the pixel map of its comparison)."""
     same = grid_params("grid_outlier") == grid_params("grid")
     return f"{WORK}/grid.pkl" if same else f"{WORK}/grid_outlier.pkl"
-
-
-def layout_grids():
-    """The grids to build: ``grid`` (final) and, when it differs, ``grid_outlier``."""
-    grids = {"grid": f"{WORK}/grid.pkl"}
-    if step_runs("outlier_detection") and outlier_grid() != grids["grid"]:
-        grids["grid_outlier"] = outlier_grid()
-    return grids
 
 
 def resample_inputs():
@@ -221,48 +224,17 @@ def resample_inputs():
                           for f in (row["cal"], row["wcs"], row["sky"]) if f]}
 
 
-def sky_in_singles():
-    """Whether the single-drizzle jobs measure the sky statistics and the median job solves
-    skymatch (outlier detection and skymatch both run, levels not the user's list): two joins
-    and one job per member fewer. Each group's level, one per group, is then removed from its
-    single before the median instead of from its pixels before drizzling."""
-    return (step_runs("outlier_detection") and step_runs("skymatch")
-            and config["skymatch"]["skymethod"] != "user")
-
-
 def skystats_path(member):
     return f"{WORK}/{member}/skystats.json"
 
 
-def sky_stats_files():
-    """The files holding every member's sky statistics ({member: statistics} each): one per
-    group written by the single jobs (sky_in_singles), else one per member."""
-    if sky_in_singles():
-        return [f"{WORK}/singles/{g}_skystats.json" for g in GROUPS]
-    return [skystats_path(m) for m in MEMBERS]
-
-
-def single_outputs():
-    outputs = {"single": f"{WORK}/singles/{{group}}.fits"}
-    if sky_in_singles():
-        outputs["stats"] = f"{WORK}/singles/{{group}}_skystats.json"
-    return outputs
-
-
-def median_outputs():
-    outputs = {"median": f"{WORK}/median.fits"}
-    if sky_in_singles():
-        outputs["sky"] = [f"{WORK}/{m}/sky.json" for m in MEMBERS]
-    return outputs
-
-
 def skymatch_params():
-    """What the sky solve (skymatch or median job) depends on: SkySolve's keys."""
+    """What the sky solve (skymatch job) depends on: SkySolve's keys."""
     return SkySolve.select(config["skymatch"])
 
 
 def sky_statistics_params():
-    """What a member's sky statistics (sky_statistics or single job) depend on: SkyStatistics'
+    """What a member's sky statistics (sky_statistics job) depend on: SkyStatistics'
     keys, not the solve's, so a new skymethod, match_down, subtract or skylist reruns the solve
     alone, not the per-member jobs. The overlaps are measured whatever the method (~1 s per
     2048² member that 'local', 'global' and 'user' do not use)."""
@@ -280,6 +252,8 @@ def catalog_params():
 
 
 def final_outputs():
+    """The products of the steps that run, and the optional files asked for (SAVED_CATALOGS:
+    rules/tweakreg.smk, SAVED_INTERMEDIATES: rules/outlier_detection.smk)."""
     outputs = []
     if step_runs("outlier_detection"):
         outputs += [crf_path(m) for m in MEMBERS]
@@ -287,7 +261,7 @@ def final_outputs():
         outputs.append(PRODUCTS["i2d"])
         if step_runs("source_catalog"):
             outputs += [PRODUCTS["cat"], PRODUCTS["segm"]]
-    return outputs
+    return outputs + SAVED_CATALOGS + SAVED_INTERMEDIATES
 
 
 QA = f"{OUT}/qa"  # QA plots (rules/qa.smk)

@@ -1,28 +1,27 @@
 """outlier_detection: one single drizzle per exposure group, their median, and one flagging job
-per member writing its _crf (science: image3/outlier.py, files between jobs: image3/median.py)."""
+per member writing its _crf (science: image3/outlier.py, files between jobs: image3/median.py);
+with save_intermediate_results, the reference's intermediate files, one job each
+(image3/intermediates.py)."""
 
 
 from image3.parameters import FinalDrizzle, FlagComparison, SingleDrizzle, SipApproximation
-from image3.steps import intermediate_name
 
 OUTLIER = config["outlier_detection"]
 OUTLIER_METHOD = OUTLIER["method"]
 
 
 OUTLIER_SINGLES = {g: f"{WORK}/singles/{g}.fits" for g in GROUPS}
-# with sky_in_singles the singles are drizzled before skymatch: no sky sidecar yet
 # the geometry sidecar (when tweakreg runs) lets the single jobs read pixels without a datamodel
 OUTLIER_MEMBERS = {g: [row | {"geometry": geometry_sidecar(row["member"])}
-                       | ({"sky": []} if sky_in_singles() else {})
                        for row in member_table(exposure_files) if row["group_id"] == g]
                    for g in GROUPS}
-# save_intermediate_results: the reference's names in the output folder ("" when not saving)
-OUTLIER_SAVED = {
-    (root, suffix): f"{OUT}/{intermediate_name(root, ASN.asn_id, suffix)}"
-    if OUTLIER["save_intermediate_results"] else ""
-    for root, suffix in [(members[0].name, "outlier_i2d") for members in ASN.groups.values()]
-    + [(MEMBERS[0], "median")] + [(m, "blot") for m in MEMBERS]
-}
+
+# save_intermediate_results, when asked for: per group its single drizzle (outlier_i2d, named
+# after the group's first member), the median, per member its blot
+SAVED_INTERMEDIATES = (
+    [intermediate_path(ms[0].name, "outlier_i2d") for ms in ASN.groups.values()]
+    + [intermediate_path(MEMBERS[0], "median")] + [intermediate_path(m, "blot") for m in MEMBERS]
+) if step_runs("outlier_detection") and OUTLIER["save_intermediate_results"] else []
 
 
 rule single:
@@ -31,15 +30,11 @@ rule single:
                                      for f in (row["cal"], row["wcs"], row["sky"],
                                                row["geometry"]) if f],
         grid=outlier_grid(),
-        footprints=f"{WORK}/footprints.json" if sky_in_singles() else [],
     output:
-        **single_outputs(),
+        single=f"{WORK}/singles/{{group}}.fits",
     params:
         members=lambda wildcards: OUTLIER_MEMBERS[wildcards.group],
         drizzle=SingleDrizzle.select(OUTLIER),
-        sky=sky_statistics_params(),
-        intermediate=lambda wildcards: "" if sky_in_singles() else OUTLIER_SAVED[
-            (ASN.groups[wildcards.group][0].name, "outlier_i2d")],
     log:
         f"{LOGS}/single/{{group}}.log",
     benchmark:
@@ -59,24 +54,10 @@ rule single:
 rule median:
     input:
         singles=list(OUTLIER_SINGLES.values()),
-        grid=outlier_grid(),
-        stats=sky_stats_files() if sky_in_singles() else [],
-        # for the outlier_i2d intermediates written here (sky_in_singles): first members' files
-        firsts=[exposure_files(ms[0].name)["cal"] for ms in ASN.groups.values()]
-        if sky_in_singles() and OUTLIER["save_intermediate_results"] else [],
     output:
-        **median_outputs(),
+        median=f"{WORK}/median.fits",
     params:
         method=OUTLIER_METHOD,
-        intermediate=OUTLIER_SAVED[(MEMBERS[0], "median")],
-        groups={g: [m.name for m in ms] for g, ms in ASN.groups.items()},
-        sky=skymatch_params(),
-        # the singles' outlier_i2d intermediates, when they wait for the sky levels
-        intermediate_singles=[
-            {"single": OUTLIER_SINGLES[g], "first": OUTLIER_MEMBERS[g][0],
-             "path": OUTLIER_SAVED[(ms[0].name, "outlier_i2d")]}
-            for g, ms in ASN.groups.items()
-        ] if sky_in_singles() and OUTLIER["save_intermediate_results"] else [],
     log:
         f"{LOGS}/median.log",
     benchmark:
@@ -101,15 +82,15 @@ rule flag:
         median=f"{WORK}/median.fits",
         single=lambda wildcards: OUTLIER_SINGLES[ASN.member(wildcards.member).group_id],
         grid=outlier_grid(),
-        final_grid=f"{WORK}/grid.pkl" if step_runs("resample") else [],
+        final_grid=f"{WORK}/grid.pkl",
     output:
         crf=crf_pattern(),
-        # the member's drizzled share of the _i2d, so the resample join only adds them up
-        contribution=f"{WORK}/{{member}}/contribution.npz" if step_runs("resample") else [],
+        # the member's drizzled share of the _i2d, so the resample join only adds them up;
+        # written whether resample runs or not (with resample.skip it is made for nothing)
+        contribution=f"{WORK}/{{member}}/contribution.npz",
     params:
         compare=FlagComparison.select(OUTLIER),
         sip=SipApproximation.select(config["tweakreg"]),
-        intermediate=lambda wildcards: OUTLIER_SAVED[(wildcards.member, "blot")],
         group=lambda wildcards: ASN.member(wildcards.member).group_id,
         final={**FinalDrizzle.select(config["resample"]),
                "same_grid": outlier_grid() == f"{WORK}/grid.pkl"},
@@ -125,3 +106,69 @@ rule flag:
         runtime=15,
     script:
         "../scripts/flag_outliers.py"
+
+
+rule save_single:
+    input:
+        single=lambda wildcards: OUTLIER_SINGLES[ASN.member(wildcards.member).group_id],
+        grid=outlier_grid(),
+        # the file's metadata: this member (its group's first) as tweakreg left it
+        cal=lambda wildcards: cal_path(wildcards.member),
+        wcs=lambda wildcards: wcs_sidecar(wildcards.member),
+    output:
+        intermediate_path("{member}", "outlier_i2d"),
+    log:
+        f"{LOGS}/save_single/{{member}}.log",
+    benchmark:
+        f"{BENCH}/save_single/{{member}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1500,
+        runtime=10,
+    script:
+        "../scripts/save_single.py"
+
+
+rule save_median:
+    input:
+        median=f"{WORK}/median.fits",
+        grid=outlier_grid(),
+    output:
+        intermediate_path(MEMBERS[0], "median"),
+    log:
+        f"{LOGS}/save_median.log",
+    benchmark:
+        f"{BENCH}/save_median.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/save_median.py"
+
+
+rule save_blot:
+    input:
+        crf=lambda wildcards: crf_path(wildcards.member),
+        median=f"{WORK}/median.fits",
+        grid=outlier_grid(),
+    output:
+        intermediate_path("{member}", "blot"),
+    params:
+        compare=FlagComparison.select(OUTLIER),
+    log:
+        f"{LOGS}/save_blot/{{member}}.log",
+    benchmark:
+        f"{BENCH}/save_blot/{{member}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1500,
+        runtime=10,
+    script:
+        "../scripts/save_blot.py"

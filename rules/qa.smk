@@ -67,7 +67,7 @@ rule qa_tweakreg:
 
 rule qa_skymatch:
     input:
-        stats=sky_stats_files(),
+        stats=expand(skystats_path("{member}"), member=MEMBERS),
         sky=expand(f"{WORK}/{{member}}/sky.json", member=MEMBERS),
     output:
         qa_plot("skymatch", "skymatch"),

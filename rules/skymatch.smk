@@ -1,49 +1,51 @@
-"""skymatch: sky statistics per member in parallel, one small solve for the levels."""
-# With outlier detection, the single jobs measure the statistics and the median job solves
-# (sky_in_singles); these two rules serve the other cases.
-if not sky_in_singles():
-
-    rule sky_statistics:
-        input:
-            unpack(lambda wildcards: exposure_files(wildcards.member) | {"sky": []}),
-            footprints=f"{WORK}/footprints.json",
-        output:
-            skystats_path("{member}"),
-        params:
-            group=lambda wildcards: ASN.member(wildcards.member).group_id,
-            sky=sky_statistics_params(),
-        log:
-            f"{LOGS}/sky_statistics/{{member}}.log",
-        benchmark:
-            f"{BENCH}/sky_statistics/{{member}}.tsv"
-        conda:
-            ENV
-        threads: 1
-        resources:
-            mem_mb=1500,
-            runtime=10,
-        script:
-            "../scripts/sky_statistics.py"
+"""skymatch: sky statistics per member in parallel, one small solve for the levels (each
+member's sky.json, which the jobs after apply when they read the member)."""
 
 
-    rule skymatch:
-        input:
-            stats=expand(skystats_path("{member}"), member=MEMBERS),
-        output:
-            expand(f"{WORK}/{{member}}/sky.json", member=MEMBERS),
-        params:
-            members=MEMBERS,
-            groups={g: [m.name for m in ms] for g, ms in ASN.groups.items()},
-            sky=skymatch_params(),
-        log:
-            f"{LOGS}/skymatch.log",
-        benchmark:
-            f"{BENCH}/skymatch.tsv"
-        conda:
-            ENV
-        threads: 1
-        resources:
-            mem_mb=500,
-            runtime=5,
-        script:
-            "../scripts/skymatch.py"
+rule sky_statistics:
+    input:
+        cal=lambda wildcards: cal_path(wildcards.member),
+        wcs=lambda wildcards: wcs_sidecar(wildcards.member),
+        # SCI and DQ are then read without opening the datamodel
+        geometry=lambda wildcards: geometry_sidecar(wildcards.member),
+        footprints=f"{WORK}/footprints.json",
+    output:
+        skystats_path("{member}"),
+    params:
+        group=lambda wildcards: ASN.member(wildcards.member).group_id,
+        sky=sky_statistics_params(),
+    log:
+        f"{LOGS}/sky_statistics/{{member}}.log",
+    benchmark:
+        f"{BENCH}/sky_statistics/{{member}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1500,
+        runtime=10,
+    script:
+        "../scripts/sky_statistics.py"
+
+
+rule skymatch:
+    input:
+        stats=expand(skystats_path("{member}"), member=MEMBERS),
+    output:
+        expand(f"{WORK}/{{member}}/sky.json", member=MEMBERS),
+    params:
+        members=MEMBERS,
+        groups={g: [m.name for m in ms] for g, ms in ASN.groups.items()},
+        sky=skymatch_params(),
+    log:
+        f"{LOGS}/skymatch.log",
+    benchmark:
+        f"{BENCH}/skymatch.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/skymatch.py"

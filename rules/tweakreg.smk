@@ -1,4 +1,5 @@
-"""tweakreg: per-member source lists, then one alignment of all members (gwcs sidecars)."""
+"""tweakreg: per-member source lists, then one alignment of all members (gwcs sidecars); with
+save_catalogs, each found source list under the reference's name (one small job each)."""
 
 from image3.parameters import AlignmentFit, SourceFinding
 from image3.refcat import check_abs_refcat, custom_catalogs
@@ -17,18 +18,20 @@ if step_runs("tweakreg"):
     except Image3Error as exc:
         fail(exc)
 
+TWEAKREG_SOURCES = {m: f"{WORK}/{m}/sources.ecsv" for m in MEMBERS}
 TWEAKREG_MEMBERS = [
     {"member": m, "group_id": ASN.member(m).group_id, "cal": cal_path(m),
-     "sources": f"{WORK}/{m}/sources.ecsv", "geometry": geometry_sidecar(m)}
+     "sources": TWEAKREG_SOURCES[m], "geometry": f"{WORK}/{m}/geometry.pkl"}
     for m in MEMBERS
 ]
-# save_catalogs: found source lists (never a user's catalogue) under the reference's names.
-TWEAKREG_SAVED = [
-    {"member": m, "sources": f"{WORK}/{m}/sources.ecsv",
-     "path": f"{OUT}/{saved_catalog_name(cal_path(m), TWEAKREG['catalog_format'])}"}
-    for m in MEMBERS
-    if TWEAKREG["save_catalogs"] and not TWEAKREG_CATALOGS.get(m)
-]
+# save_catalogs: the found source lists (never a user's catalogue) under the reference's names,
+# <exposure>_cat.<catalog_format> (saved_catalog_name), <exposure> the member's file name
+# without .fits
+SAVED_CATALOG_MEMBERS = {Path(cal_path(m)).name.replace(".fits", ""): m for m in MEMBERS}
+SAVED_CATALOGS = [
+    f"{OUT}/{saved_catalog_name(cal_path(m), TWEAKREG['catalog_format'])}"
+    for m in MEMBERS if not TWEAKREG_CATALOGS.get(m)
+] if step_runs("tweakreg") and TWEAKREG["save_catalogs"] else []
 
 
 rule find_sources:
@@ -38,7 +41,8 @@ rule find_sources:
                   if TWEAKREG_CATALOGS.get(wildcards.member) else {})),
     output:
         sources=f"{WORK}/{{member}}/sources.ecsv",
-        geometry=geometry_sidecar("{member}"),
+        # the member's gwcs, shape and wcsinfo: the joins after need not open the _cal
+        geometry=f"{WORK}/{{member}}/geometry.pkl",
     params:
         # finding parameters only: a changed fit parameter re-runs the join, not finding
         finding=SourceFinding.select(TWEAKREG),
@@ -62,19 +66,13 @@ rule tweakreg:
         geometry=[row["geometry"] for row in TWEAKREG_MEMBERS],
         abs_refcat=[str(TWEAKREG_ABS_REFCAT)] if TWEAKREG_ABS_REFCAT else [],
     output:
-        wcs=[wcs_sidecar(m) for m in MEMBERS],
+        wcs=expand(f"{WORK}/{{member}}/wcs.pkl", member=MEMBERS),
         residuals=f"{WORK}/tweakreg_residuals.ecsv",
         report=f"{WORK}/tweakreg_report.ecsv",
-        saved_catalogs=[row["path"] for row in TWEAKREG_SAVED],
-        # the layout (rules/resample.smk) is written by this job when tweakreg runs
-        **({"footprints": f"{WORK}/footprints.json", **layout_grids()}
-           if step_runs("tweakreg") else {}),
     params:
         members=TWEAKREG_MEMBERS,
         fit=AlignmentFit.select(TWEAKREG),
         abs_refcat=str(TWEAKREG_ABS_REFCAT) if TWEAKREG_ABS_REFCAT else "",
-        saved_catalogs=TWEAKREG_SAVED,
-        layout=layout_params(),
     log:
         f"{LOGS}/tweakreg.log",
     benchmark:
@@ -87,3 +85,31 @@ rule tweakreg:
         runtime=10 + len(MEMBERS) // 10,
     script:
         "../scripts/tweakreg.py"
+
+
+# the product's catalogue (<product>_cat.ecsv) wins should a member file be named <product>.fits
+ruleorder: source_catalog > save_catalog
+
+
+rule save_catalog:
+    input:
+        sources=lambda wildcards: TWEAKREG_SOURCES[SAVED_CATALOG_MEMBERS[wildcards.exposure]],
+    output:
+        f"{OUT}/{{exposure}}_cat.{{format}}",
+    wildcard_constraints:
+        exposure=_alternatives(SAVED_CATALOG_MEMBERS),
+        format="ecsv|fits",
+    params:
+        member=lambda wildcards: SAVED_CATALOG_MEMBERS[wildcards.exposure],
+    log:
+        f"{LOGS}/save_catalog/{{exposure}}_{{format}}.log",
+    benchmark:
+        f"{BENCH}/save_catalog/{{exposure}}_{{format}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/save_catalog.py"

@@ -1,5 +1,5 @@
-"""Rule flag: blot the median onto one exposure, flag its outliers, write its _crf and (when
-resample runs) its drizzled contribution to the _i2d."""
+"""Rule flag: blot the median onto one exposure, flag its outliers, write its _crf and its
+drizzled contribution to the _i2d."""
 
 from image3.runtime.jobserver import delegate
 
@@ -12,7 +12,7 @@ from image3.grid import load_grid
 from image3.median import median_shape, read_median_window, read_single_coverage
 from image3.mosaic import drizzle_member, member_meta, member_pixels
 from image3.outlier import (apply_outlier_flags, blot_median, compare_with_median,
-                            intermediate_model, single_pixel_map, window_of)
+                            single_pixel_map, window_of)
 from image3.parameters import FinalDrizzle, FlagComparison, SipApproximation
 from image3.resample import PartialWriter
 from image3.runtime.runjob import job
@@ -57,40 +57,35 @@ with job(snakemake) as log:
              "with other exposures, %d by shape where no other exposure covers (%.1f%% of the "
              "pixels)", member, flagged, 100.0 * flagged / usable, usable, result.by_comparison,
              result.by_shape, 100.0 * result.alone / usable)
-    if snakemake.params.intermediate:
-        save_model(intermediate_model(result.reference, wcs=model.meta.wcs, like=model),
-                   snakemake.params.intermediate)
-        log.info("wrote %s", snakemake.params.intermediate)
     del result
-    if snakemake.output.get("contribution"):
-        # the _crf's pixels as they are in memory, drizzled onto the final grid (the outlier
-        # grid's pixel map serves when the two grids and map steps are the same)
-        final = FinalDrizzle.from_config(snakemake.params.final)
-        same = snakemake.params.final["same_grid"] \
-            and final.pixmap_stepsize == params.pixmap_stepsize and params.resample_data
-        reused = pixmap if same else None
-        del pixmap
-        if snakemake.input.geometry:
-            # the _crf's pixels read back with astropy once the datamodel is gone (the same
-            # values; no datamodel beside the drizzle's arrays)
-            meta = member_meta(model, snakemake.params.group)
-            model.close()
-            del model
-            gc.collect()  # the datamodel's arrays sit in reference cycles: free them first
-            crf = read_pixels(snakemake.output.crf, snakemake.input.geometry, **files,
-                              arrays=("data", "dq", "var_poisson", "var_rnoise", "var_flat"))
-            pixels = member_pixels(crf, snakemake.params.group, final, copy=False, meta=meta)
-            del crf
-        else:
-            # the _crf is written: its variance arrays are taken over, not copied
-            pixels = member_pixels(model, snakemake.params.group, final, copy=False)
-            model.close()
-            del model
-            gc.collect()
-        # each plane goes to the file as soon as it is made
-        with PartialWriter(snakemake.output.contribution) as writer:
-            partial = drizzle_member(pixels, load_grid(snakemake.input.final_grid), final,
-                                     pixmap=reused, sink=writer)
-            writer.finish(partial)
-        log.info("%s: drizzled onto the final grid (cutout %d x %d)", member,
-                 partial.bbox[3] - partial.bbox[2], partial.bbox[1] - partial.bbox[0])
+    # the _crf's pixels as they are in memory, drizzled onto the final grid (the outlier
+    # grid's pixel map serves when the two grids and map steps are the same)
+    final = FinalDrizzle.from_config(snakemake.params.final)
+    same = snakemake.params.final["same_grid"] \
+        and final.pixmap_stepsize == params.pixmap_stepsize and params.resample_data
+    reused = pixmap if same else None
+    del pixmap
+    if snakemake.input.geometry:
+        # the _crf's pixels read back with astropy once the datamodel is gone (the same
+        # values; no datamodel beside the drizzle's arrays)
+        meta = member_meta(model, snakemake.params.group)
+        model.close()
+        del model
+        gc.collect()  # the datamodel's arrays sit in reference cycles: free them first
+        crf = read_pixels(snakemake.output.crf, snakemake.input.geometry, **files,
+                          arrays=("data", "dq", "var_poisson", "var_rnoise", "var_flat"))
+        pixels = member_pixels(crf, snakemake.params.group, final, copy=False, meta=meta)
+        del crf
+    else:
+        # the _crf is written: its variance arrays are taken over, not copied
+        pixels = member_pixels(model, snakemake.params.group, final, copy=False)
+        model.close()
+        del model
+        gc.collect()
+    # each plane goes to the file as soon as it is made
+    with PartialWriter(snakemake.output.contribution) as writer:
+        partial = drizzle_member(pixels, load_grid(snakemake.input.final_grid), final,
+                                 pixmap=reused, sink=writer)
+        writer.finish(partial)
+    log.info("%s: drizzled onto the final grid (cutout %d x %d)", member,
+             partial.bbox[3] - partial.bbox[2], partial.bbox[1] - partial.bbox[0])

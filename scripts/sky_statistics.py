@@ -4,7 +4,7 @@ from image3.runtime.jobserver import delegate
 
 delegate(snakemake)  # on a local run, the job server runs the rest (image3/runtime/jobserver.py)
 
-from image3.datamodel import load_exposure
+from image3.datamodel import read_member
 from image3.footprints import group_footprints
 from image3.parameters import SkyStatistics
 from image3.runtime.runjob import job
@@ -12,8 +12,9 @@ from image3.skymatch import member_sky_stats, write_sky_stats
 
 with job(snakemake) as log:
     member = snakemake.wildcards.member
-    model = load_exposure(snakemake.input.cal, wcs=snakemake.input.wcs or None)
-    stats = member_sky_stats(model.data, model.dq, model.meta.wcs,
+    pixels = read_member(snakemake.input.cal, geometry=snakemake.input.geometry or None,
+                         wcs=snakemake.input.wcs or None, arrays=("data", "dq"))
+    stats = member_sky_stats(pixels.data, pixels.dq, pixels.meta.wcs,
                              group_footprints=group_footprints(snakemake.input.footprints),
                              own_group=snakemake.params.group,
                              params=SkyStatistics.from_config(snakemake.params.sky))

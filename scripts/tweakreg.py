@@ -1,13 +1,11 @@
 """Rule tweakreg: align all members; write each member's gwcs sidecar, the matched-star
-residuals (for the QA plot), the layout (footprints and grids, image3/layout.py) and the fit
-report."""
+residuals (for the QA plot) and the fit report."""
 
 from image3.runtime.jobserver import delegate
 
 delegate(snakemake)  # on a local run, the job server runs the rest (image3/runtime/jobserver.py)
 
 from image3.datamodel import write_wcs
-from image3.layout import write_layout
 from image3.parameters import AlignmentFit
 from image3.refcat import read_reference_catalog
 from image3.runtime.runjob import job
@@ -16,10 +14,8 @@ from image3.tweakreg import (
     describe_residuals,
     match_residuals,
     read_exposure_catalog,
-    read_sources,
     report_table,
     write_report,
-    write_saved_catalog,
 )
 
 with job(snakemake) as log:
@@ -35,12 +31,8 @@ with job(snakemake) as log:
                   corrected=row["member"] in alignment.corrected)
     residuals = match_residuals(exposures, alignment.wcs, fit, refcat)
     write_report(residuals, snakemake.output.residuals)
-    write_layout(footprints_path=snakemake.output.footprints, **snakemake.params.layout)
     # the report last: tests/test_resume stops a run once the report exists
     write_report(report_table(alignment), snakemake.output.report)
-    for row in snakemake.params.saved_catalogs:
-        write_saved_catalog(read_sources(row["sources"]), row["path"], row["member"])
-        log.info("wrote source catalogue %s", row["path"])
     log.info("tweakreg %s: %d groups, %d fits applied; matched-star residuals: %s",
              alignment.status, len({e.group_id for e in exposures}),
              sum(f.applied for f in alignment.fits), describe_residuals(residuals))

@@ -31,11 +31,8 @@ def association(tmp_path_factory):
 
 
 def run(association, name, *args, **config):
-    """A run of the workflow; with ``--until skymatch`` outlier detection is skipped, so the
-    separate sky_statistics and skymatch rules measure and solve."""
+    """A run of the workflow (tweakreg skipped: the exposures have their true WCS)."""
     root, asn, _ = association
-    if "skymatch" in args:
-        config = {"outlier_detection": "{skip: true}", **config}
     out = root / name
     snakemake(root, "--cores", "2", *args, config={"asn": asn, "output_dir": out,
                                                    "tweakreg": "{skip: true}", **config})
@@ -57,31 +54,16 @@ def test_match_recovers_relative_levels(association):
     assert np.all(np.abs(error) < TOLERANCE_SIGMA), error
 
 
-def test_levels_solved_in_the_median_job_equal_the_separate_rules(association):
-    """With outlier detection the single jobs measure the statistics and the median job
-    solves; the levels equal those of the separate rules (same pixels, same solve)."""
-    _, _, truth = association
-    separate = levels(run(association, "match", "--until", "skymatch"), truth)
-    out = run(association, "in-median", "--until", "median")
-    assert not (out / "work" / truth["member"][0] / "skystats.json").exists()
-    np.testing.assert_allclose(levels(out, truth), separate, rtol=0, atol=1e-9)
-
-
 def test_new_method_reruns_the_solve_not_the_statistics(association):
     """skymethod, match_down, subtract and skylist are read by the solve only: after a finished
-    run, a change of them reruns the solve (median job or skymatch), not the per-member jobs
-    that measured the statistics."""
+    run, a change of them reruns the skymatch job, not the per-member jobs that measured the
+    statistics."""
     root, asn, _ = association
-    solve_only = "{skymethod: global+match, match_down: false, subtract: true}"
-    for name, until, solve in (("match", "skymatch", "skymatch"),
-                               ("in-median", "median", "median")):
-        out = run(association, name, "--until", until)  # made by the tests above (or now)
-        config = {"asn": asn, "output_dir": out, "tweakreg": "{skip: true}",
-                  "skymatch": solve_only}
-        if until == "skymatch":
-            config["outlier_detection"] = "{skip: true}"
-        planned = jobs_run(snakemake(root, "-n", "--until", until, config=config))
-        assert planned == {solve: 1}, (name, planned)
+    out = run(association, "match", "--until", "skymatch")  # made by the test above (or now)
+    config = {"asn": asn, "output_dir": out, "tweakreg": "{skip: true}",
+              "skymatch": "{skymethod: global+match, match_down: false, subtract: true}"}
+    planned = jobs_run(snakemake(root, "-n", "--until", "skymatch", config=config))
+    assert planned == {"skymatch": 1}, planned
 
 
 @pytest.mark.parametrize("method", ["local", "global", "global+match"])

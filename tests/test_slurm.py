@@ -80,23 +80,21 @@ def test_ci_profile_groups_like_the_user_profile():
 @pytest.mark.workflow
 def test_profiles_name_real_rules_and_build_the_dag(tmp_path):
     """Every rule the profiles name exists, and the grouped DAG is valid (a dry run builds the
-    group jobs; a bad grouping is an error there). sky_statistics exists only without outlier
-    detection (with it, the single jobs measure the sky), so both configurations are built."""
+    group jobs; a bad grouping is an error there)."""
     pytest.importorskip("snakemake_executor_plugin_slurm",
                         reason="pip install -e '.[test]' installs the SLURM executor plugin")
     asn = synth.make_association(tmp_path / "data", n=2, size=256, seed=4)
-    configs = [{"asn": asn, "output_dir": "out"},
-               {"asn": asn, "output_dir": "out", "outlier_detection": "{skip: true}"}]
-    rules = set()
-    for config in configs:
-        rules |= set(snakemake(tmp_path, "--list-rules", config=config).stdout.split())
+    # every rule: the optional files' too
+    config = {"asn": asn, "output_dir": "out", "tweakreg": "{save_catalogs: true}",
+              "outlier_detection": "{save_intermediate_results: true}"}
+    rules = set(snakemake(tmp_path, "--list-rules", config=config).stdout.split())
     for name in ("slurm", "slurm-ci"):
         profile = _profile(name)
         named = set(profile.get("groups", {})) | set(profile.get("set-resources") or {}) \
             | set(profile.get("set-threads") or {})
         assert named <= rules, f"profiles/{name} names rules the workflow lacks: {named - rules}"
-        built = "".join(snakemake(tmp_path, "-n", "--profile", str(PROFILES / name),
-                                  config=config).stdout for config in configs)
+        built = snakemake(tmp_path, "-n", "--profile", str(PROFILES / name),
+                          config=config).stdout
         for group in profile["group-components"]:
             assert f"Group job {group} " in built, f"profiles/{name}: no group {group}"
 
@@ -193,17 +191,20 @@ def test_workflow_runs_through_slurm(slurm_cluster, tmp_path, record_property):
     slurm_logs = tmp_path / ".snakemake" / "slurm_logs"
     assert all(path.is_file() and slurm_logs in path.parents for path in logs.values())
 
-    # One cluster job per ungrouped rule job, one per group of per-member jobs (2 members <= 20).
+    # One cluster job per ungrouped rule job, one per group (2 members <= 20; the layout's
+    # footprints and grid jobs <= 3), named after the group and its rules.
     ran = jobs_run(proc)
     ran.pop("all", None)
     groups = _profile("slurm-ci")["groups"]
     grouped = {rule for rule in ran if rule in groups}
-    expected = sum(n for rule, n in ran.items() if rule not in groups) + len(grouped)
+    rules_of = {groups[rule]: sorted(r for r in grouped if groups[r] == groups[rule])
+                for rule in grouped}
+    expected = sum(n for rule, n in ran.items() if rule not in groups) + len(rules_of)
     assert len(job_ids) == expected, (ran, job_ids)
-    for rule in grouped:
-        tag = f"group_{groups[rule]}_{rule}"
-        assert sum(tag in str(path) for path in logs.values()) == 1, (rule, logs)
-    assert {"find_sources", "sky_statistics"} <= grouped, ran
+    for group, rules in rules_of.items():
+        tag = f"group_{group}_{'_'.join(rules)}"
+        assert sum(tag in str(path) for path in logs.values()) == 1, (group, logs)
+    assert {"find_sources", "footprints", "grid", "sky_statistics"} <= grouped, ran
 
     summary = (f"\nFIGURE SLURM bring-up {bring_up:.1f} s, workflow {run_time:.1f} s, "
                f"{len(job_ids)} SLURM jobs for {sum(ran.values())} rule jobs")

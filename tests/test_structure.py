@@ -26,25 +26,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "image3"
 PIPELINE = (
     ("tweakreg", ("tweakreg",)),
     ("skymatch", ("skymatch",)),
-    ("outlier_detection", ("outlier", "median")),
+    ("outlier_detection", ("outlier", "median", "intermediates")),
     ("resample", ("mosaic",)),
     ("source_catalog", ("catalog",)),
     ("qa", ("qa",)),
 )
 #: What the steps share; ``image3`` is the package itself (its version).
 SHARED = {"image3", "asn", "config", "datamodel", "detection", "dqflags", "errors", "footprints",
-          "grid", "inspect", "layout", "parameters", "photometry_refs", "refcat", "resample",
+          "grid", "inspect", "parameters", "photometry_refs", "refcat", "resample",
           "sidecar", "sip", "statistics", "steps", "wcs"}
 #: Not science: the command line, how jobs run, the synthetic sky (test and demo data).
 NOT_SCIENCE = {"cli", "runtime", "synth"}
-
-#: Imports that break the rules today, (importer, imported), each with what removes it. An
-#: entry that no longer matches fails the test, so it leaves with its import.
-KNOWN_EXCEPTIONS = {
-    # layout takes footprints_table from skymatch, which re-exports it from footprints until
-    # layout imports image3.footprints (the job-graph part of issue 23 rewrites layout.py)
-    ("layout", "skymatch"),
-}
 
 STEP_OF = {module: rank for rank, (_, modules) in enumerate(PIPELINE) for module in modules}
 SCIENCE = set(STEP_OF) | SHARED
@@ -107,19 +99,15 @@ def test_every_module_is_placed_as_a_step_shared_science_or_not_science():
 
 
 def test_imports_point_down_the_pipeline_never_back_up():
-    upward, seen = [], set()
+    upward = []
     for importer, imported, line in _imports():
         source, target = _top(importer), _top(imported)
         if source not in SCIENCE or target not in STEP_OF:
             continue
         if source in SHARED or STEP_OF[target] > STEP_OF[source]:
-            if (source, target) in KNOWN_EXCEPTIONS:
-                seen.add((source, target))
-            else:
-                upward.append(f"{importer} (line {line}) imports {imported}, of the "
-                              f"{PIPELINE[STEP_OF[target]][0]} step")
+            upward.append(f"{importer} (line {line}) imports {imported}, of the "
+                          f"{PIPELINE[STEP_OF[target]][0]} step")
     assert upward == [], "imports that climb back up the pipeline:\n" + "\n".join(upward)
-    assert KNOWN_EXCEPTIONS - seen == set(), "known exceptions that are gone: remove them"
 
 
 @pytest.mark.parametrize("forbidden", ["synth", "cli"])

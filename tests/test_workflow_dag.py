@@ -20,28 +20,58 @@ def small_asn(tmp_path):
 def test_dry_run_builds_the_dag(tmp_path, small_asn):
     proc = snakemake(tmp_path, "-n", config={"asn": small_asn, "output_dir": "out"})
     jobs = {rule: n for rule, n in jobs_run(proc).items() if not rule.startswith("qa_")}
-    # per member: find_sources, single (+ its sky statistics), flag (+ its drizzle onto the
-    # final grid); joins: tweakreg (+ the layout: grids and footprints), median (+ skymatch),
-    # resample (sums the contributions), source_catalog
-    assert jobs == {"find_sources": 2, "tweakreg": 1, "single": 2, "median": 1,
-                    "flag": 2, "resample": 1, "source_catalog": 1, "all": 1}
+    # per member: find_sources, sky_statistics, single (one per exposure group), flag (+ its
+    # drizzle onto the final grid); joins: tweakreg, the layout (footprints; one grid: outlier
+    # detection's is the final one), skymatch, median, resample (sums the contributions),
+    # source_catalog
+    assert jobs == {"find_sources": 2, "tweakreg": 1, "footprints": 1, "grid": 1,
+                    "sky_statistics": 2, "skymatch": 1, "single": 2, "median": 1, "flag": 2,
+                    "resample": 1, "source_catalog": 1, "all": 1}
     assert f"out/{synth.PRODUCT_NAME}_i2d.fits" in proc.stdout
 
 
-def test_without_outlier_detection_skymatch_has_its_own_rules(tmp_path, small_asn):
+def test_without_outlier_detection(tmp_path, small_asn):
     proc = snakemake(tmp_path, "-n", config={"asn": small_asn, "output_dir": "out",
                                              "outlier_detection": "{skip: true}"})
     jobs = {rule: n for rule, n in jobs_run(proc).items() if not rule.startswith("qa_")}
-    assert jobs == {"find_sources": 2, "tweakreg": 1, "sky_statistics": 2,
-                    "skymatch": 1, "resample": 1, "source_catalog": 1, "all": 1}
+    assert jobs == {"find_sources": 2, "tweakreg": 1, "footprints": 1, "grid": 1,
+                    "sky_statistics": 2, "skymatch": 1, "resample": 1, "source_catalog": 1,
+                    "all": 1}
 
 
-def test_without_tweakreg_the_layout_has_its_own_job(tmp_path, small_asn):
+def test_without_tweakreg(tmp_path, small_asn):
     proc = snakemake(tmp_path, "-n", config={"asn": small_asn, "output_dir": "out",
                                              "tweakreg": "{skip: true}"})
     jobs = {rule: n for rule, n in jobs_run(proc).items() if not rule.startswith("qa_")}
-    assert jobs == {"layout": 1, "single": 2, "median": 1, "flag": 2, "resample": 1,
-                    "source_catalog": 1, "all": 1}
+    assert jobs == {"footprints": 1, "grid": 1, "sky_statistics": 2, "skymatch": 1, "single": 2,
+                    "median": 1, "flag": 2, "resample": 1, "source_catalog": 1, "all": 1}
+
+
+def test_a_final_grid_of_its_own_adds_outlier_detections_grid(tmp_path, small_asn):
+    """Outlier detection drizzles onto the reference's default grid: a second grid job only
+    when the final grid differs from it."""
+    proc = snakemake(tmp_path, "-n", config={"asn": small_asn, "output_dir": "out",
+                                             "resample": "{pixel_scale_ratio: 0.5}"})
+    assert jobs_run(proc)["grid"] == 2
+    assert "out/work/grid_outlier.pkl" in proc.stdout and "out/work/grid.pkl" in proc.stdout
+
+
+def test_optional_products_have_rules_of_their_own(tmp_path, small_asn):
+    """save_catalogs and save_intermediate_results add one job per file they ask for (per
+    member: the saved source list and the blot; per group: the single; the median), and the
+    jobs of the other rules stay the same."""
+    plain = jobs_run(snakemake(tmp_path, "-n", config={"asn": small_asn, "output_dir": "out"}))
+    proc = snakemake(tmp_path, "-n", config={
+        "asn": small_asn, "output_dir": "out", "tweakreg": "{save_catalogs: true}",
+        "outlier_detection": "{save_intermediate_results: true}"})
+    jobs = jobs_run(proc)
+    assert jobs == {**plain, "save_catalog": 2, "save_single": 2, "save_median": 1,
+                    "save_blot": 2}
+    names = synth.member_names(2)
+    saved = [f"{m}_cal_cat.ecsv" for m in names] + [f"{m}_o001_blot.fits" for m in names] \
+        + [f"{m}_o001_outlier_i2d.fits" for m in names] + [f"{names[0]}_o001_median.fits"]
+    for name in saved:
+        assert f"out/{name}" in proc.stdout, name
 
 
 def test_lint_is_clean(tmp_path, small_asn):

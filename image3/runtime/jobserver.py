@@ -52,7 +52,7 @@ PRELOAD = (
     "astropy.coordinates", "gwcs", "stdatamodels.jwst.datamodels", "drizzle.resample",
     "tweakwcs", "image3.runtime.photutils_import", "photutils.segmentation", "photutils.aperture",
     "photutils.background",
-    "image3.catalog", "image3.datamodel", "image3.detection", "image3.grid", "image3.layout",
+    "image3.catalog", "image3.datamodel", "image3.detection", "image3.grid",
     "image3.median", "image3.mosaic", "image3.outlier", "image3.refcat", "image3.resample",
     "image3.runtime.runjob", "image3.sip", "image3.skymatch", "image3.tweakreg",
 )

@@ -1,0 +1,50 @@
+"""The association's layout on the sky (image3/grid.py): every member's footprint, for the sky
+statistics and the QA plots, and the output grids, from each member's gwcs as tweakreg left it."""
+
+
+rule footprints:
+    input:
+        unpack(lambda wildcards: layout_inputs()),
+    output:
+        f"{WORK}/footprints.json",
+    params:
+        members=layout_members(),
+        stepsize=config["skymatch"]["stepsize"],
+    log:
+        f"{LOGS}/footprints.log",
+    benchmark:
+        f"{BENCH}/footprints.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/footprints.py"
+
+
+# one job per grid: "grid" (the final resample's) and, when it differs, "grid_outlier"
+# (outlier detection's, always the reference's default grid; see outlier_grid())
+rule grid:
+    input:
+        unpack(lambda wildcards: layout_inputs()),
+    output:
+        f"{WORK}/{{grid}}.pkl",
+    wildcard_constraints:
+        grid="grid|grid_outlier",
+    params:
+        members=layout_members(),
+        grid=lambda wildcards: grid_params(wildcards.grid),
+    log:
+        f"{LOGS}/grid/{{grid}}.log",
+    benchmark:
+        f"{BENCH}/grid/{{grid}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/grid.py"
