@@ -125,7 +125,7 @@ rule save_single:
         ENV
     threads: 1
     resources:
-        mem_mb=1500,
+        mem_mb=1000,  # measured 290 MB peak for 6 x 2048² (the grid's SCI and WHT, a datamodel)
         runtime=10,
     script:
         "../scripts/save_single.py"
@@ -145,7 +145,7 @@ rule save_median:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=1000,  # measured 161 MB peak for 6 x 2048²
         runtime=10,
     script:
         "../scripts/save_median.py"
@@ -168,7 +168,7 @@ rule save_blot:
         ENV
     threads: 1
     resources:
-        mem_mb=1500,
+        mem_mb=1000,  # measured 418 MB peak for a 2048² exposure (its _crf, pixel map, blot)
         runtime=10,
     script:
         "../scripts/save_blot.py"

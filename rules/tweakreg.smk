@@ -109,7 +109,7 @@ rule save_catalog:
         ENV
     threads: 1
     resources:
-        mem_mb=500,
+        mem_mb=500,  # measured 116 MB peak
         runtime=5,
     script:
         "../scripts/save_catalog.py"

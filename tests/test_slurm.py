@@ -14,10 +14,12 @@ Time is the constraint. The SLURM plugin polls job status with a back-off (profi
 3 s after a job finished, then +10 s per check: +3, +16, +39 s), and a job pays two Snakemake
 start-ups (sbatch and srun) before its script, so a DAG level costs 16 s, or 39 s when its job
 takes longer (a group job running 2 members side by side on a busy 2-core machine does, and
-under CI the other pytest worker keeps the machine busy). The whole workflow (9 levels, 4 of
-them group jobs) took 3.5 minutes, so the run here covers tweakreg, skymatch and resample
-without QA plots (5 levels, 2 of them group jobs). With the QA plots (6 levels) it took 3
-minutes here and did not finish within 3.7 on the CI machine; the run's timeout is 7 minutes.
+under CI the other pytest worker keeps the machine busy). The whole workflow took 3.5 minutes
+with 9 levels, 4 of them group jobs (10 and 5 since the sky statistics and the layout are jobs
+of their own), so the run here covers tweakreg, skymatch and resample without QA plots: 6
+levels, 3 of them group jobs (find_sources; the layout's footprints and grid; sky_statistics).
+6 levels (this run with the QA plots, before the layout had its own job) took 3 minutes here
+and did not finish within 3.7 on the CI machine; the run's timeout is 7 minutes.
 outlier_detection and source_catalog are skipped; the grouping of outlier_detection's rules is
 checked by the dry run of test_profiles_name_real_rules_and_build_the_dag.
 """
