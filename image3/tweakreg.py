@@ -51,10 +51,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy.table import Table
 
-from .datamodel import atomic_path
+from .datamodel import atomic_path, check_exposure, open_exposure, pixel_meta
 from .dqflags import PIXEL
 from .errors import InputFileError
+from .grid import geometry_of, load_geometry, save_geometry
 from .parameters import AlignmentFit, FitStage, SourceFinding
+from .refcat import read_source_list
 from .steps import saved_catalog_name
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ __all__ = [
     "align_exposures",
     "describe_residuals",
     "exposure_sources",
+    "find_exposure_sources",
     "inside_bounding_box",
     "match_residuals",
     "read_exposure_catalog",
@@ -103,6 +106,25 @@ def exposure_sources(model, finding: SourceFinding) -> Table:
     err = model.err if model.err is not None and model.err.shape == model.data.shape else None
     sources = find_sources(model.data, mask, err, finding)
     return inside_bounding_box(sources, model.meta.wcs.bounding_box)
+
+
+def find_exposure_sources(cal, sources_path, geometry_path, finding: SourceFinding,
+                          catalog=None) -> tuple[int, str]:
+    """A member's share of tweakreg before the join: check its ``_cal``, write its geometry
+    sidecar (gwcs, shape, wcsinfo: the join then need not open the ``_cal``) and its source
+    list (:func:`write_sources`), found with ``finding`` or read from the user's ``catalog``
+    and cut to the detector's bounding box. Returns the number of sources and their origin."""
+    with open_exposure(cal) as model:
+        check_exposure(model, cal)
+        save_geometry(geometry_path, geometry_of(model), pixel_meta(model))
+        if catalog:
+            sources = inside_bounding_box(read_source_list(catalog), model.meta.wcs.bounding_box)
+            origin = f"user catalogue {catalog}"
+        else:
+            sources = exposure_sources(model, finding)
+            origin = f"{finding.starfinder} star finder"
+    write_sources(sources, sources_path, origin=origin)
+    return len(sources), origin
 
 
 def inside_bounding_box(sources: Table, bounding_box) -> Table:
@@ -643,8 +665,6 @@ def read_exposure_catalog(cal, geometry, sources, name: str, group_id: str) -> E
     """A member's alignment input: its gwcs and wcsinfo from the geometry sidecar that
     find_sources wrote (:func:`image3.grid.save_geometry`), and its sources. ``cal`` names
     the member in messages."""
-    from .grid import load_geometry
-
     found = load_geometry(geometry)
     info = {k: found.wcsinfo.get(k) for k in ("v2_ref", "v3_ref", "roll_ref")}
     missing = [k for k, v in info.items() if v is None]

@@ -33,7 +33,8 @@ from image3.refcat import (
 )
 from image3.sip import apply_sip, sip_pixel_error
 from image3.tweakreg import (ExposureCatalog, align_exposures, describe_residuals, exposure_sources,
-                             match_residuals, report_table)
+                             find_exposure_sources, match_residuals, read_exposure_catalog,
+                             read_sources, report_table)
 from image3.wcs import pixel_scale_arcsec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -365,3 +366,28 @@ def test_sip_in_saved_sci_header_matches_corrected_gwcs_within_0_01_pixel(dither
     assert "PC1_1" not in sci and "CDELT1" not in sci and sci["CTYPE2"] == "DEC--TAN-SIP"
     error = sip_pixel_error(result.wcs[member], sci, (512, 512))
     assert error < 0.01, error
+
+
+def test_find_sources_job_writes_the_found_list_and_the_geometry_the_join_reads(tmp_path):
+    """find_exposure_sources (the find_sources job): its list equals exposure_sources' on the
+    same _cal, its geometry sidecar gives the join the _cal's gwcs (same sky position to
+    1e-12 deg) and wcsinfo; a user catalogue is cut to the detector (one row outside dropped)."""
+    asn = synth.make_association(tmp_path / "data", n=1, size=256, seed=3)
+    cal = next(asn.parent.glob("*_cal.fits"))
+    count, origin = find_exposure_sources(cal, tmp_path / "s.ecsv", tmp_path / "g.pkl", FINDING)
+    with open_exposure(cal) as model:
+        expected = exposure_sources(model, FINDING)
+        wcs, v2_ref = model.meta.wcs, model.meta.wcsinfo.v2_ref
+    found = read_sources(tmp_path / "s.ecsv")
+    assert count == len(found) == len(expected) > 10 and origin == "iraf star finder"
+    np.testing.assert_array_equal(found["xcentroid"], expected["xcentroid"])
+    joined = read_exposure_catalog(cal, tmp_path / "g.pkl", tmp_path / "s.ecsv", "m", "g")
+    assert joined.wcsinfo["v2_ref"] == v2_ref
+    np.testing.assert_allclose(joined.wcs(100.0, 50.0), wcs(100.0, 50.0), rtol=0, atol=1e-12)
+
+    catalog = tmp_path / "mine.ecsv"
+    Table({"x": [10.0, 120.5, 400.0], "y": [20.0, 30.0, 40.0]}).write(catalog)
+    count, origin = find_exposure_sources(cal, tmp_path / "u.ecsv", tmp_path / "g2.pkl", FINDING,
+                                          catalog)
+    assert count == 2 and origin == f"user catalogue {catalog}"
+    assert list(read_sources(tmp_path / "u.ecsv")["xcentroid"]) == [10.0, 120.5]
