@@ -51,12 +51,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy.table import Table
 
-from .datamodel import atomic_path, check_exposure, open_exposure, pixel_meta
+from .datamodel import atomic_path, check_exposure, open_exposure, pixel_meta, write_wcs
 from .dqflags import PIXEL
 from .errors import InputFileError
 from .grid import geometry_of, load_geometry, save_geometry
 from .parameters import AlignmentFit, FitStage, SourceFinding
-from .refcat import read_source_list
+from .refcat import read_reference_catalog, read_source_list
 from .steps import saved_catalog_name
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ __all__ = [
     "ExposureCatalog",
     "GroupFit",
     "align_exposures",
+    "align_members",
     "describe_residuals",
     "exposure_sources",
     "find_exposure_sources",
@@ -672,6 +673,29 @@ def read_exposure_catalog(cal, geometry, sources, name: str, group_id: str) -> E
         raise InputFileError(f"{cal}: tweakreg needs a gwcs and wcsinfo "
                              f"v2_ref/v3_ref/roll_ref (missing: {missing or ['wcs']})")
     return ExposureCatalog(name, group_id, found.wcs, info, read_sources(sources))
+
+
+def align_members(members: Sequence[Mapping], fit: AlignmentFit, abs_refcat, wcs_paths,
+                  residuals_path, report_path) -> str:
+    """tweakreg's join: align the members (rows with ``member``, ``group_id``, ``cal`` and the
+    ``geometry`` and ``sources`` files of :func:`find_exposure_sources`) with ``fit``, and to
+    ``abs_refcat`` (a file, or empty) when given. Writes each member's gwcs sidecar
+    (``wcs_paths``, in member order, with the alignment status and whether it was corrected),
+    the matched-star residuals and, last, the fit report. Returns a one-line summary."""
+    exposures = [read_exposure_catalog(row["cal"], row["geometry"], row["sources"], row["member"],
+                                       row["group_id"]) for row in members]
+    refcat = read_reference_catalog(abs_refcat) if abs_refcat else None
+    alignment = align_exposures(exposures, fit, refcat)
+    for row, path in zip(members, wcs_paths, strict=True):
+        write_wcs(path, alignment.wcs[row["member"]], status=alignment.status,
+                  corrected=row["member"] in alignment.corrected)
+    residuals = match_residuals(exposures, alignment.wcs, fit, refcat)
+    write_report(residuals, residuals_path)
+    # the report last: tests/test_resume stops a run once the report exists
+    write_report(report_table(alignment), report_path)
+    return (f"tweakreg {alignment.status}: {len({e.group_id for e in exposures})} groups, "
+            f"{sum(f.applied for f in alignment.fits)} fits applied; matched-star residuals: "
+            f"{describe_residuals(residuals)}")
 
 
 def write_report(report: Table, path) -> None:

@@ -21,7 +21,8 @@ from astropy.table import QTable, Table
 
 from image3 import synth, tweakreg
 from image3.config import schema_defaults
-from image3.datamodel import load_exposure, open_exposure, save_model, write_wcs
+from image3.datamodel import (load_exposure, open_exposure, read_wcs, read_wcs_status,
+                              save_model, write_wcs)
 from image3.errors import ConfigError, InputFileError
 from image3.parameters import AlignmentFit, SipApproximation, SourceFinding
 from image3.refcat import (
@@ -32,9 +33,9 @@ from image3.refcat import (
     read_source_list,
 )
 from image3.sip import apply_sip, sip_pixel_error
-from image3.tweakreg import (ExposureCatalog, align_exposures, describe_residuals, exposure_sources,
-                             find_exposure_sources, match_residuals, read_exposure_catalog,
-                             read_sources, report_table)
+from image3.tweakreg import (ExposureCatalog, align_exposures, align_members, describe_residuals,
+                             exposure_sources, find_exposure_sources, match_residuals,
+                             read_exposure_catalog, read_sources, report_table)
 from image3.wcs import pixel_scale_arcsec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -391,3 +392,27 @@ def test_find_sources_job_writes_the_found_list_and_the_geometry_the_join_reads(
                                           catalog)
     assert count == 2 and origin == f"user catalogue {catalog}"
     assert list(read_sources(tmp_path / "u.ecsv")["xcentroid"]) == [10.0, 120.5]
+
+
+def test_tweakreg_job_writes_aligned_wcs_sidecars_and_the_report_last(dithers, tmp_path):
+    """align_members (the tweakreg job) on find_exposure_sources' files: every later member's
+    sidecar gwcs puts the true sources within 0.03 px RMS (the injected errors are > 1 px),
+    the first stays the reference, and the report lists the four groups."""
+    asn, _ = dithers
+    members = []
+    for k, cal in enumerate(sorted(asn.parent.glob("*_cal.fits"))):
+        row = {"member": cal.name[:-len("_cal.fits")], "group_id": f"g{k}", "cal": cal,
+               "geometry": tmp_path / f"{k}.pkl", "sources": tmp_path / f"{k}.ecsv"}
+        find_exposure_sources(cal, row["sources"], row["geometry"], FINDING)
+        members.append(row)
+    wcs_paths = [tmp_path / f"{k}_wcs.pkl" for k in range(len(members))]
+    summary = align_members(members, FIT, "", wcs_paths, tmp_path / "res.ecsv",
+                            tmp_path / "report.ecsv")
+    assert summary.startswith("tweakreg COMPLETE: 4 groups, 3 fits applied")
+    statuses = [read_wcs_status(path) for path in wcs_paths]
+    assert [s["corrected"] for s in statuses] == [False, True, True, True]
+    after = [truth_error_px(asn, row["member"], read_wcs(path))
+             for row, path in zip(members[1:], wcs_paths[1:])]
+    assert math.sqrt(np.mean(np.square(after))) <= 0.03, after
+    assert list(Table.read(tmp_path / "report.ecsv")["status"]) == ["REFERENCE", "SUCCESS",
+                                                                    "SUCCESS", "SUCCESS"]
