@@ -7,7 +7,7 @@ delegate(snakemake)  # on a local run, the job server runs the rest (image3/runt
 
 import gc
 
-from image3.datamodel import load_exposure, read_pixels, read_wcs_status, save_model
+from image3.datamodel import load_exposure, read_member, read_pixels, read_wcs_status, save_model
 from image3.grid import load_grid
 from image3.median import median_shape, read_median_window, read_single_coverage
 from image3.mosaic import drizzle_member, member_meta, member_pixels
@@ -24,11 +24,8 @@ with job(snakemake) as log:
     files = {"wcs": snakemake.input.wcs or None, "sky": snakemake.input.sky or None}
     # The comparison needs SCI and ERR only: read with astropy when the geometry sidecar
     # exists, so the datamodel (every array, asdf) is opened after it, to write the _crf.
-    if snakemake.input.geometry:
-        pixels = read_pixels(snakemake.input.cal, snakemake.input.geometry, **files,
-                             arrays=("data", "err"))
-    else:
-        pixels = load_exposure(snakemake.input.cal, **files)
+    pixels = read_member(snakemake.input.cal, geometry=snakemake.input.geometry or None, **files,
+                         arrays=("data", "err"))
     pixmap = single_pixel_map(pixels, load_grid(snakemake.input.grid), params)
     # only the part of the median (and of the own single) that covers this exposure
     box = window_of(pixmap, median_shape(snakemake.input.median))
