@@ -724,6 +724,16 @@ def catalog_for_product(model, params: CatalogParameters, workers: int = 1
     )
 
 
+def write_source_catalog(i2d_path: str | Path, params: CatalogParameters,
+                         catalog_path: str | Path, segm_path: str | Path, workers: int = 1) -> str:
+    """Write the ``_cat.ecsv`` and ``_segm.fits`` of the ``_i2d`` at ``i2d_path``
+    (:func:`catalog_for_product`, :func:`write_catalog_products`); returns a summary line."""
+    with open_mosaic(i2d_path) as i2d:
+        catalog, segmentation = catalog_for_product(i2d, params, workers=workers)
+        write_catalog_products(catalog, segmentation, i2d, catalog_path, segm_path)
+    return f"{0 if catalog is None else len(catalog)} sources in {catalog_path}"
+
+
 def write_catalog_products(catalog: QTable | None, segmentation: np.ndarray | None, i2d,
                            catalog_path, segm_path) -> None:
     """Write ``_cat.ecsv`` and ``_segm.fits`` (atomically).

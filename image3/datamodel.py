@@ -2,8 +2,11 @@
 
 Exposures are read as users have them: stdatamodels ``ImageModel`` (SCI, ERR, DQ, VAR_POISSON,
 VAR_RNOISE, VAR_FLAT, AREA if present, meta, gwcs in ``meta.wcs``). Stage results are small
-sidecar files (a corrected gwcs, a sky record) applied on read by :func:`load_exposure`, so no
-stage writes a 100 MB copy of an exposure. Products are written atomically: to a temporary name
+sidecar files (a corrected gwcs, a sky record) applied on read, so no stage writes a 100 MB
+copy of an exposure. Jobs that compute read an :class:`Exposure` (:func:`read_exposure`: the
+arrays they need and :class:`ExposureMeta`, with the identity of the file read); jobs that write
+a product carrying an exposure's metadata open its whole datamodel
+(:func:`read_exposure_model`), with the same sidecars applied. Products are written atomically: to a temporary name
 in the destination folder, then renamed, so a crash never leaves a truncated file that looks good.
 """
 
@@ -13,9 +16,8 @@ import contextlib
 import json
 import os
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -172,7 +174,8 @@ def apply_wcs(model: datamodels.ImageModel, wcs) -> None:
 
 
 def apply_sky(model: datamodels.ImageModel, sky: SkyRecord) -> None:
-    """Record a skymatch result in ``meta.background``; subtract it if the record says so."""
+    """Record a skymatch result in a datamodel's ``meta.background``; subtract it if the
+    record says so."""
     if sky.level is None:
         model.meta.cal_step.skymatch = sky.status
         return
@@ -184,20 +187,11 @@ def apply_sky(model: datamodels.ImageModel, sky: SkyRecord) -> None:
     model.meta.cal_step.skymatch = sky.status
 
 
-def sky_level_to_remove(model: datamodels.ImageModel) -> float:
-    """The sky level later stages remove on the fly, as the reference does.
-
-    Non-zero only when a level is recorded and was not already subtracted from the data.
-    """
-    bkg = model.meta.background
-    if bkg.level is not None and bkg.subtracted is False:
-        return float(bkg.level)
-    return 0.0
-
-
-def load_exposure(path: str | Path, wcs: str | Path | None = None,
-                  sky: str | Path | None = None) -> datamodels.ImageModel:
-    """Open an exposure and apply the stage sidecars (corrected gwcs, sky record) on read."""
+def read_exposure_model(path: str | Path, wcs: str | Path | None = None,
+                        sky: str | Path | None = None) -> datamodels.ImageModel:
+    """The whole datamodel of an exposure with its stage sidecars (corrected gwcs, sky record)
+    applied, for a job that writes a product carrying the exposure's metadata (the ``_crf``,
+    the ``_i2d``'s base). Jobs that compute read :func:`read_exposure`."""
     model = open_exposure(path)
     if wcs is not None:
         items = read_sidecar(wcs)
@@ -208,31 +202,88 @@ def load_exposure(path: str | Path, wcs: str | Path | None = None,
     return model
 
 
-#: The arrays of an exposure that drizzling reads: attribute name -> FITS extension.
+@dataclass(frozen=True)
+class InputIdentity:
+    """Which file something was read from: its path, size (bytes) and modification and
+    status-change times (ns since the epoch), so a sidecar made from it can be checked
+    against the file it is applied to."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, path: str | Path) -> InputIdentity:
+        stat = os.stat(path)
+        return cls(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+    def check(self, path: str | Path, sidecar: str | Path) -> None:
+        """Raise :class:`InputFileError` unless ``path`` is still the file ``sidecar`` was
+        made from (same size and modification time: a copy or move that keeps them passes)."""
+        now = InputIdentity.of(path)
+        if (now.size, now.mtime_ns) != (self.size, self.mtime_ns):
+            raise InputFileError(f"{sidecar}: made from another version of {path} (size or "
+                                 "modification time differ): remove the work folder and rerun")
+
+
+#: The exposure times :class:`ExposureMeta` keeps: ``meta.exposure`` attribute names (s, MJD).
+EXPOSURE_TIMES = ("measurement_time", "effective_exposure_time", "exposure_time", "duration",
+                  "start_time", "end_time")
+#: The ``meta.instrument`` items it keeps.
+INSTRUMENT_ITEMS = ("detector", "filter", "pupil")
+#: The ``meta.cal_step`` items it keeps: image3's steps run before the final resample.
+STEP_ITEMS = ("tweakreg", "skymatch", "outlier_detection")
+
+
+@dataclass(frozen=True)
+class ExposureMeta:
+    """What the stages read of an exposure besides its arrays: its gwcs, exposure times
+    (:data:`EXPOSURE_TIMES`), instrument (:data:`INSTRUMENT_ITEMS`), sky record
+    (``meta.background``; None when the file holds no level), step statuses
+    (:data:`STEP_ITEMS`) and the identity of the file read."""
+
+    wcs: object
+    times: dict
+    instrument: dict
+    sky: SkyRecord | None
+    steps: dict
+    identity: InputIdentity
+
+    @classmethod
+    def of(cls, model: datamodels.ImageModel, path: str | Path) -> ExposureMeta:
+        """The metadata of an opened datamodel read from ``path``."""
+        meta, bkg = model.meta, model.meta.background
+        sky = None if bkg.level is None else SkyRecord(
+            float(bkg.level), bkg.method, bool(bkg.subtracted), meta.cal_step.skymatch or "COMPLETE")
+        return cls(meta.wcs, {k: getattr(meta.exposure, k) for k in EXPOSURE_TIMES},
+                   {k: getattr(meta.instrument, k) for k in INSTRUMENT_ITEMS}, sky,
+                   {k: getattr(meta.cal_step, k) for k in STEP_ITEMS}, InputIdentity.of(path))
+
+    def with_sidecars(self, wcs: str | Path | None, sky: str | Path | None) -> ExposureMeta:
+        """This metadata with a corrected gwcs sidecar and a sky record applied."""
+        meta = self
+        if wcs is not None:
+            items = read_sidecar(wcs)
+            meta = replace(meta, wcs=items["wcs"],
+                           steps=meta.steps | {"tweakreg": items.get("status", "COMPLETE")})
+        if sky is not None:
+            record = SkyRecord.read(sky)
+            meta = replace(meta, steps=meta.steps | {"skymatch": record.status},
+                           sky=record if record.level is not None else meta.sky)
+        return meta
+
+
+#: The arrays of an exposure the stages read: attribute name -> FITS extension.
 PIXEL_ARRAYS = {"data": "SCI", "dq": "DQ", "err": "ERR", "var_poisson": "VAR_POISSON",
                 "var_rnoise": "VAR_RNOISE", "var_flat": "VAR_FLAT"}
 
 
-def pixel_meta(model: datamodels.ImageModel) -> dict:
-    """The metadata :func:`read_pixels` gives back, taken from an opened exposure."""
-    exp, bkg = model.meta.exposure, model.meta.background
-    return {"exposure": {k: getattr(exp, k) for k in
-                         ("measurement_time", "effective_exposure_time", "exposure_time")},
-            "background": {k: getattr(bkg, k) for k in ("level", "subtracted", "method")}}
-
-
 @dataclass
-class ExposurePixels:
-    """An exposure's arrays and the metadata the drizzle and sky-statistics jobs use, read
-    without stdatamodels: the arrays with astropy (a datamodel's first open loads every asdf
-    extension, ~0.7 s per process, and reads every array), the gwcs and metadata from the
-    member's geometry sidecar, which find_sources wrote from the datamodel itself.
-
-    Attributes follow ``ImageModel``'s (``data``, ``dq``, ``err``, ``var_*``, ``meta.wcs``,
-    ``meta.exposure``, ``meta.background``, ``meta.cal_step``), so the functions that read
-    those from a datamodel (``prepare_arrays``, ``exposure_time``, :func:`sky_level_to_remove`,
-    :func:`apply_sky`, ``drizzle_single``, ``member_sky_stats``' inputs) take this too.
-    """
+class Exposure:
+    """An exposure as the stages compute with it: ``data`` (SCI, MJy/sr), the other arrays of
+    :data:`PIXEL_ARRAYS` that were asked for and exist (else None), and :class:`ExposureMeta`.
+    A sky level the record says is subtracted has been removed from ``data``."""
 
     data: np.ndarray
     dq: np.ndarray | None
@@ -240,30 +291,49 @@ class ExposurePixels:
     var_poisson: np.ndarray | None
     var_rnoise: np.ndarray | None
     var_flat: np.ndarray | None
-    meta: SimpleNamespace
+    meta: ExposureMeta
 
-    def __enter__(self):
-        return self
+    @classmethod
+    def of(cls, model: datamodels.ImageModel, meta: ExposureMeta,
+           arrays: tuple[str, ...] = tuple(PIXEL_ARRAYS)) -> Exposure:
+        """The ``arrays`` of an opened datamodel (not copied) with ``meta``."""
+        wanted = {"data", *arrays}
+        return cls(meta=meta, **{name: getattr(model, name) if name in wanted else None
+                                 for name in PIXEL_ARRAYS})
 
-    def __exit__(self, *exc):
-        return False
+
+def read_exposure(path: str | Path, geometry: str | Path | None = None,
+                  wcs: str | Path | None = None, sky: str | Path | None = None,
+                  arrays: tuple[str, ...] = tuple(PIXEL_ARRAYS)) -> Exposure:
+    """An exposure with its stage sidecars applied: the corrected gwcs of ``wcs`` and the sky
+    record of ``sky`` (its level subtracted from ``data`` if the record says so).
+
+    Only ``arrays`` (names of :data:`PIXEL_ARRAYS`; ``data`` always) are kept. With the
+    member's ``geometry`` sidecar (find_sources wrote it, with the :class:`ExposureMeta` of
+    the ``_cal``, checked here to be the same file) the arrays are read with astropy alone: a
+    datamodel's first open loads every asdf extension (~0.7 s per process) and reads every
+    array. Without it the datamodel is opened and checked (:func:`check_exposure`).
+    """
+    if geometry is not None:
+        meta = read_sidecar(geometry)["meta"]
+        meta.identity.check(path, geometry)
+        exposure = Exposure(meta=meta, **_read_arrays(path, {"data", *arrays}))
+    else:
+        with open_exposure(path) as model:
+            check_exposure(model, path)
+            exposure = Exposure.of(model, ExposureMeta.of(model, path), arrays)
+    exposure.meta = exposure.meta.with_sidecars(wcs, sky)
+    if sky is not None and exposure.meta.sky is not None and exposure.meta.sky.subtracted:
+        exposure.data = exposure.data - np.float32(exposure.meta.sky.level)
+    return exposure
 
 
-def read_pixels(path: str | Path, geometry: str | Path, wcs: str | Path | None = None,
-                sky: str | Path | None = None,
-                arrays: tuple[str, ...] = tuple(PIXEL_ARRAYS)) -> ExposurePixels:
-    """:class:`ExposurePixels` of a member, with the corrected gwcs and sky record applied as
-    :func:`load_exposure` does; only ``arrays`` (names of :data:`PIXEL_ARRAYS`, ``data``
-    always) are read, the others are None."""
-    items = read_sidecar(geometry)
-    meta = SimpleNamespace(
-        wcs=items["wcs"], exposure=SimpleNamespace(**items["meta"]["exposure"]),
-        background=SimpleNamespace(**items["meta"]["background"]),
-        cal_step=SimpleNamespace(tweakreg=None, skymatch=None))
+def _read_arrays(path: str | Path, wanted: set[str]) -> dict:
+    """The ``wanted`` arrays of :data:`PIXEL_ARRAYS` (None for the others and absent ones), in
+    native byte order, read with astropy."""
     try:
         with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
             names = {hdu.name for hdu in hdul}
-            wanted = {"data", *arrays}
             arrays = {attr: (np.asarray(hdul[ext].data).astype(hdul[ext].data.dtype.newbyteorder("="))
                              if ext in names and attr in wanted else None)
                       for attr, ext in PIXEL_ARRAYS.items()}
@@ -271,24 +341,39 @@ def read_pixels(path: str | Path, geometry: str | Path, wcs: str | Path | None =
         raise InputFileError(f"{path}: not a readable JWST image ({exc})") from None
     if arrays["data"] is None:
         raise InputFileError(f"{path}: no SCI array")
-    pixels = ExposurePixels(meta=meta, **arrays)
-    if wcs is not None:
-        corrected = read_sidecar(wcs)
-        meta.wcs = corrected["wcs"]
-        meta.cal_step.tweakreg = corrected.get("status", "COMPLETE")
-    if sky is not None:
-        apply_sky(pixels, SkyRecord.read(sky))
-    return pixels
+    return arrays
 
 
-def read_member(path: str | Path, geometry: str | Path | None = None,
-                wcs: str | Path | None = None, sky: str | Path | None = None,
-                arrays: tuple[str, ...] = tuple(PIXEL_ARRAYS)):
-    """A member with its sidecars applied: :func:`read_pixels` (only ``arrays``) when its
-    geometry sidecar exists (find_sources wrote it), else :func:`load_exposure`."""
-    if geometry is not None:
-        return read_pixels(path, geometry, wcs=wcs, sky=sky, arrays=arrays)
-    return load_exposure(path, wcs=wcs, sky=sky)
+@dataclass(frozen=True)
+class MemberFiles:
+    """Where one association member's exposure and stage sidecars are: its ``cal`` (a
+    ``_cal``, or the ``_crf`` after outlier detection) and the geometry (find_sources),
+    corrected gwcs (tweakreg) and sky record (skymatch) sidecars, None when that stage does
+    not run (or, for the geometry, when ``cal`` is a ``_crf``)."""
+
+    name: str
+    group_id: str
+    cal: str | Path
+    geometry: str | Path | None = None
+    wcs: str | Path | None = None
+    sky: str | Path | None = None
+
+    def read(self, arrays: tuple[str, ...] = tuple(PIXEL_ARRAYS)) -> Exposure:
+        """:func:`read_exposure` of this member."""
+        return read_exposure(self.cal, self.geometry, self.wcs, self.sky, arrays)
+
+    def read_model(self) -> datamodels.ImageModel:
+        """:func:`read_exposure_model` of this member."""
+        return read_exposure_model(self.cal, self.wcs, self.sky)
+
+
+def sky_level_to_remove(exposure: Exposure) -> float:
+    """The sky level later stages remove on the fly, as the reference does.
+
+    Non-zero only when a level is recorded and was not already subtracted from the data.
+    """
+    sky = exposure.meta.sky
+    return float(sky.level) if sky is not None and not sky.subtracted else 0.0
 
 
 def save_model(model, path: str | Path) -> Path:

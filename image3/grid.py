@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from .datamodel import atomic_write_text, open_meta, read_wcs, sci_shape
+from .datamodel import (ExposureMeta, MemberFiles, atomic_write_text, open_meta, read_wcs,
+                        sci_shape)
 from .footprints import footprints_table
 from .parameters import OutputGrid
 from .sidecar import read_sidecar, write_sidecar
@@ -33,7 +34,7 @@ from .wcs import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Grid", "MemberFiles", "MemberGeometry", "build_grid", "geometry_of", "load_geometry",
+__all__ = ["Grid", "MemberGeometry", "build_grid", "geometry_of", "load_geometry",
            "load_grid", "member_geometry", "save_geometry", "save_grid", "write_footprints",
            "write_output_grid"]
 
@@ -80,11 +81,11 @@ def member_geometry(cal: str | Path, wcs: str | Path | None = None,
     return found.with_wcs(read_wcs(wcs)) if wcs is not None else found
 
 
-def save_geometry(path: str | Path, geometry: MemberGeometry, meta: dict | None = None) -> None:
-    """Write a member's geometry as a work sidecar (see :func:`image3.datamodel.write_sidecar`)
-    with ``meta``, the metadata :func:`image3.datamodel.read_pixels` needs
-    (:func:`image3.datamodel.pixel_meta`)."""
-    write_sidecar(path, meta=meta or {},
+def save_geometry(path: str | Path, geometry: MemberGeometry, meta: ExposureMeta) -> None:
+    """Write a member's geometry as a work sidecar (see :func:`image3.sidecar.write_sidecar`)
+    with ``meta``, the metadata of its ``_cal`` :func:`image3.datamodel.read_exposure` reads
+    from the sidecar instead of opening the datamodel."""
+    write_sidecar(path, meta=meta,
                   **{f.name: getattr(geometry, f.name) for f in fields(geometry)})
 
 
@@ -108,18 +109,6 @@ def build_grid(members: Sequence[MemberGeometry], params: OutputGrid) -> Grid:
 
 save_grid = write_grid
 load_grid = read_grid
-
-
-@dataclass(frozen=True)
-class MemberFiles:
-    """Where a member's geometry is read from: its geometry and corrected gwcs sidecars when
-    tweakreg ran (find_sources and tweakreg wrote them), else its _cal (``cal``)."""
-
-    name: str
-    group_id: str
-    cal: str | Path
-    wcs: str | Path | None = None
-    geometry: str | Path | None = None
 
 
 def _geometries(members: Sequence[MemberFiles]) -> list[MemberGeometry]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .datamodel import load_exposure, save_model
+from .datamodel import read_exposure_model, save_model
 from .grid import load_grid
 from .median import median_shape, read_median_window, read_single
 from .outlier import (blot_window, comparison_image, intermediate_model, padded,
@@ -31,7 +31,7 @@ def save_single(single: str | Path, grid: str | Path, first_cal: str | Path,
     """Write a group's single (image3.median's file) on the whole ``grid``, with the metadata
     of its first member (``first_cal`` with its corrected gwcs ``first_wcs``, if any)."""
     sci, wht = padded(read_single(single))
-    with load_exposure(first_cal, wcs=first_wcs) as like:
+    with read_exposure_model(first_cal, wcs=first_wcs) as like:
         save_model(intermediate_model(sci, load_grid(grid).wcs, wht, like=like), path)
 
 
@@ -46,7 +46,7 @@ def save_blot(crf: str | Path, median: str | Path, grid: str | Path, params: Fla
               path: str | Path) -> None:
     """Write the median blotted onto the member of ``crf`` as its flag job compared with it
     (``params``: the flag job's)."""
-    with load_exposure(crf) as model:
+    with read_exposure_model(crf) as model:
         pixmap = single_pixel_map(model, load_grid(grid), params)
         box = window_of(pixmap, median_shape(median))
         window, _ = read_median_window(median, box)

@@ -205,8 +205,23 @@ def median_of_singles(paths: Sequence[str | Path], method: str,
             s[0].close()
 
 
+def write_median_of_singles(path: str | Path, singles: Sequence[str | Path], method: str,
+                            threads: int = 1) -> str:
+    """Write the median (:func:`write_median`) of the singles at ``singles``
+    (:func:`median_of_singles`); returns a summary line."""
+    median, count = median_of_singles(singles, method, threads=threads)
+    write_median(path, median, count, method, len(singles))
+    covered = count > 0
+    few = 100.0 * float((count[covered] < 3).mean()) if covered.any() else 0.0
+    return (f"median of {len(singles)} singles on a {median.shape[1]} x {median.shape[0]} grid; "
+            f"{few:.1f}% of the covered pixels have fewer than 3 singles")
+
+
 def write_median(path: str | Path, median: np.ndarray, count: np.ndarray, method: str,
                  n_singles: int) -> None:
+    """Write a median (float32, the grid's shape) and its count of singles per pixel (uint8)
+    as FITS (SCI, NCOMBINE), with the grid's shape, ``method`` and ``n_singles`` in the
+    primary header."""
     header = fits.Header({"GRIDNY": median.shape[0], "GRIDNX": median.shape[1],
                           "METHOD": method, "NSINGLE": n_singles})
     hdul = fits.HDUList([fits.PrimaryHDU(header=header), fits.ImageHDU(median, name="SCI"),

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import __version__
-from .datamodel import load_exposure, new_image
+from .datamodel import Exposure, MemberFiles, new_image, save_model
 from .parameters import FinalDrizzle
 from .resample import (IVM_TYPES, Partial, Resampled, combine_partials, drizzle_exposure,
                        exposure_time, partial_meta, prepare_arrays)
-from .wcs import Grid, fits_tan_header, footprint, pixel_map, s_region
+from .wcs import Grid, fits_tan_header, footprint, pixel_map, read_grid, s_region
 
 if TYPE_CHECKING:
     from stdatamodels.jwst import datamodels
@@ -33,20 +33,10 @@ log = logging.getLogger(__name__)
 _ARCSEC2_PER_SR = (180.0 / np.pi * 3600.0) ** 2
 
 
-@dataclass(frozen=True)
-class ExposureFiles:
-    """Where one member's pixels and stage results are: a _cal (or _crf) and optional sidecars."""
-
-    path: Path
-    group_id: str
-    wcs: Path | None = None
-    sky: Path | None = None
-
-
 @dataclass
 class MemberPixels:
-    """What drizzling one member onto the final grid needs, detached from its datamodel (so
-    the caller can release the model's arrays first): :func:`~image3.resample.prepare_arrays`'s
+    """What drizzling one member onto the final grid needs, detached from its
+    :class:`~image3.datamodel.Exposure` (so the caller can release its other arrays first): :func:`~image3.resample.prepare_arrays`'s
     outputs, the exposure time, the gwcs and the member's metadata for the product."""
 
     data: np.ndarray
@@ -57,17 +47,14 @@ class MemberPixels:
     meta: dict
 
 
-def member_pixels(model, group_id: str, params: FinalDrizzle, copy: bool = True,
-                  meta: dict | None = None) -> MemberPixels:
-    """:class:`MemberPixels` of ``model`` (a datamodel, or pixels read without one, then with
-    the product's ``meta`` from :func:`member_meta` of its datamodel); ``copy=False``: see
+def member_pixels(exposure: Exposure, group_id: str, params: FinalDrizzle,
+                  copy: bool = True) -> MemberPixels:
+    """:class:`MemberPixels` of ``exposure``; ``copy=False``: see
     :func:`~image3.resample.prepare_arrays`."""
-    data, variances, weight = prepare_arrays(model, params.good_bits, params.weight_type,
+    data, variances, weight = prepare_arrays(exposure, params.good_bits, params.weight_type,
                                              copy=copy)
-    if meta is None:
-        meta = member_meta(model, group_id)
-    return MemberPixels(data, variances, weight, exposure_time(model, params.weight_type),
-                        model.meta.wcs, meta)
+    return MemberPixels(data, variances, weight, exposure_time(exposure, params.weight_type),
+                        exposure.meta.wcs, member_meta(exposure, group_id))
 
 
 def drizzle_member(member: MemberPixels, grid: Grid, params: FinalDrizzle,
@@ -92,38 +79,54 @@ def drizzle_member(member: MemberPixels, grid: Grid, params: FinalDrizzle,
     return partial
 
 
-def resample_members(files: Iterable[ExposureFiles], grid: Grid,
+def write_i2d(path: str | Path, members: Sequence[MemberFiles], grid_path: str | Path,
+              params: FinalDrizzle, contributions: Sequence[str | Path] = ()) -> str:
+    """Write the ``_i2d`` of ``members`` on the grid saved at ``grid_path``: from their saved
+    contributions (:func:`contribution`, drizzled by the flag jobs; the members' ``cal`` are
+    then their ``_crf``) when given, else drizzling every member here. Returns a summary."""
+    grid = read_grid(grid_path)
+    if contributions:
+        product = mosaic_of_contributions(members[0], contributions, grid, params)
+    else:
+        product = resample_members(members, grid, params)
+    save_model(product, path)
+    return f"wrote {path} ({product.data.shape[1]} x {product.data.shape[0]})"
+
+
+def resample_members(members: Sequence[MemberFiles], grid: Grid,
                      params: FinalDrizzle) -> datamodels.ImageModel:
     """Drizzle the members in order (context bit k = k-th member) and assemble the ``_i2d``.
 
     Only one input exposure is open at a time. The first input's metadata is the base of the
     product's, as in the reference's metadata blender.
     """
-    product = new_image()
+    product = _product_of(members[0])
 
     def partials() -> Iterator[Partial]:
-        for k, f in enumerate(files):
-            model = load_exposure(f.path, wcs=f.wcs, sky=f.sky)
-            with model:
-                if k == 0:
-                    product.update(model)
-                log.info("drizzling %s", f.path.name)
-                pixels = member_pixels(model, f.group_id, params)
-            del model  # its arrays go before drizzling
+        for member in members:
+            log.info("drizzling %s", Path(member.cal).name)
+            exposure = member.read(("data", "dq", "var_poisson", "var_rnoise", "var_flat"))
+            pixels = member_pixels(exposure, member.group_id, params, copy=False)
+            del exposure  # its arrays go before drizzling
             yield drizzle_member(pixels, grid, params)
 
     return _mosaic(product, partials(), grid, params)
 
 
-def mosaic_of_contributions(first: ExposureFiles, paths: Sequence[str | Path], grid: Grid,
+def mosaic_of_contributions(first: MemberFiles, paths: Sequence[str | Path], grid: Grid,
                             params: FinalDrizzle) -> datamodels.ImageModel:
     """The ``_i2d`` from saved contributions (:func:`contribution`, in member order = context
     bit order), read one at a time; ``first`` (the first member) gives the product's base
     metadata, as in the reference's metadata blender."""
+    return _mosaic(_product_of(first), paths, grid, params)
+
+
+def _product_of(first: MemberFiles):
+    """A new ``ImageModel`` holding the first member's metadata, as the reference's blender."""
     product = new_image()
-    with load_exposure(first.path, wcs=first.wcs, sky=first.sky) as model:
+    with first.read_model() as model:
         product.update(model)
-    return _mosaic(product, paths, grid, params)
+    return product
 
 
 def _mosaic(product, partials: Iterable[Partial | str | Path], grid: Grid,
@@ -142,24 +145,11 @@ def _mosaic(product, partials: Iterable[Partial | str | Path], grid: Grid,
     return product
 
 
-def member_meta(model, group_id: str) -> dict:
-    """What the i2d needs from a member's datamodel once its pixels are released."""
-    exp = model.meta.exposure
-    ins = model.meta.instrument
-    return {
-        "group_id": group_id,
-        "exposure_time": exp.exposure_time,
-        "effective_exposure_time": exp.effective_exposure_time,
-        "measurement_time": exp.measurement_time,
-        "duration": exp.duration,
-        "start_time": exp.start_time,
-        "end_time": exp.end_time,
-        "filter": ins.filter,
-        "pupil": ins.pupil,
-        "detector": ins.detector,
-        "cal_step": {k: getattr(model.meta.cal_step, k) for k in
-                     ("tweakreg", "skymatch", "outlier_detection")},
-    }
+def member_meta(exposure: Exposure, group_id: str) -> dict:
+    """What the i2d needs from a member once its pixels are released: its group, exposure
+    times, instrument and step statuses (JSON-serialisable)."""
+    meta = exposure.meta
+    return {"group_id": group_id, **meta.times, **meta.instrument, "cal_step": dict(meta.steps)}
 
 
 def _combined(values: list, how) -> float | None:

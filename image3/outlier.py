@@ -50,19 +50,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .datamodel import new_image, sky_level_to_remove
+from .datamodel import Exposure, MemberFiles, new_image, sky_level_to_remove
 from .dqflags import DO_NOT_USE, OUTLIER
 from .errors import ConfigError
-from .median import Single
+from .median import Single, write_single
 from .parameters import FlagComparison, SingleDrizzle, parse_pair
 from .resample import Partial, blot, drizzle_exposure, exposure_time, prepare_arrays
 from .statistics import nanmedian, sorted_sigma_clip_bounds
 from .steps import intermediate_name
-from .wcs import Grid, pixel_map
+from .wcs import Grid, pixel_map, read_grid
 
 if TYPE_CHECKING:
     from stdatamodels.jwst import datamodels
@@ -92,6 +93,7 @@ __all__ = [
     "stands_out",
     "weight_threshold",
     "window_of",
+    "write_group_single",
 ]
 
 #: Weight of the Laplacian subtracted from the blot (≈ half the extra smoothing variance).
@@ -137,18 +139,19 @@ def weight_threshold(weight: np.ndarray, maskpt: float) -> float:
     return float(maskpt) * float(np.mean(inside, dtype=np.float64))
 
 
-def single_pixel_map(model, grid: Grid, params: SingleDrizzle | FlagComparison) -> np.ndarray:
+def single_pixel_map(exposure: Exposure, grid: Grid,
+                     params: SingleDrizzle | FlagComparison) -> np.ndarray:
     """The exposure's pixel map onto the grid; the identity when ``resample_data`` is False
     (the reference then stacks the exposures' own pixels, which must share one grid)."""
-    shape = model.data.shape
+    shape = exposure.data.shape
     if params.resample_data:
-        return pixel_map(model.meta.wcs, shape, grid.wcs, stepsize=params.pixmap_stepsize)
+        return pixel_map(exposure.meta.wcs, shape, grid.wcs, stepsize=params.pixmap_stepsize)
     y, x = np.indices(shape, dtype=np.float64)
     return np.dstack([x, y])
 
 
-def _grid_shape(model, grid: Grid, params: SingleDrizzle) -> tuple[int, int]:
-    return tuple(grid.shape) if params.resample_data else tuple(model.data.shape)
+def _grid_shape(exposure: Exposure, grid: Grid, params: SingleDrizzle) -> tuple[int, int]:
+    return tuple(grid.shape) if params.resample_data else tuple(exposure.data.shape)
 
 
 def _union(partials: Sequence[Partial], planes: Sequence[str]):
@@ -165,7 +168,7 @@ def _union(partials: Sequence[Partial], planes: Sequence[str]):
     return sums, (y0, x0)
 
 
-def drizzle_single(models: Iterable, grid: Grid, params: SingleDrizzle,
+def drizzle_single(exposures: Iterable, grid: Grid, params: SingleDrizzle,
                    group_id: str = "") -> Single:
     """The members of one group drizzled together onto their cutout of the grid.
 
@@ -173,32 +176,33 @@ def drizzle_single(models: Iterable, grid: Grid, params: SingleDrizzle,
     non-finite pixels get zero weight. SCI is NaN where the weight is below
     :func:`weight_threshold` (the reference's maskpt rule); the ``image3`` method also drizzles
     the exposures' ERR with the same weights (the reference's ``driz_err``) for the median.
-    Each member's pixel map is computed once and used for both. ``models`` may be an
-    iterable of zero-argument functions that each read a member: only the arrays drizzled are
-    then in memory, one member at a time, whatever the size of the group.
+    Each member's pixel map is computed once and used for both. ``exposures``
+    (:class:`~image3.datamodel.Exposure`) may be zero-argument functions that each read one:
+    only the arrays drizzled are then in memory, one member at a time, whatever the size of
+    the group.
     """
     with_err = params.method == "image3"
     shape = None
     data_parts, err_parts = [], []
-    for member in models:
-        model = member() if callable(member) else member
+    for member in exposures:
+        exposure = member() if callable(member) else member
         if shape is None:
-            shape = _grid_shape(model, grid, params)
-        elif _grid_shape(model, grid, params) != shape:
+            shape = _grid_shape(exposure, grid, params)
+        elif _grid_shape(exposure, grid, params) != shape:
             raise ConfigError("resample_data = false needs exposures of one shape on one grid")
         # the variances' non-finite pixels get zero weight; their values are not drizzled here
-        data, _, weight = prepare_arrays(model, params.good_bits, params.weight_type,
+        data, _, weight = prepare_arrays(exposure, params.good_bits, params.weight_type,
                                          with_variances=False)
-        pixmap = single_pixel_map(model, grid, params)
+        pixmap = single_pixel_map(exposure, grid, params)
         args = dict(weight_type=params.weight_type, kernel=params.kernel,
                     pixfrac=params.pixfrac, pixel_scale_ratio=grid.pixel_scale_ratio,
-                    exptime=exposure_time(model, params.weight_type))
+                    exptime=exposure_time(exposure, params.weight_type))
         err = None
         if with_err:
-            err = np.array(model.err, dtype=np.float32)
+            err = np.array(exposure.err, dtype=np.float32)
             np.nan_to_num(err, copy=False)
             err[~(weight > 0)] = 0
-        del model, member  # a member read here leaves memory before the drizzle
+        del exposure, member  # a member read here leaves memory before the drizzle
         part = drizzle_exposure(data, {}, weight, pixmap, shape, **args)
         del data
         if part.data_sum.size == 0:
@@ -222,6 +226,19 @@ def drizzle_single(models: Iterable, grid: Grid, params: SingleDrizzle,
         del err_parts
         err = _normalised(esums.pop("data_sum"), wht, drop)
     return Single(sci, wht.astype(np.float32), err, origin, shape, threshold, group_id)
+
+
+def write_group_single(path: str | Path, members: Sequence[MemberFiles],
+                       grid_path: str | Path, params: SingleDrizzle, group_id: str) -> str:
+    """Write the single (:func:`~image3.median.write_single`) of one group's ``members``
+    drizzled onto the grid saved at ``grid_path`` (:func:`drizzle_single`; each member read
+    when the drizzle reaches it); returns a summary line."""
+    single = drizzle_single([m.read for m in members], read_grid(grid_path), params, group_id)
+    write_single(path, single)
+    return (f"group {group_id}: {len(members)} member(s) drizzled onto a "
+            f"{single.sci.shape[1]} x {single.sci.shape[0]} cutout at (x, y) = "
+            f"({single.origin[1]}, {single.origin[0]}); weight threshold "
+            f"{single.weight_threshold:.4g}")
 
 
 def _normalised(data_sum: np.ndarray, wht: np.ndarray, drop: np.ndarray) -> np.ndarray:
@@ -600,16 +617,16 @@ def window_of(pixmap: np.ndarray, grid_shape: tuple[int, int], margin: int = 2):
     return y0, max(y0, y1), x0, max(x0, x1)
 
 
-def blot_median(model, pixmap, median_window, count_window, own_window, origin,
+def blot_median(exposure: Exposure, pixmap, median_window, count_window, own_window, origin,
                 params: FlagComparison) -> tuple[np.ndarray, np.ndarray]:
-    """The median window blotted onto ``model``'s pixels, and where it is a reference.
+    """The median window blotted onto ``exposure``'s pixels, and where it is a reference.
 
     ``count_window``: singles with data per grid pixel; ``own_window``: where this exposure's
     own single has data. A pixel has a reference where another exposure covers it. The
     windows are not needed after this (the caller can free them before
     :func:`compare_with_median`).
     """
-    shape = model.data.shape
+    shape = exposure.data.shape
     blotted = blot_window(median_window, origin, pixmap, shape)
     if params.method == "reference":
         return blotted, np.isfinite(blotted)
@@ -619,12 +636,12 @@ def blot_median(model, pixmap, median_window, count_window, own_window, origin,
     return blotted, blot_window(others, origin, pixmap, shape) > 0.999
 
 
-def compare_with_median(model, blotted: np.ndarray, has_reference: np.ndarray,
+def compare_with_median(exposure: Exposure, blotted: np.ndarray, has_reference: np.ndarray,
                         params: FlagComparison) -> FlagResult:
-    """``model``'s outliers against the blotted median (:func:`blot_median`); DQ not yet
+    """``exposure``'s outliers against the blotted median (:func:`blot_median`); DQ not yet
     touched."""
-    background = sky_level_to_remove(model) or float(params.backg)
-    return find_outliers(model.data, model.err, blotted, has_reference, background, params,
+    background = sky_level_to_remove(exposure) or float(params.backg)
+    return find_outliers(exposure.data, exposure.err, blotted, has_reference, background, params,
                          stacked=not params.resample_data)
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from drizzle.resample import Drizzle, blot_image
 
-from .datamodel import sky_level_to_remove
+from .datamodel import Exposure, sky_level_to_remove
 from .dqflags import interpret_bits
 from .errors import ConfigError, InputFileError
 from .statistics import nanmedian
@@ -147,14 +147,14 @@ def smooth_variance(var: np.ndarray, block: int = SMOOTH_BLOCK_PX) -> np.ndarray
     return full if (py, px) == (0, 0) else np.ascontiguousarray(full[:ny, :nx])
 
 
-def exposure_time(model, weight_type: str) -> float:
-    """The reference's exposure time for ``exptime`` weighting: TMEASURE, else EFFEXPTM."""
-    exp = model.meta.exposure
-    value = exp.measurement_time if exp.measurement_time else exp.effective_exposure_time
-    return float(value or exp.exposure_time or 1.0)
+def exposure_time(exposure: Exposure, weight_type: str) -> float:
+    """The reference's exposure time for ``exptime`` weighting (s): TMEASURE, else EFFEXPTM."""
+    times = exposure.meta.times
+    value = times["measurement_time"] or times["effective_exposure_time"]
+    return float(value or times["exposure_time"] or 1.0)
 
 
-def prepare_arrays(model, good_bits, weight_type: str, with_variances: bool = True,
+def prepare_arrays(exposure: Exposure, good_bits, weight_type: str, with_variances: bool = True,
                    copy: bool = True) -> tuple[np.ndarray, dict, np.ndarray]:
     """Science data with the sky removed, variances and drizzle weight of one exposure.
 
@@ -162,18 +162,18 @@ def prepare_arrays(model, good_bits, weight_type: str, with_variances: bool = Tr
     zero weight (the reference's ``match_nans_and_flags`` followed by its DQ mask).
     ``with_variances=False`` returns no variances (an empty dict), for a caller drizzling
     the data alone: their non-finite pixels still get zero weight, without copying them.
-    ``copy=False`` returns the model's own variance arrays (when float32), zeroed in place,
-    for a caller that discards the model.
+    ``copy=False`` returns the exposure's own variance arrays (when float32), zeroed in place,
+    for a caller that discards the exposure.
     """
-    data = np.asarray(model.data, dtype=np.float32) - np.float32(sky_level_to_remove(model))
+    data = np.asarray(exposure.data, dtype=np.float32) - np.float32(sky_level_to_remove(exposure))
     found = {}
     for name in ("var_rnoise", "var_poisson", "var_flat"):
-        arr = getattr(model, name, None)
+        arr = getattr(exposure, name, None)
         if arr is not None and arr.shape == data.shape:
             found[name] = arr
-    weight = weight_map(model.dq, found.get("var_rnoise"), good_bits, weight_type,
-                        exposure_time(model, weight_type))
-    # zeroed in place below; asarray gives the model's own array when it is float32
+    weight = weight_map(exposure.dq, found.get("var_rnoise"), good_bits, weight_type,
+                        exposure_time(exposure, weight_type))
+    # zeroed in place below; asarray gives the exposure's own array when it is float32
     own = np.array if copy else np.asarray
     variances = {name: own(arr, dtype=np.float32) for name, arr in found.items()} \
         if with_variances else {}

@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from .asn import exposure_root
-from .datamodel import SkyRecord
+from .datamodel import MemberFiles, SkyRecord
 from .dqflags import interpret_bits
 from .errors import ConfigError, StepError
-from .footprints import overlap_mask
+from .footprints import group_footprints, overlap_mask
 from .parameters import SKY_METHODS, SkySolve, SkyStatistics
 from .statistics import sky_statistic
 
@@ -347,6 +347,30 @@ def _user_levels(members, skylist) -> dict[str, float]:
             raise ConfigError(f"skymatch.skylist {skylist} has no entry for {root}")
         out[m] = levels[root]
     return out
+
+
+def write_member_sky_stats(path: str | Path, member: MemberFiles, footprints_path: str | Path,
+                           params: SkyStatistics) -> str:
+    """Write ``member``'s sky statistics (:func:`member_sky_stats`, against the groups of the
+    footprints file at ``footprints_path``) to ``path`` (:func:`write_sky_stats`); returns a
+    summary line."""
+    exposure = member.read(("data", "dq"))
+    stats = member_sky_stats(exposure.data, exposure.dq, exposure.meta.wcs,
+                             group_footprints=group_footprints(footprints_path),
+                             own_group=member.group_id, params=params)
+    write_sky_stats(path, {member.name: stats})
+    return (f"{member.name}: local sky {stats['local']['sky']} from {stats['local']['npix']} "
+            f"pixels; {len(stats.get('overlaps', {}))} overlapping groups")
+
+
+def write_sky_records(paths: Mapping[str, str | Path], stats_paths: Sequence[str | Path],
+                      groups: Mapping[str, Sequence[str]], params: SkySolve) -> None:
+    """Solve the sky (:func:`solve_sky`) from the statistics files and write each member's
+    :class:`~image3.datamodel.SkyRecord` to ``paths[member]``; logs each level."""
+    records = solve_sky(read_sky_stats(stats_paths), groups, params)
+    for member, path in paths.items():
+        records[member].write(path)
+    log_levels(records)
 
 
 def write_sky_stats(path: str | Path, stats: Mapping[str, Mapping]) -> None:

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy.table import Table
 
-from .datamodel import atomic_path, check_exposure, open_exposure, pixel_meta, write_wcs
+from .datamodel import ExposureMeta, atomic_path, check_exposure, open_exposure, write_wcs
 from .dqflags import PIXEL
 from .errors import InputFileError
 from .grid import geometry_of, load_geometry, save_geometry
@@ -117,7 +117,7 @@ def find_exposure_sources(cal, sources_path, geometry_path, finding: SourceFindi
     and cut to the detector's bounding box. Returns the number of sources and their origin."""
     with open_exposure(cal) as model:
         check_exposure(model, cal)
-        save_geometry(geometry_path, geometry_of(model), pixel_meta(model))
+        save_geometry(geometry_path, geometry_of(model), ExposureMeta.of(model, cal))
         if catalog:
             sources = inside_bounding_box(read_source_list(catalog), model.meta.wcs.bounding_box)
             origin = f"user catalogue {catalog}"
@@ -703,10 +703,11 @@ def write_report(report: Table, path) -> None:
     _write_table(report, path)
 
 
-def write_saved_catalog(sources: Table, path, name: str) -> None:
-    """A member's catalogue as the reference's ``save_catalogs`` writes it (``x``/``y``
-    0-based pixels; ECSV or FITS by the file name's extension)."""
-    table = Table(sources, copy=True)
+def write_saved_catalog(sources_path, path, name: str) -> None:
+    """The source list of :func:`write_sources` at ``sources_path`` as the reference's
+    ``save_catalogs`` writes a member's catalogue (``x``/``y`` 0-based pixels; ECSV or FITS by
+    the file name's extension), ``name`` in its meta."""
+    table = Table(read_sources(sources_path), copy=True)
     table.rename_columns(["xcentroid", "ycentroid"], ["x", "y"])
     table.meta = {"name": name}
     _write_table(table, path, "fits" if str(path).endswith(".fits") else "ascii.ecsv")

@@ -165,27 +165,33 @@ def crf_pattern():
 
 def exposure_files(member):
     """What a per-member job reads: the _cal and the sidecars of the stages that ran."""
-    return {"cal": cal_path(member), "wcs": wcs_sidecar(member), "sky": sky_sidecar(member)}
+    return {"cal": cal_path(member), "geometry": geometry_sidecar(member),
+            "wcs": wcs_sidecar(member), "sky": sky_sidecar(member)}
 
 
 def final_exposure_files(member):
     """The final resample reads the _crf when outlier detection ran, else _cal + sidecars."""
     if step_runs("outlier_detection"):
-        return {"cal": crf_path(member), "wcs": [], "sky": []}
+        return {"cal": crf_path(member)}
     return exposure_files(member)
 
 
+def layout_files(member):
+    """The layout reads each member's gwcs as tweakreg left it: no sky record yet."""
+    return {**exposure_files(member), "sky": []}
+
+
+def member_row(member, files_of):
+    """A member's image3.datamodel.MemberFiles fields (passed to scripts as params): name,
+    group id and the files of ``files_of``, None for the sidecars of stages that do not run."""
+    files = files_of(member)
+    return {"name": member, "group_id": ASN.member(member).group_id,
+            **{k: files.get(k) or None for k in ("cal", "geometry", "wcs", "sky")}}
+
+
 def member_table(files_of):
-    """Per member, in association order: name, group id and files (passed to scripts as params)."""
-    return [{"member": m, "group_id": ASN.member(m).group_id, **files_of(m)} for m in MEMBERS]
-
-
-def layout_members():
-    """Per member its name, group, _cal and (when tweakreg runs) geometry and corrected gwcs
-    sidecars, which then replace opening the _cal (image3.grid.MemberFiles)."""
-    return [{"name": m, "group_id": ASN.member(m).group_id, "cal": cal_path(m),
-             "geometry": geometry_sidecar(m) or None, "wcs": wcs_sidecar(m) or None}
-            for m in MEMBERS]
+    """:func:`member_row` of every member, in association order."""
+    return [member_row(m, files_of) for m in MEMBERS]
 
 
 def layout_inputs():
@@ -221,7 +227,7 @@ def resample_inputs():
         return {"contributions": [f"{WORK}/{m}/contribution.npz" for m in MEMBERS],
                 "first": crf_path(MEMBERS[0])}
     return {"exposures": [f for row in member_table(final_exposure_files)
-                          for f in (row["cal"], row["wcs"], row["sky"]) if f]}
+                          for f in (row["cal"], row["geometry"], row["wcs"], row["sky"]) if f]}
 
 
 def skystats_path(member):

@@ -8,7 +8,7 @@ rule footprints:
     output:
         f"{WORK}/footprints.json",
     params:
-        members=layout_members(),
+        members=member_table(layout_files),
         stepsize=config["skymatch"]["stepsize"],
     log:
         f"{LOGS}/footprints.log",
@@ -35,7 +35,7 @@ rule grid:
     wildcard_constraints:
         grid="grid|grid_outlier",
     params:
-        members=layout_members(),
+        members=member_table(layout_files),
         grid=lambda wildcards: grid_params(wildcards.grid),
     log:
         f"{LOGS}/grid/{{grid}}.log",

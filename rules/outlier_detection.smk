@@ -11,9 +11,7 @@ OUTLIER_METHOD = OUTLIER["method"]
 
 
 OUTLIER_SINGLES = {g: f"{WORK}/singles/{g}.fits" for g in GROUPS}
-# the geometry sidecar (when tweakreg runs) lets the single jobs read pixels without a datamodel
-OUTLIER_MEMBERS = {g: [row | {"geometry": geometry_sidecar(row["member"])}
-                       for row in member_table(exposure_files) if row["group_id"] == g]
+OUTLIER_MEMBERS = {g: [row for row in member_table(exposure_files) if row["group_id"] == g]
                    for g in GROUPS}
 
 # save_intermediate_results, when asked for: per group its single drizzle (outlier_i2d, named
@@ -27,8 +25,8 @@ SAVED_INTERMEDIATES = (
 rule single:
     input:
         exposures=lambda wildcards: [f for row in OUTLIER_MEMBERS[wildcards.group]
-                                     for f in (row["cal"], row["wcs"], row["sky"],
-                                               row["geometry"]) if f],
+                                     for f in (row["cal"], row["geometry"], row["wcs"],
+                                               row["sky"]) if f],
         grid=outlier_grid(),
     output:
         single=f"{WORK}/singles/{{group}}.fits",
@@ -77,8 +75,6 @@ rule median:
 rule flag:
     input:
         unpack(lambda wildcards: exposure_files(wildcards.member)),
-        # SCI and ERR for the comparison are then read without opening the datamodel
-        geometry=lambda wildcards: geometry_sidecar(wildcards.member),
         median=f"{WORK}/median.fits",
         single=lambda wildcards: OUTLIER_SINGLES[ASN.member(wildcards.member).group_id],
         grid=outlier_grid(),
@@ -91,9 +87,8 @@ rule flag:
     params:
         compare=FlagComparison.select(OUTLIER),
         sip=SipApproximation.select(config["tweakreg"]),
-        group=lambda wildcards: ASN.member(wildcards.member).group_id,
-        final={**FinalDrizzle.select(config["resample"]),
-               "same_grid": outlier_grid() == f"{WORK}/grid.pkl"},
+        member=lambda wildcards: member_row(wildcards.member, exposure_files),
+        final=FinalDrizzle.select(config["resample"]),
     log:
         f"{LOGS}/flag/{{member}}.log",
     benchmark:

@@ -12,7 +12,7 @@ rule sky_statistics:
     output:
         skystats_path("{member}"),
     params:
-        group=lambda wildcards: ASN.member(wildcards.member).group_id,
+        member=lambda wildcards: member_row(wildcards.member, layout_files),
         sky=sky_statistics_params(),
     log:
         f"{LOGS}/sky_statistics/{{member}}.log",

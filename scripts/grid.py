@@ -4,7 +4,8 @@ from image3.runtime.jobserver import delegate
 
 delegate(snakemake)  # on a local run, the job server runs the rest (image3/runtime/jobserver.py)
 
-from image3.grid import MemberFiles, write_output_grid
+from image3.datamodel import MemberFiles
+from image3.grid import write_output_grid
 from image3.parameters import OutputGrid
 from image3.runtime.runjob import job
 

@@ -6,11 +6,8 @@ delegate(snakemake)  # on a local run, the job server runs the rest (image3/runt
 
 from image3.parameters import SkySolve
 from image3.runtime.runjob import job
-from image3.skymatch import log_levels, read_sky_stats, solve_sky
+from image3.skymatch import write_sky_records
 
-with job(snakemake) as log:
-    records = solve_sky(read_sky_stats(snakemake.input.stats), snakemake.params.groups,
-                        SkySolve.from_config(snakemake.params.sky))
-    for member, path in zip(snakemake.params.members, snakemake.output):
-        records[member].write(path)
-    log_levels(records)
+with job(snakemake):
+    write_sky_records(dict(zip(snakemake.params.members, snakemake.output)), snakemake.input.stats,
+                      snakemake.params.groups, SkySolve.from_config(snakemake.params.sky))

@@ -1,6 +1,7 @@
 """JWST-format I/O: real MIRI products read intact; our products round-trip; sidecars apply on read."""
 
 import copy
+import os
 
 import numpy as np
 import pytest
@@ -10,19 +11,21 @@ from astropy.wcs import WCS
 from stdatamodels.jwst import datamodels
 
 from image3.datamodel import (
+    ExposureMeta,
+    MemberFiles,
     SkyRecord,
     atomic_path,
     check_exposure,
-    load_exposure,
     open_exposure,
-    pixel_meta,
-    read_pixels,
+    read_exposure,
+    read_exposure_model,
     save_model,
     sky_level_to_remove,
     write_wcs,
 )
 from image3.errors import InputFileError
 from image3.grid import geometry_of, save_geometry
+from image3.mosaic import member_meta
 from image3.resample import exposure_time, prepare_arrays
 
 
@@ -90,56 +93,91 @@ def test_product_round_trips_through_stdatamodels_and_astropy(tmp_path):
 
 
 def test_sidecars_apply_on_read(tmp_path):
+    """The corrected gwcs and the sky record apply alike to the datamodel (for products) and
+    to the Exposure (for computing): the gwcs moved by 1 pixel to 1e-12 deg, the level kept
+    in meta or subtracted from SCI to 1e-7 MJy/sr."""
     model = small_model()
     cal = save_model(model, tmp_path / "x_cal.fits")
     shifted = copy.deepcopy(model.meta.wcs)
     shifted.insert_transform("detector", Shift(1.0) & Shift(0.0), after=True)
     write_wcs(tmp_path / "wcs.pkl", shifted, status="COMPLETE")
     SkyRecord(level=0.2, method="match", subtracted=False).write(tmp_path / "sky.json")
-    loaded = load_exposure(cal, wcs=tmp_path / "wcs.pkl", sky=tmp_path / "sky.json")
+    files = {"wcs": tmp_path / "wcs.pkl", "sky": tmp_path / "sky.json"}
+    loaded = read_exposure_model(cal, **files)
+    exposure = read_exposure(cal, **files)
     ra0, dec0 = model.meta.wcs(11.0, 10.0)
-    assert loaded.meta.wcs(10.0, 10.0) == pytest.approx((ra0, dec0), abs=1e-12)
+    for wcs in (loaded.meta.wcs, exposure.meta.wcs):
+        assert wcs(10.0, 10.0) == pytest.approx((ra0, dec0), abs=1e-12)
     assert loaded.meta.wcsinfo.s_region.startswith("POLYGON ICRS")
     assert loaded.meta.background.level == 0.2 and loaded.meta.background.subtracted is False
-    assert sky_level_to_remove(loaded) == pytest.approx(0.2)
+    assert exposure.meta.steps["tweakreg"] == loaded.meta.cal_step.tweakreg == "COMPLETE"
+    assert sky_level_to_remove(exposure) == pytest.approx(0.2)
     np.testing.assert_array_equal(loaded.data, model.data)  # not subtracted in the data
+    np.testing.assert_array_equal(exposure.data, model.data)
     SkyRecord(level=0.2, method="match", subtracted=True).write(tmp_path / "sky.json")
-    subtracted = load_exposure(cal, sky=tmp_path / "sky.json")
+    subtracted = read_exposure_model(cal, sky=tmp_path / "sky.json")
     np.testing.assert_allclose(subtracted.data, model.data - np.float32(0.2), atol=1e-7)
-    assert sky_level_to_remove(subtracted) == 0.0
+    exposure = read_exposure(cal, sky=tmp_path / "sky.json")
+    np.testing.assert_allclose(exposure.data, model.data - np.float32(0.2), atol=1e-7)
+    assert sky_level_to_remove(exposure) == 0.0
 
 
-def test_pixels_read_without_a_datamodel_drizzle_like_the_datamodel(tmp_path):
-    """read_pixels (astropy arrays + the geometry sidecar) gives the arrays, gwcs, exposure
-    time and sky handling load_exposure gives: prepare_arrays returns identical arrays."""
+def _with_geometry(tmp_path, model):
+    """``model`` saved as a _cal with its geometry sidecar (as find_sources writes it)."""
+    cal = save_model(model, tmp_path / "x_cal.fits")
+    with open_exposure(cal) as opened:
+        save_geometry(tmp_path / "geometry.pkl", geometry_of(opened), ExposureMeta.of(opened, cal))
+    return cal, tmp_path / "geometry.pkl"
+
+
+def test_an_exposure_read_with_its_geometry_sidecar_equals_the_datamodel_read(tmp_path):
+    """read_exposure with the geometry sidecar (astropy arrays, the sidecar's metadata) gives
+    exactly the arrays, gwcs, exposure time, sky handling and product metadata of the datamodel
+    read: prepare_arrays returns identical arrays; arrays not asked for are None."""
     model = small_model()
     model.var_flat = None  # an input without VAR_FLAT
     model.dq = np.zeros(model.data.shape, np.uint32)
     model.dq[3, 4] = 1  # DO_NOT_USE
     model.meta.exposure.measurement_time = 123.0
-    cal = save_model(model, tmp_path / "x_cal.fits")
-    with load_exposure(cal) as opened:
-        save_geometry(tmp_path / "geometry.pkl", geometry_of(opened), pixel_meta(opened))
+    cal, geometry = _with_geometry(tmp_path, model)
     shifted = copy.deepcopy(model.meta.wcs)
     shifted.insert_transform("detector", Shift(1.0) & Shift(0.0), after=True)
     write_wcs(tmp_path / "wcs.pkl", shifted, status="COMPLETE")
     for subtracted in (False, True):
         SkyRecord(level=0.2, method="match", subtracted=subtracted).write(tmp_path / "sky.json")
-        files = {"wcs": tmp_path / "wcs.pkl", "sky": tmp_path / "sky.json"}
-        pixels = read_pixels(cal, tmp_path / "geometry.pkl", **files)
-        loaded = load_exposure(cal, **files)
-        assert pixels.var_flat is None and pixels.data.dtype == np.float32
-        assert pixels.meta.wcs(10.0, 10.0) == pytest.approx(loaded.meta.wcs(10.0, 10.0), abs=0)
-        assert sky_level_to_remove(pixels) == sky_level_to_remove(loaded)
-        assert exposure_time(pixels, "exptime") == exposure_time(loaded, "exptime") == 123.0
-        for ours, theirs in zip(prepare_arrays(pixels, "~DO_NOT_USE+NON_SCIENCE", "ivm"),
-                                prepare_arrays(loaded, "~DO_NOT_USE+NON_SCIENCE", "ivm"), strict=True):
+        member = MemberFiles("x", "g", cal, geometry, tmp_path / "wcs.pkl", tmp_path / "sky.json")
+        fast = member.read()
+        slow = read_exposure(cal, wcs=member.wcs, sky=member.sky)
+        assert fast.var_flat is None and fast.data.dtype == np.float32
+        assert fast.meta.wcs(10.0, 10.0) == pytest.approx(slow.meta.wcs(10.0, 10.0), abs=0)
+        assert sky_level_to_remove(fast) == sky_level_to_remove(slow)
+        assert exposure_time(fast, "exptime") == exposure_time(slow, "exptime") == 123.0
+        assert member_meta(fast, "g") == member_meta(slow, "g")
+        for ours, theirs in zip(prepare_arrays(fast, "~DO_NOT_USE+NON_SCIENCE", "ivm"),
+                                prepare_arrays(slow, "~DO_NOT_USE+NON_SCIENCE", "ivm"), strict=True):
             if isinstance(ours, dict):
                 assert ours.keys() == theirs.keys()
                 for name in ours:
                     np.testing.assert_array_equal(ours[name], theirs[name])
             else:
                 np.testing.assert_array_equal(ours, theirs)
+    only = member.read(("dq",))
+    assert only.dq is not None and only.err is None and only.var_rnoise is None
+
+
+def test_a_geometry_sidecar_of_another_version_of_the_cal_is_one_line(tmp_path):
+    """The geometry sidecar records the _cal's identity (path, size, mtime, ctime); a _cal
+    rewritten since (here: 1 s newer) is refused, naming the sidecar and the _cal."""
+    cal, geometry = _with_geometry(tmp_path, small_model())
+    meta = read_exposure(cal, geometry).meta
+    assert (meta.identity.path, meta.identity.size) == (str(cal.resolve()), cal.stat().st_size)
+    assert meta.identity.mtime_ns == cal.stat().st_mtime_ns
+    stat = cal.stat()
+    os.utime(cal, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    with pytest.raises(InputFileError) as err:
+        read_exposure(cal, geometry)
+    assert str(geometry) in str(err.value) and str(cal) in str(err.value)
+    assert "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize("change,message", [

@@ -10,9 +10,9 @@ from astropy.modeling.models import Shift
 
 from image3 import synth
 from image3.config import schema_defaults
-from image3.datamodel import load_exposure, pixel_meta, write_wcs
+from image3.datamodel import ExposureMeta, MemberFiles, open_exposure, write_wcs
 from image3.footprints import sky_footprint
-from image3.grid import (MemberFiles, geometry_of, load_grid, save_geometry, write_footprints,
+from image3.grid import (geometry_of, load_grid, save_geometry, write_footprints,
                          write_output_grid)
 from image3.parameters import OutputGrid
 
@@ -28,8 +28,9 @@ def members(tmp_path_factory):
     from_cal, from_sidecars = [], []
     for cal in sorted(asn.parent.glob("*_cal.fits")):
         name = cal.name[:-len("_cal.fits")]
-        with load_exposure(cal) as model:
-            save_geometry(root / f"{name}_geometry.pkl", geometry_of(model), pixel_meta(model))
+        with open_exposure(cal) as model:
+            save_geometry(root / f"{name}_geometry.pkl", geometry_of(model),
+                          ExposureMeta.of(model, cal))
             shifted = copy.deepcopy(model.meta.wcs)
         shifted.insert_transform("detector", Shift(1.0) & Shift(0.0), after=True)
         write_wcs(root / f"{name}_wcs.pkl", shifted)
@@ -50,7 +51,7 @@ def test_footprints_follow_the_corrected_gwcs_exactly(members):
     assert list(cal) == [m.name for m in from_cal]
     last = from_cal[-1]
     assert corrected[last.name]["group"] == last.group_id
-    with load_exposure(last.cal) as model:
+    with open_exposure(last.cal) as model:
         np.testing.assert_array_equal(cal[last.name]["polygon"],
                                       sky_footprint(model.meta.wcs, model.data.shape, 64))
     np.testing.assert_array_equal(corrected[last.name]["polygon"],

@@ -8,7 +8,7 @@ from stdatamodels.jwst import datamodels
 
 from image3 import synth
 from image3.config import schema_defaults
-from image3.datamodel import load_exposure, save_model
+from image3.datamodel import read_exposure, read_exposure_model, save_model
 from image3.grid import build_grid, member_geometry, save_grid
 from image3.intermediates import save_blot, save_median, save_single
 from image3.median import (median_of_singles, median_shape, read_median_window, read_single,
@@ -36,19 +36,20 @@ def outlier_run(request, tmp_path_factory):
     save_grid(work / "grid.pkl", grid)
     singles = [work / f"single{k}.fits" for k in range(len(cals))]
     for cal, path in zip(cals, singles):
-        write_single(path, drizzle_single([load_exposure(cal)], grid, drizzle))
+        write_single(path, drizzle_single([read_exposure(cal)], grid, drizzle))
     median, count = median_of_singles(singles, params.method)
     write_median(work / "median.fits", median, count, params.method, len(singles))
     compared = []
     for k, (cal, single) in enumerate(zip(cals, singles)):
-        model = load_exposure(cal)
-        pixmap = single_pixel_map(model, grid, params)
+        exposure = read_exposure(cal)
+        pixmap = single_pixel_map(exposure, grid, params)
         box = window_of(pixmap, median_shape(work / "median.fits"))
         window, window_count = read_median_window(work / "median.fits", box)
         own = read_single_coverage(single, box)
-        blotted, has_reference = blot_median(model, pixmap, window, window_count, own,
+        blotted, has_reference = blot_median(exposure, pixmap, window, window_count, own,
                                              (box[0], box[2]), params)
-        result = compare_with_median(model, blotted, has_reference, params)
+        result = compare_with_median(exposure, blotted, has_reference, params)
+        model = read_exposure_model(cal)
         apply_outlier_flags(model, result.mask)
         save_model(model, work / f"m{k}_crf.fits")
         compared.append(result.reference)

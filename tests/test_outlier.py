@@ -17,7 +17,7 @@ from stdatamodels.jwst import datamodels
 
 from image3 import synth
 from image3.config import schema_defaults
-from image3.datamodel import load_exposure
+from image3.datamodel import read_exposure
 from image3.grid import build_grid, member_geometry
 from image3.median import (Single, combine_stack, median_of_singles, median_shape,
                            read_median_window, read_single_coverage, write_median, write_single)
@@ -240,19 +240,19 @@ def run_outlier_detection(asn_path: Path, work: Path, method: str) -> dict:
     singles = {}
     for member, cal in zip(members, cals):
         singles[member] = work / f"{member}_single.fits"
-        write_single(singles[member], drizzle_single([load_exposure(cal)], grid, single))
+        write_single(singles[member], drizzle_single([read_exposure(cal)], grid, single))
     median, count = median_of_singles(list(singles.values()), method)
     write_median(work / "median.fits", median, count, method, len(members))
     results = {}
     for member, cal in zip(members, cals):
-        model = load_exposure(cal)
-        pixmap = single_pixel_map(model, grid, flag)
+        exposure = read_exposure(cal)
+        pixmap = single_pixel_map(exposure, grid, flag)
         box = window_of(pixmap, median_shape(work / "median.fits"))
         window, window_count = read_median_window(work / "median.fits", box)
         own = read_single_coverage(singles[member], box)
-        blotted, has_reference = blot_median(model, pixmap, window, window_count, own,
+        blotted, has_reference = blot_median(exposure, pixmap, window, window_count, own,
                                              (box[0], box[2]), flag)
-        results[member] = compare_with_median(model, blotted, has_reference, flag)
+        results[member] = compare_with_median(exposure, blotted, has_reference, flag)
     return results
 
 
@@ -349,11 +349,11 @@ def test_reference_method_misses_what_image3_finds(dithered_field, tmp_path):
 
 def test_a_group_read_member_by_member_drizzles_as_the_open_models(dithered_field):
     """drizzle_single given functions that read each member (the single job's way: one
-    member's pixels in memory at a time) equals it given the opened models, exactly."""
+    member's pixels in memory at a time) equals it given the exposures read first, exactly."""
     cals = sorted(str(p) for p in Path(dithered_field).parent.glob("*_cal.fits"))[:2]
     grid = build_grid([member_geometry(c) for c in cals], DEFAULT_GRID)
-    opened = drizzle_single([load_exposure(c) for c in cals], grid, SINGLE, "g")
-    read = drizzle_single([functools.partial(load_exposure, c) for c in cals], grid, SINGLE, "g")
+    opened = drizzle_single([read_exposure(c) for c in cals], grid, SINGLE, "g")
+    read = drizzle_single([functools.partial(read_exposure, c) for c in cals], grid, SINGLE, "g")
     assert opened.origin == read.origin and opened.weight_threshold == read.weight_threshold
     for name in ("sci", "wht", "err"):
         np.testing.assert_array_equal(getattr(opened, name), getattr(read, name))

@@ -27,7 +27,7 @@ PIPELINE = (
     ("tweakreg", ("tweakreg",)),
     ("skymatch", ("skymatch",)),
     ("outlier_detection", ("outlier", "median", "intermediates")),
-    ("resample", ("mosaic",)),
+    ("resample", ("mosaic", "flag")),
     ("source_catalog", ("catalog",)),
     ("qa", ("qa",)),
 )

@@ -21,7 +21,7 @@ from astropy.table import QTable, Table
 
 from image3 import synth, tweakreg
 from image3.config import schema_defaults
-from image3.datamodel import (load_exposure, open_exposure, read_wcs, read_wcs_status,
+from image3.datamodel import (open_exposure, read_exposure_model, read_wcs, read_wcs_status,
                               save_model, write_wcs)
 from image3.errors import ConfigError, InputFileError
 from image3.parameters import AlignmentFit, SipApproximation, SourceFinding
@@ -358,7 +358,7 @@ def test_sip_in_saved_sci_header_matches_corrected_gwcs_within_0_01_pixel(dither
     member = exposures[1].name
     result = align_exposures(exposures, FIT)
     write_wcs(tmp_path / "wcs.pkl", result.wcs[member], status=result.status)
-    model = load_exposure(asn.parent / synth.cal_filename(member), wcs=tmp_path / "wcs.pkl")
+    model = read_exposure_model(asn.parent / synth.cal_filename(member), wcs=tmp_path / "wcs.pkl")
     header = apply_sip(model, SipApproximation.from_config(DEFAULTS))
     assert header["CTYPE1"] == "RA---TAN-SIP" and header["A_ORDER"] >= 1
     saved = save_model(model, tmp_path / f"{member}_cal.fits")
