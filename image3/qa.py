@@ -1,10 +1,11 @@
 """QA plots: what a user looks at after a run.
 
 Each ``plot_*`` function draws on a matplotlib :class:`~matplotlib.figure.Figure` made by
-:func:`new_figure` from arrays and tables, and returns its axes; files are read by the
-``scripts/qa_*.py`` of rules/qa.smk and written with :func:`save_figure` (PNG, Agg, no pyplot
-state). Figures have fixed sizes (``FIGURE_INCHES`` at ``DPI``), so a PNG is
-``inches × DPI`` pixels whatever the data.
+:func:`new_figure` from arrays and tables, and returns its axes. Each job of rules/qa.smk is
+one ``write_*`` function: it reads the job's files, draws the figure, writes it with
+:func:`save_figure` (PNG, Agg, no pyplot state, atomically) and returns the line the job logs;
+:func:`write_parameter_table` writes the run's parameters as an HTML table. Figures have fixed
+sizes (``FIGURE_INCHES`` at ``DPI``), so a PNG is ``inches × DPI`` pixels whatever the data.
 
 Conventions:
 
@@ -22,19 +23,25 @@ Conventions:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from astropy.io import fits
 from astropy.table import Table
 from astropy.visualization import AsinhStretch, AsymmetricPercentileInterval, ImageNormalize
+from astropy.wcs import WCS
 from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
 
-from .datamodel import atomic_path
+from .datamodel import atomic_path, open_meta
 from .dqflags import DO_NOT_USE, OUTLIER
+from .grid import load_grid
+from .median import median_shape, read_median_window
+from .skymatch import read_sky_stats
 
 __all__ = [
     "DPI",
@@ -58,6 +65,12 @@ __all__ = [
     "short_names",
     "sky_before_after",
     "to_display",
+    "write_catalog_figure",
+    "write_mosaic_figure",
+    "write_outlier_figure",
+    "write_parameter_table",
+    "write_skymatch_figure",
+    "write_tweakreg_figure",
 ]
 
 DPI = 100
@@ -132,8 +145,6 @@ def read_display_image(path: str | Path, extname: str = "SCI") -> tuple[np.ndarr
     Returns (image, factor, header): the header carries the image's FITS WCS (the _i2d's TAN
     header) for :func:`polygons_to_display`.
     """
-    from astropy.io import fits
-
     with fits.open(path, memmap=True) as hdul:
         hdu = hdul[extname]
         factor = display_factor(hdu.shape)
@@ -507,3 +518,122 @@ def plot_catalog(fig: Figure, image: np.ndarray, x, y, magnitude, concentration,
         ax_ci.set_ylim(low - pad, high + pad)
     ax_ci.set_title("concentration index vs magnitude", loc="left")
     return ax_map, ax_hist, ax_ci
+
+
+# --------------------------------------------------------------------------------------------
+# The jobs of rules/qa.smk: each reads its files, writes its figure or table atomically and
+# returns the line it logs.
+
+#: Cell borders and padding of the parameter table.
+PARAMETER_TABLE_CSS = ("table {border-collapse: collapse; font-family: sans-serif; font-size: 90%} "
+                       "td, th {border: 1px solid #ccc; padding: 2px 8px; text-align: left}")
+
+
+def _read_footprints(path: str | Path) -> tuple[dict[str, list], dict[str, str]]:
+    """The footprints file (:func:`image3.footprints.footprints_table`) as ({member: sky
+    polygon, (N, 2) RA, Dec degrees}, {member: group id})."""
+    members = json.loads(Path(path).read_text())
+    return ({m: e["polygon"] for m, e in members.items()},
+            {m: e["group"] for m, e in members.items()})
+
+
+def write_parameter_table(rows: Sequence[Sequence[str]], output: str | Path) -> str:
+    """Write every step parameter of the run and where its value came from as an HTML table.
+
+    ``rows`` are (step, parameter, value, source) of
+    :func:`image3.config.parameter_sources`; the summary names those not at their default.
+    """
+    table = Table(rows=rows, names=("step", "parameter", "value", "source"))
+    with atomic_path(output) as tmp:
+        table.write(tmp, format="ascii.html", overwrite=True,
+                    htmldict={"css": PARAMETER_TABLE_CSS})
+    changed = [f"{step}.{key}={value} ({source})" for step, key, value, source in rows
+               if source != "default"]
+    return (f"wrote {output}: {len(rows)} parameters, {len(changed)} not the default: "
+            f"{', '.join(changed) or 'none'}")
+
+
+def write_mosaic_figure(i2d: str | Path, footprints: str | Path, output: str | Path) -> str:
+    """The ``_i2d``'s SCI (block-averaged) with every member's footprint (the footprints file,
+    placed by the ``_i2d``'s FITS WCS), as :func:`plot_mosaic` draws it."""
+    image, factor, header = read_display_image(i2d)
+    polygons, groups = _read_footprints(footprints)
+    outlines = polygons_to_display(polygons, WCS(header).world_to_pixel_values, factor)
+    fig = new_figure("mosaic")
+    plot_mosaic(fig, image, outlines, groups, title=f"{Path(i2d).name} (1/{factor} scale)")
+    save_figure(fig, output)
+    return (f"wrote {output}: mosaic shown at 1/{factor} scale ({image.shape[1]} x "
+            f"{image.shape[0]}) with {len(outlines)} member footprints")
+
+
+def write_tweakreg_figure(report: str | Path, residuals: str | Path, output: str | Path) -> str:
+    """tweakreg's report and matched-star residuals (ECSV files of
+    :func:`image3.tweakreg.align_members`) as :func:`plot_tweakreg` draws them."""
+    report = Table.read(report, format="ascii.ecsv")
+    residuals = Table.read(residuals, format="ascii.ecsv")
+    fig = new_figure("tweakreg")
+    plot_tweakreg(fig, report, residuals)
+    save_figure(fig, output)
+    return (f"wrote {output}: {len(report)} group fits ({int(report['applied'].sum())} "
+            f"applied), {len(residuals)} matched-star residuals")
+
+
+def write_skymatch_figure(stats: Sequence[str | Path], sky: Sequence[str | Path],
+                          members: Sequence[str], output: str | Path) -> str:
+    """Each member's sky before and after skymatch (:func:`plot_sky_levels`), from the sky
+    statistics files and the members' sky records (``sky``, in the order of ``members``)."""
+    records = {m: json.loads(Path(p).read_text()) for m, p in zip(members, sky, strict=True)}
+    table = sky_before_after(read_sky_stats(stats), records)
+    fig = new_figure("skymatch")
+    plot_sky_levels(fig, table)
+    save_figure(fig, output)
+    return (f"wrote {output}: sky after skymatch from {table['after'].min():.4g} to "
+            f"{table['after'].max():.4g} MJy/sr over {len(table)} members")
+
+
+def write_outlier_figure(median: str | Path, grid: str | Path, footprints: str | Path,
+                         members: Sequence[Mapping], output: str | Path) -> str:
+    """The pixels outlier detection flagged per member, and where they lie on the median the
+    exposures were compared with (:func:`plot_outliers`).
+
+    ``median`` and ``grid`` are the median image and its grid, ``members`` rows with
+    ``member``, ``cal`` and ``crf`` (the _cal and _crf files). One exposure's DQ arrays are in
+    memory at a time; the summary gives each member's count of newly flagged pixels
+    (:func:`outlier_positions`).
+    """
+    comparison = load_grid(grid)
+    shape = median_shape(median)
+    factor = display_factor(shape)
+    image = block_mean(lambda y0, y1: read_median_window(median, (y0, y1, 0, shape[1]))[0],
+                       shape, factor)
+    counts, positions = {}, {}
+    for row in members:
+        # DQ is unsigned (BZERO): read, not memory-mapped; only that extension
+        cal_dq, crf_dq = fits.getdata(row["cal"], "DQ"), fits.getdata(row["crf"], "DQ")
+        with open_meta(row["crf"]) as model:
+            x, y = outlier_positions(cal_dq, crf_dq, model.meta.wcs,
+                                     comparison.wcs.world_to_pixel_values)
+        counts[row["member"]] = len(x)
+        positions[row["member"]] = to_display(x, y, factor)
+    polygons, groups = _read_footprints(footprints)
+    outlines = polygons_to_display(polygons, comparison.wcs.world_to_pixel_values, factor)
+    fig = new_figure("outliers")
+    plot_outliers(fig, counts, positions, image, outlines, groups)
+    save_figure(fig, output)
+    return (f"wrote {output}: {sum(counts.values())} outlier pixels flagged in {len(counts)} "
+            f"members ({', '.join(f'{m}: {n}' for m, n in counts.items())})")
+
+
+def write_catalog_figure(i2d: str | Path, catalog: str | Path, aperture_ee: Sequence[int],
+                         output: str | Path) -> str:
+    """The ``_cat.ecsv``'s sources on the ``_i2d``, their magnitudes and concentration
+    indices (:func:`catalog_quantities`, :func:`plot_catalog`); ``aperture_ee``: the
+    catalogue's three encircled energies [%]."""
+    image, factor, _ = read_display_image(i2d)
+    found = catalog_quantities(Table.read(catalog, format="ascii.ecsv"), aperture_ee)
+    x, y = to_display(found["x"], found["y"], factor)
+    fig = new_figure("catalog")
+    plot_catalog(fig, image, x, y, found["magnitude"], found["concentration"],
+                 found["extended"], "aper_total_abmag", found["concentration_name"])
+    save_figure(fig, output)
+    return f"wrote {output}: {len(x)} sources ({int(found['extended'].sum())} extended)"

@@ -1,8 +1,8 @@
 """QA (under <output_dir>/qa/, shown by `snakemake --report`): plots of the mosaic with the
 exposure footprints, tweakreg's residuals and fits, sky levels, outliers and the catalogue, and
 the table of the run's parameters. qa_outputs() (common.smk) asks for those of the stages that
-run when qa.plots is true. Plotting logic: image3/qa.py; each job takes a few seconds (images are
-block-averaged to <= 1024 pixels a side, read a band of rows at a time)."""
+run when qa.plots is true. Each job is one image3.qa.write_* call; it takes a few seconds (images
+are block-averaged to <= 1024 pixels a side, read a band of rows at a time)."""
 
 
 rule qa_parameters:

@@ -1,16 +1,32 @@
 """QA plot functions (image3.qa) on small made-up arrays and tables: each PNG has the figure's
 size in pixels and shows what it was given (one outline per member, one arrow per matched star,
-one bar per member)."""
+one bar per member). The jobs' functions (``qa.write_*``, one per rule of rules/qa.smk) on
+small files written here, two 256² synthetic exposures for the ones that read exposures: each
+writes a valid PNG (or the HTML table) and returns the summary the job logs, with the numbers
+of what the test wrote."""
+
+import json
+import re
+import shutil
 
 import numpy as np
 import pytest
+from astropy.io import fits
 from astropy.table import Table
+from astropy.wcs import WCS
 from matplotlib.collections import PathCollection
 from matplotlib.image import imread
 from matplotlib.patches import Polygon
 from matplotlib.quiver import Quiver
 
-from image3 import qa
+from image3 import qa, synth
+from image3.config import schema_defaults
+from image3.datamodel import SkyRecord
+from image3.dqflags import DO_NOT_USE, OUTLIER
+from image3.grid import MemberFiles, write_footprints, write_output_grid
+from image3.median import write_median
+from image3.parameters import OutputGrid
+from image3.skymatch import write_sky_stats
 from image3.tweakreg import RESIDUAL_COLUMNS
 
 MEMBERS = ["jw99999001001_02101_00001_nrcb1", "jw99999001001_02101_00001_nrcb2",
@@ -18,14 +34,22 @@ MEMBERS = ["jw99999001001_02101_00001_nrcb1", "jw99999001001_02101_00001_nrcb2",
 GROUPS = {m: m.rsplit("_", 1)[0] for m in MEMBERS}
 
 
-def saved(fig, kind, tmp_path):
-    """Save ``fig``; check the PNG is FIGURE_INCHES × DPI pixels; return its pixel array."""
-    path = tmp_path / f"{kind}.png"
-    qa.save_figure(fig, path)
+def png_pixels(path, kind):
+    """Check ``path`` is a PNG of FIGURE_INCHES[kind] × DPI pixels, written atomically (no
+    temporary file left beside it); return its pixel array."""
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(path.parent.glob(".tmp-*"))
     pixels = imread(path)
     width, height = qa.FIGURE_INCHES[kind]
     assert pixels.shape[:2] == (round(height * qa.DPI), round(width * qa.DPI))
     return pixels
+
+
+def saved(fig, kind, tmp_path):
+    """Save ``fig``; check the PNG (:func:`png_pixels`); return its pixel array."""
+    path = tmp_path / f"{kind}.png"
+    qa.save_figure(fig, path)
+    return png_pixels(path, kind)
 
 
 def squares(n=3, size=40.0):
@@ -94,13 +118,18 @@ def _residuals(n=40, seed=2):
     return table
 
 
+def _report():
+    """A tweakreg report of three group fits, the second applied."""
+    return Table({"stage": ["relative"] * 3, "group_id": ["g1", "g2", "g3"],
+                  "status": ["REFERENCE", "SUCCESS", "FAILED: not enough matches"],
+                  "applied": [False, True, False], "rms_arcsec": [np.nan, 0.004, np.nan],
+                  "shift_x_arcsec": [np.nan, 0.1, np.nan],
+                  "shift_y_arcsec": [np.nan, -0.05, np.nan],
+                  "rotation_deg": [np.nan, 0.01, np.nan]})
+
+
 def test_tweakreg_draws_every_matched_star_and_every_group(tmp_path):
-    report = Table({"stage": ["relative"] * 3, "group_id": ["g1", "g2", "g3"],
-                    "status": ["REFERENCE", "SUCCESS", "FAILED: not enough matches"],
-                    "applied": [False, True, False], "rms_arcsec": [np.nan, 0.004, np.nan],
-                    "shift_x_arcsec": [np.nan, 0.1, np.nan],
-                    "shift_y_arcsec": [np.nan, -0.05, np.nan],
-                    "rotation_deg": [np.nan, 0.01, np.nan]})
+    report = _report()
     fig = qa.new_figure("tweakreg")
     ax_res, ax_shift, ax_rot = qa.plot_tweakreg(fig, report, _residuals())
     quiver = next(c for c in ax_res.collections if isinstance(c, Quiver))
@@ -180,3 +209,138 @@ def test_catalog_quantities_and_plot(tmp_path):
     qa.plot_catalog(fig, np.zeros((10, 10)), empty["x"], empty["y"], empty["magnitude"],
                     empty["concentration"], empty["extended"])
     saved(fig, "catalog", tmp_path)
+
+
+# --------------------------------------------------------------------------------------------
+# The jobs: one qa.write_* call each, on files written here
+
+GRID = OutputGrid.from_config(schema_defaults()["resample"])
+
+
+@pytest.fixture(scope="module")
+def exposures(tmp_path_factory):
+    """Two 256² synthetic exposures (one group each), their footprints file and output grid."""
+    folder = tmp_path_factory.mktemp("qa_exposures")
+    asn = synth.make_association(folder, n=2, size=256, seed=23)
+    cals = sorted(asn.parent.glob("*_cal.fits"))
+    members = [MemberFiles(cal.name[:-len("_cal.fits")], f"g{k}", cal)
+               for k, cal in enumerate(cals)]
+    write_footprints(folder / "footprints.json", members, stepsize=None)
+    grid = write_output_grid(folder / "grid.pkl", members, GRID)
+    return members, folder / "footprints.json", folder / "grid.pkl", grid
+
+
+def _write_i2d(path, shape, footprints):
+    """A mosaic-like file: a SCI extension of ``shape`` (ny, nx) with a TAN header at
+    0.031 arcsec/pixel centred on the footprints' vertices."""
+    vertices = np.concatenate([e["polygon"] for e in json.loads(footprints.read_text()).values()])
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = vertices.mean(axis=0)
+    wcs.wcs.crpix = [shape[1] / 2, shape[0] / 2]
+    wcs.wcs.cdelt = [-0.031 / 3600, 0.031 / 3600]
+    data = np.random.default_rng(4).normal(0.2, 0.01, shape).astype(np.float32)
+    sci = fits.ImageHDU(data, wcs.to_header(), name="SCI")
+    fits.HDUList([fits.PrimaryHDU(), sci]).writeto(path)
+
+
+def test_mosaic_job_writes_the_figure_and_reports_its_scale(exposures, tmp_path):
+    """A 600 × 1100 mosaic is shown at 1/2 scale (550 × 300) with both footprints."""
+    _write_i2d(tmp_path / "m_i2d.fits", (600, 1100), exposures[1])
+    out = tmp_path / "qa" / "mosaic.png"
+    summary = qa.write_mosaic_figure(tmp_path / "m_i2d.fits", exposures[1], out)
+    assert summary == (f"wrote {out}: mosaic shown at 1/2 scale (550 x 300) with 2 member "
+                       "footprints")
+    png_pixels(out, "mosaic")
+
+
+def test_tweakreg_job_writes_the_figure_of_its_report_and_residuals(tmp_path):
+    _report().write(tmp_path / "report.ecsv", format="ascii.ecsv")
+    _residuals().write(tmp_path / "residuals.ecsv", format="ascii.ecsv")
+    out = tmp_path / "tweakreg.png"
+    summary = qa.write_tweakreg_figure(tmp_path / "report.ecsv", tmp_path / "residuals.ecsv",
+                                       out)
+    assert summary == f"wrote {out}: 3 group fits (1 applied), 40 matched-star residuals"
+    png_pixels(out, "tweakreg")
+
+
+def test_skymatch_job_reports_the_range_of_the_sky_after_matching(tmp_path):
+    """Own sky 0.30, 0.35, 0.41 MJy/sr less levels 0, 0.02, 0.05: after, 0.30 to 0.36."""
+    stats, sky = [], []
+    for member, before, level in zip(MEMBERS, (0.30, 0.35, 0.41), (0.0, 0.02, 0.05)):
+        stats.append(tmp_path / f"{member}_skystats.json")
+        write_sky_stats(stats[-1], {member: {"group": GROUPS[member], "local": {"sky": before}}})
+        sky.append(tmp_path / f"{member}_sky.json")
+        SkyRecord(level, "match", subtracted=False).write(sky[-1])
+    out = tmp_path / "skymatch.png"
+    summary = qa.write_skymatch_figure(stats, sky, MEMBERS, out)
+    assert summary == f"wrote {out}: sky after skymatch from 0.3 to 0.36 MJy/sr over 3 members"
+    png_pixels(out, "skymatch")
+
+
+def _flag(source, path, new=(), unusable=(), outliers=()):
+    """Copy ``source`` to ``path`` with DQ pixels (y, x) changed: ``new`` made usable,
+    ``unusable`` given DO_NOT_USE, ``outliers`` given OUTLIER | DO_NOT_USE."""
+    shutil.copy(source, path)
+    with fits.open(path, mode="update") as hdul:
+        dq = hdul["DQ"].data
+        for y, x in new:
+            dq[y, x] = 0
+        for y, x in unusable:
+            dq[y, x] |= DO_NOT_USE
+        for y, x in outliers:
+            dq[y, x] |= OUTLIER | DO_NOT_USE
+
+
+def test_outlier_job_counts_the_pixels_flagged_in_each_crf(exposures, tmp_path):
+    """The counts are the pixels the test flagged OUTLIER in each _crf where its _cal had no
+    DO_NOT_USE (7 and 3); a pixel already unusable in the _cal and a DO_NOT_USE without
+    OUTLIER are not counted."""
+    members, footprints, grid_path, grid = exposures
+    new = [[(10 + 20 * k, 30 + 15 * k) for k in range(7)], [(200, 40), (5, 250), (128, 128)]]
+    rows = []
+    for member, pixels in zip(members, new):
+        assert not (fits.getdata(member.cal, "DQ") & OUTLIER).any()
+        cal, crf = tmp_path / f"{member.name}_cal.fits", tmp_path / f"{member.name}_crf.fits"
+        _flag(member.cal, cal, new=pixels, unusable=[(50, 50)])
+        _flag(cal, crf, unusable=[(60, 60)], outliers=[*pixels, (50, 50)])
+        rows.append({"member": member.name, "cal": str(cal), "crf": str(crf)})
+    median = tmp_path / "median.fits"
+    write_median(median, np.random.default_rng(5).normal(size=grid.shape).astype(np.float32),
+                 np.full(grid.shape, 2, dtype=np.uint8), "median", 2)
+    out = tmp_path / "outliers.png"
+    summary = qa.write_outlier_figure(median, grid_path, footprints, rows, out)
+    assert summary == (f"wrote {out}: 10 outlier pixels flagged in 2 members "
+                       f"({members[0].name}: 7, {members[1].name}: 3)")
+    png_pixels(out, "outliers")
+
+
+def test_catalog_job_reports_its_sources_and_the_extended_ones(exposures, tmp_path):
+    _write_i2d(tmp_path / "c_i2d.fits", (300, 400), exposures[1])
+    catalog = Table({"label": [1, 2, 3], "xcentroid": [10.0, 200.0, 350.0],
+                     "ycentroid": [5.0, 150.0, 290.0],
+                     "aper_total_abmag": [22.0, 24.5, np.nan], "CI_70_30": [3.0, 4.5, 3.1],
+                     "is_extended": [False, True, False]})
+    catalog.write(tmp_path / "c_cat.ecsv", format="ascii.ecsv")
+    out = tmp_path / "catalog.png"
+    summary = qa.write_catalog_figure(tmp_path / "c_i2d.fits", tmp_path / "c_cat.ecsv",
+                                      (30, 50, 70), out)
+    assert summary == f"wrote {out}: 3 sources (1 extended)"
+    png_pixels(out, "catalog")
+
+
+def test_parameter_table_lists_every_row_and_names_those_not_at_their_default(tmp_path):
+    rows = [("tweakreg", "kernel_fwhm", "2.2", "parameter table"),
+            ("skymatch", "skymethod", "match", "default"),
+            ("resample", "pixfrac", "0.8", "user")]
+    out = tmp_path / "qa" / "parameters.html"
+    summary = qa.write_parameter_table(rows, out)
+    assert summary == (f"wrote {out}: 3 parameters, 2 not the default: "
+                       "tweakreg.kernel_fwhm=2.2 (parameter table), resample.pixfrac=0.8 (user)")
+    html = out.read_text()
+    cells = [tuple(re.findall(r"<td>(.*?)</td>", row))
+             for row in re.findall(r"<tr>(.*?)</tr>", html, re.S)]
+    assert cells == [(), *rows]  # the header row (<th>), then one row per parameter
+    assert "border-collapse" in html and not list(out.parent.glob(".tmp-*"))
+    assert qa.write_parameter_table(rows[1:2], tmp_path / "p.html").endswith(
+        "1 parameters, 0 not the default: none")
