@@ -50,11 +50,10 @@ def flag_member(member: MemberFiles, *, grid_path: str | Path, median_path: str 
     box = window_of(pixmap, median_shape(median_path))
     median, count = read_median_window(median_path, box)
     own = read_single_coverage(single_path, box)
-    blotted, has_reference = blot_median(exposure, pixmap, median, count, own, (box[0], box[2]),
-                                         compare)
+    blot = blot_median(exposure, pixmap, median, count, own, (box[0], box[2]), compare)
     del median, count, own
-    result = compare_with_median(exposure, blotted, has_reference, compare)
-    del blotted, has_reference, exposure
+    result = compare_with_median(exposure, blot, compare)
+    del blot, exposure
     _log_result(member.name, result)
 
     model = member.read_model()
@@ -66,7 +65,8 @@ def flag_member(member: MemberFiles, *, grid_path: str | Path, median_path: str 
     summary = (f"{member.name}: {flagged} outlier pixels flagged ({100.0 * flagged / usable:.3f}% "
                f"of {usable} usable pixels); {result.by_comparison} by comparison with other "
                f"exposures, {result.by_shape} by shape where no other exposure covers "
-               f"({100.0 * result.alone / usable:.1f}% of the pixels)")
+               f"({100.0 * result.alone / usable:.1f}% of the pixels); {result.spared} left "
+               "unflagged where a source differs between the only two exposures covering it")
     del result
 
     same_grid = Path(grid_path) == Path(final_grid_path) \

@@ -46,9 +46,9 @@ def outlier_run(request, tmp_path_factory):
         box = window_of(pixmap, median_shape(work / "median.fits"))
         window, window_count = read_median_window(work / "median.fits", box)
         own = read_single_coverage(single, box)
-        blotted, has_reference = blot_median(exposure, pixmap, window, window_count, own,
-                                             (box[0], box[2]), params)
-        result = compare_with_median(exposure, blotted, has_reference, params)
+        blot = blot_median(exposure, pixmap, window, window_count, own, (box[0], box[2]),
+                           params)
+        result = compare_with_median(exposure, blot, params)
         model = read_exposure_model(cal)
         apply_outlier_flags(model, result.mask)
         save_model(model, work / f"m{k}_crf.fits")

@@ -250,9 +250,8 @@ def run_outlier_detection(asn_path: Path, work: Path, method: str) -> dict:
         box = window_of(pixmap, median_shape(work / "median.fits"))
         window, window_count = read_median_window(work / "median.fits", box)
         own = read_single_coverage(singles[member], box)
-        blotted, has_reference = blot_median(exposure, pixmap, window, window_count, own,
-                                             (box[0], box[2]), flag)
-        results[member] = compare_with_median(exposure, blotted, has_reference, flag)
+        blot = blot_median(exposure, pixmap, window, window_count, own, (box[0], box[2]), flag)
+        results[member] = compare_with_median(exposure, blot, flag)
     return results
 
 
@@ -376,3 +375,124 @@ def test_box_filters_equal_scipy(shape):
     image[rng.random(shape) < 0.2] = -np.inf
     np.testing.assert_array_equal(_max3(image), ndimage.maximum_filter(image, 3))
 
+
+
+# ------------------------------------------------------------------------------------------
+# Two exposures that disagree on a source (6. of image3.outlier's docstring)
+
+
+def _aperture_fluxes(path: Path, ra, dec, radius_arcsec: float) -> np.ndarray:
+    """Sum within ``radius_arcsec`` less the median of an annulus 5-15 px outside, in uJy, at
+    (ra, dec) through the _i2d's gwcs."""
+    from photutils.aperture import CircularAnnulus, CircularAperture, aperture_photometry
+
+    with datamodels.ImageModel(str(path)) as i2d:
+        x, y = i2d.meta.wcs.invert(ra, dec)
+        data = np.nan_to_num(i2d.data)
+        pixar = i2d.meta.photometry.pixelarea_steradians
+        r = radius_arcsec / i2d.meta.photometry.pixelarea_arcsecsq ** 0.5
+    pos = np.column_stack([x, y])
+    total = np.asarray(aperture_photometry(data, CircularAperture(pos, r))["aperture_sum"])
+    sky = np.array([np.median(m.multiply(data)[m.data > 0])
+                    for m in CircularAnnulus(pos, r + 5, r + 15).to_mask()])
+    return (total - sky * np.pi * r * r) * pixar * 1e12
+
+
+@pytest.fixture(scope="module")
+def misregistered_pair(tmp_path_factory):
+    """Two 1024² exposures, the second with its 0.11" pointing error left in (no tweakreg),
+    through skymatch, the singles, the median and the flag jobs, drizzled into an _i2d; and
+    the same exposures with the injected cosmic rays subtracted, drizzled without flags."""
+    from image3.datamodel import MemberFiles
+    from image3.flag import flag_member
+    from image3.grid import write_footprints, write_output_grid
+    from image3.median import write_median_of_singles
+    from image3.mosaic import write_i2d
+    from image3.outlier import write_group_single
+    from image3.parameters import FinalDrizzle, SipApproximation, SkySolve, SkyStatistics
+    from image3.skymatch import write_member_sky_stats, write_sky_records
+
+    root = tmp_path_factory.mktemp("pair")
+    asn = synth.make_association(root / "data", n=2, size=1024, seed=7, density=0.2)
+    defaults = schema_defaults()
+    final = FinalDrizzle.from_config(defaults["resample"])
+    cals = [MemberFiles(m, synth.group_id(m), asn.parent / synth.cal_filename(m))
+            for m in synth.member_names(2)]
+    write_output_grid(root / "grid.pkl", cals, DEFAULT_GRID)
+    write_footprints(root / "footprints.json", cals, defaults["skymatch"]["stepsize"])
+    for m in cals:
+        write_member_sky_stats(root / f"{m.name}_stats.json", m, root / "footprints.json",
+                               SkyStatistics.from_config(defaults["skymatch"]))
+    write_sky_records({m.name: root / f"{m.name}_sky.json" for m in cals},
+                      [root / f"{m.name}_stats.json" for m in cals],
+                      {m.group_id: [m.name] for m in cals},
+                      SkySolve.from_config(defaults["skymatch"]))
+    members = [replace(m, sky=root / f"{m.name}_sky.json") for m in cals]
+    for m in members:
+        write_group_single(root / f"{m.name}_single.fits", [m], root / "grid.pkl", SINGLE,
+                           m.group_id)
+    write_median_of_singles(root / "median.fits", [root / f"{m.name}_single.fits"
+                                                   for m in members], FLAG.method)
+    lines = [flag_member(m, grid_path=root / "grid.pkl", median_path=root / "median.fits",
+                         single_path=root / f"{m.name}_single.fits", compare=FLAG,
+                         sip=SipApproximation.from_config(defaults["tweakreg"]),
+                         crf_path=root / f"{m.name}_crf.fits", final_grid_path=root / "grid.pkl",
+                         final=final, contribution_path=root / f"{m.name}.npz")
+             for m in members]
+    write_i2d(root / "i2d.fits", [replace(m, cal=root / f"{m.name}_crf.fits", sky=None)
+                                  for m in members], root / "grid.pkl", final,
+              [root / f"{m.name}.npz" for m in members])
+    clean = []
+    for m in members:
+        with datamodels.ImageModel(str(m.cal)) as model:
+            model.data = model.data - fits.getdata(asn.parent / "truth" / f"{m.name}_cr.fits")
+            model.save(str(root / f"{m.name}_clean_cal.fits"))
+        clean.append(replace(m, cal=root / f"{m.name}_clean_cal.fits"))
+    write_i2d(root / "i2d_clean.fits", clean, root / "grid.pkl", final)
+    return asn, root, members, lines
+
+
+def test_a_star_misregistered_between_two_exposures_keeps_99_percent_of_its_flux(
+        misregistered_pair):
+    """Stars >= 0.3 uJy covered by both exposures (0.11" apart): flux within r = 1" in the
+    _i2d within 1% of the unflagged mosaic of the cosmic-ray-free exposures (measured
+    0.994-1.004; 0.23-0.49 when both copies of each star were flagged)."""
+    from truth import isolation_arcsec
+
+    asn, root, _, lines = misregistered_pair
+    truth = Table.read(asn.parent / "truth" / "exposures.ecsv")
+    assert max(np.hypot(truth["wcs_dx_arcsec"], truth["wcs_dy_arcsec"])) > 0.1
+    sources = Table.read(asn.parent / "truth" / "sources.ecsv")
+    with datamodels.ImageModel(str(root / "i2d.fits")) as i2d:
+        x, y = i2d.meta.wcs.invert(np.asarray(sources["ra"]), np.asarray(sources["dec"]))
+        con = i2d.con[0]
+    xi, yi = np.round(x).astype(int), np.round(y).astype(int)
+    ny, nx = con.shape
+    inside = (xi > 60) & (yi > 60) & (xi < nx - 60) & (yi < ny - 60)
+    both = np.zeros(len(sources), dtype=bool)  # the sky beside the star has both exposures
+    both[inside] = (con[yi[inside], xi[inside] + 20] == 3) & (con[yi[inside], xi[inside] - 20] == 3)
+    stars = sources[both & (sources["kind"] == "star") & (sources["flux_ujy"] >= 0.3)
+                    & (isolation_arcsec(sources) > 1.2)]
+    assert len(stars) >= 8
+    ra, dec = np.asarray(stars["ra"]), np.asarray(stars["dec"])
+    ratio = (_aperture_fluxes(root / "i2d.fits", ra, dec, 1.0)
+             / _aperture_fluxes(root / "i2d_clean.fits", ra, dec, 1.0))
+    assert np.all(np.abs(ratio - 1) < 0.01), np.round(ratio, 3)
+    assert all(" left unflagged where a source differs" in line for line in lines)
+    spared = [int(line.split("; ")[-1].split()[0]) for line in lines]
+    assert min(spared) > 500
+
+
+def test_two_exposures_still_flag_98_percent_of_cosmic_rays_above_10_sigma(misregistered_pair):
+    """In the same pair, cosmic-ray pixels >= 10σ flagged in each exposure: >= 98% (measured
+    98.7% and 99.3%); pixels flagged off any cosmic ray and not DO_NOT_USE in the _cal: <= 20
+    per exposure (measured 6 and 1; 2340 and 2680 when sources were flagged)."""
+    asn, root, members, _ = misregistered_pair
+    for m in members:
+        injected = fits.getdata(asn.parent / "truth" / f"{m.name}_cr.fits")
+        err, cal_dq = fits.getdata(m.cal, "ERR"), fits.getdata(m.cal, "DQ")
+        flagged = (fits.getdata(root / f"{m.name}_crf.fits", "DQ") & DO_NOT_USE) != 0
+        usable = (cal_dq & DO_NOT_USE) == 0
+        strong = (injected >= 10 * err) & usable
+        assert flagged[strong].mean() >= 0.98
+        assert int((flagged & usable & (injected == 0)).sum()) <= 20
