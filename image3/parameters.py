@@ -174,9 +174,10 @@ class FitStage:
 @dataclass(frozen=True)
 class AlignmentFit(_FromConfig):
     """Matching and fitting the source lists (tweakreg's join job): the relative stage's keys,
-    the absolute stage's (``abs_*``; the absolute fit takes no initial offset), and
-    ``max_rms`` [arcsec], this workflow's own: a fit with a larger residual RMS is not
-    applied."""
+    the absolute stage's (``abs_*``; the absolute fit takes no initial offset), and this
+    workflow's own: ``relative_method`` (auto, joint, sequential) and ``pair_minobj`` of the
+    joint fit, and ``max_rms_pixels`` [pixels of the data] and ``max_rms`` [arcsec], above
+    either of which a fit's residual RMS is not applied."""
 
     section = "tweakreg"
 
@@ -192,6 +193,9 @@ class AlignmentFit(_FromConfig):
     tolerance: float
     xoffset: float
     yoffset: float
+    relative_method: str
+    pair_minobj: int
+    max_rms_pixels: float
     max_rms: float
     abs_minobj: int
     abs_fitgeometry: str

@@ -43,6 +43,7 @@ also leaves every member with its input WCS.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -55,6 +56,7 @@ from .datamodel import ExposureMeta, atomic_path, check_exposure, open_exposure,
 from .dqflags import PIXEL
 from .errors import InputFileError
 from .grid import geometry_of, load_geometry, save_geometry
+from .joint_fit import PairMatches, connected_bodies, solve_corrections
 from .parameters import AlignmentFit, FitStage, SourceFinding
 from .refcat import read_reference_catalog, read_source_list
 from .steps import saved_catalog_name
@@ -338,9 +340,18 @@ def _run_tweakwcs(correctors, stage: FitStage, **options) -> None:
 
 def _relative(exposures: Sequence[ExposureCatalog], params: AlignmentFit, expand: bool):
     correctors = [_corrector(e, e.group_id) for e in exposures]
-    _run_tweakwcs(correctors, params.relative, refcat=None,
-                  enforce_user_order=params.enforce_user_order, expand_refcat=expand)
-    fits = _group_fits("relative", exposures, correctors, params.max_rms)
+    layout = GroupLayout.of(exposures, correctors, params.relative.searchrad)
+    method = params.relative_method
+    if method == "auto":
+        method = "sequential" if layout.all_overlap() else "joint"
+    log.info("relative alignment: %s fit (relative_method = %s)", method,
+             params.relative_method)
+    if method == "joint":
+        fits = _joint_relative(exposures, correctors, layout, params)
+    else:
+        _run_tweakwcs(correctors, params.relative, refcat=None,
+                      enforce_user_order=params.enforce_user_order, expand_refcat=expand)
+        fits = _group_fits("relative", exposures, correctors, params)
     limit = _largest_allowed_move(params.relative)
     moved = max(_footprint_move_arcsec(c) for c in correctors)
     if not moved < limit:
@@ -348,6 +359,145 @@ def _relative(exposures: Sequence[ExposureCatalog], params: AlignmentFit, expand
                   f"tolerance) = {limit:.3g} arcsec (mismatched sources?)")
         raise _StageFailed(reason, _discarded(fits, f"whole relative result, {reason}"))
     return _final_wcs(exposures, correctors, fits), fits
+
+
+@dataclass
+class GroupLayout:
+    """The groups as the joint fit sees them, before alignment: per group its members'
+    footprints and its sources, (N, 2) [arcsec] in the tangent plane of ``reference`` (the
+    first member's tweakwcs corrector), and its pixel scale [arcsec]; two groups overlap where
+    their footprints come within ``margin_arcsec`` (tweakreg's ``searchrad``)."""
+
+    reference: object
+    groups: list[str]
+    footprints: dict[str, list[np.ndarray]]
+    sources: dict[str, np.ndarray]
+    pixel_scale: dict[str, float]
+    margin_arcsec: float
+
+    @classmethod
+    def of(cls, exposures: Sequence[ExposureCatalog], correctors, margin_arcsec: float):
+        reference = correctors[0]
+        groups = list(dict.fromkeys(e.group_id for e in exposures))
+        footprints = {g: [] for g in groups}
+        sources = {g: [] for g in groups}
+        scale = {}
+        for e, c in zip(exposures, correctors, strict=True):
+            ra, dec = c.original_wcs.footprint(axis_type="spatial").T
+            footprints[e.group_id].append(np.column_stack(reference.world_to_tanp(ra, dec)))
+            catalog = c.meta["catalog"]
+            if len(catalog):
+                ra, dec = c.det_to_world(np.asarray(catalog["x"]), np.asarray(catalog["y"]))
+                sources[e.group_id].append(np.column_stack(reference.world_to_tanp(ra, dec)))
+            scale.setdefault(e.group_id, float(c.tanp_center_pixel_scale))
+        return cls(reference, groups, footprints,
+                   {g: np.vstack(v) if v else np.empty((0, 2)) for g, v in sources.items()},
+                   scale, margin_arcsec)
+
+    def near(self, points: np.ndarray, group: str) -> np.ndarray:
+        """Which of ``points`` lie within ``margin_arcsec`` of ``group``'s footprints."""
+        return np.any([_near_polygon(points, polygon, self.margin_arcsec)
+                       for polygon in self.footprints[group]], axis=0)
+
+    def overlap(self, a: str, b: str) -> bool:
+        edges = np.vstack([_densified(poly) for poly in self.footprints[a]])
+        other = np.vstack([_densified(poly) for poly in self.footprints[b]])
+        return bool(self.near(edges, b).any() or self.near(other, a).any())
+
+    def all_overlap(self) -> bool:
+        return all(self.overlap(a, b) for a, b in itertools.combinations(self.groups, 2))
+
+
+def _densified(polygon: np.ndarray, per_edge: int = 16) -> np.ndarray:
+    """Points along a closed polygon's edges (its vertices included)."""
+    following = np.roll(polygon, -1, axis=0)
+    t = np.linspace(0.0, 1.0, per_edge, endpoint=False)[:, None, None]
+    return (polygon + t * (following - polygon)).reshape(-1, 2)
+
+
+def _near_polygon(points: np.ndarray, polygon: np.ndarray, margin: float) -> np.ndarray:
+    """Points inside ``polygon`` or within ``margin`` of one of its edges."""
+    from matplotlib.path import Path as PolygonPath
+
+    if len(points) == 0:
+        return np.zeros(0, dtype=bool)
+    inside = PolygonPath(polygon).contains_points(points)
+    start, end = polygon, np.roll(polygon, -1, axis=0)
+    edge = end - start
+    t = np.clip(np.einsum("nkj,kj->nk", points[:, None, :] - start[None], edge)
+                / np.maximum(np.einsum("kj,kj->k", edge, edge), 1e-300), 0.0, 1.0)
+    closest = start[None] + t[..., None] * edge[None]
+    distance = np.min(np.hypot(*(points[:, None, :] - closest).transpose(2, 0, 1)), axis=1)
+    return inside | (distance <= margin)
+
+
+def _joint_relative(exposures: Sequence[ExposureCatalog], correctors, layout: GroupLayout,
+                    params: AlignmentFit) -> list[GroupFit]:
+    """Relative alignment of every group at once (:mod:`image3.joint_fit`): each pair of
+    overlapping groups matched with tweakwcs's matcher on the sources near the other's
+    footprints, pairs of ``pair_minobj`` matches or more fitted together, the reference the
+    first group of the largest set of groups tied by such pairs."""
+    from tweakwcs.matchutils import MatchSourceConfusionError
+
+    stage = params.relative
+    match = _match(stage)
+    pairs, found = [], {g: [] for g in layout.groups}
+    for a, b in itertools.combinations(layout.groups, 2):
+        if not layout.overlap(a, b):
+            continue
+        xy_a = layout.sources[a][layout.near(layout.sources[a], b)]
+        xy_b = layout.sources[b][layout.near(layout.sources[b], a)]
+        n = 0
+        if min(len(xy_a), len(xy_b)) >= params.pair_minobj:
+            try:
+                ia, ib = match(Table({"TPx": xy_a[:, 0], "TPy": xy_a[:, 1]}),
+                               Table({"TPx": xy_b[:, 0], "TPy": xy_b[:, 1]}),
+                               tp_pscale=layout.pixel_scale[a], tp_units="arcsec")
+                n = len(ia)
+            except MatchSourceConfusionError:
+                log.warning("relative alignment: groups %s and %s: several sources matched one "
+                            "(lower tweakreg.tolerance or separation); overlap not used", a, b)
+        found[a].append((b, n))
+        found[b].append((a, n))
+        if n >= params.pair_minobj:
+            pairs.append(PairMatches(a, b, xy_a[ia], xy_b[ib]))
+    body = {g: g for g in layout.groups}
+    components = []
+    for g in layout.groups:
+        if not any(g in c for c in components):
+            components.append(connected_bodies(pairs, body, {g}))
+    largest = max(components, key=len)
+    reference = next(g for g in layout.groups if g in largest)
+    order = [reference] + [g for g in layout.groups if g != reference]
+    solution = solve_corrections(pairs, order, rotation=stage.fitgeometry != "shift",
+                                 nclip=stage.nclip, sigma=stage.sigma)
+    fits = []
+    for g in layout.groups:
+        indices = [i for i, e in enumerate(exposures) if e.group_id == g]
+        names = [exposures[i].name for i in indices]
+        used = sum(n for _, n in found[g] if n >= params.pair_minobj)
+        fit = GroupFit("relative", g, names, "REFERENCE", len(layout.sources[g]), used)
+        if g in solution.fitted:
+            correction = solution.corrections[g]
+            fit.status, fit.n_fit = "SUCCESS", solution.n_fit[g]
+            fit.rms_arcsec = solution.rms_arcsec.get(g, math.nan)
+            fit.shift_arcsec, fit.rotation_deg = correction.shift, math.degrees(correction.theta)
+            fit.scale = 1.0
+            limit, key = _rms_limit(params, layout.pixel_scale[g])
+            if not fit.rms_arcsec <= limit:
+                fit.status = f"REJECTED: RMS {fit.rms_arcsec:.3g} arcsec > {key}"
+            else:
+                for i in indices:
+                    correctors[i].set_correction(matrix=correction.matrix,
+                                                 shift=correction.shift,
+                                                 ref_tpwcs=layout.reference)
+        elif g != reference:
+            seen = ", ".join(f"{n} with {b}" for b, n in found[g]) or "no overlapping group"
+            fit.status = (f"FAILED: too few matches to tie it to the reference ({seen}; "
+                          f"pair_minobj = {params.pair_minobj} per overlap)")
+        _log_fit(fit)
+        fits.append(fit)
+    return fits
 
 
 def _absolute(exposures: Sequence[ExposureCatalog], refcat: Table, params: AlignmentFit):
@@ -359,7 +509,7 @@ def _absolute(exposures: Sequence[ExposureCatalog], refcat: Table, params: Align
     correctors = [_corrector(e, _ABSOLUTE_GROUP) for e in exposures]
     _run_tweakwcs(correctors, stage, refcat=refcat, enforce_user_order=True,
                   expand_refcat=False)
-    fits = _group_fits("absolute", exposures, correctors, params.max_rms, one_body=True)
+    fits = _group_fits("absolute", exposures, correctors, params, one_body=True)
     return _final_wcs(exposures, correctors, fits), fits
 
 
@@ -429,9 +579,18 @@ def _footprint_move_arcsec(corrector) -> float:
     return float(np.rad2deg(np.max(np.arccos(np.clip(cos_d, -1.0, 1.0)))) * 3600.0)
 
 
-def _group_fits(stage: str, exposures, correctors, max_rms: float,
+def _rms_limit(params: AlignmentFit, pixel_scale_arcsec: float) -> tuple[float, str]:
+    """The largest residual RMS [arcsec] a fit may have, and which key sets it."""
+    in_pixels = params.max_rms_pixels * pixel_scale_arcsec
+    if in_pixels < params.max_rms:
+        return in_pixels, f"max_rms_pixels {params.max_rms_pixels:g} x {pixel_scale_arcsec:.4g}\""
+    return params.max_rms, f"max_rms {params.max_rms:g}\""
+
+
+def _group_fits(stage: str, exposures, correctors, params: AlignmentFit,
                 one_body: bool = False) -> list[GroupFit]:
-    """One :class:`GroupFit` per group (one in all for the absolute stage), max_rms applied."""
+    """One :class:`GroupFit` per group (one in all for the absolute stage), the RMS limits
+    (:func:`_rms_limit`) applied."""
     groups: dict[str, list[int]] = {}
     for i, e in enumerate(exposures):
         groups.setdefault("all" if one_body else e.group_id, []).append(i)
@@ -448,8 +607,9 @@ def _group_fits(stage: str, exposures, correctors, max_rms: float,
             fit.shift_arcsec = (float(info["shift"][0]), float(info["shift"][1]))
             fit.rotation_deg = float(info["proper_rot"])
             fit.scale = float(info["<scale>"])
-            if not fit.rms_arcsec <= max_rms:
-                fit.status = f"REJECTED: RMS {fit.rms_arcsec:.3g} arcsec > max_rms {max_rms:g}"
+            limit, key = _rms_limit(params, correctors[indices[0]].tanp_center_pixel_scale)
+            if not fit.rms_arcsec <= limit:
+                fit.status = f"REJECTED: RMS {fit.rms_arcsec:.3g} arcsec > {key}"
         _log_fit(fit)
         fits.append(fit)
     return fits

@@ -24,7 +24,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "image3"
 
 #: The steps in the order the pipeline runs them, with their modules.
 PIPELINE = (
-    ("tweakreg", ("tweakreg",)),
+    ("tweakreg", ("joint_fit", "tweakreg")),
     ("skymatch", ("skymatch",)),
     ("outlier_detection", ("outlier", "median", "intermediates")),
     ("resample", ("mosaic", "flag")),
