@@ -101,7 +101,9 @@ def compact_pair_geometry(size: int) -> DetectorGeometry:
     first = detector_geometry("NRCB1", size)
     (_, v3_low), (_, v3_high) = (first.to_v2v3(0.0, y) for y in (-0.5, size - 0.5))
     step = (v3_high - v3_low) * (size + COMPACT_PAIR_GAP_PX) / size
-    to_v2v3 = first.to_v2v3 | (models.Shift(0.0) & models.Shift(step))
+    # A model of its own: a wcs sets its bounding box on its first transform.
+    to_v2v3 = ((models.Shift(first.origin[0]) & models.Shift(first.origin[1])) | siaf.sci_to_v2v3("NRCB1")
+               | (models.Shift(0.0) & models.Shift(step)))
     return _geometry(DETECTORS["NRCB2"], first.shape, first.full_shape, first.origin, to_v2v3, first.ref_pixel,
                      first.v3yangle, first.vparity)
 

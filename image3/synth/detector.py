@@ -73,8 +73,8 @@ def detector_defects(geometry: DetectorGeometry, seed: int) -> tuple[np.ndarray,
     full = geometry.full_shape
     draw = generator.uniform(size=full)
     dq = _static_flags(detector.name, full)
-    dq[draw < HOT_FRACTION] = DQ_HOT | DQ_DO_NOT_USE
-    dq[(draw >= HOT_FRACTION) & (draw < HOT_FRACTION + DEAD_FRACTION)] = DQ_DEAD | DQ_DO_NOT_USE
+    dq[draw < HOT_FRACTION] |= DQ_HOT | DQ_DO_NOT_USE
+    dq[(draw >= HOT_FRACTION) & (draw < HOT_FRACTION + DEAD_FRACTION)] |= DQ_DEAD | DQ_DO_NOT_USE
     mean = INSTRUMENTS[detector.instrument].read_noise_e
     read_noise = mean * (1 + READ_NOISE_SPREAD * generator.uniform(-1, 1, size=full))
     (x0, y0), (ny, nx) = geometry.origin, geometry.shape

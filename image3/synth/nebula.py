@@ -52,14 +52,14 @@ class Nebula:
     def header(self) -> fits.Header:
         """A FITS TAN header of the grid (east to the right, north up)."""
         n = self.pattern.shape[0]
-        return fits.Header({
-            "CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CUNIT1": "deg", "CUNIT2": "deg",
-            "CRPIX1": (n + 1) / 2, "CRPIX2": (n + 1) / 2,
-            "CRVAL1": FIELD_RA_DEG, "CRVAL2": FIELD_DEC_DEG,
-            "CDELT1": self.step_arcsec / 3600, "CDELT2": self.step_arcsec / 3600,
-            "BUNIT": "", "NEBINDEX": (NEBULA_POWER_INDEX, "P(k) ~ k^-NEBINDEX"),
-            "NEBAMP": (self.amplitude, "rms over the grid in units of the sky noise"),
-        })
+        return fits.Header([
+            ("CTYPE1", "RA---TAN"), ("CTYPE2", "DEC--TAN"), ("CUNIT1", "deg"), ("CUNIT2", "deg"),
+            ("CRPIX1", (n + 1) / 2), ("CRPIX2", (n + 1) / 2),
+            ("CRVAL1", FIELD_RA_DEG), ("CRVAL2", FIELD_DEC_DEG),
+            ("CDELT1", self.step_arcsec / 3600), ("CDELT2", self.step_arcsec / 3600),
+            ("NEBINDEX", NEBULA_POWER_INDEX, "P(k) ~ k^-NEBINDEX"),
+            ("NEBAMP", self.amplitude, "rms over the grid in units of the sky noise"),
+        ])
 
 
 def make_nebula(extent_arcsec: float, step_arcsec: float, amplitude: float, seed: int) -> Nebula:

@@ -20,7 +20,7 @@ F200W fluxes are the base fluxes. ``flux_ujy`` holds the first band's flux,
 ``flux_<band>_ujy`` each band's.
 
 Variables (``variables``): that many stars among those with base flux above VARIABLE_MIN_UJY
-vary as F(t) = F (1 + A sin(2π (t − START_MJD)/P + φ)), A uniform in VARIABLE_AMPLITUDE,
+in the central half of the field (each axis) vary as F(t) = F (1 + A sin(2π (t − START_MJD)/P + φ)), A uniform in VARIABLE_AMPLITUDE,
 P [hours] uniform in VARIABLE_PERIOD_H, φ uniform; their table flux is the mean F, each
 exposure sees F(t) at its mid-time. Movers (``movers``): that many extra point sources moving
 at a constant rate (uniform in MOVER_RATE_ARCSEC_PER_H, random direction) through the field:
@@ -37,6 +37,7 @@ from astropy.modeling import models
 from astropy.table import Table, vstack
 from scipy.optimize import brentq
 
+from image3.errors import ConfigError
 from image3.synth import psf
 from image3.synth.detector import nominal_noise_sigma
 from image3.synth.instruments import DETECTORS, INSTRUMENTS, Band, band, band_detectors
@@ -55,7 +56,7 @@ FLUX_POWER_LAW_INDEX = 0.8  # N(>F) ∝ F^-index above it
 GALAXY_R_HALF_ARCSEC = (0.05, 0.5)
 GALAXY_ELLIPTICITY = (0.0, 0.6)
 COLOUR_SCATTER_DEX = 0.15
-VARIABLE_MIN_UJY = 0.3
+VARIABLE_MIN_UJY = 0.1
 VARIABLE_AMPLITUDE = (0.3, 0.6)
 VARIABLE_PERIOD_H = (0.5, 3.0)
 MOVER_RATE_ARCSEC_PER_H = (5.0, 30.0)
@@ -192,7 +193,7 @@ def make_sources(plans: list[MemberPlan], seed: int, density: float = DEFAULT_DE
         }
     )
     table = _add_movers(table, plans, seed, movers, east, north)
-    _mark_variables(table, seed, variables)
+    _mark_variables(table, seed, variables, east, north)
     _band_fluxes(table, plans, seed)
     return table
 
@@ -230,8 +231,9 @@ def _add_movers(table: Table, plans, seed: int, movers: int, east, north) -> Tab
     table["direction_deg"] = 0.0 * u.deg
     if movers == 0:
         return table
-    added = Table({name: np.zeros(movers, dtype=table[name].dtype) * (table[name].unit or 1)
-                   for name in table.colnames})
+    added = Table({name: np.zeros(movers, dtype=table[name].dtype) for name in table.colnames})
+    for name in table.colnames:
+        added[name].unit = table[name].unit
     added["id"] = len(table) + 1 + np.arange(movers)
     added["ra"], added["dec"] = ra * u.deg, dec * u.deg
     added["flux_ujy"] = flux * u.uJy
@@ -242,12 +244,23 @@ def _add_movers(table: Table, plans, seed: int, movers: int, east, north) -> Tab
     return vstack([table, added], metadata_conflicts="silent")
 
 
-def _mark_variables(table: Table, seed: int, variables: int) -> None:
-    """Columns ``variable``, ``amplitude``, ``period_h``, ``phase_rad``: ``variables`` bright stars vary."""
+def _central(ra, dec, east, north) -> np.ndarray:
+    """Whether (ra, dec) lie in the central half (each axis) of the field spanned by east, north."""
+    x, y = tangent_offsets(ra, dec, FIELD_RA_DEG, FIELD_DEC_DEG)
+    return ((np.abs(x - (east.min() + east.max()) / 2) < np.ptp(east) / 4)
+            & (np.abs(y - (north.min() + north.max()) / 2) < np.ptp(north) / 4))
+
+
+def _mark_variables(table: Table, seed: int, variables: int, east, north) -> None:
+    """Columns ``variable``, ``amplitude``, ``period_h``, ``phase_rad``: ``variables`` bright stars of
+    the central half of the field vary."""
     generator = rng(seed, STREAM_VARIABLES, 2)
     candidates = np.nonzero((table["kind"] == "star") & ~table["moving"]
-                            & (np.asarray(table["flux_ujy"]) > VARIABLE_MIN_UJY))[0]
-    chosen = generator.choice(candidates, size=min(variables, candidates.size), replace=False)
+                            & (np.asarray(table["flux_ujy"]) > VARIABLE_MIN_UJY)
+                            & _central(np.asarray(table["ra"]), np.asarray(table["dec"]), east, north))[0]
+    if variables > candidates.size:
+        raise ConfigError(f"variables: only {candidates.size} stars are bright enough in the field's centre")
+    chosen = generator.choice(candidates, size=variables, replace=False)
     draws = generator.uniform(size=(3, chosen.size))
     table["variable"] = False
     table["amplitude"] = 0.0

@@ -75,7 +75,7 @@ def exposure_wcs(geometry: DetectorGeometry, pointing: Pointing) -> gwcs_wcs.WCS
     pipeline = [
         (
             cf.Frame2D(name="detector", axes_order=(0, 1), axes_names=("x", "y"), unit=(u.pix, u.pix)),
-            geometry.to_v2v3.copy(),  # the wcs sets its bounding box on it: never on the shared model
+            geometry.to_v2v3,
         ),
         (cf.Frame2D(name="v2v3", axes_order=(0, 1), axes_names=("v2", "v3"), unit=arcsec), aberration),
         (
