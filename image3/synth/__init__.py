@@ -26,6 +26,28 @@ Usage::
                  layout="mosaic:2x2", nebula=5, variables=2, movers=1, misregister=(3, 1.0, 0.1))
         -> one ASN per band
 
+Options (``make_program``/``make_association`` keyword = command-line option):
+
+- ``n`` (``-n``): dithers per pointing; ``size`` (``--size``): the array side, 256 up to the
+  full frame's height (a centred subarray below it; MIRI 1024 = its 1032 × 1024 full frame).
+- ``instrument`` (``--instrument``): NIRCAM (default), MIRI or NIRISS.
+- ``bands`` (``--bands F200W+F444W,F150W``): exposure sets; bands joined by '+' are taken in
+  the same exposures (NIRCam: one short, one long) and share their pointing errors; each set
+  has exposures of its own. One ASN per band, the reference's product name.
+- ``detectors`` (``--detectors``): 1 (NRCB1, or the band's one detector), 2 (NRCB1 and a
+  compact companion, the tests' pair), or the NIRCam modules A, B, AB (4 short detectors and
+  1 long per module, placed by the SIAF, one pointing error per exposure).
+- ``layout`` (``--layout``): ``dither`` (default) or ``mosaic:CxR`` (pointings 90% of the field
+  apart: ~10% overlaps, small dithers inside each).
+- ``density`` (``--density``): sources per arcsec² (0.5); e.g. 0.15-0.2 at 1024² or 2.5 at
+  256² leaves 5-10 common stars in a mosaic's overlaps (tweakreg's minobj is 15).
+- ``misregister=(k, shift_arcsec, roll_deg)`` (``--misregister K[:SHIFT[:ROLL]]``, default 1"
+  and 0.1°): exposure k keeps that written-WCS error; ``nebula`` (``--nebula A``): a nebula of
+  rms A × the sky noise; ``variables``, ``movers`` (``--variables``, ``--movers``): how many
+  variable stars and moving sources.
+- ``wcs_errors``, ``sky_offsets``, ``cosmic_rays`` (``--no-...``), ``truth_images``
+  (``--truth-images``: noise-free images and the nebula in truth/), ``seed`` (``--seed``).
+
 The default program: exposure k (1-based) of detector NRCB1 is
 ``jw99999001001_02101_{k:05d}_nrcb1`` (file ``<member>_cal.fits``), NIRCam F200W/CLEAR, one
 pointing with dithers; the image3 ASN ``jw99999-o001_image3_asn.json`` (asn_id ``o001``)

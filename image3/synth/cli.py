@@ -52,9 +52,10 @@ def main(argv=None) -> None:
                         help="1: one detector (NIRCam NRCB1/NRCBLONG); 2: NRCB1 and a compact companion "
                              "beside it; A, B or AB: the NIRCam modules (4 short detectors, 1 long each)")
     parser.add_argument("--instrument", default="NIRCAM", type=str.upper, choices=("NIRCAM", "MIRI", "NIRISS"))
-    parser.add_argument("--bands", default="F200W",
+    parser.add_argument("--bands",
                         help="exposure sets separated by ',', bands taken together joined by '+' "
-                             "(NIRCam: one short and one long), e.g. F200W+F444W,F150W (default F200W)")
+                             "(NIRCam: one short and one long), e.g. F200W+F444W,F150W (default: NIRCam F200W, "
+                             "MIRI F770W, NIRISS F150W)")
     parser.add_argument("--layout", default="dither",
                         help="'dither' (one pointing) or 'mosaic:CxR' (C x R pointings ~10%% overlapped)")
     parser.add_argument("--density", type=float, default=DEFAULT_DENSITY_PER_ARCSEC2,
@@ -76,7 +77,7 @@ def main(argv=None) -> None:
             wcs_errors=not args.no_wcs_errors, sky_offsets=not args.no_sky_offsets,
             cosmic_rays=not args.no_cosmic_rays, detectors=args.detectors,
             truth_images=args.truth_images, density=args.density, layout=args.layout,
-            instrument=args.instrument, bands=args.bands.split(","), misregister=args.misregister,
+            instrument=args.instrument, bands=args.bands.split(",") if args.bands else None, misregister=args.misregister,
             nebula=args.nebula, variables=args.variables, movers=args.movers,
         )
     except ConfigError as error:

@@ -189,6 +189,10 @@ def bands() -> dict:
     return {(b.instrument, b.name): b for b in table}
 
 
+#: The band of a program that names none.
+DEFAULT_BANDS = {"NIRCAM": "F200W", "MIRI": "F770W", "NIRISS": "F150W"}
+
+
 def band(instrument: str, name: str) -> Band:
     """A band by instrument (any case) and name (``F200W``); ConfigError if unknown."""
     key = (instrument.upper(), name.upper())

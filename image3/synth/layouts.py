@@ -39,9 +39,9 @@ from image3.errors import ConfigError
 from image3.synth import naming
 from image3.synth.apertures import DetectorGeometry, compact_pair_geometry, detector_geometry
 from image3.synth.detector import nominal_noise_sigma
-from image3.synth.instruments import INSTRUMENTS, Band, band, band_detectors
+from image3.synth.instruments import DEFAULT_BANDS, INSTRUMENTS, Band, band, band_detectors
 from image3.synth.streams import STREAM_POINTING, rng
-from image3.synth.wcs import Pointing, footprint, pointing_at, v2v3_to_sky
+from image3.synth.wcs import Pointing, pointing_at, v2v3_to_sky
 
 FIELD_RA_DEG, FIELD_DEC_DEG, FIELD_ROLL_DEG = 53.16, -27.78, 42.0
 DITHER_FRACTION = (0.05, 0.15)  # dither length as a fraction of the array side
@@ -103,8 +103,12 @@ class MemberPlan:
         return naming.group_id(self.member)
 
 
-def exposure_sets(instrument: str, bands) -> tuple[tuple[Band, ...], ...]:
-    """Bands per exposure set from e.g. ``["F200W+F444W", "F150W"]`` (or tuples of names)."""
+def exposure_sets(instrument: str, bands=None) -> tuple[tuple[Band, ...], ...]:
+    """Bands per exposure set from e.g. ``["F200W+F444W", "F150W"]`` (or tuples of names; None:
+    the instrument's default band)."""
+    if instrument.upper() not in DEFAULT_BANDS:
+        raise ConfigError(f"instrument must be one of {', '.join(DEFAULT_BANDS)}, got {instrument!r}")
+    bands = bands or (DEFAULT_BANDS[instrument.upper()],)
     sets = tuple(tuple(band(instrument, name) for name in (s.split("+") if isinstance(s, str) else s))
                  for s in bands)
     if not sets or not all(sets):
@@ -186,7 +190,7 @@ def _written(true: Pointing, draws: np.ndarray, shift_arcsec: float, roll_deg: f
 
 
 def plan_members(n, size, seed, wcs_errors=True, sky_offsets=True, detectors=1, *,
-                 layout: Layout = Layout(), instrument: str = "NIRCAM", bands=("F200W",),
+                 layout: Layout = Layout(), instrument: str = "NIRCAM", bands=None,
                  misregister: tuple[int, float, float] | None = None) -> list[MemberPlan]:
     """Pointings, pointing errors, sky levels and times of all members (no pixels), in time order."""
     naming.check_counts(n, detectors)

@@ -14,7 +14,15 @@ from image3 import __version__
 from image3.synth import naming
 from image3.synth.calfile import build_cal_model
 from image3.synth.detector import observe
-from image3.synth.layouts import FIELD_DEC_DEG, FIELD_RA_DEG, Layout, MemberPlan, parse_layout, plan_members
+from image3.synth.layouts import (
+    FIELD_DEC_DEG,
+    FIELD_RA_DEG,
+    Layout,
+    MemberPlan,
+    exposure_sets,
+    parse_layout,
+    plan_members,
+)
 from image3.synth.nebula import Nebula, make_nebula, nebula_on_detector
 from image3.synth.psf import band_components
 from image3.synth.references import write_reference_files
@@ -83,7 +91,7 @@ def make_program(
     *,
     layout: str | Layout = "dither",
     instrument: str = "NIRCAM",
-    bands=("F200W",),
+    bands=None,
     misregister: tuple[int, float, float] | None = None,
     nebula: float = 0.0,
     variables: int = 0,
@@ -93,7 +101,7 @@ def make_program(
 
     ``n`` dithers per pointing of ``layout`` (``dither`` or ``mosaic:CxR``), each an exposure of
     every exposure set of ``bands`` (e.g. ``("F200W+F444W", "F150W")``: F200W and F444W taken
-    together, F150W in exposures of its own) with ``instrument``'s ``detectors`` (1; 2: NRCB1 and
+    together, F150W in exposures of its own; default the instrument's F200W, F770W or F150W) with ``instrument``'s ``detectors`` (1; 2: NRCB1 and
     its compact companion; NIRCam modules "A", "B", "AB") as size² (sub)arrays. ``misregister``
     = (exposure, shift [arcsec], roll [deg]), ``nebula`` = its rms in units of the sky noise,
     ``variables`` / ``movers`` = how many. See the module docstrings of ``image3.synth``.
@@ -134,7 +142,7 @@ def make_program(
         "density_per_arcsec2": density,
         "layout": layout.name,
         "instrument": instrument.upper(),
-        "bands": [b if isinstance(b, str) else "+".join(b) for b in bands],
+        "bands": ["+".join(b.name for b in taken) for taken in exposure_sets(instrument, bands)],
         "misregister": list(misregister) if misregister else None,
         "nebula": nebula,
         "variables": variables,
