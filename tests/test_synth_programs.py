@@ -21,6 +21,7 @@ from image3.datamodel import check_exposure, open_exposure
 from image3.errors import ConfigError
 from image3.inspect import inspect_file
 from image3.synth import siaf
+from workflow import snakemake
 
 SIZE = 256
 NIRCAM = [f"NRC{m}{k}" for m in "AB" for k in range(1, 5)] + ["NRCALONG", "NRCBLONG"]
@@ -241,6 +242,18 @@ def test_mosaic_neighbours_overlap_by_10_percent_holding_5_to_10_stars(mosaic):
         common = (_seen(wcs[a], ra, dec, (SIZE, SIZE)) & _seen(wcs[b], ra, dec, (SIZE, SIZE))).sum()
         assert 5 <= common <= 10, (a, b, common)
     assert _seen(wcs[3], *wcs[0](xx, yy), (SIZE, SIZE)).mean() < 0.02
+
+
+@pytest.mark.workflow
+def test_workflow_runs_a_mosaic_to_its_products(mosaic, tmp_path):
+    """The real Snakefile on the 2 × 2 mosaic (overlaps below tweakreg's minobj): the _i2d covers the four
+    pointings (≥ 95% of its pixels finite: 2 × 0.9 × 256 pixels a side) and the catalogue has sources."""
+    snakemake(tmp_path, "--cores", "2", config={"asn": mosaic, "output_dir": "out"})
+    product = json.loads(mosaic.read_text())["products"][0]["name"]
+    with datamodels.open(tmp_path / "out" / f"{product}_i2d.fits") as i2d:
+        assert np.isfinite(i2d.data).mean() >= 0.95
+        assert min(i2d.data.shape) >= 1.8 * SIZE
+    assert len(Table.read(tmp_path / "out" / f"{product}_cat.ecsv")) > 50
 
 
 # ----------------------------------------------------------------------------- program ---

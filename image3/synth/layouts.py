@@ -197,13 +197,14 @@ def plan_members(n, size, seed, wcs_errors=True, sky_offsets=True, detectors=1, 
     sets = exposure_sets(instrument, bands)
     members = [geometries(taken, size, detectors) for taken in sets]
     reference = members[0][0][1]
-    positions = [(t, k) for t in range(layout.columns * layout.rows) for k in range(1, n + 1)]
+    pointings = layout.columns * layout.rows
     main = rng(seed, STREAM_POINTING)
     sky_quantile = main.uniform()
-    draws = [main.uniform(size=(len(positions), 7))]  # all drawn always, so a flag changes nothing else
-    draws += [rng(seed, STREAM_POINTING, s).uniform(size=(len(positions), 7)) for s in range(2, len(sets) + 1)]
-    if misregister is not None and not 1 <= misregister[0] <= len(positions) * len(sets):
-        raise ConfigError(f"misregister: exposure {misregister[0]} is not in 1..{len(positions) * len(sets)}")
+    # Per (pointing, dither), all drawn always, so that a flag changes nothing else.
+    draws = [main.uniform(size=(pointings * n, 7))]
+    draws += [rng(seed, STREAM_POINTING, s).uniform(size=(pointings * n, 7)) for s in range(2, len(sets) + 1)]
+    if misregister is not None and not 1 <= misregister[0] <= pointings * n * len(sets):
+        raise ConfigError(f"misregister: exposure {misregister[0]} is not in 1..{pointings * n * len(sets)}")
 
     extent = field_extent_px([g for taken in members for _, g in taken], reference)
     offsets = _pointing_offsets(layout, extent)
@@ -213,10 +214,10 @@ def plan_members(n, size, seed, wcs_errors=True, sky_offsets=True, detectors=1, 
     duration = INSTRUMENTS[sets[0][0].instrument].readout.duration_s
     side = min(reference.shape)
     plans, serial = [], 0
-    for tile in range(layout.columns * layout.rows):
+    for tile in range(pointings):
         for s, taken in enumerate(members, start=1):
             for k in range(1, n + 1):
-                p = positions.index((tile, k))
+                p = tile * n + k - 1
                 d = draws[s - 1][p]
                 dither = _dither(k, draws[0][p], side, layout.dither_fraction)
                 offset = np.add(offsets[tile], dither)
