@@ -5,6 +5,7 @@ against the truth it writes.
 Small sizes (256², MIRI's 1032 × 1024 full frame once) and few members keep the file at seconds.
 """
 
+import functools
 import json
 
 import asdf
@@ -75,14 +76,19 @@ def _windowed_centroid(image, x, y, sigma=1.5, iterations=40):
     return x, y
 
 
-def _member_plan(asn, member):
-    """The plan of ``member`` from the program's settings (truth meta)."""
+@functools.cache
+def _plans(asn):
+    """The plans of a program's members, by member, from its settings (truth meta)."""
     meta = Table.read(asn.parent / "truth" / "exposures.ecsv").meta
     plans = synth.plan_members(meta["n"], meta["size"], meta["seed"], meta["wcs_errors"], meta["sky_offsets"],
                                meta["detectors"], layout=synth.parse_layout(meta["layout"]),
                                instrument=meta["instrument"], bands=meta["bands"],
                                misregister=tuple(meta["misregister"]) if meta["misregister"] else None)
-    return next(p for p in plans if p.member == member)
+    return {p.member: p for p in plans}
+
+
+def _member_plan(asn, member):
+    return _plans(asn)[member]
 
 
 def _render(asn, member, sources):

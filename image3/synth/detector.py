@@ -31,6 +31,7 @@ from image3.dqflags import PIXEL
 from image3.synth.apertures import DetectorGeometry
 from image3.synth.instruments import (
     INSTRUMENTS,
+    default_band,
     MIRI_IMAGER_FIRST_COLUMN,
     MIRI_REFERENCE_COLUMNS,
     Band,
@@ -48,8 +49,9 @@ CR_TRACK_LENGTH_PX = (1.0, 6.0)
 CR_PEAK_SIGMA = (3.0, 1000.0)
 
 
-def nominal_noise_sigma(sky_mjysr: float, band: Band) -> float:
-    """Per-pixel noise σ [MJy/sr] on blank sky in ``band`` with the mean read noise."""
+def nominal_noise_sigma(sky_mjysr: float, band: Band | None = None) -> float:
+    """Per-pixel noise σ [MJy/sr] on blank sky in ``band`` (NIRCam F200W if None) with the mean read noise."""
+    band = band or default_band()
     gain = band.electrons_per_mjysr
     read_noise = INSTRUMENTS[band.instrument].read_noise_e
     return float(np.sqrt(sky_mjysr / gain + (read_noise / gain) ** 2 + (FLAT_ERROR * sky_mjysr) ** 2))

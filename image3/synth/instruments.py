@@ -202,6 +202,11 @@ def band(instrument: str, name: str) -> Band:
     return bands()[key]
 
 
+def default_band() -> Band:
+    """NIRCam F200W, the band of the default program."""
+    return band("NIRCAM", DEFAULT_BANDS["NIRCAM"])
+
+
 def band_detectors(band: Band, modules: str) -> tuple[str, ...]:
     """The detectors that see ``band`` in NIRCam ``modules`` ("A", "B" or "AB"; ignored elsewhere)."""
     if band.instrument == "MIRI":
