@@ -12,7 +12,7 @@ EPILOG = """\
 examples:
   python -m image3.synth --out data -n 4                      # 4 dithered NIRCam F200W NRCB1 exposures
   python -m image3.synth --out d -n 2 --size 256 --detectors AB --bands F200W+F444W,F150W
-  python -m image3.synth --out d -n 2 --layout mosaic:3x3 --density 0.1
+  python -m image3.synth --out d -n 2 --layout mosaic:3x3 --density 0.15
   python -m image3.synth --out d -n 3 --instrument miri --bands F770W --size 1024
   python -m image3.synth --out d -n 3 --misregister 2:1.0:0.1 --nebula 5 --variables 2 --movers 1
 Each band gets its own ASN (jw99999-o001_image3_<nnnnn>_asn.json when there are several).
