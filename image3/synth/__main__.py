@@ -1,5 +1,5 @@
-"""``python -m image3.synth``: write a synthetic association (see ``image3.synth.main``)."""
+"""``python -m image3.synth``: write a synthetic program (see ``image3.synth.cli``)."""
 
-from image3.synth import main
+from image3.synth.cli import main
 
 main()

@@ -1,8 +1,12 @@
-"""Point-spread function of the synthetic NIRCam F200W sky and its encircled energy.
+"""Point-spread functions of the synthetic sky and their encircled energy.
 
-The PSF is defined on the sky, independent of any detector: a sum of three
-concentric circular Gaussians (``PSF_COMPONENTS``, widths in arcsec, flux
-fractions summing to 1). Its FWHM is 0.065" (F200W). The two broad
+A PSF is defined on the sky, independent of any detector: a sum of three
+concentric circular Gaussians (components: flux fraction, width in arcsec;
+fractions summing to 1). ``PSF_COMPONENTS`` is NIRCam F200W's, FWHM 0.065";
+another band's (``band_components``) is the same mixture with every width
+scaled by its pivot wavelength over F200W's, as a diffraction-limited PSF
+scales: F150W 0.049", F444W 0.144", MIRI F770W 0.250" (the real F770W PSF is
+0.27" wide). Every function below takes ``components`` (default F200W's). The two broad
 components carry 28% of the light out to ~1", so aperture corrections
 matter (EE ≈ 0.84 at r = 0.1" before pixelation). A Gaussian mixture is used
 because its convolution with a pixel and with a (Gaussian-mixture) galaxy is
@@ -36,6 +40,8 @@ from scipy.special import ndtr, roots_legendre
 
 #: (flux fraction, Gaussian sigma [arcsec]) of each PSF component.
 PSF_COMPONENTS = ((0.72, 0.027), (0.18, 0.070), (0.10, 0.220))
+#: Pivot wavelength [µm] of NIRCam F200W, the band PSF_COMPONENTS describes.
+REFERENCE_PIVOT_UM = 1.989
 
 #: Native NIRCam short-wave pixel scale [arcsec]: the square root of the
 #: solid angle of the central pixel of NRCB1 in the real distortion.
@@ -62,22 +68,29 @@ _SMALL_STAMP = 25  # stamp width [pixels] up to which stamps are scattered, not 
 _N_ANGLE_NODES = 4096
 
 
-def fwhm_arcsec() -> float:
+def band_components(pivot_um: float) -> tuple[tuple[float, float], ...]:
+    """The PSF of a band with pivot wavelength ``pivot_um`` [µm]: F200W's, widths × pivot / 1.989."""
+    ratio = pivot_um / REFERENCE_PIVOT_UM
+    return tuple((w, s * ratio) for w, s in PSF_COMPONENTS)
+
+
+def fwhm_arcsec(components=PSF_COMPONENTS) -> float:
     """Full width at half maximum of the sky PSF [arcsec]."""
-    peak = _sky_profile(0.0)
-    return 2.0 * brentq(lambda r: _sky_profile(r) - peak / 2.0, 1e-5, 1.0)
+    peak = _sky_profile(0.0, components)
+    widest = max(s for _, s in components)
+    return 2.0 * brentq(lambda r: _sky_profile(r, components) - peak / 2.0, 1e-5, 5 * widest)
 
 
-def _sky_profile(radius_arcsec):
+def _sky_profile(radius_arcsec, components):
     """Sky PSF surface density [fraction of flux per arcsec²] at a radius."""
     r2 = np.square(radius_arcsec)
-    return sum(w * np.exp(-r2 / (2 * s * s)) / (2 * np.pi * s * s) for w, s in PSF_COMPONENTS)
+    return sum(w * np.exp(-r2 / (2 * s * s)) / (2 * np.pi * s * s) for w, s in components)
 
 
-def sky_encircled_energy(radius_arcsec):
+def sky_encircled_energy(radius_arcsec, components=PSF_COMPONENTS):
     """Fraction of the sky PSF's flux within ``radius_arcsec`` (no pixel)."""
     r2 = np.square(np.asarray(radius_arcsec, dtype=float))
-    return sum(w * (1.0 - np.exp(-r2 / (2 * s * s))) for w, s in PSF_COMPONENTS)
+    return sum(w * (1.0 - np.exp(-r2 / (2 * s * s))) for w, s in components)
 
 
 # A star on a native-scale drizzled mosaic (square kernel, pixfrac 1), measured with exact-overlap
@@ -117,7 +130,8 @@ def _pixelated(x, sigma, pixel, cumulative, boxes=MOSAIC_BOXES):
     return total / pixel ** boxes
 
 
-def encircled_energy(radius_arcsec, pixel_scale_arcsec: float = NATIVE_PIXEL_SCALE_ARCSEC):
+def encircled_energy(radius_arcsec, pixel_scale_arcsec: float = NATIVE_PIXEL_SCALE_ARCSEC,
+                     components=PSF_COMPONENTS):
     """Encircled energy of the PSF as seen on a native-scale drizzled mosaic.
 
     Parameters
@@ -139,7 +153,7 @@ def encircled_energy(radius_arcsec, pixel_scale_arcsec: float = NATIVE_PIXEL_SCA
     x = radius[:, None] * np.sin(theta)
     half_chord = radius[:, None] * np.cos(theta)
     ee = np.zeros(radius.shape)
-    for weight, sigma in PSF_COMPONENTS:
+    for weight, sigma in components:
         density = _pixelated(x, sigma, pixel_scale_arcsec, cumulative=False)
         cdf = _pixelated(half_chord, sigma, pixel_scale_arcsec, cumulative=True)
         integrand = density * (2 * cdf - 1) * half_chord
@@ -148,16 +162,20 @@ def encircled_energy(radius_arcsec, pixel_scale_arcsec: float = NATIVE_PIXEL_SCA
 
 
 def radius_for_encircled_energy(
-    fraction: float, pixel_scale_arcsec: float = NATIVE_PIXEL_SCALE_ARCSEC
+    fraction: float, pixel_scale_arcsec: float = NATIVE_PIXEL_SCALE_ARCSEC, components=PSF_COMPONENTS
 ) -> float:
     """Radius [arcsec] enclosing ``fraction`` of the flux on the mosaic."""
-    return brentq(lambda r: float(encircled_energy(r, pixel_scale_arcsec)) - fraction, 1e-4, 5.0, xtol=1e-10)
+    return brentq(lambda r: float(encircled_energy(r, pixel_scale_arcsec, components)) - fraction,
+                  1e-4, 5.0, xtol=1e-10)
 
 
-def aperture_correction_table(pixel_scale_arcsec: float = NATIVE_PIXEL_SCALE_ARCSEC) -> Table:
-    """APCORR rows for F200W/CLEAR on a native-scale mosaic.
+def aperture_correction_table(pixel_scale_arcsec: float = NATIVE_PIXEL_SCALE_ARCSEC,
+                              components=PSF_COMPONENTS,
+                              selector: tuple = (("filter", "F200W"), ("pupil", "CLEAR"))) -> Table:
+    """APCORR rows for one band on a native-scale mosaic.
 
-    Columns: ``filter``, ``pupil``, ``eefraction``, ``radius`` [native
+    Columns: the ``selector`` columns (name, value) that pick the band's rows (the reference's:
+    filter and pupil for NIRCam and NIRISS, filter and subarray for MIRI), ``eefraction``, ``radius`` [native
     pixels], ``apcorr``, ``skyin``, ``skyout`` [native pixels]. With
     aperture area A = πr², annulus area A_sky and
     EE_sky = EE(skyout) − EE(skyin):
@@ -169,23 +187,22 @@ def aperture_correction_table(pixel_scale_arcsec: float = NATIVE_PIXEL_SCALE_ARC
     times the EE = 0.9 radius, rounded to whole pixels, the same for all rows
     (the reference requires one annulus per filter).
     """
-    return _aperture_correction_table(pixel_scale_arcsec).copy()
+    return _aperture_correction_table(pixel_scale_arcsec, tuple(components), tuple(selector)).copy()
 
 
-@lru_cache(maxsize=4)
-def _aperture_correction_table(pixel_scale_arcsec: float) -> Table:
+@lru_cache(maxsize=16)
+def _aperture_correction_table(pixel_scale_arcsec: float, components, selector) -> Table:
     scale = pixel_scale_arcsec
-    r90 = radius_for_encircled_energy(0.9, scale) / scale
+    r90 = radius_for_encircled_energy(0.9, scale, components) / scale
     skyin, skyout = (float(round(f * r90)) for f in SKY_ANNULUS_EE90_FACTORS)
-    ee_sky = float(np.diff(encircled_energy(np.array([skyin, skyout]) * scale, scale))[0])
+    ee_sky = float(np.diff(encircled_energy(np.array([skyin, skyout]) * scale, scale, components))[0])
     sky_area = np.pi * (skyout**2 - skyin**2)
-    radii = np.array([radius_for_encircled_energy(f, scale) / scale for f in APCORR_EE_FRACTIONS])
+    radii = np.array([radius_for_encircled_energy(f, scale, components) / scale for f in APCORR_EE_FRACTIONS])
     measured = np.array(APCORR_EE_FRACTIONS) - np.pi * radii**2 * ee_sky / sky_area
     n = len(APCORR_EE_FRACTIONS)
     table = Table(
         {
-            "filter": ["F200W"] * n,
-            "pupil": ["CLEAR"] * n,
+            **{name: [value] * n for name, value in selector},
             "eefraction": np.array(APCORR_EE_FRACTIONS, dtype=np.float32),
             "radius": radii.astype(np.float32),
             "apcorr": (1.0 / measured).astype(np.float32),
@@ -197,21 +214,23 @@ def _aperture_correction_table(pixel_scale_arcsec: float) -> Table:
     return table
 
 
-def psf_description(pixel_scale_arcsec: float = NATIVE_PIXEL_SCALE_ARCSEC) -> str:
+def psf_description(pixel_scale_arcsec: float = NATIVE_PIXEL_SCALE_ARCSEC, components=PSF_COMPONENTS,
+                    filter: str = "F200W") -> str:
     """The PSF parameters as the JSON text written to ``truth/psf.json``."""
     return json.dumps(
         {
             "model": "sum of concentric circular Gaussians on the sky",
-            "filter": "F200W",
-            "components": [{"flux_fraction": w, "sigma_arcsec": s} for w, s in PSF_COMPONENTS],
-            "fwhm_arcsec": round(fwhm_arcsec(), 6),
+            "filter": filter,
+            "components": [{"flux_fraction": w, "sigma_arcsec": s} for w, s in components],
+            "fwhm_arcsec": round(fwhm_arcsec(components), 6),
             "native_pixel_scale_arcsec": pixel_scale_arcsec,
             "mosaic_encircled_energy": {
                 "convention": "PSF convolved with detector pixel and output pixel (pixfrac 1)",
                 "radius_arcsec": [0.05, 0.1, 0.2, 0.3, 0.5, 1.0],
                 "ee": [
                     round(float(e), 6)
-                    for e in encircled_energy(np.array([0.05, 0.1, 0.2, 0.3, 0.5, 1.0]), pixel_scale_arcsec)
+                    for e in encircled_energy(np.array([0.05, 0.1, 0.2, 0.3, 0.5, 1.0]), pixel_scale_arcsec,
+                                              components)
                 ],
             },
         },
