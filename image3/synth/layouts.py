@@ -39,7 +39,8 @@ from image3.errors import ConfigError
 from image3.synth import naming
 from image3.synth.apertures import DetectorGeometry, compact_pair_geometry, detector_geometry
 from image3.synth.detector import nominal_noise_sigma
-from image3.synth.instruments import DEFAULT_BANDS, INSTRUMENTS, Band, band, band_detectors
+from image3.synth.instruments import (DEFAULT_BANDS, INSTRUMENTS, MIRI_IMAGER_FIRST_COLUMN,
+                                      MIRI_REFERENCE_COLUMNS, Band, band, band_detectors)
 from image3.synth.streams import STREAM_POINTING, rng
 from image3.synth.wcs import Pointing, pointing_at, v2v3_to_sky
 
@@ -149,19 +150,27 @@ def _pixel_axes(reference: DetectorGeometry) -> np.ndarray:
 
 
 def field_extent_px(members: list[DetectorGeometry], reference: DetectorGeometry) -> tuple[float, float]:
-    """Extent (x, y) [reference pixels] of the union of the members' footprints in V2V3."""
+    """Extent (x, y) [reference pixels] of the union of the members' imaging areas in V2V3
+    (MIRIMAGE: right of its coronagraph and reference columns, so that a mosaic's overlaps
+    hold sky in both pointings)."""
     axes = np.linalg.inv(_pixel_axes(reference))
     corners = []
     for g in members:
-        v2, v3 = g.to_v2v3(*_corners(g.shape))
+        v2, v3 = g.to_v2v3(*_imaging_corners(g))
         corners.append(axes @ np.vstack([v2 - reference.v2_ref, v3 - reference.v3_ref]))
     corners = np.hstack(corners)
     return tuple(float(v) for v in np.ptp(corners, axis=1))
 
 
-def _corners(shape):
-    ny, nx = shape
-    return np.array([-0.5, nx - 0.5, nx - 0.5, -0.5]), np.array([-0.5, -0.5, ny - 0.5, ny - 0.5])
+def _imaging_corners(geometry: DetectorGeometry):
+    """Corners (x, y) of the part of the (sub)array that sees the sky through the imager."""
+    ny, nx = geometry.shape
+    x0, x1 = -0.5, nx - 0.5
+    if geometry.name == "MIRIMAGE":
+        first, last = MIRI_IMAGER_FIRST_COLUMN, geometry.full_shape[1] - MIRI_REFERENCE_COLUMNS
+        x0 = max(x0, first - geometry.origin[0] - 0.5)
+        x1 = min(x1, last - geometry.origin[0] - 0.5)
+    return np.array([x0, x1, x1, x0]), np.array([-0.5, -0.5, ny - 0.5, ny - 0.5])
 
 
 def _pointing_offsets(layout: Layout, extent: tuple[float, float]) -> list[tuple[float, float]]:
