@@ -66,7 +66,7 @@ def flag_member(member: MemberFiles, *, grid_path: str | Path, median_path: str 
                f"of {usable} usable pixels); {result.by_comparison} by comparison with other "
                f"exposures, {result.by_shape} by shape where no other exposure covers "
                f"({100.0 * result.alone / usable:.1f}% of the pixels); {result.spared} left "
-               "unflagged where a source differs between the only two exposures covering it")
+               "unflagged where a source differs between exposures (not sharp)")
     del result
 
     same_grid = Path(grid_path) == Path(final_grid_path) \
