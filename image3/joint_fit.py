@@ -141,18 +141,18 @@ def solve_corrections(pairs: Sequence[PairMatches], groups: Sequence[str], *,
             break
         limit = max(sigma * RAYLEIGH_RMS_PER_MEDIAN * float(np.median(kept)), CLIP_FLOOR_ARCSEC)
         keep = [m & (r <= limit) for r, m in zip(residuals, keep)]
-    rms_of, n_of = {}, {}
-    for p, r, m in zip(usable, residuals if usable else [], keep):
+    sums: dict[str, list] = {}  # per body: sum of squared residuals, matches kept
+    for p, r, m in zip(usable, residuals, keep):
         for b in {body_of[p.a], body_of[p.b]}:
-            sums = rms_of.setdefault(b, [0.0, 0])
-            sums[0] += float(np.sum(r[m] ** 2))
-            sums[1] += int(m.sum())
+            total = sums.setdefault(b, [0.0, 0])
+            total[0] += float(np.sum(r[m] ** 2))
+            total[1] += int(m.sum())
     return JointSolution(
         corrections={g: current[body_of[g]] for g in groups},
         fitted={g for g in groups if body_of[g] in index},
-        rms_arcsec={g: math.sqrt(rms_of[body_of[g]][0] / rms_of[body_of[g]][1])
-                    for g in groups if rms_of.get(body_of[g], [0, 0])[1]},
-        n_fit={g: rms_of.get(body_of[g], [0, 0])[1] for g in groups})
+        rms_arcsec={g: math.sqrt(sums[body_of[g]][0] / sums[body_of[g]][1])
+                    for g in groups if sums.get(body_of[g], [0, 0])[1]},
+        n_fit={g: sums.get(body_of[g], [0, 0])[1] for g in groups})
 
 
 def _residuals(pair: PairMatches, body_of, current) -> np.ndarray:
