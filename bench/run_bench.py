@@ -3,6 +3,7 @@ a side-by-side run of the reference pipeline (jwst calwebb_image3) on the same d
 
     .venv/bin/python bench/run_bench.py [-n 8] [--size 2048] [--cores 2] [--seed 1]
     .venv/bin/python bench/run_bench.py --scaling          # N = 2, 4, 8, 16 x cores = 1, 2
+    .venv/bin/python bench/run_bench.py --no-job-server    # each job its own process (a cluster)
     .venv/bin/python bench/run_bench.py -n 6 --size 2048 --cores 2 \
         --reference-python /work/jwst-venv/bin/python      # side by side with jwst
     .venv/bin/python bench/run_bench.py --compare-only FOLDER   # products of a kept run again
@@ -213,9 +214,11 @@ def make_data(n: int, size: int, seed: int, cores: int) -> tuple[Path, Path]:
     return folder, synth.make_association(folder / "data", n=n, size=size, seed=seed)
 
 
-def run_workflow(folder: Path, asn: Path, cores: int, qa_plots: bool = False) -> dict:
+def run_workflow(folder: Path, asn: Path, cores: int, qa_plots: bool = False,
+                 job_server: bool = True) -> dict:
     """Our workflow on ``asn`` into ``folder/out``: wall and CPU time, peak summed PSS, per-rule
-    table. QA plots are off unless asked for: the reference makes none."""
+    table. QA plots are off unless asked for: the reference makes none. Without the job server
+    every job is its own process, as on a cluster."""
     truth = asn.parent / "truth"
     # Every job imports image3: compile it first, as a user's second run finds it (pip did the
     # same for both venvs' site-packages), also where PYTHONDONTWRITEBYTECODE keeps jobs from
@@ -225,7 +228,8 @@ def run_workflow(folder: Path, asn: Path, cores: int, qa_plots: bool = False) ->
            "--directory", str(folder), "--cores", str(cores), "--config", f"asn={asn}",
            "output_dir=out", f"source_catalog={{apcorr_file: {truth / 'apcorr.fits'}, "
            f"abvegaoffset_file: {truth / 'abvegaoffset.asdf'}}}",
-           f"qa={{plots: {'true' if qa_plots else 'false'}}}"]
+           f"qa={{plots: {'true' if qa_plots else 'false'}}}",
+           f"job_server={'true' if job_server else 'false'}"]
     run = _run_measured(cmd, folder / "snakemake.log")
     rules = _benchmarks(folder / "out" / "work")
     largest_mb = round(max(r["max_rss_mb"] for r in rules.values()), 1)
@@ -274,9 +278,9 @@ def side_by_side(args) -> dict:
     """Ours, then jwst on the same association with our grid, and the product comparison."""
     strun, version = reference_strun(args.reference_python)
     folder, asn = make_data(args.n, args.size, args.seed, args.cores)
-    ours = run_workflow(folder, asn, args.cores)
+    ours = run_workflow(folder, asn, args.cores, job_server=args.job_server)
     result = {"n_exposures": args.n, "size": args.size, "cores": args.cores, "seed": args.seed,
-              "folder": str(folder), "ours": ours}
+              "job_server": args.job_server, "folder": str(folder), "ours": ours}
     print_result(result)
     theirs = {"jwst_version": version, **run_reference(strun, folder, asn)}
     result["reference"] = theirs
@@ -301,11 +305,13 @@ def compare_only(folder: Path) -> dict:
     return result
 
 
-def run_once(n: int, size: int, cores: int, seed: int, keep: bool = False) -> dict:
+def run_once(n: int, size: int, cores: int, seed: int, keep: bool = False,
+             job_server: bool = True) -> dict:
     """Our workflow alone on a fresh synthetic association."""
     folder, asn = make_data(n, size, seed, cores)
     result = {"n_exposures": n, "size": size, "cores": cores, "seed": seed,
-              "folder": str(folder), "ours": run_workflow(folder, asn, cores)}
+              "job_server": job_server, "folder": str(folder),
+              "ours": run_workflow(folder, asn, cores, job_server=job_server)}
     if not keep:
         subprocess.run(["rm", "-rf", str(folder)], check=False)
     return result
@@ -313,7 +319,8 @@ def run_once(n: int, size: int, cores: int, seed: int, keep: bool = False) -> di
 
 def print_result(r: dict) -> None:
     ours = r["ours"]
-    print(f"\nN = {r['n_exposures']} x {r['size']}², --cores {r['cores']}: "
+    server = "" if r.get("job_server", True) else " without the job server"
+    print(f"\nN = {r['n_exposures']} x {r['size']}², --cores {r['cores']}{server}: "
           f"wall {ours['wall_s']:.1f} s, {_cpu(ours)}, peak summed PSS "
           f"{ours['peak_summed_pss_mb']:.0f} MB, largest job {ours['largest_job_rss_mb']:.0f} MB")
     print(f"{'rule':<18}{'jobs':>5}{'wall s':>9}{'cpu s':>9}{'max RSS MB':>12}")
@@ -387,6 +394,8 @@ def main(argv=None) -> None:
                         help="python of a venv with jwst: run calwebb_image3 side by side")
     parser.add_argument("--compare-only", type=Path, metavar="FOLDER",
                         help="compare the products of a side-by-side folder kept with --keep")
+    parser.add_argument("--no-job-server", dest="job_server", action="store_false",
+                        help="every job its own process, as on a cluster")
     parser.add_argument("--keep", action="store_true", help="keep the run folders")
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -395,7 +404,7 @@ def main(argv=None) -> None:
         results = [compare_only(args.compare_only)]
         out = RESULTS / f"compare-{args.compare_only.name}-{stamp}.json"
     elif args.scaling:
-        results = [run_once(n, args.size, c, args.seed, args.keep)
+        results = [run_once(n, args.size, c, args.seed, args.keep, args.job_server)
                    for n in (2, 4, 8, 16) for c in (1, 2)]
         print(f"\n{'N':>4}{'cores':>7}{'wall s':>9}{'s/exposure':>12}{'peak PSS MB':>13}")
         for r in results:
@@ -408,9 +417,10 @@ def main(argv=None) -> None:
         out = RESULTS / f"n{args.n}-{args.size}-c{args.cores}-vs-jwst-{stamp}.json"
     else:
         print("side-by-side with jwst skipped: no --reference-python given")
-        results = [run_once(args.n, args.size, args.cores, args.seed, args.keep)]
+        results = [run_once(args.n, args.size, args.cores, args.seed, args.keep, args.job_server)]
         print_result(results[0])
-        out = RESULTS / f"n{args.n}-{args.size}-c{args.cores}-{stamp}.json"
+        server = "" if args.job_server else "-no-job-server"
+        out = RESULTS / f"n{args.n}-{args.size}-c{args.cores}{server}-{stamp}.json"
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"\nwritten {out}")
 

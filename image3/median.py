@@ -26,7 +26,6 @@ image, hiding it in its own exposure and flagging the clean pixel of the other o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,18 +138,13 @@ def _open_singles(paths: Sequence[str | Path]):
 
 
 def median_of_singles(paths: Sequence[str | Path], method: str,
-                      block_bytes: int = MEDIAN_BLOCK_BYTES, threads: int = 1):
+                      block_bytes: int = MEDIAN_BLOCK_BYTES):
     """Combine the singles at ``paths`` on their common grid, a block of rows at a time.
 
     Returns (median float32, count uint8), both of the grid's shape. Each block reads only
     the rows of each single that fall in it (FITS sections read from the file, not memory
     maps, whose touched pages would count towards the job's memory), so the memory is a few
     times ``block_bytes`` plus the two output planes, independent of the number of singles.
-
-    With ``threads`` > 1 blocks are combined in that many worker threads, up to ``threads``
-    at once, while this thread (the only one reading the files) reads the next (the sorts
-    release the GIL): the same numbers, for up to ``threads`` more blocks in memory; six
-    2048² singles on two cores took 1.3 s instead of 1.6-2.1 s.
     """
     singles = _open_singles(paths)
     try:
@@ -165,12 +159,6 @@ def median_of_singles(paths: Sequence[str | Path], method: str,
         rows = max(1, int(block_bytes // (4 * planes * nx * len(singles))))
         median = np.full(grid_shape, np.nan, dtype=np.float32)
         count = np.zeros(grid_shape, dtype=np.uint8)
-
-        def combine_block(window, values, errors):
-            median[window], count[window] = combine_stack(values, errors, method)
-
-        combining = []
-        pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
         for r0 in range(0, ny, rows):
             r1 = min(r0 + rows, ny)
             overlapping = [s for s in singles if s[1] < r1 and s[1] + s[3][0] > r0]
@@ -187,29 +175,18 @@ def median_of_singles(paths: Sequence[str | Path], method: str,
                 values[target] = hdul["SCI"].section[a0 - y0:a1 - y0, :]
                 if with_errors:
                     errors[target] = hdul["ERR"].section[a0 - y0:a1 - y0, :]
-            window = (slice(r0, r1), slice(c0, c1))
-            if pool is None:
-                combine_block(window, values, errors)
-            else:
-                combining.append(pool.submit(combine_block, window, values, errors))
-                while len(combining) >= threads:
-                    combining.pop(0).result()
+            median[r0:r1, c0:c1], count[r0:r1, c0:c1] = combine_stack(values, errors, method)
             del values, errors
-        for block in combining:
-            block.result()
         return median, count
     finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
         for s in singles:
             s[0].close()
 
 
-def write_median_of_singles(path: str | Path, singles: Sequence[str | Path], method: str,
-                            threads: int = 1) -> str:
+def write_median_of_singles(path: str | Path, singles: Sequence[str | Path], method: str) -> str:
     """Write the median (:func:`write_median`) of the singles at ``singles``
     (:func:`median_of_singles`); returns a summary line."""
-    median, count = median_of_singles(singles, method, threads=threads)
+    median, count = median_of_singles(singles, method)
     write_median(path, median, count, method, len(singles))
     covered = count > 0
     few = 100.0 * float((count[covered] < 3).mean()) if covered.any() else 0.0

@@ -34,6 +34,7 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.visualization import AsinhStretch, AsymmetricPercentileInterval, ImageNormalize
 from astropy.wcs import WCS
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
 
@@ -179,8 +180,6 @@ def short_names(names: Sequence[str]) -> list[str]:
 
 def group_colours(groups: Sequence[str]) -> dict[str, tuple]:
     """One colour per distinct group id, in order of first appearance (tab10, cycled)."""
-    from matplotlib import colormaps
-
     palette = colormaps["tab10"].colors
     distinct = list(dict.fromkeys(groups))
     return {g: palette[i % len(palette)] for i, g in enumerate(distinct)}

@@ -358,11 +358,9 @@ def _drizzle_cutout(data, variances, weight, shifted, in_range, out_shape, bbox,
         "in_units": "cps",
         **in_range,
     }
-    # Drizzle's context bit is set exactly where a pixel gets a positive weight unless the
-    # kernel has negative lobes (lanczos): only then is it kept (it costs ~45% more time).
-    signed = kernel.startswith("lanczos")
-    driz = Drizzle(kernel=kernel, fillval="NaN", out_shape=cut_shape,
-                   **({"max_ctx_id": 0} if signed else {"disable_ctx": True}))
+    # coverage is drizzle's context bit, not weight > 0: lanczos kernels' negative lobes can
+    # leave a covered pixel with a weight sum <= 0
+    driz = Drizzle(kernel=kernel, fillval="NaN", out_shape=cut_shape, max_ctx_id=0)
     driz.add_image(data, **drizzle_args)
     weight_sum = driz.out_wht
     # sum(w a), kept for the variances (whose drizzled sigmas are sums over it) when the
@@ -372,7 +370,7 @@ def _drizzle_cutout(data, variances, weight, shifted, in_range, out_shape, bbox,
     data_sum = np.multiply(driz.out_img, weight_sum, dtype=np.float64,
                            out=np.empty(cut_shape, dtype=np.float32))
     data_sum[weight_sum == 0] = 0.0
-    coverage = driz.out_ctx[0] != 0 if signed else weight_sum > 0
+    coverage = driz.out_ctx[0] != 0
     del driz
     weight_sum = weight_sum.astype(np.float32, copy=False)
     if sink is not None:

@@ -51,8 +51,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from astropy.table import Table
+from scipy.spatial import cKDTree
+from tweakwcs import JWSTWCSCorrector
+from tweakwcs.imalign import NotEnoughCatalogs, align_wcs
+from tweakwcs.matchutils import MatchSourceConfusionError, XYXYMatch
 
 from .datamodel import ExposureMeta, atomic_path, check_exposure, open_exposure, write_wcs
+from .detection import find_sources
 from .dqflags import PIXEL
 from .errors import InputFileError
 from .grid import geometry_of, load_geometry, save_geometry
@@ -101,8 +106,6 @@ def exposure_sources(model, finding: SourceFinding) -> Table:
     NON_SCIENCE are excluded; ``ERR`` is the segmentation finder's error array.
     Only sources strictly inside the WCS bounding box are kept.
     """
-    from .detection import find_sources  # photutils: only where sources are found
-
     mask = None
     if model.dq is not None and model.dq.shape == model.data.shape:
         mask = (model.dq & _EXCLUDED_BITS) != 0
@@ -276,8 +279,6 @@ def _discarded(fits: list[GroupFit], reason: str) -> list[GroupFit]:
 
 
 def _corrector(exposure: ExposureCatalog, group_id):
-    from tweakwcs import JWSTWCSCorrector
-
     catalog = Table({"x": np.asarray(exposure.sources["xcentroid"], dtype=float),
                      "y": np.asarray(exposure.sources["ycentroid"], dtype=float)})
     if "weight" in exposure.sources.colnames:
@@ -304,8 +305,6 @@ def _message(exc: Exception) -> str:
 
 
 def _match(stage: FitStage):
-    from tweakwcs.matchutils import XYXYMatch
-
     return XYXYMatch(searchrad=stage.searchrad, separation=stage.separation,
                      use2dhist=stage.use2dhist, tolerance=stage.tolerance,
                      xoffset=stage.xoffset, yoffset=stage.yoffset)
@@ -314,9 +313,6 @@ def _match(stage: FitStage):
 def _run_tweakwcs(correctors, stage: FitStage, **options) -> None:
     """tweakwcs ``align_wcs`` with one stage's match and fit parameters; a failure of the
     whole stage becomes :class:`_StageFailed`."""
-    from tweakwcs.imalign import NotEnoughCatalogs, align_wcs
-    from tweakwcs.matchutils import MatchSourceConfusionError
-
     with _tweakwcs_messages_to_log():
         try:
             align_wcs(
@@ -549,8 +545,6 @@ def _without_repeats(exposures: Sequence[ExposureCatalog], radius_arcsec: float)
     centroid error (measured: 0.045 pixel with 4 dithers). Keeping the first member's copy
     instead makes the choice independent of the measurement error.
     """
-    from scipy.spatial import cKDTree
-
     skies = [_sky(e) for e in exposures]
     ra_all, dec_all = (np.concatenate(c) for c in zip(*skies))
     if ra_all.size == 0:
@@ -806,8 +800,6 @@ def _paired(stage: str, placed, xy, group_id: str, partners: np.ndarray,
             radius_arcsec: float) -> list[tuple]:
     """Rows of :func:`match_residuals` for the members of ``group_id`` matched to
     ``partners`` (an (N, 2) array of tangent-plane arcsec)."""
-    from scipy.spatial import cKDTree
-
     partners = partners[np.all(np.isfinite(partners), axis=1)]
     if len(partners) == 0:
         return []

@@ -62,10 +62,9 @@ rule median:
         f"{BENCH}/median.tsv"
     conda:
         ENV
-    # a join: nothing else can run meanwhile, so its blocks are combined two at a time
-    threads: 2
+    threads: 1
     resources:
-        # 64 MB blocks of single rows (one read, two combined) plus the median and count planes
+        # a 64 MB block of single rows at a time plus the median and count planes
         mem_mb=1200,
         runtime=15,
     script:

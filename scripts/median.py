@@ -9,4 +9,4 @@ from image3.runtime.runjob import job
 
 with job(snakemake) as log:
     log.info("%s", write_median_of_singles(snakemake.output.median, list(snakemake.input.singles),
-                                           snakemake.params.method, threads=snakemake.threads))
+                                           snakemake.params.method))

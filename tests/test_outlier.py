@@ -212,11 +212,6 @@ def test_median_in_row_blocks_equals_the_whole_stack(tmp_path):
     median, count = median_of_singles(paths, "image3", block_bytes=3 * 4 * 2 * 50 * 4)
     np.testing.assert_array_equal(median, expected)
     np.testing.assert_array_equal(count, expected_count)
-    for threads in (2, 3):  # blocks combined in worker threads: the same planes
-        in_threads = median_of_singles(paths, "image3", block_bytes=3 * 4 * 2 * 50 * 4,
-                                       threads=threads)
-        np.testing.assert_array_equal(in_threads[0], expected)
-        np.testing.assert_array_equal(in_threads[1], expected_count)
     write_median(tmp_path / "median.fits", median, count, "image3", 4)
     window, window_count = read_median_window(tmp_path / "median.fits", (5, 15, 7, 27))
     np.testing.assert_array_equal(window, median[5:15, 7:27])

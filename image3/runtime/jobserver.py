@@ -1,14 +1,14 @@
 """Run a local run's jobs in processes forked from one that has imported the package already.
 
-Every Snakemake ``script:`` job is a fresh Python process, and ~2 s of each goes to imports
-(gwcs and astropy.modeling/coordinates ~1 s, astropy.io.fits 0.3 s, asdf, stdatamodels,
-drizzle, photutils): measured on a 6 x 2048² association, 22 jobs and ~45 of ~160 CPU-s. On a
-local run the Snakefile starts one *job server* (:func:`start`), which imports those modules
-once and then waits on a Unix socket. Each job script begins with :func:`delegate`: Snakemake's
-process for the job becomes a thin client that hands the server its script, working folder,
-environment and standard streams; the server forks a *worker* (a copy of itself, its modules
-shared until written) that runs the script exactly as the job's own process would, and the
-client waits and exits with the worker's status. A worker runs in its own process group; a
+Every Snakemake ``script:`` job is a fresh Python process that first imports gwcs, astropy,
+asdf, stdatamodels, drizzle and photutils: a 6 x 2048² association's 31 jobs take 88 CPU-s
+that way and 58 CPU-s with the server (bench/README.md). On a local run the Snakefile starts
+one *job server* (:func:`start`), which imports those modules once and then waits on a Unix
+socket. Each job script begins with :func:`delegate`: Snakemake's process for the job becomes
+a thin client that hands the server its script, working folder, environment and standard
+streams; the server forks a *worker* (a copy of itself, its modules shared until written) that
+runs the script exactly as the job's own process would, and the client waits and exits with
+the worker's status. A worker runs in its own process group; a
 signal the client gets (Snakemake cancelling a job, Ctrl-C) is passed on to that group, and a
 client that vanishes gets its worker terminated.
 
@@ -43,15 +43,12 @@ from pathlib import Path
 ADDRESS_VARIABLE = "IMAGE3_JOB_SERVER"
 WORKER_VARIABLE = "IMAGE3_JOB_WORKER"
 
-#: What the server imports before it serves: the modules the job scripts import, and those
-#: their functions import when first called (photutils, through image3.runtime.photutils_import,
-#: tweakwcs, the datamodels).
+#: What the server imports before it serves: what every job's Snakemake preamble and script
+#: import (numpy, scipy, astropy, gwcs, asdf, stdatamodels, drizzle, photutils, tweakwcs come
+#: with the image3 modules). Modules imported only inside a function that few jobs call
+#: (photutils.segmentation) are left to those jobs.
 PRELOAD = (
     "snakemake.iocontainers",
-    "numpy", "scipy.ndimage", "scipy.spatial", "astropy.io.fits", "astropy.table",
-    "astropy.coordinates", "gwcs", "stdatamodels.jwst.datamodels", "drizzle.resample",
-    "tweakwcs", "image3.runtime.photutils_import", "photutils.segmentation", "photutils.aperture",
-    "photutils.background",
     "image3.catalog", "image3.datamodel", "image3.detection", "image3.grid",
     "image3.median", "image3.mosaic", "image3.outlier", "image3.refcat", "image3.resample",
     "image3.runtime.runjob", "image3.sip", "image3.skymatch", "image3.tweakreg",
@@ -216,6 +213,9 @@ def serve(listener_fd: int, record: str | Path) -> None:
     # and Snakemake (or a test runner) may start it from a thread that ends before the run.
     parent = os.getppid()
     listener = socket.socket(fileno=listener_fd)
+    # OpenBLAS reads this when it is loaded, here, not the value Snakemake sets for each job:
+    # with its default of a thread per core the workers' idle BLAS threads spin (a 6 x 2048²
+    # run: 58 -> 88-104 CPU-s, most in sky_statistics)
     os.environ["OPENBLAS_NUM_THREADS"] = os.environ.get("OPENBLAS_NUM_THREADS", "1")
     started = time.perf_counter()
     for name in PRELOAD:
@@ -224,9 +224,7 @@ def serve(listener_fd: int, record: str | Path) -> None:
     # the imported objects stay out of every collection, in the server and in its workers: a
     # collection that visited them would write to (and so copy) the pages the workers share
     gc.freeze()
-    released = _page_out_file_mappings()
-    print(f"imported {len(PRELOAD)} modules in {time.perf_counter() - started:.2f} s; "
-          f"{released / 2**20:.0f} MB of mapped files released", flush=True)
+    print(f"imported {len(PRELOAD)} modules in {time.perf_counter() - started:.2f} s", flush=True)
 
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
@@ -257,44 +255,6 @@ def serve(listener_fd: int, record: str | Path) -> None:
         _reap(workers, selector, record)
     for pid in workers:
         _signal_group(pid, signal.SIGTERM)
-
-
-def _page_out_file_mappings() -> int:
-    """Let go of the file pages (shared libraries, mostly) that importing left resident in
-    this process alone; returns the bytes of resident file pages released.
-
-    Loading the extension modules leaves ~40 MB of their files resident in the server, which
-    would count whole in the run's memory where no other process maps them; a worker finds
-    what it uses in the page cache or on disk. Linux's ``madvise(MADV_PAGEOUT)`` (5.4+) drops
-    such pages, never a page another process maps nor one written to (nor, it seems, pages
-    of freshly written files): measured 36-39 MB for a server started alone, but only 0-4 MB
-    inside Snakemake runs here (server PSS at the run's peak 72 -> 67-68 MB). Elsewhere than
-    Linux it fails and nothing changes.
-    """
-    before = _resident_file_bytes()
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        with open("/proc/self/maps") as maps:
-            for line in maps:
-                fields = line.split()
-                if len(fields) >= 6 and fields[5].startswith("/"):
-                    start, end = (int(address, 16) for address in fields[0].split("-"))
-                    libc.madvise(start, end - start, 21)  # 21: MADV_PAGEOUT
-    except (OSError, AttributeError):
-        return 0
-    return max(before - _resident_file_bytes(), 0)
-
-
-def _resident_file_bytes() -> int:
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("RssFile:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def _fork_worker(connection, listener, selector, workers):

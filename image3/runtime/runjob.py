@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
-import os
 import sys
 import traceback
 import warnings
@@ -105,9 +104,6 @@ def job(snakemake):
     _parse_yaml_in_c()
     log_path = snakemake.log[0] if len(snakemake.log) else None
     _configure_logging(log_path)
-    threads = str(getattr(snakemake, "threads", 1))
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, threads)
     log = logging.getLogger("image3")
     try:
         with warnings.catch_warnings():
