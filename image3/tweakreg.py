@@ -458,8 +458,6 @@ def _joint_relative(exposures: Sequence[ExposureCatalog], correctors, layout: Gr
     overlapping groups matched with tweakwcs's matcher on the sources near the other's
     footprints, pairs of ``pair_minobj`` matches or more fitted together, the reference the
     first group of the largest set of groups tied by such pairs."""
-    from tweakwcs.matchutils import MatchSourceConfusionError
-
     stage = params.relative
     match = _match(stage)
     pairs, found = [], {g: [] for g in layout.groups}
