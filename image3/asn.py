@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -230,6 +231,19 @@ def read_association(path: str | Path) -> Association:
                                f"({warnings[0] if warnings else 'no member'})")
     return Association(product=str(product_name), asn_id=asn_id, members=tuple(members),
                        source=path, warnings=tuple(warnings))
+
+
+def pair_partners(members: Sequence[str], member: str) -> list[str]:
+    """The members a per-member job pairs ``member`` with so that every pair of ``members`` is
+    taken once, by one of its two members, spread evenly over them: member i takes
+    i+1 ... i+(n-1)//2 cyclically in ``members``' order, and i+n/2 when n is even and i is in
+    the first half."""
+    n = len(members)
+    i = list(members).index(member)
+    steps = list(range(1, (n - 1) // 2 + 1))
+    if n % 2 == 0 and i < n // 2:
+        steps.append(n // 2)
+    return [members[(i + k) % n] for k in steps]
 
 
 def single_exposure(path: str | Path) -> Association:

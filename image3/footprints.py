@@ -3,7 +3,7 @@
 :func:`sky_footprint` is the reference's bounding polygon of an image on the sky;
 :func:`overlap_mask` marks the pixels of an image whose centres fall inside sky polygons (other
 exposures' footprints), clipped and rasterised on the plane tangent at the image centre.
-:func:`footprints_table` and :func:`group_footprints` write and read every member's footprint
+:func:`footprints_table` and :func:`member_footprints` write and read every member's footprint
 as one JSON file.
 
 Conventions:
@@ -26,7 +26,7 @@ from .errors import StepError
 
 __all__ = [
     "footprints_table",
-    "group_footprints",
+    "member_footprints",
     "overlap_mask",
     "sky_footprint",
 ]
@@ -220,9 +220,7 @@ def footprints_table(members: Mapping[str, tuple[str, object, Sequence[int]]],
     return json.dumps(out, indent=1) + "\n"
 
 
-def group_footprints(path: str | Path) -> dict[str, list[np.ndarray]]:
-    """Read :func:`footprints_table`'s file as {group_id: [member polygons]} (a union)."""
-    groups: dict[str, list[np.ndarray]] = {}
-    for entry in json.loads(Path(path).read_text()).values():
-        groups.setdefault(entry["group"], []).append(np.asarray(entry["polygon"]))
-    return groups
+def member_footprints(path: str | Path) -> dict[str, np.ndarray]:
+    """Read :func:`footprints_table`'s file as {member: polygon}."""
+    return {member: np.asarray(entry["polygon"])
+            for member, entry in json.loads(Path(path).read_text()).items()}

@@ -251,7 +251,7 @@ class SkyStatistics(_FromConfig):
     """Measuring one member's sky (the per-member jobs): the pixels used (``dqbits``, the
     limits ``lower``/``upper`` in MJy/sr) and the statistic (``skystat``, clipped ``nclip``
     times at ``lsigma``/``usigma`` standard deviations, histograms ``binwidth`` of them wide).
-    The overlaps with other groups are measured whatever the sky method: only the solve
+    The offsets from overlapping members are measured whatever the sky method: only the solve
     (:class:`SkySolve`) depends on it."""
 
     section = "skymatch"

@@ -5,20 +5,23 @@ process. Here the work is split so that pixels are read once, in parallel:
 
 * :func:`member_sky_stats` runs once per member (one detector of one exposure). It returns a
   small JSON-serialisable dict: the sky statistic of all the member's good pixels ("local")
-  and, for every *other* group whose sky footprint overlaps the member, the statistic of the
-  member's good pixels inside that footprint.
+  and, for each of its partners (:func:`~image3.asn.pair_partners`: every pair of
+  members once) that overlaps it, the offset between the two skies from their registered
+  pixel differences, with its uncertainty (:mod:`image3.sky_offsets`).
 * :func:`solve_sky` runs once (the join). It turns those numbers into one sky level per
-  group, as the reference's ``SkyGroup``/``skymatch`` do, without reading any pixel.
+  group without reading any pixel: the relative levels by weighted least squares over the
+  pair offsets (where the reference compares each member's own sky statistic in the overlap,
+  which extended emission biases), the absolute ones as the reference's ``SkyGroup`` does.
 
-The sky statistic itself is :func:`image3.statistics.sky_statistic`; footprints and the
-pixels inside them are :mod:`image3.footprints`' (its conventions for both).
+The sky statistic itself is :func:`image3.statistics.sky_statistic`; footprints are
+:mod:`image3.footprints`'.
 
 Conventions:
 
-- Sky values are in the data's units (MJy/sr). ``npix`` is the number of pixels a statistic
-  used after clipping, the reference's weight; ``good_pixels`` and ``area_pixels`` count
-  pixels before clipping.
-- A group is one exposure (``group_id``); all its members get one sky level.
+- Sky values are in the data's units (MJy/sr). ``npix`` is the number of pixels (or pixel
+  differences) a statistic used after clipping; ``good_pixels`` counts pixels before.
+- A group is one exposure (``group_id``); all its members get one sky level. Offsets are
+  measured per member pair, so the grouping is the solve's alone.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +38,9 @@ from .asn import exposure_root
 from .datamodel import MemberFiles, SkyRecord
 from .dqflags import interpret_bits
 from .errors import ConfigError, StepError
-from .footprints import group_footprints, overlap_mask
+from .footprints import member_footprints, overlap_mask
 from .parameters import SKY_METHODS, SkySolve, SkyStatistics
+from .sky_offsets import pair_offset, registered_differences
 from .statistics import sky_statistic
 
 log = logging.getLogger(__name__)
@@ -79,52 +83,50 @@ def member_sky_stats(
     dq: np.ndarray | None,
     wcs,
     *,
-    group_footprints: Mapping[str, object],
-    own_group: str,
+    partners: Iterable[tuple[str, np.ndarray, np.ndarray | None, object]],
     params: SkyStatistics,
 ) -> dict:
     """Sky statistics of one member, everything :func:`solve_sky` needs from its pixels.
 
-    ``data`` (MJy/sr) and ``dq`` are the member's arrays, ``wcs`` its (corrected) gwcs.
-    ``group_footprints`` maps every group id to its sky footprint: one (N, 2) (ra, dec) array
-    or a list of them, one per member (the union is used, as the reference's SkyGroup does),
-    e.g. from :func:`~image3.footprints.sky_footprint` with the ``stepsize`` parameter.
-    ``params``: which pixels count and the statistic
-    (:func:`~image3.statistics.sky_statistic`).
+    ``data`` (MJy/sr) and ``dq`` are the member's arrays, ``wcs`` its (corrected) gwcs;
+    ``partners`` yields (name, data, dq, wcs) of the members whose offset from this one it
+    measures (:func:`~image3.asn.pair_partners`; read one at a time when a generator).
+    ``params``: which pixels count and the statistic (:func:`~image3.statistics.sky_statistic`).
 
-    Returns (JSON-serialisable; sky values None when no pixel is usable)::
+    Returns (JSON-serialisable; the sky None when no pixel is usable)::
 
-        {"group": own_group, "good_pixels": int,
-         "local": {"sky": float | None, "npix": int},
-         "overlaps": {group_id: {"sky", "npix", "good_pixels", "area_pixels"}, ...}}
+        {"good_pixels": int, "local": {"sky": float | None, "npix": int},
+         "pairs": {partner: {"offset", "uncertainty", "npix"}, ...}}
 
-    ``local`` uses all good pixels (:func:`good_pixels`); ``overlaps`` holds every other group
-    whose footprint covers at least one pixel centre of this member (``area_pixels`` counts
-    those pixels, ``good_pixels`` the good ones among them). They are measured whatever the
-    sky method: only the solve depends on it.
+    ``local`` uses all usable pixels (:func:`usable_pixels`); ``pairs`` holds the partners
+    that overlap it with their offsets sky_member - sky_partner
+    (:func:`~image3.sky_offsets.pair_offset`). Both are measured whatever the sky method:
+    only the solve depends on it.
     """
     data = np.asarray(data)
-    good = good_pixels(data, dq, params.dqbits)
-    sky, npix = sky_statistic(data[good], params)
-    result = {
-        "group": own_group,
-        "good_pixels": int(good.sum()),
-        "local": {"sky": sky, "npix": npix},
-        "overlaps": {},
-    }
-    for group_id, footprint in group_footprints.items():
-        if group_id == own_group:
-            continue
-        inside = overlap_mask(wcs, data.shape, footprint)
-        area = int(inside.sum())
-        if area == 0:
-            continue
-        inside &= good
-        sky, npix = sky_statistic(data[inside], params)
-        result["overlaps"][group_id] = {
-            "sky": sky, "npix": npix, "good_pixels": int(inside.sum()), "area_pixels": area,
-        }
-    return result
+    usable = usable_pixels(data, dq, params)
+    sky, npix = sky_statistic(data[usable], params)
+    pairs = {}
+    for name, other, other_dq, other_wcs in partners:
+        differences = registered_differences(data, usable, wcs, np.asarray(other),
+                                             usable_pixels(other, other_dq, params), other_wcs)
+        offset = None if differences is None else pair_offset(differences, params)
+        if offset is not None:
+            pairs[name] = offset
+    return {"good_pixels": int(usable.sum()), "local": {"sky": sky, "npix": npix},
+            "pairs": pairs}
+
+
+def usable_pixels(data: np.ndarray, dq: np.ndarray | None, params: SkyStatistics) -> np.ndarray:
+    """:func:`good_pixels` (``params.dqbits``) whose values lie within ``params.lower`` ...
+    ``params.upper`` (None: no limit)."""
+    usable = good_pixels(data, dq, params.dqbits)
+    with np.errstate(invalid="ignore"):
+        if params.lower is not None:
+            usable &= data >= params.lower
+        if params.upper is not None:
+            usable &= data <= params.upper
+    return usable
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,12 +146,12 @@ def solve_sky(
     - ``local``: each group's sky, the lowest of its members' ``local`` skies (the reference's
       SkyGroup takes the minimum, not a weighted mean);
     - ``global``: the lowest group sky, for every group;
-    - ``match``: relative levels solving, for every pair of groups both measured in their
-      overlap, w (D_i - D_j) = w (s_i - s_j), where s_i is group i's sky in the overlap (its
-      members' values weighted by npix) and w the mean of the two npix, by pseudo-inverse;
-      then shifted so the lowest (``match_down``) or the highest level is 0. Groups in no
-      such pair get None (SKIPPED), with a warning naming them; disconnected sets of groups
-      are matched only internally, with a warning;
+    - ``match``: relative levels D minimising the sum over measured member pairs (a, b) of
+      different groups of ((D_g(a) - D_g(b) - offset_ab) / uncertainty_ab)^2, a pair far off
+      the others left out with a warning (:func:`_weighted_levels`); then shifted so the
+      lowest (``match_down``) or the highest level is 0. Groups in no pair get None
+      (SKIPPED), with a warning naming them; disconnected sets of groups are matched only
+      internally, with a warning;
     - ``global+match``: the matched levels D plus min over groups of (sky_g - D_g), so the
       matched set sits on an absolute level. As in the reference, groups in no pair enter
       with D = 0 and are thus given that global level;
@@ -228,50 +230,57 @@ def _global_levels(local, offsets) -> dict[str, float | None]:
     return {g: None if local[g] is None else offsets[g] + floor_ for g in local}
 
 
-def _group_overlap_sky(stats, names, other) -> tuple[float | None, int]:
-    """Sky of a group in its overlap with group ``other``: members' skies weighted by npix."""
-    total, weight = 0.0, 0
-    for m in names:
-        entry = stats[m]["overlaps"].get(other)
-        if entry and entry["sky"] is not None and entry["npix"] > 0:
-            total += entry["sky"] * entry["npix"]
-            weight += entry["npix"]
-    return (total / weight, weight) if weight else (None, 0)
-
-
 def _match_deltas(stats, groups, match_down: bool) -> dict[str, float | None]:
-    """The reference's pairwise sky equations solved by pseudo-inverse (see :func:`solve_sky`)."""
+    """Relative group levels from the members' pair offsets (see :func:`solve_sky`)."""
     ids = list(groups)
-    n = len(ids)
-    sky = np.zeros((n, n))  # sky[j, i]: group i's sky in its overlap with group j
-    weight = np.zeros((n, n))
-    for i, g in enumerate(ids):
-        for j, h in enumerate(ids):
-            if i != j:
-                value, npix = _group_overlap_sky(stats, groups[g], h)
-                if value is not None:
-                    sky[j, i], weight[j, i] = value, npix
-    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)
-             if weight[i, j] > 0 and weight[j, i] > 0]
+    index = {m: k for k, g in enumerate(ids) for m in groups[g]}
+    rows = [(index[a], index[b], p["offset"], p["uncertainty"])
+            for a, entry in stats.items() if a in index
+            for b, p in entry.get("pairs", {}).items()
+            if b in index and index[a] != index[b]]
+    pairs = sorted({(min(i, j), max(i, j)) for i, j, _, _ in rows})
     matched = sorted({k for pair in pairs for k in pair})
-    unmatched = [ids[k] for k in range(n) if k not in matched]
+    unmatched = [ids[k] for k in range(len(ids)) if k not in matched]
     if unmatched:
         log.warning("skymatch: no usable overlap with any other exposure for group(s) %s: "
                     "their sky cannot be matched", ", ".join(unmatched))
     if not pairs:
         return {g: None for g in ids}
     _warn_disconnected(ids, pairs, matched)
-    mean_weight = 0.5 * (weight + weight.T)
-    design = np.zeros((len(pairs), n))
-    free = np.zeros(len(pairs))
-    for row, (i, j) in enumerate(pairs):
-        design[row, i], design[row, j] = mean_weight[i, j], -mean_weight[i, j]
-        free[row] = mean_weight[i, j] * (sky[j, i] - sky[i, j])
-    deltas = np.linalg.pinv(design, rcond=1e-12) @ free
-    valid = np.zeros(n, dtype=bool)
+    deltas = _weighted_levels(rows, ids)
+    valid = np.zeros(len(ids), dtype=bool)
     valid[matched] = True
     deltas -= deltas[valid].min() if match_down else deltas[valid].max()
     return {g: float(deltas[k]) if valid[k] else None for k, g in enumerate(ids)}
+
+
+def _weighted_levels(rows, ids: Sequence[str]) -> np.ndarray:
+    """Levels L (n) minimising sum ((L_i - L_j - offset) / uncertainty)^2 over ``rows`` of
+    (i, j, offset, uncertainty); the minimum-norm solution (each connected set of groups has
+    mean level 0). A pair more than 5 robust standard deviations (and 5 uncertainties) off
+    the solution is left out and the rest solved again, while the sets stay connected."""
+    rows, n = list(rows), len(ids)
+    while True:
+        design = np.zeros((len(rows), n))
+        scale = np.array([1.0 / max(r[3], 1e-30) for r in rows])
+        for k, (i, j, _, _) in enumerate(rows):
+            design[k, i], design[k, j] = scale[k], -scale[k]
+        target = np.array([r[2] for r in rows]) * scale
+        levels = np.linalg.lstsq(design, target, rcond=None)[0]
+        normalised = np.abs(design @ levels - target)
+        limit = 5.0 * max(1.0, 1.4826 * float(np.median(normalised)))
+        worst = int(np.argmax(normalised))
+        if normalised[worst] <= limit:
+            break
+        trial = rows[:worst] + rows[worst + 1:]
+        if _partition(n, [r[:2] for r in trial]) != _partition(n, [r[:2] for r in rows]):
+            break
+        i, j, offset, uncertainty = rows[worst]
+        log.warning("skymatch: an offset of %s from %s (%.4g +- %.2g MJy/sr) disagrees with the "
+                    "other overlaps by %.1f of its uncertainties: left out", ids[i], ids[j],
+                    offset, uncertainty, normalised[worst])
+        rows = trial
+    return levels
 
 
 def _warn_disconnected(ids, pairs, matched) -> None:
@@ -284,6 +293,12 @@ def _warn_disconnected(ids, pairs, matched) -> None:
         described = "; ".join("[" + ", ".join(s) + "]" for s in sets.values())
         log.warning("skymatch: the overlapping exposures form %d disconnected sets, each matched "
                     "only internally (their relative sky is arbitrary): %s", len(sets), described)
+
+
+def _partition(n: int, pairs) -> list[int]:
+    """:func:`_connected_labels` made comparable: each node labelled by the first node of its set."""
+    first: dict[int, int] = {}
+    return [first.setdefault(label, k) for k, label in enumerate(_connected_labels(n, pairs))]
 
 
 def _connected_labels(n: int, pairs) -> list[int]:
@@ -349,18 +364,27 @@ def _user_levels(members, skylist) -> dict[str, float]:
     return out
 
 
-def write_member_sky_stats(path: str | Path, member: MemberFiles, footprints_path: str | Path,
-                           params: SkyStatistics) -> str:
-    """Write ``member``'s sky statistics (:func:`member_sky_stats`, against the groups of the
-    footprints file at ``footprints_path``) to ``path`` (:func:`write_sky_stats`); returns a
-    summary line."""
+def write_member_sky_stats(path: str | Path, member: MemberFiles, partners: Sequence[MemberFiles],
+                           footprints_path: str | Path, params: SkyStatistics) -> str:
+    """Write ``member``'s sky statistics (:func:`member_sky_stats`) to ``path``
+    (:func:`write_sky_stats`), reading those of its ``partners`` whose footprint in the
+    footprints file at ``footprints_path`` overlaps it, one at a time; returns a summary line."""
     exposure = member.read(("data", "dq"))
-    stats = member_sky_stats(exposure.data, exposure.dq, exposure.meta.wcs,
-                             group_footprints=group_footprints(footprints_path),
-                             own_group=member.group_id, params=params)
-    write_sky_stats(path, {member.name: stats})
+    wcs, shape = exposure.meta.wcs, exposure.data.shape
+    footprints = member_footprints(footprints_path)
+
+    def overlapping():
+        for partner in partners:
+            if overlap_mask(wcs, shape, footprints[partner.name]).any():
+                other = partner.read(("data", "dq"))
+                yield partner.name, other.data, other.dq, other.meta.wcs
+
+    stats = member_sky_stats(exposure.data, exposure.dq, wcs, partners=overlapping(),
+                             params=params)
+    write_sky_stats(path, {member.name: {"group": member.group_id, **stats}})
     return (f"{member.name}: local sky {stats['local']['sky']} from {stats['local']['npix']} "
-            f"pixels; {len(stats.get('overlaps', {}))} overlapping groups")
+            f"pixels; offsets from {len(stats['pairs'])} overlapping members of "
+            f"{len(partners)} partners")
 
 
 def write_sky_records(paths: Mapping[str, str | Path], stats_paths: Sequence[str | Path],

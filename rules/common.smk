@@ -9,7 +9,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 import image3.config as i3config
-from image3.asn import Association, Member, crf_name, product_names, read_association
+from image3.asn import Association, Member, crf_name, pair_partners, product_names, read_association
 from image3.errors import Image3Error
 from image3.inspect import save_inspection, screen
 from image3.parameters import CatalogParameters, FinalDrizzle, OutputGrid, SkySolve, SkyStatistics
@@ -181,6 +181,12 @@ def layout_files(member):
     return {**exposure_files(member), "sky": []}
 
 
+def sky_partner_files(member):
+    """The files of the members whose offsets a member's sky_statistics job measures."""
+    return [path for partner in pair_partners(MEMBERS, member)
+            for path in layout_files(partner).values() if path]
+
+
 def member_row(member, files_of):
     """A member's image3.datamodel.MemberFiles fields (passed to scripts as params): name,
     group id and the files of ``files_of``, None for the sidecars of stages that do not run."""
@@ -242,8 +248,8 @@ def skymatch_params():
 def sky_statistics_params():
     """What a member's sky statistics (sky_statistics job) depend on: SkyStatistics'
     keys, not the solve's, so a new skymethod, match_down, subtract or skylist reruns the solve
-    alone, not the per-member jobs. The overlaps are measured whatever the method (~1 s per
-    2048² member that 'local', 'global' and 'user' do not use)."""
+    alone, not the per-member jobs. The pair offsets are measured whatever the method (~0.6 s
+    per pair of dithered 2048² members that 'local', 'global' and 'user' do not use)."""
     return SkyStatistics.select(config["skymatch"])
 
 

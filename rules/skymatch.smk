@@ -1,5 +1,6 @@
-"""skymatch: sky statistics per member in parallel, one small solve for the levels (each
-member's sky.json, which the jobs after apply when they read the member)."""
+"""skymatch: sky statistics per member in parallel (its own sky and its offsets from its
+partners, image3.asn.pair_partners), one small solve for the levels (each member's
+sky.json, which the jobs after apply when they read the member)."""
 
 
 rule sky_statistics:
@@ -9,10 +10,13 @@ rule sky_statistics:
         # SCI and DQ are then read without opening the datamodel
         geometry=lambda wildcards: geometry_sidecar(wildcards.member),
         footprints=f"{WORK}/footprints.json",
+        partners=lambda wildcards: sky_partner_files(wildcards.member),
     output:
         skystats_path("{member}"),
     params:
         member=lambda wildcards: member_row(wildcards.member, layout_files),
+        partners=lambda wildcards: [member_row(p, layout_files)
+                                    for p in pair_partners(MEMBERS, wildcards.member)],
         sky=sky_statistics_params(),
     log:
         f"{LOGS}/sky_statistics/{{member}}.log",

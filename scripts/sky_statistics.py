@@ -1,4 +1,4 @@
-"""Rule sky_statistics: one member's sky statistics, overall and in each overlap."""
+"""Rule sky_statistics: one member's sky statistic and its sky offsets from its partners."""
 
 from image3.runtime.jobserver import delegate
 
@@ -11,5 +11,6 @@ from image3.skymatch import write_member_sky_stats
 
 with job(snakemake) as log:
     log.info("%s", write_member_sky_stats(snakemake.output[0], MemberFiles(**snakemake.params.member),
+                                          [MemberFiles(**p) for p in snakemake.params.partners],
                                           snakemake.input.footprints,
                                           SkyStatistics.from_config(snakemake.params.sky)))

@@ -11,7 +11,7 @@ import pytest
 from spherical_geometry.polygon import SphericalPolygon
 
 from dithers import moved_wcs
-from image3.footprints import footprints_table, group_footprints, overlap_mask, sky_footprint
+from image3.footprints import footprints_table, member_footprints, overlap_mask, sky_footprint
 
 SIZE = 512
 
@@ -62,12 +62,12 @@ def tangent_plane(ra, dec, ra0, dec0):
     return xi, eta
 
 
-def test_footprints_file_gives_each_group_its_members_polygons(dithers, tmp_path):
+def test_footprints_file_gives_each_member_its_polygon(dithers, tmp_path):
     members = {"a": ("A", dithers["a"], (SIZE, SIZE)), "c1": ("C", dithers["c"], (SIZE, SIZE)),
                "c2": ("C", dithers["c"], (SIZE, 200))}
     path = tmp_path / "footprints.json"
     path.write_text(footprints_table(members, stepsize=100))
-    groups = group_footprints(path)
-    assert {g: len(polygons) for g, polygons in groups.items()} == {"A": 1, "C": 2}
-    for (_, wcs, shape), polygon in zip(members.values(), groups["A"] + groups["C"], strict=True):
-        np.testing.assert_array_equal(polygon, sky_footprint(wcs, shape, stepsize=100))
+    polygons = member_footprints(path)
+    assert list(polygons) == ["a", "c1", "c2"]
+    for name, (_, wcs, shape) in members.items():
+        np.testing.assert_array_equal(polygons[name], sky_footprint(wcs, shape, stepsize=100))

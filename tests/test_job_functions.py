@@ -12,6 +12,7 @@ from astropy.table import Table
 from stdatamodels.jwst import datamodels
 
 from image3 import synth
+from image3.asn import pair_partners
 from image3.catalog import write_source_catalog
 from image3.config import schema_defaults
 from image3.datamodel import MemberFiles, read_exposure
@@ -58,7 +59,9 @@ def run(tmp_path_factory):
     layout = [MemberFiles(m.name, m.group_id, m.cal, m.geometry, m.wcs) for m in members]
     write_footprints(work / "footprints.json", layout, DEFAULTS["skymatch"]["stepsize"])
     write_output_grid(work / "grid.pkl", layout, _defaults(OutputGrid, "resample"))
+    by_name = {m.name: m for m in layout}
     lines = {"sky": [write_member_sky_stats(work / m.name / "skystats.json", m,
+                                            [by_name[p] for p in pair_partners(list(by_name), m.name)],
                                             work / "footprints.json",
                                             _defaults(SkyStatistics, "skymatch"))
                      for m in layout]}

@@ -423,6 +423,7 @@ def _flagged_mosaic(asn: Path, root: Path):
     from image3.mosaic import write_i2d
     from image3.outlier import write_group_single
     from image3.parameters import FinalDrizzle, SipApproximation, SkySolve, SkyStatistics
+    from image3.asn import pair_partners
     from image3.skymatch import write_member_sky_stats, write_sky_records
 
     defaults = schema_defaults()
@@ -432,8 +433,10 @@ def _flagged_mosaic(asn: Path, root: Path):
     cals = [MemberFiles(m, synth.group_id(m), asn.parent / synth.cal_filename(m)) for m in names]
     write_output_grid(root / "grid.pkl", cals, DEFAULT_GRID)
     write_footprints(root / "footprints.json", cals, defaults["skymatch"]["stepsize"])
+    by_name = {m.name: m for m in cals}
     for m in cals:
-        write_member_sky_stats(root / f"{m.name}_stats.json", m, root / "footprints.json",
+        write_member_sky_stats(root / f"{m.name}_stats.json", m,
+                               [by_name[p] for p in pair_partners(names, m.name)], root / "footprints.json",
                                SkyStatistics.from_config(defaults["skymatch"]))
     write_sky_records({m.name: root / f"{m.name}_sky.json" for m in cals},
                       [root / f"{m.name}_stats.json" for m in cals],

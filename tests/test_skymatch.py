@@ -1,4 +1,5 @@
-"""Tests of image3.skymatch: per-member sky statistics (overall and in overlaps) and the solve.
+"""Tests of image3.skymatch: per-member sky statistics (overall, and offsets from partners by
+registered pixel differences) and the solve.
 
 The scene: dithered copies of a synthetic NRCB1 gwcs (SIAF distortion) (the pointing moved by
 perturbing the RotationSequence3D angles of its v2v3 -> world part, :func:`dithers.moved_wcs`),
@@ -6,10 +7,12 @@ seen through 512 x 512 subarrays, with unit Gaussian noise, compact sources at f
 positions and known per-exposure sky levels.
 What the reference's 'mode' predicts for an image is the peak of its pixel-value distribution:
 the noise-free image's values convolved with the noise (:func:`distribution_peak`).
-Sky levels must come out within 1 % of the per-pixel noise sigma. A 512 x 512 'mode' is itself
-good to 0.45 % sigma rms, so where one such value decides alone (an absolute 512^2 level, a
-single pair) the check is against 3 x its rms, and absolute levels are also checked on full
-2048 x 2048 frames.
+Relative levels come from registered differences, which the sources cancel from, so they are
+the injected sky offsets. Sky levels must come out within 1 % of the per-pixel noise sigma. A
+512 x 512 'mode' is itself good to 0.45 % sigma rms, so where one such value decides alone (an
+absolute 512^2 level, a single pair) the check is against 3 x its rms, and absolute levels are
+also checked on full 2048 x 2048 frames. A nebula filling the overlaps (20 sigma, 5" wide)
+must not move the relative levels.
 """
 
 import json
@@ -22,11 +25,12 @@ from scipy import stats
 
 from dithers import moved_wcs
 from image3.config import schema_defaults
+from image3.asn import pair_partners
 from image3.datamodel import SkyRecord
 from image3.errors import ConfigError
 from image3.footprints import overlap_mask, sky_footprint
 from image3.parameters import SkySolve, SkyStatistics
-from image3.skymatch import good_pixels, member_sky_stats, solve_sky
+from image3.skymatch import good_pixels, member_sky_stats, solve_sky, usable_pixels
 
 #: The sky statistics' parameters: the workflow's defaults (the schema's).
 STATISTICS = SkyStatistics.from_config(schema_defaults()["skymatch"])
@@ -102,14 +106,33 @@ class Scene:
     peak: dict  # predicted 'mode' of each member
     offset: dict  # true sky above BASE_SKY, per group
     stats: dict
-    footprints: dict
+    footprints: dict  # per member
+
+    def pair(self, a, b):
+        """The offset sky_a - sky_b as measured (by a's job or b's) and its uncertainty."""
+        if b in self.stats[a]["pairs"]:
+            entry = self.stats[a]["pairs"][b]
+            return entry["offset"], entry["uncertainty"]
+        entry = self.stats[b]["pairs"][a]
+        return -entry["offset"], entry["uncertainty"]
 
     def groups(self, names):
         return {g: [m for m, spec in self.exposures.items() if spec[0] == g] for g in names}
 
 
-def build_scene(base, exposures, size, sources_per_pointing, seed):
-    """Render, add noise and measure every member (overlaps included) of ``exposures``."""
+def nebula(wcs, size, peak, width_arcsec, centre):
+    """A round Gaussian cloud of ``peak`` and FWHM-free width ``width_arcsec`` (its sigma)
+    about ``centre`` (ra, dec), on a size^2 image."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    ra, dec = wcs(xx, yy)
+    dx = (ra - centre[0]) * np.cos(np.deg2rad(centre[1])) * 3600.0
+    dy = (dec - centre[1]) * 3600.0
+    return peak * np.exp(-0.5 * (dx ** 2 + dy ** 2) / width_arcsec ** 2)
+
+
+def build_scene(base, exposures, size, sources_per_pointing, seed, cloud=0.0):
+    """Render, add noise and measure every member (offsets from partners included) of
+    ``exposures``; ``cloud``: the peak of a nebula 5" wide centred on member a."""
     rng = np.random.default_rng(seed)
     wcs = {m: moved_wcs(base, move, roll, origin, size)
            for m, (_, move, roll, origin, _) in exposures.items()}
@@ -125,20 +148,23 @@ def build_scene(base, exposures, size, sources_per_pointing, seed):
                                         rng.uniform(low[1], high[1], n),
                                         SIGMA * np.exp(rng.uniform(np.log(3), np.log(60), n))]))
     sources = np.concatenate(sources)
-    data, dq, peak, offset, group_footprints = {}, {}, {}, {}, {}
+    centre = wcs["a"](size / 2, size / 2)
+    data, dq, peak, offset = {}, {}, {}, {}
     for m, (group, _, _, _, sky_offset) in exposures.items():
         noiseless = BASE_SKY + sky_offset + render(wcs[m], sources, size)
+        if cloud:
+            noiseless += nebula(wcs[m], size, cloud, 5.0, centre)
         data[m] = (noiseless + rng.normal(0.0, SIGMA, noiseless.shape)).astype(np.float32)
         dq[m] = np.full(noiseless.shape, 1 if m in MASKED else 0, dtype=np.uint32)
         peak[m] = distribution_peak(noiseless)
         offset[group] = sky_offset
-        group_footprints.setdefault(group, []).append(footprints[m])
+    names = list(exposures)
     member_stats = {
-        m: member_sky_stats(data[m], dq[m], wcs[m], group_footprints=group_footprints,
-                            own_group=exposures[m][0], params=STATISTICS)
+        m: member_sky_stats(data[m], dq[m], wcs[m], params=STATISTICS,
+                            partners=[(p, data[p], dq[p], wcs[p]) for p in pair_partners(names, m)])
         for m in exposures
     }
-    return Scene(exposures, wcs, peak, offset, member_stats, group_footprints)
+    return Scene(exposures, wcs, peak, offset, member_stats, footprints)
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +183,13 @@ def full_frame(nircam):
         "c": ("C", (-250, 350), 2.0, (0, 0), 5.5),
     }
     return build_scene(nircam[0], exposures, 2048, 960, seed=7)
+
+
+@pytest.fixture(scope="module")
+def nebulous(nircam):
+    """The main set under a nebula of 20 sigma peak, 5" (160 px) wide, across the overlaps."""
+    exposures = {m: EXPOSURES[m] for m in ("a", "b", "c", "d", "g1", "g2")}
+    return build_scene(nircam[0], exposures, SIZE, 60, seed=11, cloud=20.0 * SIGMA)
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,12 +278,10 @@ def test_disjoint_exposures_are_skipped_and_the_rest_matched(scene, caplog):
     for a, b in (("a", "b"), ("a", "c"), ("d", "g2")):
         truth = scene.offset[EXPOSURES[a][0]] - scene.offset[EXPOSURES[b][0]]
         assert records[a].level - records[b].level == pytest.approx(truth, abs=TOLERANCE)
-    # the far pair by its one equation: k's minus l's sky in their overlap, which is only
-    # good to the 0.7 % sigma rms of a difference of two 512^2 modes
-    k_sky = scene.stats["k"]["overlaps"]["L"]["sky"]
-    l_sky = scene.stats["l"]["overlaps"]["K"]["sky"]
-    assert records["k"].level - records["l"].level == pytest.approx(k_sky - l_sky, abs=1e-9)
-    assert k_sky - l_sky == pytest.approx(scene.offset["K"] - scene.offset["L"], abs=3 * 0.007)
+    # the far pair by its one equation: its measured offset, within 3 of its uncertainties
+    k_minus_l, uncertainty = scene.pair("k", "l")
+    assert records["k"].level - records["l"].level == pytest.approx(k_minus_l, abs=1e-9)
+    assert k_minus_l == pytest.approx(scene.offset["K"] - scene.offset["L"], abs=3 * uncertainty)
 
 
 def test_global_plus_match_gives_unmatched_exposures_the_global_level(scene, caplog):
@@ -296,25 +327,46 @@ def test_user_levels_come_from_the_skylist(scene, tmp_path):
 # Per-member statistics
 
 
-def test_member_stats_are_json_and_only_name_overlapping_groups(scene):
-    stats = scene.stats["a"]
-    assert json.loads(json.dumps(stats)) == stats
-    assert set(stats["overlaps"]) == {"B", "C", "D", "G", "F"}
-    assert scene.stats["e"]["overlaps"] == {}
-    assert set(scene.stats["k"]["overlaps"]) == {"L"}
+def test_member_stats_are_json_and_hold_each_overlapping_pair_once(scene):
+    assert json.loads(json.dumps(scene.stats["a"])) == scene.stats["a"]
+    measured = [frozenset((m, p)) for m, entry in scene.stats.items() for p in entry["pairs"]]
+    assert len(measured) == len(set(measured))
+    overlapping = {frozenset((m, p)) for m in EXPOSURES for p in EXPOSURES
+                   if m < p and "f" not in (m, p)
+                   and overlap_mask(scene.wcs[m], (SIZE, SIZE), scene.footprints[p]).any()}
+    assert set(measured) == overlapping
+    assert {"e", "f"}.isdisjoint(m for pair in measured for m in pair)
+    assert frozenset(("k", "l")) in overlapping and frozenset(("a", "g2")) in overlapping
 
 
-def test_member_overlap_area_counts_its_pixels_inside_the_other_footprint(scene):
-    inside = overlap_mask(scene.wcs["a"], (SIZE, SIZE), scene.footprints["C"])
-    assert scene.stats["a"]["overlaps"]["C"]["area_pixels"] == inside.sum()
+def test_pair_offsets_are_the_sky_offsets_within_their_uncertainties(scene):
+    """sky_a - sky_b from the differences: within 3 uncertainties each, the uncertainties
+    from 0.3 to 3 times the scatter (rms of error / uncertainty within 0.3 ... 3)."""
+    z = []
+    for m, entry in scene.stats.items():
+        for p, pair in entry["pairs"].items():
+            truth = scene.offset[EXPOSURES[m][0]] - scene.offset[EXPOSURES[p][0]]
+            assert pair["offset"] == pytest.approx(truth, abs=3 * pair["uncertainty"])
+            assert pair["npix"] >= 100
+            z.append((pair["offset"] - truth) / pair["uncertainty"])
+    assert 0.3 < np.sqrt(np.mean(np.square(z))) < 3
 
 
-def test_two_member_group_is_measured_from_both_members(scene):
-    """Exposure a overlaps both detectors of G; both report an overlap, weighted by npix."""
-    g1, g2 = (scene.stats[m]["overlaps"]["A"] for m in ("g1", "g2"))
-    assert g1["npix"] > 0 and g2["npix"] > 0
-    both = scene.stats["a"]["overlaps"]["G"]["area_pixels"]
-    assert both > max(g1["area_pixels"], g2["area_pixels"])
+def test_a_nebula_across_the_overlaps_does_not_move_the_relative_levels(nebulous):
+    """A 20 sigma cloud, 5" wide, over the overlaps: where each member's own mode in the
+    overlap would follow the cloud, the differences cancel it."""
+    scene = nebulous
+    names = ("A", "B", "C", "D", "G")
+    records = solve_sky(scene.stats, scene.groups(names), solve(skymethod="match"))
+    lowest = min(scene.offset[g] for g in names)
+    for m, record in records.items():
+        assert record.level == pytest.approx(scene.offset[EXPOSURES[m][0]] - lowest, abs=TOLERANCE)
+
+
+def test_usable_pixels_apply_the_value_limits():
+    data = np.array([-1.0, 0.5, 2.0, np.nan], dtype=np.float32)
+    params = SkyStatistics.from_config({**schema_defaults()["skymatch"], "lower": 0.0, "upper": 1.0})
+    assert usable_pixels(data, None, params).tolist() == [0, 1, 0, 0]
 
 
 def test_good_pixels_follow_dqbits():

@@ -25,7 +25,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "image3"
 #: The steps in the order the pipeline runs them, with their modules.
 PIPELINE = (
     ("tweakreg", ("joint_fit", "tweakreg")),
-    ("skymatch", ("skymatch",)),
+    ("skymatch", ("sky_offsets", "skymatch")),
     ("outlier_detection", ("outlier", "median", "intermediates")),
     ("resample", ("mosaic", "flag")),
     ("source_catalog", ("catalog",)),
