@@ -16,6 +16,7 @@ always treated as masked. Fluxes are in the units of ``data``.
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from photutils.background import Background2D, MedianBackground
 from photutils.detection import DAOStarFinder, IRAFStarFinder
 from photutils.utils import NoDetectionsWarning
 from scipy.ndimage import (convolve, correlate1d, generate_binary_structure, maximum_filter,
-                           zoom)
+                           maximum_position, zoom)
 
 from .errors import StepError
 from .parameters import STARFINDERS, SourceFinding
@@ -59,6 +60,10 @@ _SOURCE_DTYPES = (np.int64, np.float64, np.float64, np.float64)
 
 # photutils >= 3 column names -> the names the reference writes.
 _RENAMED_COLUMNS = {"x_centroid": "xcentroid", "y_centroid": "ycentroid"}
+#: A source cut by the mask needs at least this fraction of ``npixels`` (see
+#: :func:`detect_segments`): about half of a source is left at a straight edge, a quarter in
+#: a corner.
+MIN_COVERED_FRACTION = 0.25
 
 
 def estimate_background(
@@ -195,6 +200,11 @@ def detect_segments(
     by multi-threshold deblending (``nlevels``, ``contrast``,
     ``multithresh_mode``): the segmentation keys of ``finding``.
 
+    A source cut by the mask (a coverage edge, a coronagraph mask, bad pixels) is judged on
+    its covered part: it needs ``npixels`` × the covered fraction of a disk of ``npixels``
+    pixels centred on its peak (:func:`_covered_fraction`), and at least
+    :data:`MIN_COVERED_FRACTION` × ``npixels``. Away from the mask this is ``npixels``.
+
     With ``error`` (a per-pixel noise map, e.g. the mosaic's ERR), the threshold follows the
     noise from pixel to pixel: the background RMS is rescaled by ``error / median(error)``
     within the covered area. A mosaic's depth changes from one to many exposures at every
@@ -222,9 +232,13 @@ def detect_segments(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoDetectionsWarning)
         warnings.simplefilter("ignore", AstropyUserWarning)
-        segmentation = detect_sources(convolved, threshold, finding.npixels, mask=total_mask,
-                                      connectivity=finding.connectivity)
+        segmentation = detect_sources(convolved, threshold,
+                                      max(1, math.ceil(MIN_COVERED_FRACTION * finding.npixels)),
+                                      mask=total_mask, connectivity=finding.connectivity)
         del threshold
+        if segmentation is not None:
+            segmentation = _keep_covered_enough(segmentation, convolved, total_mask,
+                                                finding.npixels)
         if segmentation is not None and finding.deblend:
             segmentation = deblend_sources(
                 convolved, segmentation, finding.npixels,
@@ -235,6 +249,37 @@ def detect_segments(
     if segmentation is None:
         return None
     return Segments(segmentation, data_sub, convolved, background, total_mask)
+
+
+def _keep_covered_enough(segmentation, convolved, mask, npixels: int):
+    """``segmentation`` without the segments smaller than ``npixels`` × the covered fraction
+    at their peak (relabelled 1..N), or None if none is left."""
+    areas = segmentation.areas
+    small = segmentation.labels[areas < npixels]
+    if small.size:
+        peaks = np.array(maximum_position(convolved, segmentation.data, small)).reshape(-1, 2)
+        needed = npixels * _covered_fraction(mask, peaks[:, 0], peaks[:, 1], npixels)
+        drop = small[areas[areas < npixels] < needed]
+        if drop.size == segmentation.n_labels:
+            return None
+        segmentation.remove_labels(drop, relabel=True)
+    return segmentation
+
+
+def _covered_fraction(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                      npixels: int) -> np.ndarray:
+    """Fraction of the pixels of a disk of ``npixels`` area about each (row, col) that are
+    inside the image and not masked."""
+    radius = np.sqrt(npixels / np.pi)
+    reach = int(np.ceil(radius))
+    dy, dx = np.mgrid[-reach:reach + 1, -reach:reach + 1]
+    inside = dy ** 2 + dx ** 2 <= radius ** 2
+    r = rows[:, None] + dy[inside][None, :]
+    c = cols[:, None] + dx[inside][None, :]
+    ny, nx = mask.shape
+    within = (r >= 0) & (r < ny) & (c >= 0) & (c < nx)
+    covered = within & ~mask[np.clip(r, 0, ny - 1), np.clip(c, 0, nx - 1)]
+    return covered.mean(axis=1)
 
 
 def _labels_with_several_peaks(convolved, segmentation, connectivity):

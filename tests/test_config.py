@@ -54,7 +54,6 @@ def test_reference_defaults(config):
     assert config["skymatch"]["skymethod"] == "match" and config["skymatch"]["subtract"] is False
     assert config["outlier_detection"]["snr"] == "5.0 4.0"
     assert config["resample"]["pixfrac"] == 1.0 and config["resample"]["kernel"] == "square"
-    assert config["source_catalog"]["npixels"] == 25
 
 
 def test_nested_command_line_strings_are_cast(schema, config):

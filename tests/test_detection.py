@@ -209,3 +209,31 @@ def test_circular_peaks_are_photutils_find_peaks(radius):
     assert len(found) == len(expected) > 20
     np.testing.assert_array_equal(found[:, 0], expected["x_peak"])
     np.testing.assert_array_equal(found[:, 1], expected["y_peak"])
+
+
+def _segment_area_at(segments, x, y):
+    """Area (pixels) of the segment holding pixel (x, y), 0 if none."""
+    label = segments.segmentation.data[int(round(y)), int(round(x))] if segments else 0
+    return int((segments.segmentation.data == label).sum()) if label else 0
+
+
+def test_a_source_cut_by_the_mask_is_judged_on_its_covered_part():
+    """Truth: two equal faint stars, one in the open and one whose peak is 1 px from a masked
+    region (e.g. a coverage edge); uncut each reaches ~20 pixels above the threshold. With
+    npixels = 25 the one in the open stays undetected (the rule is unchanged away from the
+    mask), the cut one (about half its pixels) is found: it needs 25 x the covered fraction of
+    a 25-pixel disk about its peak."""
+    rng = np.random.default_rng(8)
+    shape = (80, 120)
+    x, y = np.array([30.0, 90.0]), np.array([40.0, 40.0])
+    image = SKY + gaussian_stars(shape, x, y, [190, 190]) + rng.normal(0, NOISE, shape)
+    mask = np.zeros(shape, dtype=bool)
+    mask[:, 92:] = True
+    finding = replace(FINDING, snr_threshold=3, kernel_fwhm=2.8, bkg_boxsize=40, npixels=10,
+                      deblend=False)
+    open_area = _segment_area_at(detect_segments(image, mask, finding), 30, 40)
+    assert 15 <= open_area < 25  # the open star's full size: below 25 pixels
+    segments = detect_segments(image, mask, replace(finding, npixels=25))
+    assert _segment_area_at(segments, 30, 40) == 0
+    cut_area = _segment_area_at(segments, 90, 40)
+    assert 6 < cut_area < 25  # found with fewer than npixels
