@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
+from scipy.ndimage import distance_transform_edt
 from scipy.spatial import cKDTree
 
 DO_NOT_USE = 1  # JWST DQ bits (stdatamodels dqflags.pixel)
@@ -254,6 +255,60 @@ def detections_against_truth(ours: Table, theirs: Table, truth: Table,
     return result
 
 
+def point_source_snr(flux_ujy, x, y, err_mjysr: np.ndarray, pixel_scale_arcsec: float,
+                     psf_components) -> np.ndarray:
+    """PSF-fit S/N of point sources of total ``flux_ujy`` at pixels (``x``, ``y``) of an image
+    whose per-pixel noise is ``err_mjysr``: F / (sigma sqrt(NEA)), F in MJy/sr x pixel, sigma
+    the error at the nearest pixel, NEA = 1 / sum(psf^2) [pixels] of the PSF made of circular
+    Gaussians ``psf_components`` [(flux fraction, sigma arcsec)]. NaN off the image or where
+    the error is not positive."""
+    omega_sr = (pixel_scale_arcsec / ARCSEC_PER_DEG * np.pi / 180.0) ** 2
+    parts = [(f, s / pixel_scale_arcsec) for f, s in psf_components]
+    nea = 1.0 / sum(fa * fb / (2 * np.pi * (sa ** 2 + sb ** 2)) for fa, sa in parts for fb, sb in parts)
+    sigma = _at_pixels(err_mjysr, x, y)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        snr = np.asarray(flux_ujy, float) * 1e-12 / omega_sr / (sigma * np.sqrt(nea))
+    return np.where(sigma > 0, snr, np.nan)
+
+
+def edge_distance(covered: np.ndarray, x, y) -> np.ndarray:
+    """Distance [pixels] from (``x``, ``y``) to the nearest uncovered pixel of ``covered``
+    (bool), measured at the nearest pixel; NaN off the image."""
+    return _at_pixels(distance_transform_edt(covered), x, y)
+
+
+def _at_pixels(image: np.ndarray, x, y) -> np.ndarray:
+    """``image`` at the pixels nearest (x, y); NaN off the image."""
+    ny, nx = image.shape
+    col, row = np.round(np.asarray(x, float)), np.round(np.asarray(y, float))
+    inside = (col >= 0) & (col < nx) & (row >= 0) & (row < ny)
+    values = np.full(col.shape, np.nan)
+    values[inside] = image[row[inside].astype(int), col[inside].astype(int)]
+    return values
+
+
+def star_completeness(found: np.ndarray, snr: np.ndarray, edge_px: np.ndarray,
+                      snr_min: float = 10.0, edge_snr_min: float = 25.0,
+                      edge_within_px: float = 10.0) -> dict:
+    """Completeness of stars (bool ``found``, one per star): all with S/N >= ``snr_min``, the
+    brighter half of those, all with S/N >= ``edge_snr_min`` and those of them within
+    ``edge_within_px`` of an uncovered pixel. Fractions NaN when a set is empty."""
+    found = np.asarray(found, bool)
+    with np.errstate(invalid="ignore"):
+        faint_limit = snr >= snr_min
+        bright = faint_limit & (snr >= np.median(snr[faint_limit])) if faint_limit.any() else faint_limit
+        strong = snr >= edge_snr_min
+        at_edge = strong & (edge_px <= edge_within_px)
+
+    def fraction(chosen):
+        return float(found[chosen].mean()) if chosen.any() else float("nan")
+
+    return {"stars": int(faint_limit.sum()), "completeness": fraction(faint_limit),
+            "bright_half": fraction(bright), "strong_stars": int(strong.sum()),
+            "strong_completeness": fraction(strong), "edge_stars": int(at_edge.sum()),
+            "edge_completeness": fraction(at_edge)}
+
+
 # --------------------------------------------------------------------------------------------
 # jwst log
 
@@ -377,4 +432,37 @@ def compare_products(asn_path: Path, ours_dir: Path, theirs_dir: Path) -> dict:
         result["truth_photometry"] = {run: photometry_against_truth(cat, truth)
                                       for run, cat in (("ours", ours_cat), ("theirs", theirs_cat))}
         result["truth_detections"] = detections_against_truth(ours_cat, theirs_cat, truth)
+        psf = truth_dir / "psf.json"
+        if psf.exists():
+            result["star_completeness"] = completeness_of_runs(
+                truth, json.loads(psf.read_text()), Path(ours_dir) / f"{product}_i2d.fits",
+                {"ours": ours_cat, "theirs": theirs_cat})
+    return result
+
+
+def completeness_of_runs(truth: Table, psf: dict, i2d_path: Path, catalogues: dict) -> dict:
+    """:func:`star_completeness` of each catalogue against the true stars (moving ones left out)
+    of ``truth``, S/N and edge distances from the ``_i2d`` at ``i2d_path`` (its ERR; covered:
+    finite SCI and ERR > 0); ``psf`` the generator's ``psf.json``. A star is found by an entry
+    within 0.1" or 2 pixels (:func:`match_sky`)."""
+    from astropy.wcs import WCS
+
+    with fits.open(i2d_path) as i2d:
+        sci, err = i2d["SCI"].data, i2d["ERR"].data
+        wcs = WCS(i2d["SCI"].header)
+    scale = float(np.sqrt(abs(np.linalg.det(wcs.pixel_scale_matrix))) * ARCSEC_PER_DEG)
+    stars = truth[(truth["kind"] == "star") & ~np.asarray(truth["moving"], bool)]
+    flux = [c for c in stars.colnames if c.startswith("flux_") and c != "flux_ujy"]
+    x, y = wcs.world_to_pixel_values(stars["ra"], stars["dec"])
+    components = [(c["flux_fraction"], c["sigma_arcsec"]) for c in psf["components"]]
+    snr = point_source_snr(stars[flux[0]] if flux else stars["flux_ujy"], x, y, err, scale,
+                           components)
+    edge = edge_distance(np.isfinite(sci) & (err > 0), x, y)
+    result = {}
+    for run, catalogue in catalogues.items():
+        _, j, _ = match_sky(catalogue["ra"], catalogue["dec"], stars["ra"], stars["dec"],
+                            max(0.1, 2 * scale))
+        found = np.zeros(len(stars), bool)
+        found[j] = True
+        result[run] = star_completeness(found, snr, edge)
     return result

@@ -380,6 +380,11 @@ def print_comparison(c: dict) -> None:
         print(f"true sources found: {d['found_by_both']} by both, {d['found_by_ours_only']} by ours "
               f"only, {d['found_by_theirs_only']} by jwst only; entries with no true source: "
               f"{d['ours']['spurious']} ours, {d['theirs']['spurious']} jwst")
+    for run, k in c.get("star_completeness", {}).items():
+        print(f"stars with PSF-fit S/N >= 10 found, {run:6s}: {k['completeness']:.4f} of {k['stars']}, "
+              f"bright half {k['bright_half']:.4f}; S/N >= 25 {k['strong_completeness']:.4f} of "
+              f"{k['strong_stars']}, within 10 px of an edge "
+              f"{k['edge_completeness']:.3f} of {k['edge_stars']}")
 
 
 def main(argv=None) -> None:

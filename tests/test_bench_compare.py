@@ -167,3 +167,30 @@ def test_detections_against_truth():
     assert result["ours"] == {"true": 3, "spurious": 0}
     assert result["theirs"] == {"true": 3, "spurious": 1}
     assert (result["found_by_both"], result["found_by_ours_only"], result["found_by_theirs_only"]) == (2, 1, 1)
+
+
+def test_point_source_snr_of_a_gaussian_psf():
+    """Truth: a single Gaussian of sigma s pixels has NEA = 4 pi s^2; a source of F MJy/sr x
+    pixel on noise sigma has S/N = F / (sigma sqrt(NEA)). 1 uJy on 0.1" pixels is
+    1e-12 / (0.1" in rad)^2 MJy/sr x pixel."""
+    err = np.full((10, 10), 0.01)
+    err[0, 0] = 0.0
+    pixel_sr = (0.1 / 206264.80625) ** 2
+    snr = compare.point_source_snr([1.0, 1.0, 1.0], [5.0, 0.0, 20.0], [5.0, 0.0, 5.0], err, 0.1,
+                                   [(1.0, 0.2)])  # sigma 2 pixels
+    expected = 1e-12 / pixel_sr / (0.01 * np.sqrt(4 * np.pi * 4.0))
+    assert snr[0] == pytest.approx(expected, rel=1e-9)
+    assert np.isnan(snr[1]) and np.isnan(snr[2])  # no error there / off the image
+
+
+def test_edge_distance_and_star_completeness():
+    covered = np.ones((20, 20), bool)
+    covered[:, 15:] = False
+    distance = compare.edge_distance(covered, [14.0, 4.0, 30.0], [5.0, 5.0, 5.0])
+    assert distance[:2].tolist() == [1.0, 11.0] and np.isnan(distance[2])
+    found = np.array([True, False, True, True, False])
+    snr = np.array([30.0, 12.0, 50.0, 40.0, 5.0])
+    edge = np.array([3.0, 50.0, 50.0, 8.0, 2.0])
+    result = compare.star_completeness(found, snr, edge)
+    assert result == {"stars": 4, "completeness": 0.75, "bright_half": 1.0, "strong_stars": 3,
+                      "strong_completeness": 1.0, "edge_stars": 2, "edge_completeness": 1.0}
