@@ -257,30 +257,38 @@ def _match_deltas(stats, groups, match_down: bool) -> dict[str, float | None]:
 def _weighted_levels(rows, ids: Sequence[str]) -> np.ndarray:
     """Levels L (n) minimising sum ((L_i - L_j - offset) / uncertainty)^2 over ``rows`` of
     (i, j, offset, uncertainty); the minimum-norm solution (each connected set of groups has
-    mean level 0). A pair more than 5 robust standard deviations (and 5 uncertainties) off
-    the solution is left out and the rest solved again, while the sets stay connected."""
+    mean level 0). The pair farthest off is solved without: if the others then predict its
+    offset worse than 5 of its uncertainties times their own robust scatter (at least 1), it
+    is left out with a warning, and so on while the sets of groups stay connected."""
     rows, n = list(rows), len(ids)
-    while True:
-        design = np.zeros((len(rows), n))
-        scale = np.array([1.0 / max(r[3], 1e-30) for r in rows])
-        for k, (i, j, _, _) in enumerate(rows):
-            design[k, i], design[k, j] = scale[k], -scale[k]
-        target = np.array([r[2] for r in rows]) * scale
-        levels = np.linalg.lstsq(design, target, rcond=None)[0]
-        normalised = np.abs(design @ levels - target)
-        limit = 5.0 * max(1.0, 1.4826 * float(np.median(normalised)))
+    levels, normalised = _solve_levels(rows, n)
+    while len(rows) > 1:
         worst = int(np.argmax(normalised))
-        if normalised[worst] <= limit:
-            break
         trial = rows[:worst] + rows[worst + 1:]
         if _partition(n, [r[:2] for r in trial]) != _partition(n, [r[:2] for r in rows]):
             break
+        trial_levels, trial_normalised = _solve_levels(trial, n)
         i, j, offset, uncertainty = rows[worst]
+        miss = abs(trial_levels[i] - trial_levels[j] - offset) / max(uncertainty, 1e-30)
+        if miss <= 5.0 * max(1.0, 1.4826 * float(np.median(trial_normalised))):
+            break
         log.warning("skymatch: an offset of %s from %s (%.4g +- %.2g MJy/sr) disagrees with the "
                     "other overlaps by %.1f of its uncertainties: left out", ids[i], ids[j],
-                    offset, uncertainty, normalised[worst])
-        rows = trial
+                    offset, uncertainty, miss)
+        rows, levels, normalised = trial, trial_levels, trial_normalised
     return levels
+
+
+def _solve_levels(rows, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The weighted least-squares levels of :func:`_weighted_levels` and each row's |residual|
+    in units of its uncertainty."""
+    weight = np.array([1.0 / max(r[3], 1e-30) for r in rows])
+    design = np.zeros((len(rows), n))
+    for k, (i, j, _, _) in enumerate(rows):
+        design[k, i], design[k, j] = weight[k], -weight[k]
+    target = np.array([r[2] for r in rows]) * weight
+    levels = np.linalg.lstsq(design, target, rcond=None)[0]
+    return levels, np.abs(design @ levels - target)
 
 
 def _warn_disconnected(ids, pairs, matched) -> None:

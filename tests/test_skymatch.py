@@ -375,3 +375,23 @@ def test_good_pixels_follow_dqbits():
     assert good_pixels(data, dq, "~DO_NOT_USE+NON_SCIENCE").tolist() == [1, 0, 0, 1, 0]
     assert good_pixels(data, dq, 0).tolist() == [1, 0, 0, 0, 0]
     assert good_pixels(data, dq, None).tolist() == [1, 1, 1, 1, 0]
+
+
+def test_a_pair_offset_that_disagrees_with_the_others_is_left_out(caplog):
+    """Truth: four groups at levels 0, 1, 2, 3 measured in all six pairs to 0.001, one pair
+    (b - d) off by 0.5: it is left out with a warning and the levels come out exact."""
+    levels = {"a": 0.0, "b": 1.0, "c": 2.0, "d": 3.0}
+    names = list(levels)
+    stats = {m: {"good_pixels": 1, "local": {"sky": 10.0 + levels[m], "npix": 1}, "pairs": {}}
+             for m in names}
+    for m in names:
+        for p in pair_partners(names, m):
+            offset = levels[m] - levels[p] + (0.5 if {m, p} == {"b", "d"} else 0.0)
+            stats[m]["pairs"][p] = {"offset": offset, "uncertainty": 0.001, "npix": 1000}
+    groups = {m.upper(): [m] for m in names}
+    with caplog.at_level(logging.WARNING, logger="image3.skymatch"):
+        records = solve_sky(stats, groups, solve(skymethod="match"))
+    assert "disagrees with the other overlaps" in caplog.text
+    assert ("B" in caplog.text.split("disagrees")[0]) and ("D" in caplog.text.split("disagrees")[0])
+    for m in names:
+        assert records[m].level == pytest.approx(levels[m], abs=1e-9)
