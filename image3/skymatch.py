@@ -257,17 +257,20 @@ def _match_deltas(stats, groups, match_down: bool) -> dict[str, float | None]:
 def _weighted_levels(rows, ids: Sequence[str]) -> np.ndarray:
     """Levels L (n) minimising sum ((L_i - L_j - offset) / uncertainty)^2 over ``rows`` of
     (i, j, offset, uncertainty); the minimum-norm solution (each connected set of groups has
-    mean level 0). The pair farthest off is solved without: if the others then predict its
-    offset worse than 5 of its uncertainties times their own robust scatter (at least 1), it
-    is left out with a warning, and so on while the sets of groups stay connected."""
+    mean level 0). The pair farthest off is solved without: if the others, with at least two
+    equations more than unknowns (so that their scatter says something), predict its offset
+    worse than 5 of its uncertainties times their own robust scatter (at least 1), it is left
+    out with a warning, and so on while the sets of groups stay connected."""
     rows, n = list(rows), len(ids)
-    levels, normalised = _solve_levels(rows, n)
+    levels, normalised, _ = _solve_levels(rows, n)
     while len(rows) > 1:
         worst = int(np.argmax(normalised))
         trial = rows[:worst] + rows[worst + 1:]
         if _partition(n, [r[:2] for r in trial]) != _partition(n, [r[:2] for r in rows]):
             break
-        trial_levels, trial_normalised = _solve_levels(trial, n)
+        trial_levels, trial_normalised, rank = _solve_levels(trial, n)
+        if len(trial) - rank < 2:
+            break
         i, j, offset, uncertainty = rows[worst]
         miss = abs(trial_levels[i] - trial_levels[j] - offset) / max(uncertainty, 1e-30)
         if miss <= 5.0 * max(1.0, 1.4826 * float(np.median(trial_normalised))):
@@ -279,16 +282,16 @@ def _weighted_levels(rows, ids: Sequence[str]) -> np.ndarray:
     return levels
 
 
-def _solve_levels(rows, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The weighted least-squares levels of :func:`_weighted_levels` and each row's |residual|
-    in units of its uncertainty."""
+def _solve_levels(rows, n: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The weighted least-squares levels of :func:`_weighted_levels`, each row's |residual| in
+    units of its uncertainty and the rank of the equations."""
     weight = np.array([1.0 / max(r[3], 1e-30) for r in rows])
     design = np.zeros((len(rows), n))
     for k, (i, j, _, _) in enumerate(rows):
         design[k, i], design[k, j] = weight[k], -weight[k]
     target = np.array([r[2] for r in rows]) * weight
-    levels = np.linalg.lstsq(design, target, rcond=None)[0]
-    return levels, np.abs(design @ levels - target)
+    levels, _, rank, _ = np.linalg.lstsq(design, target, rcond=None)
+    return levels, np.abs(design @ levels - target), int(rank)
 
 
 def _warn_disconnected(ids, pairs, matched) -> None:
