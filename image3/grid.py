@@ -11,6 +11,8 @@ as a small sidecar (:func:`image3.wcs.write_grid`).
 
 from __future__ import annotations
 
+import json
+
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
@@ -126,10 +128,13 @@ def write_footprints(path: str | Path, members: Sequence[MemberFiles],
 
 
 def write_output_grid(path: str | Path, members: Sequence[MemberFiles],
-                      params: OutputGrid) -> Grid:
-    """Build the grid of ``params`` (:func:`build_grid`) for ``members`` and write it."""
+                      params: OutputGrid, shape_path: str | Path) -> Grid:
+    """Build the grid of ``params`` (:func:`build_grid`) for ``members`` and write it, and its
+    shape as JSON ``{"shape": [ny, nx]}`` at ``shape_path`` (what the jobs on that grid ask for
+    in memory is computed from it, :mod:`image3.runtime.resources`)."""
     grid = build_grid(_geometries(members), params)
     save_grid(path, grid)
+    Path(shape_path).write_text(json.dumps({"shape": [int(n) for n in grid.shape]}) + "\n")
     log.info("%s: %d x %d pixels at %.4f arcsec", Path(path).name, grid.shape[1], grid.shape[0],
              grid.pixel_scale_arcsec)
     return grid

@@ -14,6 +14,8 @@ from image3.errors import Image3Error
 from image3.inspect import save_inspection, screen
 from image3.parameters import CatalogParameters, FinalDrizzle, OutputGrid, SkySolve, SkyStatistics
 from image3.runtime.jobserver import start as start_job_server
+from image3.runtime.resources import (catalog_mem_mb, grid_pixels, image_pixels, median_mem_mb,
+                                      resample_mem_mb)
 from image3.runtime.runjob import ERRORS_FILE
 from image3.steps import intermediate_name
 

@@ -31,7 +31,8 @@ rule grid:
     input:
         unpack(lambda wildcards: layout_inputs()),
     output:
-        f"{WORK}/{{grid}}.pkl",
+        grid=f"{WORK}/{{grid}}.pkl",
+        shape=f"{WORK}/{{grid}}_shape.json",
     wildcard_constraints:
         grid="grid|grid_outlier",
     params:

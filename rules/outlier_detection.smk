@@ -52,6 +52,7 @@ rule single:
 rule median:
     input:
         singles=list(OUTLIER_SINGLES.values()),
+        grid_shape=outlier_grid().replace(".pkl", "_shape.json"),
     output:
         median=f"{WORK}/median.fits",
     params:
@@ -65,7 +66,7 @@ rule median:
     threads: 1
     resources:
         # a 64 MB block of single rows at a time plus the median and count planes
-        mem_mb=1200,
+        mem_mb=lambda wildcards, input: median_mem_mb(grid_pixels(input.grid_shape)),
         runtime=15,
     script:
         "../scripts/median.py"

@@ -5,6 +5,7 @@ rule resample:
     input:
         unpack(lambda wildcards: resample_inputs()),
         grid=f"{WORK}/grid.pkl",
+        grid_shape=f"{WORK}/grid_shape.json",
     output:
         PRODUCTS["i2d"],
     params:
@@ -17,7 +18,7 @@ rule resample:
     conda:
         ENV
     resources:
-        mem_mb=lambda wildcards, input: 2000 + 40 * len(MEMBERS),
+        mem_mb=lambda wildcards, input: resample_mem_mb(grid_pixels(input.grid_shape)),
         runtime=30,
     script:
         "../scripts/resample.py"

@@ -17,7 +17,7 @@ rule source_catalog:
         ENV
     threads: 2  # windowed centroids in two processes: 3.7 -> 1.9 s for 2000 sources here
     resources:
-        mem_mb=lambda wildcards, input: 1500 + 40 * max(input.size_mb, 1),
+        mem_mb=lambda wildcards, input: catalog_mem_mb(image_pixels(input.i2d)),
         runtime=30,
     script:
         "../scripts/source_catalog.py"

@@ -10,5 +10,5 @@ from image3.parameters import OutputGrid
 from image3.runtime.runjob import job
 
 with job(snakemake):
-    write_output_grid(snakemake.output[0], [MemberFiles(**row) for row in snakemake.params.members],
-                      OutputGrid.from_config(snakemake.params.grid))
+    write_output_grid(snakemake.output.grid, [MemberFiles(**row) for row in snakemake.params.members],
+                      OutputGrid.from_config(snakemake.params.grid), snakemake.output.shape)

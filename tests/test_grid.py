@@ -15,6 +15,7 @@ from image3.footprints import sky_footprint
 from image3.grid import (geometry_of, load_grid, save_geometry, write_footprints,
                          write_output_grid)
 from image3.parameters import OutputGrid
+from image3.runtime.resources import grid_pixels
 
 GRID = OutputGrid.from_config(schema_defaults()["resample"])
 
@@ -64,10 +65,11 @@ def test_grid_from_sidecars_equals_the_grid_from_the_cals(members):
     root, from_cal, from_sidecars, _ = members
     geometry_only = [MemberFiles(m.name, m.group_id, m.cal, geometry=m.geometry)
                      for m in from_sidecars]
-    made = write_output_grid(root / "a.pkl", from_cal, GRID)
-    write_output_grid(root / "b.pkl", geometry_only, GRID)
+    made = write_output_grid(root / "a.pkl", from_cal, GRID, root / "a_shape.json")
+    write_output_grid(root / "b.pkl", geometry_only, GRID, root / "b_shape.json")
     a, b = load_grid(root / "a.pkl"), load_grid(root / "b.pkl")
     assert a.shape == b.shape == made.shape
+    assert grid_pixels(root / "a_shape.json") == a.shape[0] * a.shape[1]
     assert a.pixel_scale_arcsec == b.pixel_scale_arcsec
     assert a.pixel_scale_ratio == b.pixel_scale_ratio
     x, y = np.meshgrid(np.arange(0, a.shape[1], 37.0), np.arange(0, a.shape[0], 37.0))

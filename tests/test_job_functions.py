@@ -58,7 +58,8 @@ def run(tmp_path_factory):
                   [m.wcs for m in members], work / "residuals.ecsv", work / "report.ecsv")
     layout = [MemberFiles(m.name, m.group_id, m.cal, m.geometry, m.wcs) for m in members]
     write_footprints(work / "footprints.json", layout, DEFAULTS["skymatch"]["stepsize"])
-    write_output_grid(work / "grid.pkl", layout, _defaults(OutputGrid, "resample"))
+    write_output_grid(work / "grid.pkl", layout, _defaults(OutputGrid, "resample"),
+                      work / "grid_shape.json")
     by_name = {m.name: m for m in layout}
     lines = {"sky": [write_member_sky_stats(work / m.name / "skystats.json", m,
                                             [by_name[p] for p in pair_partners(list(by_name), m.name)],

@@ -431,7 +431,7 @@ def _flagged_mosaic(asn: Path, root: Path):
     names = [m["expname"][:-len("_cal.fits")]
              for m in json.loads(asn.read_text())["products"][0]["members"]]
     cals = [MemberFiles(m, synth.group_id(m), asn.parent / synth.cal_filename(m)) for m in names]
-    write_output_grid(root / "grid.pkl", cals, DEFAULT_GRID)
+    write_output_grid(root / "grid.pkl", cals, DEFAULT_GRID, root / "grid_shape.json")
     write_footprints(root / "footprints.json", cals, defaults["skymatch"]["stepsize"])
     by_name = {m.name: m for m in cals}
     for m in cals:

@@ -226,7 +226,7 @@ def exposures(tmp_path_factory):
     members = [MemberFiles(cal.name[:-len("_cal.fits")], f"g{k}", cal)
                for k, cal in enumerate(cals)]
     write_footprints(folder / "footprints.json", members, stepsize=None)
-    grid = write_output_grid(folder / "grid.pkl", members, GRID)
+    grid = write_output_grid(folder / "grid.pkl", members, GRID, folder / "grid_shape.json")
     return members, folder / "footprints.json", folder / "grid.pkl", grid
 
 

@@ -1,0 +1,69 @@
+"""Memory asked for by the jobs whose arrays span the output grid, from its size.
+
+A job's ``mem_mb`` is what a cluster scheduler reserves (sbatch ``--mem``) and what Snakemake
+counts against ``--resources mem_mb``. Jobs that hold one exposure use fixed requests (their
+rules say what they measured); the final resample, the catalogue and the outlier median hold
+planes of the output grid, so their request follows its pixel count. Snakemake evaluates these
+when the job is ready to run, once the grid (or the ``_i2d``) exists.
+
+Measured peak RSS (6 dithered NIRCam exposures, --cores 2, 2026-12-05), output grid 1.55 and
+6.2 million pixels: resample 210 / 512 MB (65 B per pixel + 110 MB), source_catalog 248 / 588 MB
+(73 B per pixel + 135 MB; more with more sources), median 294 / 342 MB (10 B per pixel + 280
+MB). The requests below are ~1.5-2x those slopes plus room for the interpreter and libraries.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+__all__ = ["DEFAULT_MEM_MB", "catalog_mem_mb", "grid_pixels", "image_pixels", "median_mem_mb",
+           "resample_mem_mb"]
+
+#: Asked for when the grid's size is not known yet (a dry run).
+DEFAULT_MEM_MB = 2000
+
+
+def grid_pixels(shape_path: str | Path) -> int | None:
+    """Pixels of the grid whose shape file (``image3.grid.write_output_grid``) is at
+    ``shape_path``; None if it is not written yet."""
+    try:
+        ny, nx = json.loads(Path(shape_path).read_text())["shape"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return int(ny) * int(nx)
+
+
+def image_pixels(fits_path: str | Path, extension: str = "SCI") -> int | None:
+    """Pixels of a FITS image extension, from its header; None if the file is not there yet."""
+    from astropy.io import fits
+
+    try:
+        header = fits.getheader(fits_path, extension)
+    except (OSError, KeyError):
+        return None
+    return int(header.get("NAXIS1", 0)) * int(header.get("NAXIS2", 0))
+
+
+def _request(pixels: int | None, base_mb: float, bytes_per_pixel: float) -> int:
+    if pixels is None:
+        return DEFAULT_MEM_MB
+    return int(base_mb + bytes_per_pixel * pixels / 1e6)
+
+
+def resample_mem_mb(pixels: int | None) -> int:
+    """The final resample: ~44 bytes of sums per output pixel, the i2d planes, one member's
+    contribution."""
+    return _request(pixels, 500, 100)
+
+
+def catalog_mem_mb(pixels: int | None) -> int:
+    """The catalogue of an i2d of ``pixels``: background, convolved image, segmentation,
+    deblending and measurements."""
+    return _request(pixels, 600, 150)
+
+
+def median_mem_mb(pixels: int | None) -> int:
+    """The outlier median on a grid of ``pixels``: a block of single rows, the median and count
+    planes."""
+    return _request(pixels, 800, 20)
