@@ -24,6 +24,13 @@ include: "rules/skymatch.smk"
 include: "rules/resample.smk"
 include: "rules/outlier_detection.smk"
 include: "rules/source_catalog.smk"
+include: "rules/tiles.smk"
+
+# the _cat.ecsv: one catalogue of the mosaic, or merged from the sky tiles' (rules/tiles.smk)
+if TILES["size"] is None:
+    ruleorder: source_catalog > merge_catalog
+else:
+    ruleorder: merge_catalog > source_catalog
 include: "rules/qa.smk"
 
 
@@ -31,4 +38,5 @@ rule all:
     input:
         final_outputs(),
         qa_outputs(),
+        tiled_outputs,
     default_target: True

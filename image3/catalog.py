@@ -25,6 +25,7 @@ import contextlib
 import logging
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import astropy.units as u
@@ -33,7 +34,7 @@ from astropy.convolution import Gaussian2DKernel
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.stats import gaussian_fwhm_to_sigma
-from astropy.table import QTable, Table
+from astropy.table import QTable, Table, vstack
 from astropy.utils.exceptions import AstropyUserWarning
 from .runtime import photutils_import  # noqa: F401  (photutils without its slow start; first)
 from photutils import use_future_column_names
@@ -48,12 +49,14 @@ from .errors import InputFileError
 from .parameters import CatalogParameters
 from .runtime.forked import map_forked
 from .statistics import sigma_clip_1d
+from .tiles import Tile
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "catalog_for_product",
     "make_catalog",
+    "merge_tile_catalogs",
     "open_mosaic",
     "stellar_locus_ci",
     "write_catalog_products",
@@ -754,3 +757,43 @@ def write_catalog_products(catalog: QTable | None, segmentation: np.ndarray | No
     segm.update(i2d)
     segm.meta.wcs = i2d.meta.wcs
     save_model(segm, segm_path)
+
+
+#: Catalogue columns in pixels of the i2d, shifted to the grid's pixels in the merged catalogue.
+_X_COLUMNS = ("xcentroid", "bbox_xmin", "bbox_xmax")
+_Y_COLUMNS = ("ycentroid", "bbox_ymin", "bbox_ymax")
+
+
+def merge_tile_catalogs(catalogs: Sequence[str | Path], tiles: Sequence[Tile],
+                        out_path: str | Path) -> str:
+    """One catalogue from the tiles' (``catalogs[k]`` is ``tiles[k]``'s ``_cat.ecsv``): each
+    tile's sources whose centroid lies in its inner region, pixel columns in the grid's pixels,
+    labels renumbered 1..N in tile order, a ``tile`` column; the first tile's meta. Written
+    under a temporary name and renamed. Returns a summary."""
+    kept, meta = [], None
+    for path, tile in zip(catalogs, tiles, strict=True):
+        table = Table.read(path)
+        meta = meta if meta is not None else table.meta
+        if len(table) == 0:
+            continue
+        wy0, _, wx0, _ = tile.window
+        y0, y1, x0, x1 = tile.inner
+        x = np.asarray(table["xcentroid"], float) + wx0
+        y = np.asarray(table["ycentroid"], float) + wy0
+        inside = (x >= x0 - 0.5) & (x < x1 - 0.5) & (y >= y0 - 0.5) & (y < y1 - 0.5)
+        table = table[inside]
+        for names, offset in ((_X_COLUMNS, wx0), (_Y_COLUMNS, wy0)):
+            for name in names:
+                if name in table.colnames:
+                    table[name] = table[name] + offset
+        table["tile"] = tile.name
+        kept.append(table)
+    merged = vstack(kept, metadata_conflicts="silent") if kept else Table()
+    if len(merged):
+        merged["label"] = np.arange(1, len(merged) + 1)
+    merged.meta.update(meta or {})
+    out_path = Path(out_path)
+    tmp = out_path.with_name(f".{out_path.name}.tmp.ecsv")
+    merged.write(tmp, format="ascii.ecsv", overwrite=True)
+    tmp.replace(out_path)
+    return f"wrote {out_path}: {len(merged)} sources from {len(tiles)} tiles"

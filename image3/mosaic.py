@@ -23,7 +23,7 @@ from .datamodel import Exposure, MemberFiles, new_image, save_model
 from .parameters import FinalDrizzle
 from .resample import (IVM_TYPES, Partial, Resampled, combine_partials, drizzle_exposure,
                        exposure_time, partial_meta, prepare_arrays)
-from .wcs import Grid, fits_tan_header, footprint, pixel_map, read_grid, s_region
+from .wcs import Grid, fits_tan_header, footprint, grid_window, pixel_map, read_grid, s_region
 
 if TYPE_CHECKING:
     from stdatamodels.jwst import datamodels
@@ -80,15 +80,19 @@ def drizzle_member(member: MemberPixels, grid: Grid, params: FinalDrizzle,
 
 
 def write_i2d(path: str | Path, members: Sequence[MemberFiles], grid_path: str | Path,
-              params: FinalDrizzle, contributions: Sequence[str | Path] = ()) -> str:
+              params: FinalDrizzle, contributions: Sequence[str | Path] = (),
+              window: Sequence[int] | None = None) -> str:
     """Write the ``_i2d`` of ``members`` on the grid saved at ``grid_path``: from their saved
     contributions (:func:`contribution`, drizzled by the flag jobs; the members' ``cal`` are
-    then their ``_crf``) when given, else drizzling every member here. Returns a summary."""
+    then their ``_crf``) when given, else drizzling every member here. With ``window`` (y0,
+    y1, x0, x1) only that part of the grid, a sky tile (:mod:`image3.tiles`), on a grid of its
+    own (:func:`~image3.wcs.grid_window`). Returns a summary."""
     grid = read_grid(grid_path)
     if contributions:
-        product = mosaic_of_contributions(members[0], contributions, grid, params)
+        product = mosaic_of_contributions(members[0], contributions, grid, params, window)
     else:
-        product = resample_members(members, grid, params)
+        product = resample_members(members, grid if window is None else grid_window(grid, window),
+                                   params)
     save_model(product, path)
     return f"wrote {path} ({product.data.shape[1]} x {product.data.shape[0]})"
 
@@ -114,11 +118,12 @@ def resample_members(members: Sequence[MemberFiles], grid: Grid,
 
 
 def mosaic_of_contributions(first: MemberFiles, paths: Sequence[str | Path], grid: Grid,
-                            params: FinalDrizzle) -> datamodels.ImageModel:
+                            params: FinalDrizzle, window: Sequence[int] | None = None
+                            ) -> datamodels.ImageModel:
     """The ``_i2d`` from saved contributions (:func:`contribution`, in member order = context
     bit order), read one at a time; ``first`` (the first member) gives the product's base
-    metadata, as in the reference's metadata blender."""
-    return _mosaic(_product_of(first), paths, grid, params)
+    metadata, as in the reference's metadata blender. ``window``: only that part of ``grid``."""
+    return _mosaic(_product_of(first), paths, grid, params, window)
 
 
 def _product_of(first: MemberFiles):
@@ -130,8 +135,9 @@ def _product_of(first: MemberFiles):
 
 
 def _mosaic(product, partials: Iterable[Partial | str | Path], grid: Grid,
-            params: FinalDrizzle):
-    """``partials``: drizzled members, or paths to saved ones (read a plane at a time)."""
+            params: FinalDrizzle, window: Sequence[int] | None = None):
+    """``partials``: drizzled members, or paths to saved ones (read a plane at a time), on
+    ``grid``; with ``window``, the product is that part of it."""
     members: list[dict] = []
 
     def noting(items):
@@ -140,8 +146,9 @@ def _mosaic(product, partials: Iterable[Partial | str | Path], grid: Grid,
             yield item
 
     fillval = float(params.fillval) if str(params.fillval).upper() != "INDEF" else 0.0
-    result = combine_partials(noting(partials), grid.shape, fillval=fillval)
-    assemble_i2d(product, result, grid, members, params)
+    result = combine_partials(noting(partials), grid.shape, fillval=fillval, window=window)
+    assemble_i2d(product, result, grid if window is None else grid_window(grid, window), members,
+                 params)
     return product
 
 

@@ -615,6 +615,7 @@ def combine_partials(
     partials: Iterable[Partial | str | Path],
     out_shape: tuple[int, int],
     fillval: float | str = np.nan,
+    window: tuple[int, int, int, int] | None = None,
 ) -> Resampled:
     """Sum per-exposure partials (in the given order = context bit order) into the mosaic.
 
@@ -624,10 +625,16 @@ def combine_partials(
     planes are made in place. The
     result equals drizzling the same inputs serially into one ``Drizzle`` to float32 rounding.
     SCI is ``fillval`` and every variance and ERR NaN where no input has weight.
+
+    ``window`` (y0, y1, x0, x1), half-open pixel ranges of the ``out_shape`` grid: only that part
+    is made (a sky tile), from the parts of the partials that fall in it; its pixels are those
+    of the whole mosaic, and memory follows the window.
     """
     if isinstance(fillval, str):
         fillval = np.nan if fillval.strip().upper() in ("NAN", "INDEF") else float(fillval)
-    ny, nx = (int(out_shape[0]), int(out_shape[1]))
+    full = (int(out_shape[0]), int(out_shape[1]))
+    wy0, wy1, wx0, wx1 = window if window is not None else (0, full[0], 0, full[1])
+    ny, nx = wy1 - wy0, wx1 - wx0
     data_sum = np.zeros((ny, nx))
     weight_sum = np.zeros((ny, nx))
     var_wsum = {name: np.zeros((ny, nx), dtype=np.float32) for name in VARIANCE_NAMES}
@@ -638,8 +645,8 @@ def combine_partials(
     for item in partials:
         with _planes(item) as planes:
             shape = tuple(int(v) for v in planes["out_shape"])
-            if shape != (ny, nx):
-                raise ValueError(f"partial for a {shape} grid cannot join a {(ny, nx)} grid")
+            if shape != full:
+                raise ValueError(f"partial for a {shape} grid cannot join a {full} grid")
             p_ratio = float(planes["pixel_scale_ratio"])
             if ratio is None:
                 ratio = p_ratio
@@ -650,17 +657,19 @@ def combine_partials(
                 con = np.concatenate([con, np.zeros((1, ny, nx), dtype=np.uint32)])
             n += 1
             y0, y1, x0, x1 = (int(v) for v in planes["bbox"])
-            sl = slice(y0, y1), slice(x0, x1)
-            if y1 <= y0 or x1 <= x0:
+            cy0, cy1, cx0, cx1 = max(y0, wy0), min(y1, wy1), max(x0, wx0), min(x1, wx1)
+            if cy1 <= cy0 or cx1 <= cx0:
                 continue
+            sl = slice(cy0 - wy0, cy1 - wy0), slice(cx0 - wx0, cx1 - wx0)  # in the window
+            part = slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0)  # in the partial
             # one plane in memory at a time (read from the file when it is one)
-            data_sum[sl] += planes["data_sum"]
-            weight_sum[sl] += planes["weight_sum"]
+            data_sum[sl] += planes["data_sum"][part]
+            weight_sum[sl] += planes["weight_sum"][part]
             for name in VARIANCE_NAMES:
                 if f"{name}_wsum" in planes:
-                    var_wsum[name][sl] += planes[f"{name}_wsum"]
-                    var_wt[name][sl] += planes[f"{name}_wt"]
-            con[plane][sl] |= planes["coverage"].astype(np.uint32) << np.uint32(bit)
+                    var_wsum[name][sl] += planes[f"{name}_wsum"][part]
+                    var_wt[name][sl] += planes[f"{name}_wt"][part]
+            con[plane][sl] |= planes["coverage"][part].astype(np.uint32) << np.uint32(bit)
 
     untouched = weight_sum == 0
     weight_sum[untouched] = 1.0

@@ -43,6 +43,7 @@ __all__ = [
     "fits_tan_header",
     "footprint",
     "grid_scale",
+    "grid_window",
     "mean_pixel_area_sr",
     "output_grid",
     "parse_s_region",
@@ -356,6 +357,25 @@ def output_grid(
     wcs.bounding_box = bounding_box
     wcs.pixel_shape = (nx, ny)
     return wcs
+
+
+def grid_window(grid: Grid, window: Sequence[int]) -> Grid:
+    """The part (y0, y1, x0, x1) (half-open pixel ranges) of ``grid`` as a grid of its own: a
+    sky tile. Its pixel (0, 0) is the grid's (x0, y0); a TAN grid stays an exact TAN
+    (CRPIX shifted), any other gwcs gets the shift in front."""
+    y0, y1, x0, x1 = (int(v) for v in window)
+    transform = grid.wcs.forward_transform
+    if _is_tan(transform):
+        shifted = FITSImagingWCSTransform(
+            transform.projection, crpix=np.asarray(transform.crpix.value, float) - [x0, y0],
+            crval=transform.crval.value, cdelt=transform.cdelt.value, pc=transform.pc.value)
+    else:
+        shifted = (astmodels.Shift(x0) & astmodels.Shift(y0)) | transform
+    wcs = gwcs.WCS([gwcs.Step(grid.wcs.input_frame, shifted),
+                    gwcs.Step(grid.wcs.output_frame, None)])
+    wcs.bounding_box = ((-0.5, x1 - x0 - 0.5), (-0.5, y1 - y0 - 0.5))
+    wcs.pixel_shape = (x1 - x0, y1 - y0)
+    return grid._replace(wcs=wcs, shape=(y1 - y0, x1 - x0))
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from image3.parameters import CatalogParameters, FinalDrizzle, OutputGrid, SkySo
 from image3.runtime.jobserver import start as start_job_server
 from image3.runtime.resources import (catalog_mem_mb, grid_pixels, image_pixels, median_mem_mb,
                                       resample_mem_mb)
+from image3.tiles import read_tiles
 from image3.runtime.runjob import ERRORS_FILE
 from image3.steps import intermediate_name
 
@@ -109,6 +110,29 @@ MEMBERS = [m.name for m in ASN.members]
 GROUPS = list(ASN.groups)
 SINGLE = ASN.is_single_exposure
 PRODUCTS = {kind: f"{OUT}/{name}" for kind, name in product_names(ASN.product).items()}
+# sky tiles (rules/tiles.smk) when TILES["size"] is set
+TILES = config["tiles"]
+TILE_NAME = r"t\d\d-\d\d"
+
+
+def tile_product(kind, tile="{tile}"):
+    """A sky tile's product (kind i2d, cat or segm): <product>_<tile>_<kind>.<ext>."""
+    stem, suffix = PRODUCTS[kind].rsplit(f"_{kind}.", 1)
+    return f"{stem}_{tile}_{kind}.{suffix}"
+
+
+def tile_list():
+    """The sky tiles, once the tiles checkpoint has run (image3.tiles.read_tiles)."""
+    return read_tiles(checkpoints.tiles.get().output[0])
+
+
+def tile_of(name):
+    return next(t for t in tile_list() if t.name == name)
+
+
+def tile_pixels(name):
+    y0, y1, x0, x1 = tile_of(name).window
+    return (y1 - y0) * (x1 - x0)
 
 
 def _alternatives(values):
@@ -271,11 +295,21 @@ def final_outputs():
     outputs = []
     if step_runs("outlier_detection"):
         outputs += [crf_path(m) for m in MEMBERS]
-    if step_runs("resample"):
+    if step_runs("resample") and TILES["size"] is None:
         outputs.append(PRODUCTS["i2d"])
         if step_runs("source_catalog"):
             outputs += [PRODUCTS["cat"], PRODUCTS["segm"]]
+    elif step_runs("resample") and step_runs("source_catalog"):
+        outputs.append(PRODUCTS["cat"])  # merged from the tiles' (rule merge_catalog)
     return outputs + SAVED_CATALOGS + SAVED_INTERMEDIATES
+
+
+def tiled_outputs(wildcards):
+    """With sky tiles, every tile's products (known once the grid is: the tiles checkpoint)."""
+    if TILES["size"] is None or not step_runs("resample"):
+        return []
+    kinds = ("i2d", "cat", "segm") if step_runs("source_catalog") else ("i2d",)
+    return [tile_product(kind, t.name) for t in tile_list() for kind in kinds]
 
 
 QA = f"{OUT}/qa"  # QA plots (rules/qa.smk)
@@ -293,6 +327,8 @@ def qa_outputs():
         return []
     plots = {"mosaic": "resample", "tweakreg": "tweakreg", "skymatch": "skymatch",
              "outliers": "outlier_detection", "catalog": "source_catalog"}
+    if TILES["size"] is not None:  # the mosaic and catalogue plots read one whole _i2d
+        plots = {name: step for name, step in plots.items() if name not in ("mosaic", "catalog")}
     return [f"{QA}/{name}.png" for name, step in plots.items()
             if step_runs(step) and (step != "source_catalog" or step_runs("resample"))
             ] + [f"{QA}/parameters.html"]

@@ -1,5 +1,6 @@
-"""Rule resample: the _i2d mosaic, from the members' contributions (drizzled by the flag jobs)
-or, without outlier detection, drizzling every exposure here."""
+"""Rules resample and resample_tile: the _i2d mosaic (or one sky tile of it), from the members'
+contributions (drizzled by the flag jobs) or, without outlier detection, drizzling every
+exposure here."""
 
 from image3.runtime.jobserver import delegate
 
@@ -15,4 +16,5 @@ with job(snakemake) as log:
                              [MemberFiles(**row) for row in snakemake.params.members],
                              snakemake.input.grid,
                              FinalDrizzle.from_config(snakemake.params.drizzle),
-                             snakemake.input.get("contributions", ())))
+                             snakemake.input.get("contributions", ()),
+                             snakemake.params.get("window")))

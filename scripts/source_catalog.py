@@ -1,4 +1,5 @@
-"""Rule source_catalog: _cat.ecsv and _segm.fits from the _i2d mosaic."""
+"""Rules source_catalog and source_catalog_tile: _cat.ecsv and _segm.fits from an _i2d (the
+mosaic or one sky tile)."""
 
 from image3.runtime.jobserver import delegate
 

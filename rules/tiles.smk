@@ -1,0 +1,94 @@
+"""Sky tiles (image3/tiles.py): the final resample and the catalogue once per tile of the output
+grid, and one merged catalogue. Which tiles there are is known once the grid is (checkpoint)."""
+
+
+checkpoint tiles:
+    input:
+        f"{WORK}/grid_shape.json",
+    output:
+        f"{WORK}/tiles.json",
+    params:
+        size=TILES["size"],
+        margin=TILES["margin"],
+    log:
+        f"{LOGS}/tiles.log",
+    benchmark:
+        f"{BENCH}/tiles.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/tiles.py"
+
+
+rule resample_tile:
+    input:
+        unpack(lambda wildcards: resample_inputs()),
+        grid=f"{WORK}/grid.pkl",
+        tiles=f"{WORK}/tiles.json",
+    output:
+        tile_product("i2d"),
+    wildcard_constraints:
+        tile=TILE_NAME,
+    params:
+        members=lambda wildcards: member_table(final_exposure_files),
+        drizzle=FinalDrizzle.select(config["resample"]),
+        window=lambda wildcards: tile_of(wildcards.tile).window,
+    log:
+        f"{LOGS}/resample_tile/{{tile}}.log",
+    benchmark:
+        f"{BENCH}/resample_tile/{{tile}}.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=lambda wildcards: resample_mem_mb(tile_pixels(wildcards.tile)),
+        runtime=30,
+    script:
+        "../scripts/resample.py"
+
+
+rule source_catalog_tile:
+    input:
+        i2d=tile_product("i2d"),
+    output:
+        catalog=tile_product("cat"),
+        segm=tile_product("segm"),
+    wildcard_constraints:
+        tile=TILE_NAME,
+    params:
+        catalog=catalog_params(),
+    log:
+        f"{LOGS}/source_catalog_tile/{{tile}}.log",
+    benchmark:
+        f"{BENCH}/source_catalog_tile/{{tile}}.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=lambda wildcards, input: catalog_mem_mb(image_pixels(input.i2d)),
+        runtime=30,
+    script:
+        "../scripts/source_catalog.py"
+
+
+rule merge_catalog:
+    input:
+        catalogs=lambda wildcards: [tile_product("cat", t.name) for t in tile_list()],
+        tiles=f"{WORK}/tiles.json",
+    output:
+        PRODUCTS["cat"],
+    log:
+        f"{LOGS}/merge_catalog.log",
+    benchmark:
+        f"{BENCH}/merge_catalog.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/merge_catalog.py"
