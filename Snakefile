@@ -26,11 +26,13 @@ include: "rules/outlier_detection.smk"
 include: "rules/source_catalog.smk"
 include: "rules/tiles.smk"
 
-# the _cat.ecsv: one catalogue of the mosaic, or merged from the sky tiles' (rules/tiles.smk)
+# the _cat.ecsv and the mosaic plot: of the one mosaic, or of the sky tiles (rules/tiles.smk)
 if TILES["size"] is None:
     ruleorder: source_catalog > merge_catalog
+    ruleorder: qa_mosaic > qa_mosaic_tiles
 else:
     ruleorder: merge_catalog > source_catalog
+    ruleorder: qa_mosaic_tiles > qa_mosaic
 include: "rules/qa.smk"
 
 

@@ -36,13 +36,14 @@ from astropy.visualization import AsinhStretch, AsymmetricPercentileInterval, Im
 from astropy.wcs import WCS
 from matplotlib import colormaps
 from matplotlib.figure import Figure
-from matplotlib.patches import Polygon
+from matplotlib.patches import Polygon, Rectangle
 
 from .datamodel import atomic_path, open_meta
 from .dqflags import DO_NOT_USE, OUTLIER
 from .grid import load_grid
 from .median import median_shape, read_median_window
 from .skymatch import read_sky_stats
+from .tiles import Tile, read_tiles
 
 __all__ = [
     "DPI",
@@ -153,6 +154,33 @@ def read_display_image(path: str | Path, extname: str = "SCI") -> tuple[np.ndarr
         return image, factor, hdu.header.copy()
 
 
+def read_tiled_display_image(paths: Sequence[str | Path], tiles: Sequence[Tile],
+                             shape: Sequence[int]) -> tuple[np.ndarray, int, object]:
+    """:func:`read_display_image` of a mosaic made as sky tiles (``paths[k]``: the ``_i2d`` of
+    ``tiles[k]``, :mod:`image3.tiles`) on a grid of ``shape``: each tile's own region, a band of
+    rows at a time. The header is the first tile's FITS WCS moved to the whole grid."""
+    factor = display_factor(shape)
+    nx = int(shape[1])
+
+    def read_rows(y0, y1):
+        band = np.full((y1 - y0, nx), np.nan, dtype=np.float32)
+        for path, tile in zip(paths, tiles, strict=True):
+            iy0, iy1, ix0, ix1 = tile.inner
+            a, b = max(y0, iy0), min(y1, iy1)
+            if a < b:
+                wy0, _, wx0, _ = tile.window
+                with fits.open(path, memmap=True) as hdul:
+                    band[a - y0:b - y0, ix0:ix1] = hdul["SCI"].section[a - wy0:b - wy0,
+                                                                       ix0 - wx0:ix1 - wx0]
+        return band
+
+    image = block_mean(read_rows, shape, factor)
+    header = fits.getheader(paths[0], "SCI")
+    header["CRPIX1"] += tiles[0].window[2]
+    header["CRPIX2"] += tiles[0].window[0]
+    return image, factor, header
+
+
 def to_display(x, y, factor: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixel positions (0-based) → positions on the image block-averaged by ``factor``."""
     return ((np.asarray(x, dtype=float) + 0.5) / factor - 0.5,
@@ -233,15 +261,21 @@ def _draw_footprints(ax, footprints: Mapping[str, np.ndarray], groups: Mapping[s
 
 
 def plot_mosaic(fig: Figure, image: np.ndarray, footprints: Mapping[str, np.ndarray],
-                groups: Mapping[str, str], title: str = "") -> object:
+                groups: Mapping[str, str], title: str = "",
+                tiles: Mapping[str, tuple[float, float, float, float]] | None = None) -> object:
     """The mosaic (block-averaged SCI, MJy/sr) with every member's footprint drawn.
 
     ``footprints`` maps member names to (N, 2) display positions of their outline
-    (:func:`polygons_to_display`), ``groups`` member names to group ids (one colour each).
+    (:func:`polygons_to_display`), ``groups`` member names to group ids (one colour each);
+    ``tiles`` sky tile names to their (x0, y0, x1, y1) display edges, drawn dashed and named.
     """
     ax = fig.add_subplot()
     _show_image(ax, image)
     _draw_footprints(ax, footprints, groups, legend=True)
+    for name, (x0, y0, x1, y1) in (tiles or {}).items():
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="white",
+                               lw=0.8, ls="--"))
+        ax.text(x0 + 2, y1 - 2, name, color="white", fontsize=6, va="top")
     ax.set_title(title or f"mosaic and the footprints of {len(footprints)} members")
     return ax
 
@@ -563,6 +597,27 @@ def write_mosaic_figure(i2d: str | Path, footprints: str | Path, output: str | P
     save_figure(fig, output)
     return (f"wrote {output}: mosaic shown at 1/{factor} scale ({image.shape[1]} x "
             f"{image.shape[0]}) with {len(outlines)} member footprints")
+
+
+def write_tiled_mosaic_figure(i2ds: Sequence[str | Path], tiles_path: str | Path,
+                              shape_path: str | Path, footprints: str | Path,
+                              output: str | Path) -> str:
+    """:func:`write_mosaic_figure` of a mosaic made as sky tiles: the tiles' ``_i2d``
+    (``i2ds``, in the order of the tiles file at ``tiles_path``) on the grid of the shape file
+    at ``shape_path``, each tile outlined and named."""
+    tiles = read_tiles(tiles_path)
+    shape = json.loads(Path(shape_path).read_text())["shape"]
+    image, factor, header = read_tiled_display_image(i2ds, tiles, shape)
+    polygons, groups = _read_footprints(footprints)
+    outlines = polygons_to_display(polygons, WCS(header).world_to_pixel_values, factor)
+    edges = {t.name: (t.inner[2] / factor - 0.5, t.inner[0] / factor - 0.5,
+                      t.inner[3] / factor - 0.5, t.inner[1] / factor - 0.5) for t in tiles}
+    fig = new_figure("mosaic")
+    plot_mosaic(fig, image, outlines, groups, tiles=edges,
+                title=f"{len(tiles)} sky tiles (1/{factor} scale)")
+    save_figure(fig, output)
+    return (f"wrote {output}: mosaic of {len(tiles)} tiles shown at 1/{factor} scale "
+            f"({image.shape[1]} x {image.shape[0]}) with {len(outlines)} member footprints")
 
 
 def write_tweakreg_figure(report: str | Path, residuals: str | Path, output: str | Path) -> str:

@@ -327,8 +327,8 @@ def qa_outputs():
         return []
     plots = {"mosaic": "resample", "tweakreg": "tweakreg", "skymatch": "skymatch",
              "outliers": "outlier_detection", "catalog": "source_catalog"}
-    if TILES["size"] is not None:  # the mosaic and catalogue plots read one whole _i2d
-        plots = {name: step for name, step in plots.items() if name not in ("mosaic", "catalog")}
+    if TILES["size"] is not None:  # the catalogue plot reads one whole _i2d
+        plots.pop("catalog")
     return [f"{QA}/{name}.png" for name, step in plots.items()
             if step_runs(step) and (step != "source_catalog" or step_runs("resample"))
             ] + [f"{QA}/parameters.html"]

@@ -45,6 +45,28 @@ rule qa_mosaic:
         "../scripts/qa_mosaic.py"
 
 
+rule qa_mosaic_tiles:
+    input:
+        i2ds=lambda wildcards: [tile_product("i2d", t.name) for t in tile_list()],
+        tiles=f"{WORK}/tiles.json",
+        grid_shape=f"{WORK}/grid_shape.json",
+        footprints=f"{WORK}/footprints.json",
+    output:
+        qa_plot("mosaic", "resample"),
+    log:
+        f"{LOGS}/qa/mosaic_tiles.log",
+    benchmark:
+        f"{BENCH}/qa/mosaic_tiles.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,  # a band of 64 mosaic rows and the 1024² display image
+        runtime=10,
+    script:
+        "../scripts/qa_mosaic_tiles.py"
+
+
 rule qa_tweakreg:
     input:
         report=f"{WORK}/tweakreg_report.ecsv",

@@ -344,3 +344,37 @@ def test_parameter_table_lists_every_row_and_names_those_not_at_their_default(tm
     assert "border-collapse" in html and not list(out.parent.glob(".tmp-*"))
     assert qa.write_parameter_table(rows[1:2], tmp_path / "p.html").endswith(
         "1 parameters, 0 not the default: none")
+
+
+def test_the_tiled_mosaic_figure_is_the_mosaic_with_its_tiles(exposures, tmp_path):
+    """Truth: a 600 × 1100 mosaic cut into 2 × 3 tiles of 300 × 400 (margin 40). Required: the
+    display image composed from the tiles' own regions equals the whole mosaic's, the WCS
+    moved back to the whole grid, and the figure's summary names the tiles."""
+    from image3.tiles import tile_layout, write_tiles
+
+    _write_i2d(tmp_path / "m_i2d.fits", (600, 1100), exposures[1])
+    (tmp_path / "shape.json").write_text(json.dumps({"shape": [600, 1100]}))
+    write_tiles(tmp_path / "tiles.json", tmp_path / "shape.json", 400, 40)
+    tiles = tile_layout((600, 1100), 400, 40)
+    with fits.open(tmp_path / "m_i2d.fits") as mosaic:
+        data, header = mosaic["SCI"].data, mosaic["SCI"].header
+        paths = []
+        for tile in tiles:
+            y0, y1, x0, x1 = tile.window
+            part = header.copy()
+            part["CRPIX1"] -= x0
+            part["CRPIX2"] -= y0
+            paths.append(tmp_path / f"{tile.name}_i2d.fits")
+            fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data[y0:y1, x0:x1], part, name="SCI")]
+                         ).writeto(paths[-1])
+    image, factor, moved = qa.read_tiled_display_image(paths, tiles, (600, 1100))
+    whole, whole_factor, _ = qa.read_display_image(tmp_path / "m_i2d.fits")
+    assert factor == whole_factor == 2
+    np.testing.assert_array_equal(image, whole)
+    assert moved["CRPIX1"] == header["CRPIX1"] and moved["CRPIX2"] == header["CRPIX2"]
+    out = tmp_path / "mosaic.png"
+    summary = qa.write_tiled_mosaic_figure(paths, tmp_path / "tiles.json", tmp_path / "shape.json",
+                                           exposures[1], out)
+    assert summary == (f"wrote {out}: mosaic of 6 tiles shown at 1/2 scale (550 x 300) with 2 "
+                       "member footprints")
+    png_pixels(out, "mosaic")
