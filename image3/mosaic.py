@@ -79,6 +79,12 @@ def drizzle_member(member: MemberPixels, grid: Grid, params: FinalDrizzle,
     return partial
 
 
+#: Output pixels drizzled beyond a tile's window (then dropped): more than any kernel's reach
+#: (lanczos3: 3 input pixels) at pixel_scale_ratio >= 0.5, so the window's edge pixels get
+#: every drop they get in the whole mosaic.
+_WINDOW_PAD_PX = 8
+
+
 def write_i2d(path: str | Path, members: Sequence[MemberFiles], grid_path: str | Path,
               params: FinalDrizzle, contributions: Sequence[str | Path] = (),
               window: Sequence[int] | None = None) -> str:
@@ -90,16 +96,23 @@ def write_i2d(path: str | Path, members: Sequence[MemberFiles], grid_path: str |
     grid = read_grid(grid_path)
     if contributions:
         product = mosaic_of_contributions(members[0], contributions, grid, params, window)
-    else:
-        product = resample_members(members, grid if window is None else grid_window(grid, window),
-                                   params)
+    elif window is None:
+        product = resample_members(members, grid, params)
+    else:  # drizzled onto the window and a border, so that its edge pixels get every drop
+        y0, y1, x0, x1 = window
+        ny, nx = grid.shape
+        pad = _WINDOW_PAD_PX
+        padded = (max(0, y0 - pad), min(ny, y1 + pad), max(0, x0 - pad), min(nx, x1 + pad))
+        product = resample_members(members, grid_window(grid, padded), params,
+                                   (y0 - padded[0], y1 - padded[0], x0 - padded[2], x1 - padded[2]))
     save_model(product, path)
     return f"wrote {path} ({product.data.shape[1]} x {product.data.shape[0]})"
 
 
-def resample_members(members: Sequence[MemberFiles], grid: Grid,
-                     params: FinalDrizzle) -> datamodels.ImageModel:
-    """Drizzle the members in order (context bit k = k-th member) and assemble the ``_i2d``.
+def resample_members(members: Sequence[MemberFiles], grid: Grid, params: FinalDrizzle,
+                     window: Sequence[int] | None = None) -> datamodels.ImageModel:
+    """Drizzle the members in order (context bit k = k-th member) and assemble the ``_i2d``
+    (of the part ``window`` of ``grid`` if given).
 
     Only one input exposure is open at a time. The first input's metadata is the base of the
     product's, as in the reference's metadata blender.
@@ -114,7 +127,7 @@ def resample_members(members: Sequence[MemberFiles], grid: Grid,
             del exposure  # its arrays go before drizzling
             yield drizzle_member(pixels, grid, params)
 
-    return _mosaic(product, partials(), grid, params)
+    return _mosaic(product, partials(), grid, params, window)
 
 
 def mosaic_of_contributions(first: MemberFiles, paths: Sequence[str | Path], grid: Grid,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
+from astropy.wcs import WCS
 from stdatamodels.jwst import datamodels
 
 from image3 import synth
@@ -193,3 +194,27 @@ def test_a_saved_catalog_is_the_found_source_list_in_the_reference_columns(run, 
     np.testing.assert_array_equal(saved["x"], found["xcentroid"])
     np.testing.assert_array_equal(saved["y"], found["ycentroid"])
     assert saved.meta["name"] == member.name
+
+
+def test_a_tile_of_the_i2d_is_the_same_part_of_the_mosaic(run, tmp_path):
+    """A window of the grid (a sky tile) made from the contributions and, without them, by
+    drizzling the _crfs onto the window: its SCI, ERR and WHT are the mosaic's there (float32
+    rounding), its edge pixels included, and its WCS puts its pixel (0, 0) on the mosaic's
+    (x0, y0)."""
+    members = [MemberFiles(m.name, m.group_id, crf) for m, crf in zip(run["members"], run["crfs"])]
+    final = _defaults(FinalDrizzle, "resample")
+    contributions = [run["work"] / m.name / "contribution.npz" for m in run["members"]]
+    window = (40, 170, 55, 230)
+    y0, y1, x0, x1 = window
+    with fits.open(run["out"] / "i2d.fits") as mosaic:
+        whole = {ext: mosaic[ext].data[y0:y1, x0:x1] for ext in ("SCI", "ERR", "WHT")}
+        corner = WCS(mosaic["SCI"].header).pixel_to_world_values(x0, y0)
+    for name, parts in (("contributions", contributions), ("crfs", ())):
+        path = tmp_path / f"tile_{name}.fits"
+        write_i2d(path, members, run["work"] / "grid.pkl", final, parts, window)
+        with fits.open(path) as tile:
+            for ext, expected in whole.items():
+                np.testing.assert_allclose(tile[ext].data, expected, rtol=1e-5, atol=1e-7,
+                                           err_msg=f"{name} {ext}")
+            np.testing.assert_allclose(WCS(tile["SCI"].header).pixel_to_world_values(0, 0),
+                                       corner, rtol=0, atol=1e-9)
