@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
+from astropy.wcs import WCS
 from scipy.ndimage import distance_transform_edt
 from scipy.spatial import cKDTree
 
@@ -445,8 +446,6 @@ def completeness_of_runs(truth: Table, psf: dict, i2d_path: Path, catalogues: di
     of ``truth``, S/N and edge distances from the ``_i2d`` at ``i2d_path`` (its ERR; covered:
     finite SCI and ERR > 0); ``psf`` the generator's ``psf.json``. A star is found by an entry
     within 0.1" or 2 pixels (:func:`match_sky`)."""
-    from astropy.wcs import WCS
-
     with fits.open(i2d_path) as i2d:
         sci, err = i2d["SCI"].data, i2d["ERR"].data
         wcs = WCS(i2d["SCI"].header)

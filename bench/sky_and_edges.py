@@ -47,14 +47,6 @@ BAND_PX = 20
 MIN_BAND_PIXELS = 5000
 
 
-def relative_sky_errors(levels: list[float], truth: list[float], sigma: float) -> dict:
-    """(level - true sky), mean removed, in units of ``sigma``: rms and largest."""
-    error = np.asarray(levels, float) - np.asarray(truth, float)
-    error = (error - np.nanmean(error)) / sigma
-    return {"rms_sigma": float(np.sqrt(np.nanmean(error ** 2))),
-            "max_sigma": float(np.nanmax(np.abs(error)))}
-
-
 def edge_bands(x: np.ndarray, y: np.ndarray, shape: tuple[int, int], band_px: float):
     """(name, bool mask) per edge of a ny x nx exposure: output pixels whose position in the
     exposure (``x``, ``y``, from the exposure's inverse WCS, outside its bounds too) lies within
@@ -89,7 +81,9 @@ def measure_run(asn: Path, run_dir: Path, product: str, members: list[str]) -> d
     crfs = [run_dir / f"{m}_{asn_id}_crf.fits" for m in members]
     levels = [fits.getheader(c, 0).get("BKGLEVEL", np.nan) for c in crfs]
     true_sky = [float(exposures[exposures["member"] == m]["sky_mjysr"][0]) for m in members]
-    result = {"sky_levels": relative_sky_errors(levels, true_sky, sigma)}
+    errors = compare.sky_level_errors(levels, true_sky)  # MJy/sr, the common offset removed
+    result = {"sky_levels": {"rms_sigma": errors["rms_mjysr"] / sigma,
+                             "max_sigma": errors["max_abs_mjysr"] / sigma}}
 
     with fits.open(run_dir / f"{product}_i2d.fits") as i2d:
         sci = i2d["SCI"].data.astype(float)

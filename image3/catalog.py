@@ -769,7 +769,7 @@ def merge_tile_catalogs(catalogs: Sequence[str | Path], tiles: Sequence[Tile],
     """One catalogue from the tiles' (``catalogs[k]`` is ``tiles[k]``'s ``_cat.ecsv``): each
     tile's sources whose centroid lies in its inner region, pixel columns in the grid's pixels,
     labels renumbered 1..N in tile order, a ``tile`` column; the first tile's meta. Written
-    under a temporary name and renamed. Returns a summary."""
+    atomically. Returns a summary."""
     kept, meta = [], None
     for path, tile in zip(catalogs, tiles, strict=True):
         table = Table.read(path)
@@ -792,8 +792,6 @@ def merge_tile_catalogs(catalogs: Sequence[str | Path], tiles: Sequence[Tile],
     if len(merged):
         merged["label"] = np.arange(1, len(merged) + 1)
     merged.meta.update(meta or {})
-    out_path = Path(out_path)
-    tmp = out_path.with_name(f".{out_path.name}.tmp.ecsv")
-    merged.write(tmp, format="ascii.ecsv", overwrite=True)
-    tmp.replace(out_path)
+    with atomic_path(out_path) as tmp:
+        merged.write(tmp, format="ascii.ecsv", overwrite=True)
     return f"wrote {out_path}: {len(merged)} sources from {len(tiles)} tiles"

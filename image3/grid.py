@@ -12,7 +12,6 @@ as a small sidecar (:func:`image3.wcs.write_grid`).
 from __future__ import annotations
 
 import json
-
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace

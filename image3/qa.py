@@ -42,6 +42,7 @@ from .datamodel import atomic_path, open_meta
 from .dqflags import DO_NOT_USE, OUTLIER
 from .grid import load_grid
 from .median import median_shape, read_median_window
+from .runtime.resources import grid_shape
 from .skymatch import read_sky_stats
 from .tiles import Tile, read_tiles
 
@@ -590,13 +591,22 @@ def write_mosaic_figure(i2d: str | Path, footprints: str | Path, output: str | P
     """The ``_i2d``'s SCI (block-averaged) with every member's footprint (the footprints file,
     placed by the ``_i2d``'s FITS WCS), as :func:`plot_mosaic` draws it."""
     image, factor, header = read_display_image(i2d)
+    shown = _save_mosaic_figure(image, factor, header, footprints, output,
+                                f"{Path(i2d).name} (1/{factor} scale)")
+    return f"wrote {output}: mosaic {shown}"
+
+
+def _save_mosaic_figure(image, factor: int, header, footprints: str | Path, output: str | Path,
+                        title: str, tiles=None) -> str:
+    """:func:`plot_mosaic` of a display image (its FITS ``header``, block ``factor``) with the
+    footprints file's outlines, saved to ``output``; returns what it shows."""
     polygons, groups = _read_footprints(footprints)
     outlines = polygons_to_display(polygons, WCS(header).world_to_pixel_values, factor)
     fig = new_figure("mosaic")
-    plot_mosaic(fig, image, outlines, groups, title=f"{Path(i2d).name} (1/{factor} scale)")
+    plot_mosaic(fig, image, outlines, groups, title=title, tiles=tiles)
     save_figure(fig, output)
-    return (f"wrote {output}: mosaic shown at 1/{factor} scale ({image.shape[1]} x "
-            f"{image.shape[0]}) with {len(outlines)} member footprints")
+    return (f"shown at 1/{factor} scale ({image.shape[1]} x {image.shape[0]}) with "
+            f"{len(outlines)} member footprints")
 
 
 def write_tiled_mosaic_figure(i2ds: Sequence[str | Path], tiles_path: str | Path,
@@ -606,18 +616,12 @@ def write_tiled_mosaic_figure(i2ds: Sequence[str | Path], tiles_path: str | Path
     (``i2ds``, in the order of the tiles file at ``tiles_path``) on the grid of the shape file
     at ``shape_path``, each tile outlined and named."""
     tiles = read_tiles(tiles_path)
-    shape = json.loads(Path(shape_path).read_text())["shape"]
-    image, factor, header = read_tiled_display_image(i2ds, tiles, shape)
-    polygons, groups = _read_footprints(footprints)
-    outlines = polygons_to_display(polygons, WCS(header).world_to_pixel_values, factor)
+    image, factor, header = read_tiled_display_image(i2ds, tiles, grid_shape(shape_path))
     edges = {t.name: (t.inner[2] / factor - 0.5, t.inner[0] / factor - 0.5,
                       t.inner[3] / factor - 0.5, t.inner[1] / factor - 0.5) for t in tiles}
-    fig = new_figure("mosaic")
-    plot_mosaic(fig, image, outlines, groups, tiles=edges,
-                title=f"{len(tiles)} sky tiles (1/{factor} scale)")
-    save_figure(fig, output)
-    return (f"wrote {output}: mosaic of {len(tiles)} tiles shown at 1/{factor} scale "
-            f"({image.shape[1]} x {image.shape[0]}) with {len(outlines)} member footprints")
+    shown = _save_mosaic_figure(image, factor, header, footprints, output,
+                                f"{len(tiles)} sky tiles (1/{factor} scale)", edges)
+    return f"wrote {output}: mosaic of {len(tiles)} tiles {shown}"
 
 
 def write_tweakreg_figure(report: str | Path, residuals: str | Path, output: str | Path) -> str:

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .runtime.resources import grid_shape
+
 __all__ = ["Tile", "read_tiles", "tile_layout", "write_tiles"]
 
 
@@ -50,7 +52,7 @@ def tile_layout(shape: Sequence[int], size: int, margin: int) -> list[Tile]:
 
 def write_tiles(path: str | Path, shape_path: str | Path, size: int, margin: int) -> str:
     """Write the tiles of the grid whose shape file is ``shape_path`` as JSON; returns a summary."""
-    shape = json.loads(Path(shape_path).read_text())["shape"]
+    shape = grid_shape(shape_path)
     tiles = tile_layout(shape, size, margin)
     Path(path).write_text(json.dumps([t.__dict__ for t in tiles], indent=1) + "\n")
     return (f"{len(tiles)} tiles of {size}² pixels (margin {margin}) over the "

@@ -16,9 +16,9 @@ from image3.parameters import CatalogParameters, FinalDrizzle, OutputGrid, SkySo
 from image3.runtime.jobserver import start as start_job_server
 from image3.runtime.resources import (catalog_mem_mb, grid_pixels, image_pixels, median_mem_mb,
                                       resample_mem_mb)
-from image3.tiles import read_tiles
 from image3.runtime.runjob import ERRORS_FILE
 from image3.steps import intermediate_name
+from image3.tiles import read_tiles
 
 
 def fail(message):

@@ -17,27 +17,34 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["DEFAULT_MEM_MB", "catalog_mem_mb", "grid_pixels", "image_pixels", "median_mem_mb",
-           "resample_mem_mb"]
+from astropy.io import fits
+
+__all__ = ["DEFAULT_MEM_MB", "catalog_mem_mb", "grid_pixels", "grid_shape", "image_pixels",
+           "median_mem_mb", "resample_mem_mb"]
 
 #: Asked for when the grid's size is not known yet (a dry run).
 DEFAULT_MEM_MB = 2000
 
 
+def grid_shape(shape_path: str | Path) -> tuple[int, int]:
+    """(ny, nx) of the grid whose shape file (``image3.grid.write_output_grid``) is at
+    ``shape_path``."""
+    ny, nx = json.loads(Path(shape_path).read_text())["shape"]
+    return int(ny), int(nx)
+
+
 def grid_pixels(shape_path: str | Path) -> int | None:
-    """Pixels of the grid whose shape file (``image3.grid.write_output_grid``) is at
-    ``shape_path``; None if it is not written yet."""
+    """Pixels of the grid whose shape file is at ``shape_path`` (:func:`grid_shape`); None if
+    it is not written yet."""
     try:
-        ny, nx = json.loads(Path(shape_path).read_text())["shape"]
+        ny, nx = grid_shape(shape_path)
     except (OSError, ValueError, KeyError):
         return None
-    return int(ny) * int(nx)
+    return ny * nx
 
 
 def image_pixels(fits_path: str | Path, extension: str = "SCI") -> int | None:
     """Pixels of a FITS image extension, from its header; None if the file is not there yet."""
-    from astropy.io import fits
-
     try:
         header = fits.getheader(fits_path, extension)
     except (OSError, KeyError):
