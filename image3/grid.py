@@ -6,7 +6,8 @@ sidecars, or its _cal when tweakreg does not run), one job each (rules ``footpri
 other groups lie; a grid (outlier detection's, and the final resample's when it differs) is
 built from every member's footprint and the first member's scale and orientation, as the
 reference's default, or read from a user's ASDF gwcs (``output_wcs``), and passed between jobs
-as a small sidecar (:func:`image3.wcs.write_grid`).
+as a small sidecar (:func:`image3.wcs.write_grid`). With sky tiles, the final grid's tiles and the
+members each meets (:func:`write_grid_tiles`, :mod:`image3.tiles`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from pathlib import Path
 
 from .datamodel import (ExposureMeta, MemberFiles, atomic_write_text, open_meta, read_wcs,
                         sci_shape)
-from .footprints import footprints_table
+from .footprints import footprints_table, member_footprints
 from .parameters import OutputGrid
 from .sidecar import read_sidecar, write_sidecar
+from .tiles import assign_members, member_boxes, tile_layout, write_tiles
 from .wcs import (
     Grid,
     footprint,
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Grid", "MemberGeometry", "build_grid", "geometry_of", "load_geometry",
            "load_grid", "member_geometry", "save_geometry", "save_grid", "write_footprints",
-           "write_output_grid"]
+           "write_grid_tiles", "write_output_grid"]
 
 
 #: The ``meta.wcsinfo`` keywords the grid (ra/dec/roll_ref, v3yangle, vparity) and tweakreg's
@@ -137,3 +139,17 @@ def write_output_grid(path: str | Path, members: Sequence[MemberFiles],
     log.info("%s: %d x %d pixels at %.4f arcsec", Path(path).name, grid.shape[1], grid.shape[0],
              grid.pixel_scale_arcsec)
     return grid
+
+
+def write_grid_tiles(path: str | Path, grid_path: str | Path, footprints_path: str | Path,
+                     size: int, margin: int) -> str:
+    """Write the sky tiles (:mod:`image3.tiles`) of the grid at ``grid_path`` that the members
+    of ``footprints_path`` (:func:`write_footprints`) meet; returns a summary."""
+    grid = load_grid(grid_path)
+    every = tile_layout(grid.shape, size, margin)
+    tiles = assign_members(every, member_boxes(grid, member_footprints(footprints_path)))
+    write_tiles(path, tiles)
+    ny, nx = grid.shape
+    return (f"{len(tiles)} tiles of {size}² pixels (margin {margin}) over the {nx} x {ny} grid"
+            f" ({len(every) - len(tiles)} without any member left out); at most "
+            f"{max((len(t.members) for t in tiles), default=0)} members per tile")

@@ -1,10 +1,11 @@
 """Single images and their median: the files between the outlier-detection jobs.
 
 A *single* is one exposure group drizzled onto its cutout of the outlier grid (file written
-by the ``single`` job); the *median* combines all singles pixel by pixel on the full grid
-(``median`` job), reading a block of rows at a time so that its memory is a fixed budget plus
-the output, whatever the number of exposures. The ``flag`` jobs read back only the window of
-the median (and of their own single) that covers their exposure.
+by the ``single`` job); the *median* combines all singles pixel by pixel (``median`` job), on
+the full grid or, with sky tiles, on one tile's inner region per job (a *piece*), reading a
+block of rows at a time so that its memory is a fixed budget plus the piece, whatever the
+number of exposures. The ``flag`` jobs read back only the window of the median (from the
+pieces that cover it, and of their own single) that covers their exposure.
 
 Files (FITS, float32 images, 0-based pixel offsets in the primary header):
 
@@ -12,8 +13,10 @@ Files (FITS, float32 images, 0-based pixel offsets in the primary header):
   the reference's threshold), ERR (the exposure's ERR drizzled with the same weights; only with
   the ``image3`` method), WHT (drizzle weight); header ``Y0``/``X0`` (cutout origin on the
   grid), ``GRIDNY``/``GRIDNX``, ``WTHRESH`` (weight threshold), ``GROUPID``.
-* median: SCI (combined value, NaN where no single has data), NCOMBINE (number of singles
-  with data at the pixel, uint8); header ``GRIDNY``/``GRIDNX``, ``METHOD``, ``NSINGLE``.
+* median piece: SCI (combined value, NaN where no single has data), NCOMBINE (number of
+  singles with data at the pixel, uint8), on the region ``[Y0:Y0+ny, X0:X0+nx]`` of the grid
+  (the whole grid without tiles); header ``Y0``/``X0``, ``GRIDNY``/``GRIDNX``, ``METHOD``,
+  ``NSINGLE``.
 
 Combination (:func:`combine_stack`): ``reference`` is the per-pixel NaN-median (mean of the two
 middle values for an even count). ``image3`` differs only for an even count: when the two middle
@@ -138,10 +141,12 @@ def _open_singles(paths: Sequence[str | Path]):
 
 
 def median_of_singles(paths: Sequence[str | Path], method: str,
+                      region: Sequence[int] | None = None,
                       block_bytes: int = MEDIAN_BLOCK_BYTES):
-    """Combine the singles at ``paths`` on their common grid, a block of rows at a time.
+    """Combine the singles at ``paths`` on their common grid (on its part ``region`` = (y0, y1,
+    x0, x1) if given), a block of rows at a time.
 
-    Returns (median float32, count uint8), both of the grid's shape. Each block reads only
+    Returns (median float32, count uint8), both of the region's shape. Each block reads only
     the rows of each single that fall in it (FITS sections read from the file, not memory
     maps, whose touched pages would count towards the job's memory), so the memory is a few
     times ``block_bytes`` plus the two output planes, independent of the number of singles.
@@ -153,29 +158,35 @@ def median_of_singles(paths: Sequence[str | Path], method: str,
         grid_shape = singles[0][4]
         if any(s[4] != grid_shape for s in singles):
             raise InputFileError("the single images were drizzled onto different grids")
-        ny, nx = grid_shape
+        y0r, y1r, x0r, x1r = region if region is not None else (0, grid_shape[0], 0, grid_shape[1])
         with_errors = method != "reference" and all("ERR" in s[0] for s in singles)
         planes = 2 if with_errors else 1
-        rows = max(1, int(block_bytes // (4 * planes * nx * len(singles))))
-        median = np.full(grid_shape, np.nan, dtype=np.float32)
-        count = np.zeros(grid_shape, dtype=np.uint8)
-        for r0 in range(0, ny, rows):
-            r1 = min(r0 + rows, ny)
-            overlapping = [s for s in singles if s[1] < r1 and s[1] + s[3][0] > r0]
+        rows = max(1, int(block_bytes // (4 * planes * (x1r - x0r) * len(singles))))
+        median = np.full((y1r - y0r, x1r - x0r), np.nan, dtype=np.float32)
+        count = np.zeros(median.shape, dtype=np.uint8)
+        for r0 in range(y0r, y1r, rows):
+            r1 = min(r0 + rows, y1r)
+            overlapping = [s for s in singles if s[1] < r1 and s[1] + s[3][0] > r0
+                           and s[2] < x1r and s[2] + s[3][1] > x0r]
             if not overlapping:
                 continue
             # only the columns some single covers in this block
-            c0 = min(s[2] for s in overlapping)
-            c1 = max(s[2] + s[3][1] for s in overlapping)
+            c0 = max(x0r, min(s[2] for s in overlapping))
+            c1 = min(x1r, max(s[2] + s[3][1] for s in overlapping))
             values = np.full((len(overlapping), r1 - r0, c1 - c0), np.nan, dtype=np.float32)
             errors = np.full_like(values, np.nan) if with_errors else None
             for k, (hdul, y0, x0, shape, _) in enumerate(overlapping):
                 a0, a1 = max(r0, y0), min(r1, y0 + shape[0])
-                target = (k, slice(a0 - r0, a1 - r0), slice(x0 - c0, x0 - c0 + shape[1]))
-                values[target] = hdul["SCI"].section[a0 - y0:a1 - y0, :]
+                b0, b1 = max(c0, x0), min(c1, x0 + shape[1])
+                if b0 >= b1:
+                    continue
+                target = (k, slice(a0 - r0, a1 - r0), slice(b0 - c0, b1 - c0))
+                source = (slice(a0 - y0, a1 - y0), slice(b0 - x0, b1 - x0))
+                values[target] = hdul["SCI"].section[source]
                 if with_errors:
-                    errors[target] = hdul["ERR"].section[a0 - y0:a1 - y0, :]
-            median[r0:r1, c0:c1], count[r0:r1, c0:c1] = combine_stack(values, errors, method)
+                    errors[target] = hdul["ERR"].section[source]
+            out = (slice(r0 - y0r, r1 - y0r), slice(c0 - x0r, c1 - x0r))
+            median[out], count[out] = combine_stack(values, errors, method)
             del values, errors
         return median, count
     finally:
@@ -183,32 +194,48 @@ def median_of_singles(paths: Sequence[str | Path], method: str,
             s[0].close()
 
 
-def write_median_of_singles(path: str | Path, singles: Sequence[str | Path], method: str) -> str:
-    """Write the median (:func:`write_median`) of the singles at ``singles``
-    (:func:`median_of_singles`); returns a summary line."""
-    median, count = median_of_singles(singles, method)
-    write_median(path, median, count, method, len(singles))
+def write_median_of_singles(path: str | Path, singles: Sequence[str | Path], method: str,
+                            region: Sequence[int] | None = None) -> str:
+    """Write the median (:func:`write_median`) of the singles at ``singles`` on the grid or on
+    its part ``region`` (:func:`median_of_singles`); returns a summary line."""
+    median, count = median_of_singles(singles, method, region)
+    grid_shape = _open_grid_shape(singles[0])
+    origin = (region[0], region[2]) if region is not None else (0, 0)
+    write_median(path, median, count, method, len(singles), origin, grid_shape)
     covered = count > 0
     few = 100.0 * float((count[covered] < 3).mean()) if covered.any() else 0.0
-    return (f"median of {len(singles)} singles on a {median.shape[1]} x {median.shape[0]} grid; "
-            f"{few:.1f}% of the covered pixels have fewer than 3 singles")
+    where = "" if region is None else f" (rows {region[0]}-{region[1]}, columns {region[2]}-{region[3]})"
+    return (f"median of {len(singles)} singles on {median.shape[1]} x {median.shape[0]} pixels"
+            f"{where}; {few:.1f}% of the covered pixels have fewer than 3 singles")
+
+
+def _open_grid_shape(single: str | Path) -> tuple[int, int]:
+    header = fits.getheader(single, 0)
+    return int(header["GRIDNY"]), int(header["GRIDNX"])
 
 
 def write_median(path: str | Path, median: np.ndarray, count: np.ndarray, method: str,
-                 n_singles: int) -> None:
-    """Write a median (float32, the grid's shape) and its count of singles per pixel (uint8)
-    as FITS (SCI, NCOMBINE), with the grid's shape, ``method`` and ``n_singles`` in the
-    primary header."""
-    header = fits.Header({"GRIDNY": median.shape[0], "GRIDNX": median.shape[1],
-                          "METHOD": method, "NSINGLE": n_singles})
+                 n_singles: int, origin: Sequence[int] = (0, 0),
+                 grid_shape: Sequence[int] | None = None) -> None:
+    """Write a median piece (float32) and its count of singles per pixel (uint8) as FITS
+    (SCI, NCOMBINE), with its ``origin`` (y0, x0) on the grid, the grid's shape (default: the
+    piece's own), ``method`` and ``n_singles`` in the primary header."""
+    ny, nx = grid_shape if grid_shape is not None else median.shape
+    header = fits.Header({"Y0": int(origin[0]), "X0": int(origin[1]), "GRIDNY": int(ny),
+                          "GRIDNX": int(nx), "METHOD": method, "NSINGLE": n_singles})
     hdul = fits.HDUList([fits.PrimaryHDU(header=header), fits.ImageHDU(median, name="SCI"),
                          fits.ImageHDU(count, name="NCOMBINE")])
     with atomic_path(path) as tmp:
         hdul.writeto(tmp)
 
 
-def median_shape(path: str | Path) -> tuple[int, int]:
-    """(ny, nx) of the grid a median file covers, from its header."""
+def _pieces(paths: str | Path | Sequence[str | Path]) -> list[str | Path]:
+    return [paths] if isinstance(paths, (str, Path)) else list(paths)
+
+
+def median_shape(paths: str | Path | Sequence[str | Path]) -> tuple[int, int]:
+    """(ny, nx) of the grid a median (one file or its pieces) covers, from a header."""
+    path = _pieces(paths)[0]
     try:
         header = fits.getheader(path, 0)
         return int(header["GRIDNY"]), int(header["GRIDNX"])
@@ -216,15 +243,30 @@ def median_shape(path: str | Path) -> tuple[int, int]:
         raise InputFileError(f"{path}: not a median image written by image3 ({err})") from None
 
 
-def read_median_window(path: str | Path, bbox: tuple[int, int, int, int]):
-    """(median, count) inside ``bbox`` = (y0, y1, x0, x1) of the grid, read without the rest."""
+def read_median_window(paths: str | Path | Sequence[str | Path],
+                       bbox: tuple[int, int, int, int]):
+    """(median, count) inside ``bbox`` = (y0, y1, x0, x1) of the grid, from the median's file
+    or pieces, reading only their parts inside it (NaN and 0 where no piece covers it)."""
     y0, y1, x0, x1 = bbox
-    try:
-        with fits.open(path, memmap=False) as hdul:
-            return (np.array(hdul["SCI"].section[y0:y1, x0:x1], dtype=np.float32),
-                    np.array(hdul["NCOMBINE"].section[y0:y1, x0:x1]))
-    except (OSError, KeyError) as err:
-        raise InputFileError(f"{path}: not a median image written by image3 ({err})") from None
+    median = np.full((y1 - y0, x1 - x0), np.nan, dtype=np.float32)
+    count = np.zeros(median.shape, dtype=np.uint8)
+    for path in _pieces(paths):
+        try:
+            with fits.open(path, memmap=False) as hdul:
+                h = hdul[0].header
+                py, px = int(h.get("Y0", 0)), int(h.get("X0", 0))
+                ny, nx = hdul["SCI"].shape
+                a0, a1 = max(y0, py), min(y1, py + ny)
+                b0, b1 = max(x0, px), min(x1, px + nx)
+                if a0 >= a1 or b0 >= b1:
+                    continue
+                part = (slice(a0 - py, a1 - py), slice(b0 - px, b1 - px))
+                out = (slice(a0 - y0, a1 - y0), slice(b0 - x0, b1 - x0))
+                median[out] = hdul["SCI"].section[part]
+                count[out] = hdul["NCOMBINE"].section[part]
+        except (OSError, KeyError) as err:
+            raise InputFileError(f"{path}: not a median image written by image3 ({err})") from None
+    return median, count
 
 
 def read_single_coverage(path: str | Path, bbox: tuple[int, int, int, int]) -> np.ndarray:

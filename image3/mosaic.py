@@ -23,6 +23,7 @@ from .datamodel import Exposure, MemberFiles, new_image, save_model
 from .parameters import FinalDrizzle
 from .resample import (IVM_TYPES, Partial, Resampled, combine_partials, drizzle_exposure,
                        exposure_time, partial_meta, prepare_arrays)
+from .sip import remove_sip
 from .wcs import Grid, fits_tan_header, footprint, grid_window, pixel_map, read_grid, s_region
 
 if TYPE_CHECKING:
@@ -203,6 +204,7 @@ def assemble_i2d(product, result: Resampled, grid: Grid, members: list[dict],
     product.meta.wcs = grid.wcs
     header = fits_tan_header(grid.wcs)
     wcsinfo = product.meta.wcsinfo
+    remove_sip(wcsinfo)  # the base exposure's, when tweakreg corrected it (image3.sip)
     for axis in (1, 2):
         setattr(wcsinfo, f"crpix{axis}", header[f"CRPIX{axis}"])
         setattr(wcsinfo, f"crval{axis}", header[f"CRVAL{axis}"])

@@ -25,17 +25,16 @@ from .parameters import SipApproximation
 
 log = logging.getLogger(__name__)
 
-__all__ = ["apply_sip", "sip_header", "sip_pixel_error"]
+__all__ = ["SIP_KEYS", "apply_sip", "remove_sip", "sip_header", "sip_pixel_error"]
 
 # jwst limits the automatic degree search to range(1, _MAX_SIP_DEGREE) with _MAX_SIP_DEGREE = 6
 _AUTO_DEGREES = range(1, 6)
 
+#: The SIP distortion keys of ``meta.wcsinfo`` (lower case, as saved in the SCI header).
+SIP_KEYS = (["a_order", "b_order", "ap_order", "bp_order"]
+            + [f"{s}_{i}_{j}" for s in ("a", "b", "ap", "bp") for i in range(10) for j in range(10)])
 # wcsinfo keys a new SIP fit replaces (the old linear/SIP description must not linger).
-_REPLACED_KEYS = (
-    ["naxis", "cdelt1", "cdelt2", "pc1_1", "pc1_2", "pc2_1", "pc2_2",
-     "a_order", "b_order", "ap_order", "bp_order"]
-    + [f"{s}_{i}_{j}" for s in ("a", "b", "ap", "bp") for i in range(10) for j in range(10)]
-)
+_REPLACED_KEYS = ["naxis", "cdelt1", "cdelt2", "pc1_1", "pc1_2", "pc2_1", "pc2_2"] + SIP_KEYS
 
 
 def sip_header(wcs, params: SipApproximation,
@@ -93,3 +92,11 @@ def apply_sip(model, params: SipApproximation) -> fits.Header | None:
         instance.pop(key, None)
     instance.update({key.lower(): value for key, value in header.items()})
     return header
+
+
+def remove_sip(wcsinfo) -> None:
+    """Drop the SIP distortion keys from a model's ``meta.wcsinfo``: a product on a new,
+    undistorted grid whose metadata started as an exposure's (an ``_i2d``) must not keep the
+    exposure's distortion in its FITS header."""
+    for key in SIP_KEYS:
+        wcsinfo.instance.pop(key, None)

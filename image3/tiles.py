@@ -10,6 +10,10 @@ the merged catalogue (:func:`image3.catalog.merge_tile_catalogs`) lists it once,
 wider than the largest source's half-size (its segment must fit in the window of the tile that
 owns it).
 
+Each tile lists the members whose footprint, grown by :data:`MEMBER_PAD_PX`, meets its window:
+its jobs read only those members' files, so a member added elsewhere leaves it alone; a tile no
+member meets is not made.
+
 Conventions: regions are (y0, y1, x0, x1), half-open 0-based pixel ranges of the grid; a pixel
 centre (x, y) lies in a region when x0 - 0.5 <= x < x1 - 0.5 and y0 - 0.5 <= y < y1 - 0.5.
 """
@@ -18,13 +22,25 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .runtime.resources import grid_shape
+import numpy as np
 
-__all__ = ["Tile", "read_tiles", "tile_layout", "write_tiles"]
+from .datamodel import atomic_write_text
+
+if TYPE_CHECKING:  # the Snakefile imports this module: not gwcs with it (0.5 s per parse)
+    from .wcs import Grid
+
+__all__ = ["MEMBER_PAD_PX", "Tile", "assign_members", "member_boxes", "read_tiles",
+           "tile_layout", "write_tiles"]
+
+#: Grid pixels a member's footprint is grown by before it is compared with the tiles' windows:
+#: the reach of a drizzle kernel (lanczos3: 3 input pixels) at pixel_scale_ratio >= 0.5, plus
+#: the footprint's straight edges between its points.
+MEMBER_PAD_PX = 8
 
 
 @dataclass(frozen=True)
@@ -34,6 +50,7 @@ class Tile:
     name: str
     window: tuple[int, int, int, int]
     inner: tuple[int, int, int, int]
+    members: tuple[str, ...] = ()
 
 
 def tile_layout(shape: Sequence[int], size: int, margin: int) -> list[Tile]:
@@ -50,16 +67,36 @@ def tile_layout(shape: Sequence[int], size: int, margin: int) -> list[Tile]:
     return tiles
 
 
-def write_tiles(path: str | Path, shape_path: str | Path, size: int, margin: int) -> str:
-    """Write the tiles of the grid whose shape file is ``shape_path`` as JSON; returns a summary."""
-    shape = grid_shape(shape_path)
-    tiles = tile_layout(shape, size, margin)
-    Path(path).write_text(json.dumps([t.__dict__ for t in tiles], indent=1) + "\n")
-    return (f"{len(tiles)} tiles of {size}² pixels (margin {margin}) over the "
-            f"{shape[1]} x {shape[0]} grid")
+def member_boxes(grid: Grid, polygons: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
+    """Each member's bounding box (y0, y1, x0, x1) on ``grid`` from its sky footprint polygon
+    ((N, 2) ra, dec degrees, :mod:`image3.footprints`), pixel centres included."""
+    boxes = {}
+    for name, polygon in polygons.items():
+        x, y = grid.wcs.invert(polygon[:, 0], polygon[:, 1], with_bounding_box=False)
+        boxes[name] = (math.floor(np.min(y) + 0.5), math.ceil(np.max(y) + 0.5),
+                       math.floor(np.min(x) + 0.5), math.ceil(np.max(x) + 0.5))
+    return boxes
+
+
+def assign_members(tiles: Sequence[Tile], boxes: Mapping[str, Sequence[int]],
+                   pad: int = MEMBER_PAD_PX) -> list[Tile]:
+    """The tiles whose window some member's box (grown by ``pad``) meets, each with those
+    members in the order of ``boxes``."""
+    out = []
+    for tile in tiles:
+        y0, y1, x0, x1 = tile.window
+        members = tuple(name for name, (b0, b1, c0, c1) in boxes.items()
+                        if b0 - pad < y1 and b1 + pad > y0 and c0 - pad < x1 and c1 + pad > x0)
+        if members:
+            out.append(replace(tile, members=members))
+    return out
+
+
+def write_tiles(path: str | Path, tiles: Sequence[Tile]) -> None:
+    atomic_write_text(path, json.dumps([t.__dict__ for t in tiles], indent=1) + "\n")
 
 
 def read_tiles(path: str | Path) -> list[Tile]:
     """The tiles written by :func:`write_tiles`."""
-    return [Tile(t["name"], tuple(t["window"]), tuple(t["inner"]))
+    return [Tile(t["name"], tuple(t["window"]), tuple(t["inner"]), tuple(t.get("members", ())))
             for t in json.loads(Path(path).read_text())]

@@ -130,9 +130,28 @@ def tile_of(name):
     return next(t for t in tile_list() if t.name == name)
 
 
-def tile_pixels(name):
-    y0, y1, x0, x1 = tile_of(name).window
+def tile_pixels(name, region="window"):
+    """Pixels of a tile's window or of its inner region."""
+    y0, y1, x0, x1 = getattr(tile_of(name), region)
     return (y1 - y0) * (x1 - x0)
+
+
+def median_pieces(member=None):
+    """The median of outlier detection: one file, or one per sky tile (rule median); with
+    ``member``, only the tiles it meets."""
+    if TILES["size"] is None:
+        return [f"{WORK}/median/all.fits"]
+    return [f"{WORK}/median/{t.name}.fits" for t in tile_list()
+            if member is None or member in t.members]
+
+
+def median_singles(piece):
+    """The single images a median piece combines: every group's, or those of the groups of the
+    tile's members."""
+    if piece == "all":
+        return list(OUTLIER_SINGLES.values())
+    groups = dict.fromkeys(ASN.member(m).group_id for m in tile_of(piece).members)
+    return [OUTLIER_SINGLES[g] for g in groups]
 
 
 def _alternatives(values):
@@ -221,9 +240,9 @@ def member_row(member, files_of):
             **{k: files.get(k) or None for k in ("cal", "geometry", "wcs", "sky")}}
 
 
-def member_table(files_of):
-    """:func:`member_row` of every member, in association order."""
-    return [member_row(m, files_of) for m in MEMBERS]
+def member_table(files_of, members=MEMBERS):
+    """:func:`member_row` of every member (or of ``members``), in association order."""
+    return [member_row(m, files_of) for m in members]
 
 
 def layout_inputs():
@@ -247,18 +266,20 @@ def grid_params(name):
 
 def outlier_grid():
     """The grid outlier detection uses: the final grid itself when the two coincide (the flag
-    job then drizzles onto the final grid with the pixel map of its comparison)."""
-    same = grid_params("grid_outlier") == grid_params("grid")
+    job then drizzles onto the final grid with the pixel map of its comparison) or with sky
+    tiles (one projection, cut into the same tiles for the median and the products)."""
+    same = grid_params("grid_outlier") == grid_params("grid") or TILES["size"] is not None
     return f"{WORK}/grid.pkl" if same else f"{WORK}/grid_outlier.pkl"
 
 
-def resample_inputs():
-    """With outlier detection, the members' contributions (drizzled by the flag jobs) and the
-    first _crf (the product's base metadata); without it, every member's files."""
+def resample_inputs(members=MEMBERS):
+    """What the final resample of ``members`` (all, or a sky tile's) reads: with outlier
+    detection their contributions (drizzled by the flag jobs) and the first one's _crf (the
+    product's base metadata); without it, their files."""
     if step_runs("outlier_detection"):
-        return {"contributions": [f"{WORK}/{m}/contribution.npz" for m in MEMBERS],
-                "first": crf_path(MEMBERS[0])}
-    return {"exposures": [f for row in member_table(final_exposure_files)
+        return {"contributions": [f"{WORK}/{m}/contribution.npz" for m in members],
+                "first": crf_path(members[0])}
+    return {"exposures": [f for row in member_table(final_exposure_files, members)
                           for f in (row["cal"], row["geometry"], row["wcs"], row["sky"]) if f]}
 
 

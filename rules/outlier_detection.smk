@@ -51,22 +51,27 @@ rule single:
 
 rule median:
     input:
-        singles=list(OUTLIER_SINGLES.values()),
+        singles=lambda wildcards: median_singles(wildcards.piece),
         grid_shape=outlier_grid().replace(".pkl", "_shape.json"),
     output:
-        median=f"{WORK}/median.fits",
+        median=f"{WORK}/median/{{piece}}.fits",
+    wildcard_constraints:
+        piece=f"all|{TILE_NAME}",
     params:
         method=OUTLIER_METHOD,
+        region=lambda wildcards: None if wildcards.piece == "all" else tile_of(wildcards.piece).inner,
     log:
-        f"{LOGS}/median.log",
+        f"{LOGS}/median/{{piece}}.log",
     benchmark:
-        f"{BENCH}/median.tsv"
+        f"{BENCH}/median/{{piece}}.tsv"
     conda:
         ENV
     threads: 1
     resources:
         # a 64 MB block of single rows at a time plus the median and count planes
-        mem_mb=lambda wildcards, input: median_mem_mb(grid_pixels(input.grid_shape)),
+        mem_mb=lambda wildcards, input: median_mem_mb(
+            grid_pixels(input.grid_shape) if wildcards.piece == "all"
+            else tile_pixels(wildcards.piece, "inner")),
         runtime=15,
     script:
         "../scripts/median.py"
@@ -75,7 +80,7 @@ rule median:
 rule flag:
     input:
         unpack(lambda wildcards: exposure_files(wildcards.member)),
-        median=f"{WORK}/median.fits",
+        median=lambda wildcards: median_pieces(wildcards.member),
         single=lambda wildcards: OUTLIER_SINGLES[ASN.member(wildcards.member).group_id],
         grid=outlier_grid(),
         final_grid=f"{WORK}/grid.pkl",
@@ -128,7 +133,7 @@ rule save_single:
 
 rule save_median:
     input:
-        median=f"{WORK}/median.fits",
+        median=lambda wildcards: median_pieces(),
         grid=outlier_grid(),
     output:
         intermediate_path(MEMBERS[0], "median"),
@@ -149,7 +154,7 @@ rule save_median:
 rule save_blot:
     input:
         crf=lambda wildcards: crf_path(wildcards.member),
-        median=f"{WORK}/median.fits",
+        median=lambda wildcards: median_pieces(),
         grid=outlier_grid(),
     output:
         intermediate_path("{member}", "blot"),

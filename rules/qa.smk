@@ -113,7 +113,7 @@ rule qa_outliers:
     input:
         cals=[cal_path(m) for m in MEMBERS],
         crfs=[crf_path(m) for m in MEMBERS],
-        median=f"{WORK}/median.fits",
+        median=lambda wildcards: median_pieces(),
         grid=outlier_grid(),
         footprints=f"{WORK}/footprints.json",
     output:

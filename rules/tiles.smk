@@ -1,10 +1,13 @@
 """Sky tiles (image3/tiles.py): the final resample and the catalogue once per tile of the output
-grid, and one merged catalogue. Which tiles there are is known once the grid is (checkpoint)."""
+grid (outlier detection's median too: rules/outlier_detection.smk), and one merged catalogue.
+Which tiles there are, and the members each meets, is known once the grid is (checkpoint); a
+tile's jobs read only its members' files."""
 
 
 checkpoint tiles:
     input:
-        f"{WORK}/grid_shape.json",
+        grid=f"{WORK}/grid.pkl",
+        footprints=f"{WORK}/footprints.json",
     output:
         f"{WORK}/tiles.json",
     params:
@@ -26,15 +29,15 @@ checkpoint tiles:
 
 rule resample_tile:
     input:
-        unpack(lambda wildcards: resample_inputs()),
+        unpack(lambda wildcards: resample_inputs(tile_of(wildcards.tile).members)),
         grid=f"{WORK}/grid.pkl",
-        tiles=f"{WORK}/tiles.json",
     output:
         tile_product("i2d"),
     wildcard_constraints:
         tile=TILE_NAME,
     params:
-        members=lambda wildcards: member_table(final_exposure_files),
+        members=lambda wildcards: member_table(final_exposure_files,
+                                               tile_of(wildcards.tile).members),
         drizzle=FinalDrizzle.select(config["resample"]),
         window=lambda wildcards: tile_of(wildcards.tile).window,
     log:

@@ -1,4 +1,5 @@
-"""Rule median: all single images combined pixel by pixel, a block of rows at a time."""
+"""Rule median: all single images combined pixel by pixel on the grid or on one sky tile, a block
+of rows at a time."""
 
 from image3.runtime.jobserver import delegate
 
@@ -9,4 +10,5 @@ from image3.runtime.runjob import job
 
 with job(snakemake) as log:
     log.info("%s", write_median_of_singles(snakemake.output.median, list(snakemake.input.singles),
-                                           snakemake.params.method))
+                                           snakemake.params.method,
+                                           snakemake.params.region))

@@ -1,12 +1,13 @@
-"""Rule tiles: the sky tiles of the output grid (image3/tiles.py)."""
+"""Rule tiles: the sky tiles of the output grid and the members each meets (image3/tiles.py)."""
 
 from image3.runtime.jobserver import delegate
 
 delegate(snakemake)  # on a local run, the job server runs the rest (image3/runtime/jobserver.py)
 
+from image3.grid import write_grid_tiles
 from image3.runtime.runjob import job
-from image3.tiles import write_tiles
 
 with job(snakemake) as log:
-    log.info("%s", write_tiles(snakemake.output[0], snakemake.input[0], snakemake.params.size,
-                               snakemake.params.margin))
+    log.info("%s", write_grid_tiles(snakemake.output[0], snakemake.input.grid,
+                                    snakemake.input.footprints, snakemake.params.size,
+                                    snakemake.params.margin))

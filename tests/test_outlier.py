@@ -218,6 +218,20 @@ def test_median_in_row_blocks_equals_the_whole_stack(tmp_path):
     covered = read_single_coverage(paths[3], (15, 25, 25, 45))
     np.testing.assert_array_equal(covered[5:, 5:], np.isfinite(cube[3][20:25, 30:45]))
     assert not covered[:5].any() and not covered[:, :5].any()
+    # in pieces (sky tiles' inner regions): each piece is its region of the whole, and a
+    # window read across the pieces is the whole's
+    pieces = []
+    for k, region in enumerate(((0, 40, 0, 20), (0, 17, 20, 50), (17, 40, 20, 50))):
+        y0, y1, x0, x1 = region
+        part, part_count = median_of_singles(paths, "image3", region, block_bytes=3 * 4 * 2 * 50 * 4)
+        np.testing.assert_array_equal(part, median[y0:y1, x0:x1])
+        np.testing.assert_array_equal(part_count, count[y0:y1, x0:x1])
+        pieces.append(tmp_path / f"piece{k}.fits")
+        write_median(pieces[-1], part, part_count, "image3", 4, (y0, x0), grid_shape)
+    window, window_count = read_median_window(pieces, (5, 30, 7, 45))
+    np.testing.assert_array_equal(window, median[5:30, 7:45])
+    np.testing.assert_array_equal(window_count, count[5:30, 7:45])
+    assert median_shape(pieces) == grid_shape
 
 
 # ------------------------------------------------------------------------------------------

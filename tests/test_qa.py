@@ -354,8 +354,8 @@ def test_the_tiled_mosaic_figure_is_the_mosaic_with_its_tiles(exposures, tmp_pat
 
     _write_i2d(tmp_path / "m_i2d.fits", (600, 1100), exposures[1])
     (tmp_path / "shape.json").write_text(json.dumps({"shape": [600, 1100]}))
-    write_tiles(tmp_path / "tiles.json", tmp_path / "shape.json", 400, 40)
     tiles = tile_layout((600, 1100), 400, 40)
+    write_tiles(tmp_path / "tiles.json", tiles)
     with fits.open(tmp_path / "m_i2d.fits") as mosaic:
         data, header = mosaic["SCI"].data, mosaic["SCI"].header
         paths = []

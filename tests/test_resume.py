@@ -68,7 +68,7 @@ def test_sigkill_to_the_process_group_then_unlock_and_rerun(small_association, s
                                                             tmp_path, monkeypatch, capfd):
     proc = _start(tmp_path, small_association)
     # Kill everything, jobs included, while the per-group drizzles are being written.
-    _wait_for(tmp_path / "out" / "work" / "median.fits", proc)
+    _wait_for(tmp_path / "out" / "work" / "median" / "all.fits", proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     config = {"asn": small_association, "output_dir": tmp_path / "out"}

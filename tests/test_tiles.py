@@ -13,7 +13,7 @@ from astropy.wcs import WCS
 from scipy.spatial import cKDTree
 
 from image3 import synth
-from image3.tiles import read_tiles, tile_layout
+from image3.tiles import assign_members, read_tiles, tile_layout
 from workflow import snakemake
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
@@ -35,9 +35,22 @@ def test_tiles_cover_the_grid_once_and_their_windows_add_the_margin():
     assert tiles[-1].inner == (200, 250, 300, 330)
 
 
+def test_a_tile_lists_the_members_that_meet_its_window_and_empty_tiles_are_left_out():
+    """Boxes (y0, y1, x0, x1) on a 250 x 330 grid of 100² tiles, margin 20: "a" in the first
+    tile's inner region only, "b" 5 pixels beyond the first row's windows (met with the 8-pixel
+    pad, not without), nothing in the last two columns of tiles."""
+    tiles = tile_layout((250, 330), 100, 20)
+    boxes = {"a": (10, 60, 10, 60), "b": (125, 200, 10, 150)}
+    kept = {t.name: t.members for t in assign_members(tiles, boxes)}
+    assert kept == {"t00-00": ("a", "b"), "t00-01": ("b",), "t01-00": ("b",), "t01-01": ("b",),
+                    "t02-00": ("b",), "t02-01": ("b",)}
+    assert assign_members(tiles, boxes, pad=0)[0].members == ("a",)
+
+
 @pytest.mark.workflow
 def test_a_tiled_run_gives_the_mosaics_pixels_and_one_catalogue(tmp_path):
-    """Truth: the untiled run of the same 2 x 2 mosaic (512², 1 dither). Required: every tile's
+    """Truth: the untiled run of the same 2 x 2 mosaic (512², 1 dither). Required: one median
+    job per tile, the _crf's DQ equal to the untiled run's; every tile's
     SCI, ERR, WHT equal to the mosaic's in its window (the same contributions summed); a tile's
     pixel (0, 0) at the mosaic's (x0, y0) on the sky (< 1e-6"); the merged catalogue without two
     entries within 0.1", labels 1..N, each entry's tile, and >= 97 % of the untiled catalogue's
@@ -52,9 +65,13 @@ def test_a_tiled_run_gives_the_mosaics_pixels_and_one_catalogue(tmp_path):
     tiles = read_tiles(tiled / "work" / "tiles.json")
     assert len(tiles) >= 4
     logs = tiled / "work" / "logs"
-    for rule in ("resample_tile", "source_catalog_tile"):
+    for rule in ("resample_tile", "source_catalog_tile", "median"):
         assert len(list((logs / rule).glob("t*.log"))) == len(tiles)
     assert not (logs / "resample.log").exists() and not (logs / "source_catalog.log").exists()
+    assert not (logs / "median" / "all.log").exists()
+    # the median in pieces flags the same pixels
+    for crf in sorted(untiled.glob("*_crf.fits")):
+        np.testing.assert_array_equal(fits.getdata(tiled / crf.name, "DQ"), fits.getdata(crf, "DQ"))
     with fits.open(untiled / f"{product}_i2d.fits") as mosaic:
         full_wcs = WCS(mosaic["SCI"].header)
         for tile in tiles:
