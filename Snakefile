@@ -27,7 +27,7 @@ include: "rules/source_catalog.smk"
 include: "rules/tiles.smk"
 
 # the _cat.ecsv and the mosaic plot: of the one mosaic, or of the sky tiles (rules/tiles.smk)
-if TILES["size"] is None:
+if not TILED:
     ruleorder: source_catalog > merge_catalog
     ruleorder: qa_mosaic > qa_mosaic_tiles
 else:

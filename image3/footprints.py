@@ -17,17 +17,20 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .errors import StepError
+from .errors import GridError, StepError
 
 __all__ = [
+    "estimated_grid_pixels",
     "footprints_table",
     "member_footprints",
     "overlap_mask",
+    "parse_s_region",
     "sky_footprint",
 ]
 
@@ -107,6 +110,25 @@ def overlap_mask(wcs, shape: Sequence[int], polygons) -> np.ndarray:
     return mask
 
 
+def parse_s_region(text: str) -> list[np.ndarray]:
+    """Polygons (each (N, 2) ra, dec degrees) of an S_REGION that may hold several POLYGONs."""
+    polygons = []
+    for part in re.split(r"(?i)polygon", text.strip()):
+        if not part.strip():
+            continue
+        values = re.sub(r"(?i)^\s*(icrs|fk5|j2000)?", "", part).split()
+        try:
+            vertices = np.array(values, dtype=float)
+        except ValueError:
+            raise GridError(f"S_REGION is not 'POLYGON ICRS ra dec ...': {text!r}") from None
+        if vertices.size < 6 or vertices.size % 2:
+            raise GridError(f"S_REGION polygon needs >= 3 (ra, dec) pairs: {text!r}")
+        polygons.append(vertices.reshape(-1, 2))
+    if not polygons:
+        raise GridError(f"S_REGION has no POLYGON: {text!r}")
+    return polygons
+
+
 def _unit_vectors(ra_deg, dec_deg) -> np.ndarray:
     ra, dec = np.deg2rad(ra_deg), np.deg2rad(dec_deg)
     return np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)], axis=-1)
@@ -136,6 +158,40 @@ def _from_plane(basis, plane) -> tuple[np.ndarray, np.ndarray]:
     ra = np.rad2deg(np.arctan2(vectors[:, 1], vectors[:, 0])) % 360.0
     dec = np.rad2deg(np.arcsin(np.clip(vectors[:, 2], -1.0, 1.0)))
     return ra, dec
+
+
+def estimated_grid_pixels(polygons: Sequence[np.ndarray], shapes: Sequence[Sequence[int]],
+                          pixel_scale_arcsec: float | None = None,
+                          pixel_scale_ratio: float = 1.0) -> float:
+    """Rough pixel count of the default output grid of exposures with these footprints ((N, 2)
+    ra, dec degrees, e.g. from S_REGION) and array shapes (ny, nx), known before any WCS is
+    opened: the smallest rectangle (over rotations in 1-degree steps) around every vertex on
+    the plane tangent at their mean, over the output pixel area (``pixel_scale_arcsec``
+    squared, else the first exposure's mean pixel area times ``pixel_scale_ratio`` squared).
+    The grid's own rotation is the first exposure's, so it may be larger, by up to 2x for a
+    field elongated at 45 degrees to the detector."""
+    vertices = np.vstack([np.asarray(p, dtype=float) for p in polygons])
+    centre = _unit_vectors(vertices[:, 0], vertices[:, 1]).mean(axis=0)
+    ra0 = math.degrees(math.atan2(centre[1], centre[0]))
+    dec0 = math.degrees(math.atan2(centre[2], math.hypot(centre[0], centre[1])))
+    basis = _tangent_basis(ra0, dec0)
+    plane = _to_plane(basis, vertices)
+    if plane is None:
+        return math.inf
+    plane = np.rad2deg(plane) * 3600.0  # arcsec
+    if pixel_scale_arcsec is None:
+        first = np.rad2deg(_to_plane(basis, polygons[0])) * 3600.0
+        x, y = first[:, 0], first[:, 1]
+        area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+        pixel_area = area / (shapes[0][0] * shapes[0][1]) * pixel_scale_ratio**2
+    else:
+        pixel_area = pixel_scale_arcsec**2
+    best = math.inf
+    for angle in np.deg2rad(np.arange(90.0)):
+        c, s = math.cos(angle), math.sin(angle)
+        u, v = plane[:, 0] * c + plane[:, 1] * s, plane[:, 1] * c - plane[:, 0] * s
+        best = min(best, float(np.ptp(u) * np.ptp(v)))
+    return best / pixel_area
 
 
 def _clip_to_box(points: np.ndarray, low, high) -> np.ndarray:

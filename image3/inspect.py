@@ -28,7 +28,7 @@ from .errors import AssociationError
 #: Facts read from the primary header: fact name → keyword.
 EXPOSURE_KEYWORDS = {"instrument": "INSTRUME", "filter": "FILTER", "pupil": "PUPIL",
                      "detector": "DETECTOR"}
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 def _signature(path: Path) -> str:
@@ -48,10 +48,11 @@ def _truncated(path: Path, hdul, caught) -> bool:
 def inspect_file(path: str | Path) -> dict:
     """Facts about one exposure file: ``problem`` (None if usable), instrument, filter, pupil,
     detector (primary header INSTRUME, FILTER, PUPIL, DETECTOR; they select the entries of the
-    parameter table), unit, moving."""
+    parameter table), unit, moving, and the SCI header's ``s_region`` (None if absent) and the
+    SCI ``shape`` (ny, nx): the mosaic's size is estimated from them before any job."""
     path = Path(path)
     facts = {"problem": None, "instrument": None, "filter": None, "pupil": None,
-             "detector": None, "unit": None, "moving": False}
+             "detector": None, "unit": None, "moving": False, "s_region": None, "shape": None}
     try:
         with warnings.catch_warnings(record=True) as caught, \
                 fits.open(path, memmap=False) as hdul:
@@ -72,6 +73,8 @@ def inspect_file(path: str | Path) -> dict:
                 return facts
             sci = hdul["SCI"]
             facts["unit"] = sci.header.get("BUNIT")
+            s_region = sci.header.get("S_REGION")
+            facts["s_region"] = s_region if isinstance(s_region, str) else None
             if "ASDF" not in hdul:
                 facts["problem"] = "has no WCS (no ASDF extension holding the gwcs)"
                 return facts
@@ -79,6 +82,7 @@ def inspect_file(path: str | Path) -> dict:
             if data is None or data.ndim != 2:
                 facts["problem"] = "SCI is not a 2-D image"
                 return facts
+            facts["shape"] = [int(n) for n in data.shape]
             good = np.isfinite(data) & (data != 0)
             if "DQ" in hdul and hdul["DQ"].data is not None and hdul["DQ"].data.shape == data.shape:
                 good &= (hdul["DQ"].data & DO_NOT_USE) == 0

@@ -388,7 +388,7 @@ class OutputGrid(_FromConfig):
     crval: list[float] | None
     output_shape: list[int] | None
     output_wcs: str
-    max_output_pixels: int
+    max_output_pixels: int | None  # None: no limit (sky tiles)
 
 
 # --------------------------------------------------------------------------------------------

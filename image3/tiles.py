@@ -30,11 +30,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .datamodel import atomic_write_text
+from .errors import GridError
 
 if TYPE_CHECKING:  # the Snakefile imports this module: not gwcs with it (0.5 s per parse)
     from .wcs import Grid
 
-__all__ = ["MEMBER_PAD_PX", "Tile", "assign_members", "member_boxes", "read_tiles",
+__all__ = ["MAX_TILES_A_SIDE", "MEMBER_PAD_PX", "Tile", "assign_members", "member_boxes", "read_tiles",
            "tile_layout", "write_tiles"]
 
 #: Grid pixels a member's footprint is grown by before it is compared with the tiles' windows:
@@ -53,9 +54,16 @@ class Tile:
     members: tuple[str, ...] = ()
 
 
+#: Rows (and columns) of tiles at most: names have two digits each.
+MAX_TILES_A_SIDE = 100
+
+
 def tile_layout(shape: Sequence[int], size: int, margin: int) -> list[Tile]:
-    """The tiles of a (ny, nx) grid, row by row."""
+    """The tiles of a (ny, nx) grid, row by row (GridError beyond 100 x 100 tiles)."""
     ny, nx = (int(n) for n in shape)
+    if max(ny, nx) > MAX_TILES_A_SIDE * size:
+        raise GridError(f"a {nx} x {ny}-pixel grid needs more than {MAX_TILES_A_SIDE} tiles of "
+                        f"{size}² pixels a side: check the inputs' pointing or raise tiles.size")
     tiles = []
     for row in range(math.ceil(ny / size)):
         for col in range(math.ceil(nx / size)):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -46,7 +45,6 @@ __all__ = [
     "grid_window",
     "mean_pixel_area_sr",
     "output_grid",
-    "parse_s_region",
     "pixel_map",
     "pixel_scale_arcsec",
     "read_grid",
@@ -105,25 +103,6 @@ def s_region(footprint: np.ndarray) -> str:
     if not np.all(np.isfinite(vertices)):
         raise GridError(f"footprint has non-finite vertices, no S_REGION: {vertices.tolist()}")
     return "POLYGON ICRS  " + " ".join(f"{v:.9f}" for v in vertices.ravel())
-
-
-def parse_s_region(text: str) -> list[np.ndarray]:
-    """Polygons (each (N, 2) ra, dec degrees) of an S_REGION that may hold several POLYGONs."""
-    polygons = []
-    for part in re.split(r"(?i)polygon", text.strip()):
-        if not part.strip():
-            continue
-        values = re.sub(r"(?i)^\s*(icrs|fk5|j2000)?", "", part).split()
-        try:
-            vertices = np.array(values, dtype=float)
-        except ValueError:
-            raise GridError(f"S_REGION is not 'POLYGON ICRS ra dec ...': {text!r}") from None
-        if vertices.size < 6 or vertices.size % 2:
-            raise GridError(f"S_REGION polygon needs >= 3 (ra, dec) pairs: {text!r}")
-        polygons.append(vertices.reshape(-1, 2))
-    if not polygons:
-        raise GridError(f"S_REGION has no POLYGON: {text!r}")
-    return polygons
 
 
 # --------------------------------------------------------------------------------------------
@@ -339,10 +318,11 @@ def output_grid(
             for dmin, dmax, n in zip(domain_min, domain_max, shape[::-1], strict=True)
         )
     ny, nx = shape
-    if ny * nx > max_pixels:
+    if max_pixels is not None and ny * nx > max_pixels:
         raise GridError(
             f"output grid of {nx} x {ny} = {nx * ny} pixels exceeds the limit of {max_pixels} "
-            "pixels (max_output_pixels): check the inputs' pointing/S_REGION or the grid options"
+            "pixels (max_output_pixels): check the inputs' pointing/S_REGION or the grid options,"
+            " or make it as sky tiles (tiles.above_pixels: 0)"
         )
     if ny < 2 or nx < 2:
         raise GridError(f"output grid of {nx} x {ny} pixels is too small (needs >= 2 x 2)")

@@ -6,11 +6,14 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
+
 from snakemake.utils import validate
 
 import image3.config as i3config
 from image3.asn import Association, Member, crf_name, pair_partners, product_names, read_association
-from image3.errors import Image3Error
+from image3.errors import GridError, Image3Error
+from image3.footprints import estimated_grid_pixels, parse_s_region
 from image3.inspect import save_inspection, screen
 from image3.parameters import CatalogParameters, FinalDrizzle, OutputGrid, SkySolve, SkyStatistics
 from image3.runtime.jobserver import start as start_job_server
@@ -110,9 +113,44 @@ MEMBERS = [m.name for m in ASN.members]
 GROUPS = list(ASN.groups)
 SINGLE = ASN.is_single_exposure
 PRODUCTS = {kind: f"{OUT}/{name}" for kind, name in product_names(ASN.product).items()}
-# sky tiles (rules/tiles.smk) when TILES["size"] is set
 TILES = config["tiles"]
 TILE_NAME = r"t\d\d-\d\d"
+
+
+def estimated_mosaic_pixels():
+    """The final grid's pixels: the user's output_shape, else estimated from the members'
+    S_REGION and shapes (image3.footprints.estimated_grid_pixels); None when unknown (the
+    demo, a user's output_wcs, a member without a readable S_REGION)."""
+    grid = config["resample"]
+    if grid["output_shape"]:
+        return grid["output_shape"][0] * grid["output_shape"][1]
+    if DEMO or grid["output_wcs"]:
+        return None
+    facts = [INSPECTED[str(m.path)]["facts"] for m in ASN.members]
+    try:
+        polygons = [np.vstack(parse_s_region(f["s_region"])) for f in facts]
+    except (GridError, AttributeError, KeyError):  # no S_REGION (None) or a malformed one
+        return None
+    return estimated_grid_pixels(polygons, [f["shape"] for f in facts], grid["pixel_scale"],
+                                 grid["pixel_scale_ratio"])
+
+
+def sky_tiles_wanted():
+    """Whether the products are made as sky tiles (rules/tiles.smk): tiles.above_pixels 0, or
+    a mosaic estimated larger than it (said in one line)."""
+    limit = TILES["above_pixels"]
+    if limit is None or not step_runs("resample"):
+        return False
+    if limit == 0:
+        return True
+    pixels = estimated_mosaic_pixels()
+    if pixels is None or pixels <= limit:
+        return False
+    side = int(pixels ** 0.5)
+    print(f"image3: the mosaic will be about {pixels / 1e6:.0f} million pixels (~{side} x {side}; "
+          f"tiles.above_pixels = {limit}): made as sky tiles of {TILES['size']}² pixels, an "
+          f"_i2d, _segm and _cat each and one merged _cat.ecsv", file=sys.stderr)
+    return True
 
 
 def tile_product(kind, tile="{tile}"):
@@ -139,7 +177,7 @@ def tile_pixels(name, region="window"):
 def median_pieces(member=None):
     """The median of outlier detection: one file, or one per sky tile (rule median); with
     ``member``, only the tiles it meets."""
-    if TILES["size"] is None:
+    if not TILED:
         return [f"{WORK}/median/all.fits"]
     return [f"{WORK}/median/{t.name}.fits" for t in tile_list()
             if member is None or member in t.members]
@@ -172,6 +210,10 @@ def step_runs(step):
     if step in ("skymatch", "outlier_detection"):
         return not SINGLE and len(MEMBERS) > 1
     return True
+
+
+# sky tiles (rules/tiles.smk)?
+TILED = sky_tiles_wanted()
 
 
 def cal_path(member):
@@ -258,6 +300,8 @@ def grid_params(name):
     ``grid_outlier`` the schema's defaults but the user's ``max_output_pixels`` (outlier
     detection always drizzles onto the reference's default grid)."""
     final = OutputGrid.select(config["resample"])
+    if TILED:  # a tiled mosaic has no size limit (image3.tiles.MAX_TILES_A_SIDE)
+        final["max_output_pixels"] = None
     if name == "grid":
         return final
     default = OutputGrid.select(SCHEMA_DEFAULTS["resample"])
@@ -268,7 +312,7 @@ def outlier_grid():
     """The grid outlier detection uses: the final grid itself when the two coincide (the flag
     job then drizzles onto the final grid with the pixel map of its comparison) or with sky
     tiles (one projection, cut into the same tiles for the median and the products)."""
-    same = grid_params("grid_outlier") == grid_params("grid") or TILES["size"] is not None
+    same = grid_params("grid_outlier") == grid_params("grid") or TILED
     return f"{WORK}/grid.pkl" if same else f"{WORK}/grid_outlier.pkl"
 
 
@@ -316,7 +360,7 @@ def final_outputs():
     outputs = []
     if step_runs("outlier_detection"):
         outputs += [crf_path(m) for m in MEMBERS]
-    if step_runs("resample") and TILES["size"] is None:
+    if step_runs("resample") and not TILED:
         outputs.append(PRODUCTS["i2d"])
         if step_runs("source_catalog"):
             outputs += [PRODUCTS["cat"], PRODUCTS["segm"]]
@@ -327,7 +371,7 @@ def final_outputs():
 
 def tiled_outputs(wildcards):
     """With sky tiles, every tile's products (known once the grid is: the tiles checkpoint)."""
-    if TILES["size"] is None or not step_runs("resample"):
+    if not TILED:
         return []
     kinds = ("i2d", "cat", "segm") if step_runs("source_catalog") else ("i2d",)
     return [tile_product(kind, t.name) for t in tile_list() for kind in kinds]
@@ -348,7 +392,7 @@ def qa_outputs():
         return []
     plots = {"mosaic": "resample", "tweakreg": "tweakreg", "skymatch": "skymatch",
              "outliers": "outlier_detection", "catalog": "source_catalog"}
-    if TILES["size"] is not None:  # the catalogue plot reads one whole _i2d
+    if TILED:  # the catalogue plot reads one whole _i2d
         plots.pop("catalog")
     return [f"{QA}/{name}.png" for name, step in plots.items()
             if step_runs(step) and (step != "source_catalog" or step_runs("resample"))

@@ -13,6 +13,9 @@ from astropy.wcs import WCS
 from scipy.spatial import cKDTree
 
 from image3 import synth
+from image3.asn import read_association
+from image3.footprints import estimated_grid_pixels, parse_s_region
+from image3.inspect import inspect_file
 from image3.tiles import assign_members, read_tiles, tile_layout
 from workflow import snakemake
 
@@ -49,7 +52,9 @@ def test_a_tile_lists_the_members_that_meet_its_window_and_empty_tiles_are_left_
 
 @pytest.mark.workflow
 def test_a_tiled_run_gives_the_mosaics_pixels_and_one_catalogue(tmp_path):
-    """Truth: the untiled run of the same 2 x 2 mosaic (512², 1 dither). Required: one median
+    """Truth: the untiled run of the same 2 x 2 mosaic (512², 1 dither). Required: the grid's
+    size estimated from S_REGION within 5 %, and the run tiled when it exceeds
+    tiles.above_pixels, not otherwise (dry runs); one median
     job per tile, the _crf's DQ equal to the untiled run's; every tile's
     SCI, ERR, WHT equal to the mosaic's in its window (the same contributions summed); a tile's
     pixel (0, 0) at the mosaic's (x0, y0) on the sky (< 1e-6"); the merged catalogue without two
@@ -59,9 +64,24 @@ def test_a_tiled_run_gives_the_mosaics_pixels_and_one_catalogue(tmp_path):
     product = "jw99999-o001_t001_nircam_clear-f200w"
     untiled = tmp_path / "untiled"
     snakemake(tmp_path, "--cores", "2", config={"asn": asn, "output_dir": untiled})
+    # the size the run estimates before any job (from S_REGION) against the grid it made
+    with fits.open(untiled / f"{product}_i2d.fits") as mosaic:
+        grid_pixels = mosaic["SCI"].data.size
+    facts = [inspect_file(m.path) for m in read_association(asn).members]
+    estimate = estimated_grid_pixels([parse_s_region(f["s_region"])[0] for f in facts],
+                                     [f["shape"] for f in facts])
+    print(f"\nFIGURE estimated grid {estimate:.0f} pixels, made {grid_pixels}")
+    assert abs(estimate / grid_pixels - 1) < 0.05
+    # a mosaic estimated larger than tiles.above_pixels is tiled, with one line saying so
+    plan = snakemake(tmp_path, "-n", config={"asn": asn, "output_dir": tmp_path / "auto",
+                                             "tiles": f"{{above_pixels: {grid_pixels // 2}}}"})
+    assert "made as sky tiles of 4096² pixels" in plan.stderr and "checkpoint tiles" in plan.stdout
+    plan = snakemake(tmp_path, "-n", config={"asn": asn, "output_dir": tmp_path / "auto",
+                                             "tiles": f"{{above_pixels: {grid_pixels * 2}}}"})
+    assert "sky tiles" not in plan.stderr and "checkpoint tiles" not in plan.stdout
     tiled = tmp_path / "tiled"
-    snakemake(tmp_path, "--cores", "2",
-              config={"asn": asn, "output_dir": tiled, "tiles": "{size: 300, margin: 50}"})
+    snakemake(tmp_path, "--cores", "2", config={
+        "asn": asn, "output_dir": tiled, "tiles": "{size: 300, margin: 50, above_pixels: 0}"})
     tiles = read_tiles(tiled / "work" / "tiles.json")
     assert len(tiles) >= 4
     logs = tiled / "work" / "logs"
