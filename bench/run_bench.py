@@ -215,10 +215,10 @@ def make_data(n: int, size: int, seed: int, cores: int) -> tuple[Path, Path]:
 
 
 def run_workflow(folder: Path, asn: Path, cores: int, qa_plots: bool = False,
-                 job_server: bool = True) -> dict:
+                 job_server: bool = True, config: tuple[str, ...] = ()) -> dict:
     """Our workflow on ``asn`` into ``folder/out``: wall and CPU time, peak summed PSS, per-rule
     table. QA plots are off unless asked for: the reference makes none. Without the job server
-    every job is its own process, as on a cluster."""
+    every job is its own process, as on a cluster. ``config``: more ``key=value`` settings."""
     truth = asn.parent / "truth"
     # Every job imports image3: compile it first, as a user's second run finds it (pip did the
     # same for both venvs' site-packages), also where PYTHONDONTWRITEBYTECODE keeps jobs from
@@ -229,7 +229,7 @@ def run_workflow(folder: Path, asn: Path, cores: int, qa_plots: bool = False,
            "output_dir=out", f"source_catalog={{apcorr_file: {truth / 'apcorr.fits'}, "
            f"abvegaoffset_file: {truth / 'abvegaoffset.asdf'}}}",
            f"qa={{plots: {'true' if qa_plots else 'false'}}}",
-           f"job_server={'true' if job_server else 'false'}"]
+           f"job_server={'true' if job_server else 'false'}", *config]
     run = _run_measured(cmd, folder / "snakemake.log")
     rules = _benchmarks(folder / "out" / "work")
     largest_mb = round(max(r["max_rss_mb"] for r in rules.values()), 1)

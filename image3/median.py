@@ -53,8 +53,10 @@ __all__ = [
     "write_single",
 ]
 
-#: Bytes of single-image rows (values and errors) the median job holds at once.
-MEDIAN_BLOCK_BYTES = 64 * 1024 * 1024
+#: Bytes of single-image rows (values and errors) the median job holds at once; its sorting
+#: temporaries are ~4x this. Measured on a 2 x 2 mosaic in 1024² tiles (8 singles a tile):
+#: 16 MB peaks at 166 MB RSS in 2.4 s a tile, 64 MB at 335 MB in 3.3 s.
+MEDIAN_BLOCK_BYTES = 16 * 1024 * 1024
 #: Two middle values further apart than this many combined errors are not averaged.
 PAIR_SPLIT_SIGMA = 3.0
 

@@ -17,8 +17,9 @@ from image3.footprints import estimated_grid_pixels, parse_s_region
 from image3.inspect import save_inspection, screen
 from image3.parameters import CatalogParameters, FinalDrizzle, OutputGrid, SkySolve, SkyStatistics
 from image3.runtime.jobserver import start as start_job_server
-from image3.runtime.resources import (catalog_mem_mb, grid_pixels, image_pixels, median_mem_mb,
-                                      resample_mem_mb)
+from image3.runtime.resources import (catalog_mem_mb, catalog_runtime_min, grid_pixels,
+                                      image_pixels, median_mem_mb, median_runtime_min,
+                                      resample_mem_mb, resample_runtime_min)
 from image3.runtime.runjob import ERRORS_FILE
 from image3.steps import intermediate_name
 from image3.tiles import read_tiles
@@ -172,6 +173,13 @@ def tile_pixels(name, region="window"):
     """Pixels of a tile's window or of its inner region."""
     y0, y1, x0, x1 = getattr(tile_of(name), region)
     return (y1 - y0) * (x1 - x0)
+
+
+def piece_pixels(piece):
+    """Pixels of a median piece: the outlier grid's, or a tile's inner region."""
+    if piece == "all":
+        return grid_pixels(outlier_grid().replace(".pkl", "_shape.json"))
+    return tile_pixels(piece, "inner")
 
 
 def median_pieces(member=None):

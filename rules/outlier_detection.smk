@@ -69,10 +69,9 @@ rule median:
     threads: 1
     resources:
         # a 64 MB block of single rows at a time plus the median and count planes
-        mem_mb=lambda wildcards, input: median_mem_mb(
-            grid_pixels(input.grid_shape) if wildcards.piece == "all"
-            else tile_pixels(wildcards.piece, "inner")),
-        runtime=15,
+        mem_mb=lambda wildcards, input: median_mem_mb(piece_pixels(wildcards.piece)),
+        runtime=lambda wildcards, input: median_runtime_min(piece_pixels(wildcards.piece),
+                                                            len(input.singles)),
     script:
         "../scripts/median.py"
 

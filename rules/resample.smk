@@ -19,6 +19,7 @@ rule resample:
         ENV
     resources:
         mem_mb=lambda wildcards, input: resample_mem_mb(grid_pixels(input.grid_shape)),
-        runtime=30,
+        runtime=lambda wildcards, input: resample_runtime_min(
+            grid_pixels(input.grid_shape), len(MEMBERS), not step_runs("outlier_detection")),
     script:
         "../scripts/resample.py"

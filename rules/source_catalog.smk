@@ -18,6 +18,6 @@ rule source_catalog:
     threads: 2  # windowed centroids in two processes: 3.7 -> 1.9 s for 2000 sources here
     resources:
         mem_mb=lambda wildcards, input: catalog_mem_mb(image_pixels(input.i2d)),
-        runtime=30,
+        runtime=lambda wildcards, input: catalog_runtime_min(image_pixels(input.i2d)),
     script:
         "../scripts/source_catalog.py"

@@ -3,6 +3,10 @@ grid (outlier detection's median too: rules/outlier_detection.smk), and one merg
 Which tiles there are, and the members each meets, is known once the grid is (checkpoint); a
 tile's jobs read only its members' files."""
 
+# on a cluster, the tiles (a table from the grid and the footprints) and the merged catalogue
+# (a table from the tiles' catalogues) are made by the submitting Snakemake, without a queue wait
+localrules: tiles, merge_catalog
+
 
 checkpoint tiles:
     input:
@@ -48,7 +52,9 @@ rule resample_tile:
         ENV
     resources:
         mem_mb=lambda wildcards: resample_mem_mb(tile_pixels(wildcards.tile)),
-        runtime=30,
+        runtime=lambda wildcards: resample_runtime_min(
+            tile_pixels(wildcards.tile), len(tile_of(wildcards.tile).members),
+            not step_runs("outlier_detection")),
     script:
         "../scripts/resample.py"
 
@@ -72,7 +78,7 @@ rule source_catalog_tile:
     threads: 2
     resources:
         mem_mb=lambda wildcards, input: catalog_mem_mb(image_pixels(input.i2d)),
-        runtime=30,
+        runtime=lambda wildcards, input: catalog_runtime_min(image_pixels(input.i2d)),
     script:
         "../scripts/source_catalog.py"
 

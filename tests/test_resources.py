@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from image3.runtime.resources import (DEFAULT_MEM_MB, catalog_mem_mb, grid_pixels, image_pixels,
-                                      median_mem_mb, resample_mem_mb)
+from image3.runtime.resources import (DEFAULT_MEM_MB, catalog_mem_mb, catalog_runtime_min,
+                                      grid_pixels, image_pixels, median_mem_mb, median_runtime_min,
+                                      resample_mem_mb, resample_runtime_min)
 
 #: Peak RSS [MB] measured by bench/run_bench.py (6 NIRCam exposures of 1024² and 2048², --cores 2)
 MEASURED = {1.55e6: {"resample": 210, "catalog": 248, "median": 294},
@@ -33,3 +34,19 @@ def test_requests_grow_with_the_grid_and_have_a_default_before_it_exists(tmp_pat
     fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.zeros((30, 70), np.float32), name="SCI")]
                  ).writeto(tmp_path / "i2d.fits")
     assert image_pixels(tmp_path / "i2d.fits") == 2100
+
+
+#: Wall time [s] measured by bench/run_bench.py on 6 NIRCam exposures of 2048² (6.2 million
+#: pixels, --cores 2, 2026-12-05): the resample from the contributions, the catalogue, the median
+MEASURED_S = {"resample": 1.74, "catalog": 5.61, "median": 1.74}
+
+
+def test_time_requests_are_ten_minutes_and_ten_times_the_measured_rates():
+    pixels = 6_200_000
+    asked = {"resample": resample_runtime_min(pixels, 6, drizzled_here=False),
+             "catalog": catalog_runtime_min(pixels), "median": median_runtime_min(pixels, 6)}
+    for job, seconds in MEASURED_S.items():
+        assert 10 + 5 * seconds / 60 <= asked[job] <= 10 + 20 * seconds / 60 + 1, job
+    # a 20000² mosaic's catalogue asks for an hour or more; drizzling 100 members for longer
+    assert catalog_runtime_min(400_000_000) >= 60
+    assert resample_runtime_min(pixels, 100, True) > resample_runtime_min(pixels, 100, False)

@@ -1,10 +1,11 @@
 """Cluster execution: profiles/slurm and profiles/slurm-ci, and a real run through SLURM.
 
 The run brings up the one-node SLURM cluster of tests/slurm/start-slurm.sh (Debian packages,
-as root), runs the workflow on 2 synthetic 256² exposures with ``--profile profiles/slurm-ci``,
-checks that the jobs went through SLURM (job ids from the plugin, COMPLETED in
-``squeue --states=all``, one log each in .snakemake/slurm_logs) and that the per-member rules
-were packed into group jobs, then stops the daemons it started.
+as root), runs the workflow on a synthetic 2 x 2 mosaic of 256² exposures in 4 sky tiles with
+``--profile profiles/slurm-ci``, checks that the jobs went through SLURM (job ids from the
+plugin, COMPLETED in ``squeue --states=all``, one log each in .snakemake/slurm_logs) and that
+the per-member and per-tile rules were packed into group jobs, then stops the daemons it
+started.
 
 It needs root; on a user's machine it also needs ``sbatch`` already installed (it never installs
 packages there) and skips with the reason otherwise. Under ``CI=true`` it always runs: the start
@@ -16,10 +17,11 @@ start-ups (sbatch and srun) before its script, so a DAG level costs 16 s, or 39 
 takes longer (a group job running 2 members side by side on a busy 2-core machine does, and
 under CI the other pytest worker keeps the machine busy). The whole workflow took 3.5 minutes
 with 9 levels, 4 of them group jobs (10 and 5 since the sky statistics and the layout are jobs
-of their own), so the run here covers tweakreg, skymatch and resample without QA plots: 6
-levels, 3 of them group jobs (find_sources; the layout's footprints and grid; sky_statistics).
-6 levels (this run with the QA plots, before the layout had its own job) took 3 minutes here
-and did not finish within 3.7 on the CI machine; the run's timeout is 7 minutes.
+of their own), so the run here covers tweakreg, skymatch and the tiled resample without QA
+plots: 6 levels, 4 of them group jobs (find_sources; the layout's footprints and grid;
+sky_statistics beside the tiles checkpoint, a local rule; the 4 tiles' resample). 6 levels
+(with 2 exposures and one mosaic, before the layout had its own job) took 3 minutes here and
+did not finish within 3.7 on the CI machine; the run's timeout is 7 minutes.
 outlier_detection and source_catalog are skipped; the grouping of outlier_detection's rules is
 checked by the dry run of test_profiles_name_real_rules_and_build_the_dag.
 """
@@ -97,7 +99,8 @@ def test_profiles_name_real_rules_and_build_the_dag(tmp_path):
         assert named <= rules, f"profiles/{name} names rules the workflow lacks: {named - rules}"
         built = snakemake(tmp_path, "-n", "--profile", str(PROFILES / name),
                           config=config).stdout
-        for group in profile["group-components"]:
+        # the sky tiles' jobs exist once the tiles checkpoint has run: the SLURM run has them
+        for group in set(profile["group-components"]) - {"tiles"}:
             assert f"Group job {group} " in built, f"profiles/{name}: no group {group}"
 
 
@@ -160,10 +163,12 @@ def _squeue_states(job_ids) -> dict[str, tuple[str, str]]:
 @pytest.mark.workflow
 def test_workflow_runs_through_slurm(slurm_cluster, tmp_path, record_property):
     bring_up = slurm_cluster
-    asn = synth.make_association(tmp_path / "data", n=2, size=256, seed=4)
+    asn = synth.make_program(tmp_path / "data", n=1, size=256, seed=4, layout="mosaic:2x2")[0]
+    product = "jw99999-o001_t001_nircam_clear-f200w"
     cmd = ["timeout", "-s", "KILL", str(RUN_TIMEOUT_S), *SNAKEMAKE,
            "--directory", str(tmp_path), "--profile", str(PROFILES / "slurm-ci"),
            "--config", f"asn={asn}", "output_dir=out", "qa={plots: false}",
+           "tiles={above_pixels: 0, size: 256, margin: 32}",
            *(f"{step}={{skip: true}}" for step in ("outlier_detection", "source_catalog"))]
     t0 = time.monotonic()
     try:
@@ -180,7 +185,8 @@ def test_workflow_runs_through_slurm(slurm_cluster, tmp_path, record_property):
     if proc.returncode in (-9, 137):
         pytest.fail(f"killed after {RUN_TIMEOUT_S} s (SLURM plugin hung?):\n{log[-4000:]}")
     assert proc.returncode == 0, log[-6000:]
-    assert (tmp_path / "out" / f"{synth.PRODUCT_NAME}_i2d.fits").is_file()
+    tiles = sorted((tmp_path / "out").glob(f"{product}_t??-??_i2d.fits"))
+    assert len(tiles) == 4 and not (tmp_path / "out" / f"{product}_i2d.fits").exists()
 
     # Every job went through sbatch: ids from the plugin, each COMPLETED under this run's name.
     run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
@@ -193,10 +199,12 @@ def test_workflow_runs_through_slurm(slurm_cluster, tmp_path, record_property):
     slurm_logs = tmp_path / ".snakemake" / "slurm_logs"
     assert all(path.is_file() and slurm_logs in path.parents for path in logs.values())
 
-    # One cluster job per ungrouped rule job, one per group (2 members <= 20; the layout's
-    # footprints and grid jobs <= 3), named after the group and its rules.
+    # One cluster job per ungrouped rule job, one per group (4 members <= 20; the layout's
+    # footprints and grid jobs <= 3; 4 tiles <= 4), named after the group and its rules; the
+    # local rules (the tiles checkpoint) none.
     ran = jobs_run(proc)
-    ran.pop("all", None)
+    for local in ("all", "tiles"):
+        assert ran.pop(local, 0) == 1, ran
     groups = _profile("slurm-ci")["groups"]
     grouped = {rule for rule in ran if rule in groups}
     rules_of = {groups[rule]: sorted(r for r in grouped if groups[r] == groups[rule])
@@ -206,7 +214,8 @@ def test_workflow_runs_through_slurm(slurm_cluster, tmp_path, record_property):
     for group, rules in rules_of.items():
         tag = f"group_{group}_{'_'.join(rules)}"
         assert sum(tag in str(path) for path in logs.values()) == 1, (group, logs)
-    assert {"find_sources", "footprints", "grid", "sky_statistics"} <= grouped, ran
+    assert {"find_sources", "footprints", "grid", "sky_statistics", "resample_tile"} <= grouped, ran
+    assert ran["resample_tile"] == 4, ran
 
     summary = (f"\nFIGURE SLURM bring-up {bring_up:.1f} s, workflow {run_time:.1f} s, "
                f"{len(job_ids)} SLURM jobs for {sum(ran.values())} rule jobs")

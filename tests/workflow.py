@@ -1,5 +1,6 @@
 """Helpers to run the real Snakefile as a user would (a subprocess in a temporary directory)."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,18 +36,13 @@ def snakemake(workdir: Path, *args: str, config: dict | None = None, timeout: in
 
 
 def jobs_run(proc: subprocess.CompletedProcess) -> dict[str, int]:
-    """Rule → job count from Snakemake's 'Job stats' table (empty when nothing ran)."""
-    text = proc.stdout + proc.stderr
-    if "Job stats:" not in text:
-        return {}
-    table = text.split("Job stats:", 1)[1].splitlines()[3:]
-    counts = {}
-    for line in table:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            break
-        counts[parts[0]] = int(parts[1])
-    counts.pop("total", None)
+    """Rule → job count, from the block Snakemake logs for each job it runs (``rule X:``,
+    ``localrule X:``, ``checkpoint X:``; inside group jobs too), so the jobs a checkpoint adds
+    count as well; empty when nothing ran."""
+    counts: dict[str, int] = {}
+    for name in re.findall(r"^\s*(?:local)?(?:rule|checkpoint) (\w+):\s*$",
+                           proc.stdout + proc.stderr, flags=re.MULTILINE):
+        counts[name] = counts.get(name, 0) + 1
     return counts
 
 

@@ -1,4 +1,5 @@
-"""Memory asked for by the jobs whose arrays span the output grid, from its size.
+"""Memory and time asked for by the jobs whose arrays span the output grid (or a sky tile of it),
+from its size and the members they read.
 
 A job's ``mem_mb`` is what a cluster scheduler reserves (sbatch ``--mem``) and what Snakemake
 counts against ``--resources mem_mb``. Jobs that hold one exposure use fixed requests (their
@@ -10,6 +11,11 @@ Measured peak RSS (6 dithered NIRCam exposures, --cores 2, 2026-12-05), output g
 6.2 million pixels: resample 210 / 512 MB (65 B per pixel + 110 MB), source_catalog 248 / 588 MB
 (73 B per pixel + 135 MB; more with more sources), median 294 / 342 MB (10 B per pixel + 280
 MB). The requests below are ~1.5-2x those slopes plus room for the interpreter and libraries.
+
+A job's ``runtime`` (minutes, sbatch ``-t``) is 10 minutes plus ~10x its measured rate (same
+runs: the catalogue 0.9 s per million pixels; the resample from the flag jobs' contributions
+0.3 s per million pixels, drizzling a 2048² member itself ~3 s; the median 0.3 s per million
+pixels for 6 singles), so that a slow node is not killed and a small job is not queued as long.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from pathlib import Path
 
 from astropy.io import fits
 
-__all__ = ["DEFAULT_MEM_MB", "catalog_mem_mb", "grid_pixels", "grid_shape", "image_pixels",
-           "median_mem_mb", "resample_mem_mb"]
+__all__ = ["DEFAULT_MEM_MB", "catalog_mem_mb", "catalog_runtime_min", "grid_pixels", "grid_shape",
+           "image_pixels", "median_mem_mb", "median_runtime_min", "resample_mem_mb",
+           "resample_runtime_min"]
 
 #: Asked for when the grid's size is not known yet (a dry run).
 DEFAULT_MEM_MB = 2000
@@ -74,3 +81,29 @@ def median_mem_mb(pixels: int | None) -> int:
     """The outlier median on a grid of ``pixels``: a block of single rows, the median and count
     planes."""
     return _request(pixels, 800, 20)
+
+
+#: Asked for when the grid's size is not known yet (a dry run), minutes.
+DEFAULT_RUNTIME_MIN = 30
+
+
+def _minutes(pixels: int | None, per_mpix_s: float, extra_s: float = 0.0) -> int:
+    if pixels is None:
+        return DEFAULT_RUNTIME_MIN
+    return int(10 + 10 * (per_mpix_s * pixels / 1e6 + extra_s) / 60 + 0.999)
+
+
+def resample_runtime_min(pixels: int | None, members: int, drizzled_here: bool) -> int:
+    """The final resample of ``members`` onto ``pixels``: adding their contributions, or
+    drizzling each itself (``drizzled_here``: without outlier detection)."""
+    return _minutes(pixels, 0.3, members * (3.0 if drizzled_here else 0.1))
+
+
+def catalog_runtime_min(pixels: int | None) -> int:
+    """The catalogue of an i2d of ``pixels``."""
+    return _minutes(pixels, 0.9)
+
+
+def median_runtime_min(pixels: int | None, singles: int) -> int:
+    """The median of ``singles`` single images on ``pixels``."""
+    return _minutes(pixels, 0.05 * singles)
