@@ -9,8 +9,9 @@ when the job is ready to run, once the grid (or the ``_i2d``) exists.
 
 Measured peak RSS (6 dithered NIRCam exposures, --cores 2, 2026-12-05), output grid 1.55 and
 6.2 million pixels: resample 210 / 512 MB (65 B per pixel + 110 MB), source_catalog 248 / 588 MB
-(73 B per pixel + 135 MB; more with more sources), median 294 / 342 MB (10 B per pixel + 280
-MB). The requests below are ~1.5-2x those slopes plus room for the interpreter and libraries.
+(73 B per pixel + 135 MB; more with more sources), median 164 / 183 MB (4 B per pixel + 158
+MB, with its 16-MB block of singles). The requests below are ~1.5-2x those slopes plus room for
+the interpreter and libraries.
 
 A job's ``runtime`` (minutes, sbatch ``-t``) is 10 minutes plus ~10x its measured rate (same
 runs: the catalogue 0.9 s per million pixels; the resample from the flag jobs' contributions
@@ -80,7 +81,7 @@ def catalog_mem_mb(pixels: int | None) -> int:
 def median_mem_mb(pixels: int | None) -> int:
     """The outlier median on a grid of ``pixels``: a block of single rows, the median and count
     planes."""
-    return _request(pixels, 800, 20)
+    return _request(pixels, 400, 20)
 
 
 #: Asked for when the grid's size is not known yet (a dry run), minutes.
