@@ -111,9 +111,13 @@ def _coerce_value(value: Any, schema: dict, root: dict) -> Any:
     if isinstance(value, dict) and "object" in types:
         props = schema.get("properties", {})
         return {k: _coerce_value(v, props[k], root) if k in props else v for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and "array" in types:
+        # Snakemake's --config gives list items as strings: crpix=['127.5', '127.5']
+        items = schema.get("items", {})
+        return [_coerce_value(v, items, root) for v in value]
     if isinstance(value, str) and "string" not in types:
         parsed = yaml.safe_load(value) if value.strip() else None
-        return parsed
+        return parsed if isinstance(parsed, str) else _coerce_value(parsed, schema, root)
     if isinstance(value, str) and set(types) - {"string"}:
         # e.g. DQ bits: "~DO_NOT_USE" stays a string, "4" becomes an int
         parsed = yaml.safe_load(value)

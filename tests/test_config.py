@@ -70,6 +70,23 @@ def test_nested_command_line_strings_are_cast(schema, config):
     cfg.validate(out, schema)
 
 
+def test_list_items_from_the_command_line_are_cast(schema, config):
+    # `--config 'resample={crpix: [127.5, 127.5], output_shape: [600, 600]}'` gives a workflow
+    # its list items as strings; a whole section can arrive as one string too
+    config["resample"].update(crpix=["127.5", "127.5"], crval=["53.16", -27.78],
+                              output_shape=["600", "601"])
+    config["tiles"] = "{size: '512', above_pixels: '0'}"
+    out = cfg.coerce(config, schema)
+    assert out["resample"]["crpix"] == [127.5, 127.5]
+    assert out["resample"]["crval"] == [53.16, -27.78]
+    assert out["resample"]["output_shape"] == [600, 601]
+    assert out["tiles"] == {"size": 512, "above_pixels": 0}
+    cfg.validate(out, schema)
+    config["resample"]["output_shape"] = ["600", "a"]
+    with pytest.raises(ConfigError, match="resample.output_shape.1 = 'a' is invalid"):
+        cfg.validate(cfg.coerce(config, schema), schema)
+
+
 @pytest.mark.parametrize("step,key,value,needle", [
     ("resample", "pixfrac", 1.5, "resample.pixfrac = 1.5 is invalid"),
     ("resample", "kernel", "boxcar", "resample.kernel = 'boxcar' is invalid"),
