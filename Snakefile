@@ -41,4 +41,4 @@ rule all:
         final_outputs(),
         qa_outputs(),
         tiled_outputs,
-    default_target: True
+    default_target: not AS_MODULE

@@ -1,5 +1,6 @@
 """Config validation, the association, and the path and input helpers every stage uses."""
 
+import copy
 import re
 import signal
 import sys
@@ -31,10 +32,15 @@ def fail(message):
     raise SystemExit(1)
 
 
+# Included by a user's workflow as a Snakemake module (README): its config: is the user's, the
+# user's workflow has its own default target, and onstart/onerror do not run (Snakemake runs
+# only the main Snakefile's).
+AS_MODULE = not workflow.modifier.is_main_snakefile()
 SCHEMA_PATH = workflow.source_path("../config/schema.yaml")
 try:
     _schema = i3config.load_schema(SCHEMA_PATH)
     _coerced = i3config.coerce(dict(config), _schema)
+    _as_given = copy.deepcopy(_coerced)  # before the schema's defaults fill config in
     config.clear()
     config.update(_coerced)
     i3config.validate(config, _schema)
@@ -87,10 +93,10 @@ def first_member_facts():
     return INSPECTED[str(ASN.members[0].path)]["facts"]
 
 
-# What the user set (config/config.yaml, --configfile, --config): the parameter table never
-# changes it, and the QA table calls it "user".
-USER_SETTINGS = i3config.user_settings(workflow.configfiles,
-                                       workflow.config_settings.overwrite_config)
+# What the user set (config/config.yaml, --configfile, --config; as a module, its config:): the
+# parameter table never changes it, and the QA table calls it "user".
+USER_SETTINGS = _as_given if AS_MODULE else i3config.user_settings(
+    workflow.configfiles, workflow.config_settings.overwrite_config)
 # Per-instrument/filter parameters (config/parameters.yaml): over the schema's defaults, under
 # the user's settings.
 PARAMETER_TABLE = config["parameter_table"] or workflow.source_path("../config/parameters.yaml")

@@ -3,10 +3,6 @@ grid (outlier detection's median too: rules/outlier_detection.smk), and one merg
 Which tiles there are, and the members each meets, is known once the grid is (checkpoint); a
 tile's jobs read only its members' files."""
 
-# on a cluster, the tiles (a table from the grid and the footprints) and the merged catalogue
-# (a table from the tiles' catalogues) are made by the submitting Snakemake, without a queue wait
-localrules: tiles, merge_catalog
-
 
 checkpoint tiles:
     input:
@@ -23,6 +19,9 @@ checkpoint tiles:
         f"{BENCH}/tiles.tsv"
     conda:
         ENV
+    # on a cluster, made by the submitting Snakemake (a table from the grid and the footprints),
+    # without a queue wait; so is the merged catalogue
+    localrule: True
     threads: 1
     resources:
         mem_mb=500,
@@ -95,6 +94,7 @@ rule merge_catalog:
         f"{BENCH}/merge_catalog.tsv"
     conda:
         ENV
+    localrule: True
     threads: 1
     resources:
         mem_mb=1000,
