@@ -103,6 +103,27 @@ class Member:
     tweakreg_catalog: Path | None = None
 
 
+#: What a step's ``group_by`` can group members by: ``exposure``, the association's group id
+#: (the reference: all detectors of one exposure move together in tweakreg and share one sky
+#: level in skymatch); ``detector``, each member alone; ``visit``, the members of one visit
+#: (the ``jw{program}{observation}{visit}`` part of the group id: one guide star, one pointing
+#: error; a group id of another form stands for its own visit).
+GROUPINGS = ("exposure", "detector", "visit")
+_VISIT = re.compile(r"^(jw\d{11})_")
+
+
+def grouping_label(member: Member, key: str) -> str:
+    """The group ``member`` belongs to under the grouping ``key`` (:data:`GROUPINGS`)."""
+    if key == "exposure":
+        return member.group_id
+    if key == "detector":
+        return member.name
+    if key == "visit":
+        found = _VISIT.match(member.group_id)
+        return found.group(1) if found else member.group_id
+    raise ValueError(f"unknown grouping {key!r}: one of {', '.join(GROUPINGS)}")
+
+
 @dataclass(frozen=True)
 class Association:
     """The parsed association: product name, asn_id and the usable science members in order."""
@@ -127,6 +148,14 @@ class Association:
             if m.name == name:
                 return m
         raise KeyError(name)
+
+    def grouped_by(self, key: str) -> dict[str, list[str]]:
+        """Member names by group for a step's ``group_by`` (:data:`GROUPINGS`), in order."""
+        out: dict[str, list[str]] = {}
+        for member in self.members:
+            out.setdefault(grouping_label(member, key), []).append(member.name)
+        return out
+
 
     def crf_name(self, member: Member) -> str:
         return crf_name(member.name, self.asn_id)

@@ -117,7 +117,10 @@ if TABLE_VALUES:
           f"(from {Path(str(PARAMETER_TABLE)).name})", file=sys.stderr)
 
 MEMBERS = [m.name for m in ASN.members]
-GROUPS = list(ASN.groups)
+GROUPS = list(ASN.groups)  # exposures: one single drizzle each in outlier detection
+# member -> its group in tweakreg (tweakreg.group_by: the members that move together)
+TWEAKREG_GROUP = {m: g for g, names in ASN.grouped_by(config["tweakreg"]["group_by"]).items()
+                  for m in names}
 SINGLE = ASN.is_single_exposure
 PRODUCTS = {kind: f"{OUT}/{name}" for kind, name in product_names(ASN.product).items()}
 TILES = config["tiles"]
@@ -220,7 +223,8 @@ def step_runs(step):
     if config[step]["skip"]:
         return False
     if step == "tweakreg":
-        return not SINGLE and (len(GROUPS) > 1 or bool(config["tweakreg"]["abs_refcat"]))
+        return not SINGLE and (len(set(TWEAKREG_GROUP.values())) > 1
+                               or bool(config["tweakreg"]["abs_refcat"]))
     if step in ("skymatch", "outlier_detection"):
         return not SINGLE and len(MEMBERS) > 1
     return True

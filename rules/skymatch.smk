@@ -39,7 +39,7 @@ rule skymatch:
         expand(f"{WORK}/{{member}}/sky.json", member=MEMBERS),
     params:
         members=MEMBERS,
-        groups={g: [m.name for m in ms] for g, ms in ASN.groups.items()},
+        groups=ASN.grouped_by(config["skymatch"]["group_by"]),
         sky=skymatch_params(),
     log:
         f"{LOGS}/skymatch.log",

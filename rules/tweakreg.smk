@@ -20,7 +20,7 @@ if step_runs("tweakreg"):
 
 TWEAKREG_SOURCES = {m: f"{WORK}/{m}/sources.ecsv" for m in MEMBERS}
 TWEAKREG_MEMBERS = [
-    {"member": m, "group_id": ASN.member(m).group_id, "cal": cal_path(m),
+    {"member": m, "group_id": TWEAKREG_GROUP[m], "cal": cal_path(m),
      "sources": TWEAKREG_SOURCES[m], "geometry": f"{WORK}/{m}/geometry.pkl"}
     for m in MEMBERS
 ]

@@ -165,3 +165,21 @@ def test_missing_and_duplicate_members_are_left_out_with_a_warning(tmp_path):
 def test_missing_association_file(tmp_path):
     with pytest.raises(AssociationError, match="association file not found"):
         read_association(tmp_path / "nothing_asn.json")
+
+
+def test_members_grouped_by_exposure_detector_or_visit():
+    """Two detectors of exposures 1 and 2 of visit 001, one detector of visit 002, and a
+    member whose group id has another form (its own visit)."""
+    from image3.asn import Association, Member
+
+    def member(name, group):
+        return Member(name=name, path=Path(f"{name}_cal.fits"), group_id=group)
+
+    members = (member("a1", "jw01234001001_02101_00001"), member("a2", "jw01234001001_02101_00001"),
+               member("b1", "jw01234001001_02101_00002"), member("c1", "jw01234001002_02101_00001"),
+               member("d1", "exposure0005"))
+    asn = Association(product="p", asn_id="o001", members=members, source=Path("x_asn.json"))
+    assert list(asn.grouped_by("exposure").values()) == [["a1", "a2"], ["b1"], ["c1"], ["d1"]]
+    assert list(asn.grouped_by("detector").values()) == [["a1"], ["a2"], ["b1"], ["c1"], ["d1"]]
+    assert asn.grouped_by("visit") == {"jw01234001001": ["a1", "a2", "b1"],
+                                       "jw01234001002": ["c1"], "exposure0005": ["d1"]}

@@ -155,6 +155,10 @@ def test_single_exposure_or_single_group_has_no_tweakreg_jobs(tmp_path, small_ex
                             "o001", names)
     jobs = jobs_run(snakemake(tmp_path, "-n", config={"asn": asn, "output_dir": "o2"}))
     assert "tweakreg" not in jobs and "find_sources" not in jobs
+    # tweakreg.group_by: detector makes them two bodies to align
+    jobs = jobs_run(snakemake(tmp_path, "-n", config={"asn": asn, "output_dir": "o3",
+                                                      "tweakreg": "{group_by: detector}"}))
+    assert jobs["tweakreg"] == 1 and jobs["find_sources"] == 2
 
 
 def test_network_catalogue_stops_before_any_job(tmp_path, small_exposures):
