@@ -26,7 +26,7 @@ from astropy.io import fits
 from .asn import IMAGING_EXPTYPES, SURFACE_BRIGHTNESS_UNIT
 from .dqflags import DO_NOT_USE
 from .errors import InputFileError
-from .sidecar import read_sidecar, write_sidecar
+from .sidecar import read_sidecar, read_work_json, write_sidecar
 
 if TYPE_CHECKING:  # imported where a datamodel is opened: ~1 s per process that needs none
     from stdatamodels.jwst import datamodels
@@ -50,7 +50,12 @@ class SkyRecord:
 
     @classmethod
     def read(cls, path: str | Path) -> SkyRecord:
-        return cls(**json.loads(Path(path).read_text()))
+        record = read_work_json(path)
+        try:
+            return cls(**record)
+        except TypeError:
+            raise InputFileError(f"{path}: not a sky record of image3; delete it and rerun") \
+                from None
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

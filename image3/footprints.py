@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import GridError, StepError
+from .sidecar import read_work_json
 
 __all__ = [
     "estimated_grid_pixels",
@@ -279,4 +280,4 @@ def footprints_table(members: Mapping[str, tuple[str, object, Sequence[int]]],
 def member_footprints(path: str | Path) -> dict[str, np.ndarray]:
     """Read :func:`footprints_table`'s file as {member: polygon}."""
     return {member: np.asarray(entry["polygon"])
-            for member, entry in json.loads(Path(path).read_text()).items()}
+            for member, entry in read_work_json(path).items()}

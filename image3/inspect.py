@@ -4,9 +4,15 @@ Each member file is checked once (results cached by path, size and modification 
 ``<work_dir>/inspection.json``, so the re-parse of the Snakefile in every cluster job costs a
 stat per file): readable FITS with a 2-D SCI image, an ASDF extension (the gwcs), an imaging
 exposure type, surface-brightness units, and at least one usable pixel (SCI finite and non-zero
-where DQ lacks DO_NOT_USE). A member that fails is left out with one warning line naming the file;
-if none is left the association is refused. Mixed instruments or units keep the majority
-(the first member's on a tie). Moving-target associations are refused (not supported).
+where DQ lacks DO_NOT_USE). Among the usable pixels, ERR must be finite and > 0 on at least half
+(a few bad ERR pixels are left to the drizzle weights, which ignore them), and no more than
+:data:`MAX_IMPLAUSIBLE_FRACTION` of SCI may exceed :data:`SCI_LIMIT_MJYSR` in absolute value
+(a frame of 1e30 would shift every sky level and the mosaic). A member that fails is left out
+with one warning line naming the file; if none is left the association is refused. Mixed
+instruments or units keep the majority (the first member's on a tie). Moving-target
+associations are refused (not supported). An exposure time (TMEASURE, EFFEXPTM or EXPTIME in
+the primary header) that is missing or <= 0 is recorded: a warning, and the member left out
+when it would be weighted by it (``weight_type: exptime``, :func:`screen`).
 """
 
 from __future__ import annotations
@@ -28,7 +34,18 @@ from .errors import AssociationError
 #: Facts read from the primary header: fact name → keyword.
 EXPOSURE_KEYWORDS = {"instrument": "INSTRUME", "filter": "FILTER", "pupil": "PUPIL",
                      "detector": "DETECTOR"}
-CACHE_VERSION = 3
+CACHE_VERSION = 4
+#: |SCI| above this (MJy/sr) is no sky: ~100x the peak of the brightest unsaturated star a
+#: NIRCam short-wavelength pixel can record (a K ~ 10 star puts ~1e6 MJy/sr in its peak pixel,
+#: and saturates).
+SCI_LIMIT_MJYSR = 1e8
+#: Fraction of the usable pixels allowed beyond SCI_LIMIT_MJYSR (isolated hot pixels; outlier
+#: detection flags them).
+MAX_IMPLAUSIBLE_FRACTION = 1e-3
+#: Fraction of the usable pixels whose ERR must be finite and > 0.
+MIN_GOOD_ERR_FRACTION = 0.5
+#: Primary-header exposure times, in the order the resample reads them.
+EXPOSURE_TIME_KEYWORDS = ("TMEASURE", "EFFEXPTM", "EXPTIME")
 
 
 def _signature(path: Path) -> str:
@@ -52,7 +69,8 @@ def inspect_file(path: str | Path) -> dict:
     SCI ``shape`` (ny, nx): the mosaic's size is estimated from them before any job."""
     path = Path(path)
     facts = {"problem": None, "instrument": None, "filter": None, "pupil": None,
-             "detector": None, "unit": None, "moving": False, "s_region": None, "shape": None}
+             "detector": None, "unit": None, "moving": False, "s_region": None, "shape": None,
+             "exptime": None}
     try:
         with warnings.catch_warnings(record=True) as caught, \
                 fits.open(path, memmap=False) as hdul:
@@ -64,6 +82,7 @@ def inspect_file(path: str | Path) -> dict:
             for key, keyword in EXPOSURE_KEYWORDS.items():
                 facts[key] = primary.get(keyword)
             facts["moving"] = str(primary.get("TARGTYPE", "")).strip().upper() == "MOVING"
+            facts["exptime"] = _exposure_time(primary)
             exp_type = primary.get("EXP_TYPE")
             if exp_type is not None and exp_type not in IMAGING_EXPTYPES:
                 facts["problem"] = f"exposure type {exp_type!r} is not an imaging exposure"
@@ -89,6 +108,9 @@ def inspect_file(path: str | Path) -> dict:
             if not good.any():
                 facts["problem"] = "no usable science pixel (SCI all NaN/zero or DQ all DO_NOT_USE)"
                 return facts
+            facts["problem"] = _implausible_values(data, good, hdul)
+            if facts["problem"]:
+                return facts
     except (OSError, ValueError, TypeError, IndexError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         facts["problem"] = f"not a readable FITS file ({reason})"
@@ -97,6 +119,31 @@ def inspect_file(path: str | Path) -> dict:
         facts["problem"] = (f"SCI units are {facts['unit']!r}, "
                             f"expected {SURFACE_BRIGHTNESS_UNIT!r}")
     return facts
+
+
+def _exposure_time(primary: fits.Header) -> float | None:
+    for keyword in EXPOSURE_TIME_KEYWORDS:
+        value = primary.get(keyword)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def _implausible_values(data: np.ndarray, good: np.ndarray, hdul) -> str | None:
+    """Why the usable pixels cannot be used (ERR, SCI beyond any sky), or None."""
+    n_good = int(np.count_nonzero(good))
+    beyond = int(np.count_nonzero(np.abs(data[good]) > SCI_LIMIT_MJYSR))
+    if beyond > MAX_IMPLAUSIBLE_FRACTION * n_good:
+        return (f"SCI beyond {SCI_LIMIT_MJYSR:.0e} MJy/sr on {beyond} of its {n_good} usable "
+                f"pixels (largest {np.nanmax(np.abs(data[good])):.3g}): not a sky image")
+    if "ERR" in hdul and hdul["ERR"].data is not None and hdul["ERR"].data.shape == data.shape:
+        err = hdul["ERR"].data[good]
+        with np.errstate(invalid="ignore"):
+            usable = float(np.count_nonzero(np.isfinite(err) & (err > 0))) / n_good
+        if usable < MIN_GOOD_ERR_FRACTION:
+            return (f"ERR is NaN, infinite or <= 0 on {1 - usable:.0%} of its usable pixels: "
+                    "no noise to weight or flag outliers with")
+    return None
 
 
 def _load_cache(path: Path | None) -> dict:
@@ -116,8 +163,11 @@ def _save_cache(path: Path, entries: dict) -> None:
     os.replace(tmp, path)
 
 
-def screen(asn: Association, cache_path: str | Path | None = None) -> tuple[Association, dict]:
+def screen(asn: Association, cache_path: str | Path | None = None,
+           weighted_by_exptime: bool = False) -> tuple[Association, dict]:
     """The association with unusable members left out (warnings added), or AssociationError.
+    A member without a positive exposure time gets a warning, and is left out when
+    ``weighted_by_exptime`` (a resample ``weight_type: exptime``).
 
     Also returns the inspection results to cache with :func:`save_inspection` once the run
     really starts (a refused configuration must leave nothing in the output folder).
@@ -141,6 +191,14 @@ def screen(asn: Association, cache_path: str | Path | None = None) -> tuple[Asso
     usable = []
     for member in asn.members:
         problem = facts[member.name]["problem"]
+        exptime = facts[member.name].get("exptime")
+        if not problem and (exptime is None or exptime <= 0):
+            what = "no exposure time" if exptime is None else f"exposure time {exptime:g} s"
+            if weighted_by_exptime:
+                problem = f"{what} (TMEASURE/EFFEXPTM/EXPTIME), and weight_type is exptime"
+            else:
+                warnings.append(f"{member.path}: {what} (TMEASURE/EFFEXPTM/EXPTIME); kept "
+                                "(with weight_type exptime it would be left out)")
         if problem:
             warnings.append(f"{member.path}: {problem}; left out")
         else:

@@ -1,4 +1,5 @@
-"""Work sidecars: small pickles passing gwcs objects (and a few values) between the jobs of a run.
+"""Work sidecars: small pickles passing gwcs objects (and a few values) between the jobs of a run,
+and the readers of the work folder's JSON files (:func:`read_work_json`).
 
 Unpickling a gwcs takes ~3 ms where reading an ASDF file costs ~0.7 s in a fresh process (asdf
 loads every installed extension's manifests once per process). Sidecars are internal files of
@@ -9,13 +10,16 @@ and checked); users get the WCS in the ``_crf`` and ``_i2d`` products.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 import pickle
 from pathlib import Path
+from typing import Any
 
 from .errors import InputFileError
 
-__all__ = ["read_sidecar", "write_sidecar"]
+__all__ = ["read_sidecar", "read_work_json", "write_sidecar"]
 
 #: What a pickled sidecar depends on: a rerun with other versions must not unpickle it.
 _SIDECAR_PACKAGES = ("gwcs", "astropy", "numpy")
@@ -28,24 +32,55 @@ def _versions() -> dict[str, str]:
     return {name: version(name) for name in _SIDECAR_PACKAGES}
 
 
+#: A sidecar file: this tag, the BLAKE2b digest of the pickle, the pickle (a damaged file is
+#: refused before it is unpickled: a changed byte inside an array would still unpickle).
+_MAGIC = b"image3-sidecar-1\n"
+_DIGEST_BYTES = 32
+
+
 def write_sidecar(path: str | Path, **items) -> None:
     """Write a work sidecar (gwcs objects and small items) as a pickle, atomically."""
     path = Path(path)
+    payload = pickle.dumps({"versions": _versions(), **items}, protocol=pickle.HIGHEST_PROTOCOL)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as stream:
-        pickle.dump({"versions": _versions(), **items}, stream, protocol=pickle.HIGHEST_PROTOCOL)
+        stream.write(_MAGIC + hashlib.blake2b(payload, digest_size=_DIGEST_BYTES).digest() + payload)
     os.replace(tmp, path)
 
 
 def read_sidecar(path: str | Path) -> dict:
     """The items of :func:`write_sidecar`'s file; one-line error if it cannot be used."""
     try:
-        with open(path, "rb") as stream:
-            items = pickle.load(stream)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
-        raise InputFileError(f"{path}: unreadable work sidecar ({exc}); delete it and rerun") \
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputFileError(f"{path}: unreadable work sidecar ({exc.strerror or exc}); delete it "
+                             "and rerun") from None
+    if not data.startswith(_MAGIC):
+        raise InputFileError(f"{path}: not a work sidecar of this image3 version: remove the work "
+                             "folder and rerun")
+    digest = data[len(_MAGIC):len(_MAGIC) + _DIGEST_BYTES]
+    payload = data[len(_MAGIC) + _DIGEST_BYTES:]
+    if hashlib.blake2b(payload, digest_size=_DIGEST_BYTES).digest() != digest:
+        raise InputFileError(f"{path}: damaged work sidecar (checksum differs); delete it and rerun")
+    try:
+        items = pickle.loads(payload)
+    except Exception as exc:  # noqa: BLE001 - unpickling can raise almost anything
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputFileError(f"{path}: unreadable work sidecar ({reason}); delete it and rerun") \
             from None
+    if not isinstance(items, dict):
+        raise InputFileError(f"{path}: unreadable work sidecar (not image3's); delete it and rerun")
     if items.pop("versions", None) != _versions():
         raise InputFileError(f"{path}: a work file of another installation (gwcs, astropy or "
                              "numpy versions differ): remove the work folder and rerun")
     return items
+
+
+def read_work_json(path: str | Path) -> Any:
+    """A JSON file of the work folder; one-line InputFileError naming it if it is damaged."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputFileError(f"{path}: unreadable work file ({reason}); delete it and rerun") \
+            from None

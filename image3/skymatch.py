@@ -40,6 +40,7 @@ from .dqflags import interpret_bits
 from .errors import ConfigError, StepError
 from .footprints import member_footprints, overlap_mask
 from .parameters import SKY_METHODS, SkySolve, SkyStatistics
+from .sidecar import read_work_json
 from .sky_offsets import pair_offset, registered_differences
 from .statistics import sky_statistic
 
@@ -420,5 +421,5 @@ def read_sky_stats(paths: Sequence[str | Path]) -> dict[str, dict]:
     group), merged."""
     stats: dict[str, dict] = {}
     for path in paths:
-        stats.update(json.loads(Path(path).read_text()))
+        stats.update(read_work_json(path))
     return stats

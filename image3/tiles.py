@@ -31,6 +31,7 @@ import numpy as np
 
 from .datamodel import atomic_write_text
 from .errors import GridError
+from .sidecar import read_work_json
 
 if TYPE_CHECKING:  # the Snakefile imports this module: not gwcs with it (0.5 s per parse)
     from .wcs import Grid
@@ -107,4 +108,4 @@ def write_tiles(path: str | Path, tiles: Sequence[Tile]) -> None:
 def read_tiles(path: str | Path) -> list[Tile]:
     """The tiles written by :func:`write_tiles`."""
     return [Tile(t["name"], tuple(t["window"]), tuple(t["inner"]), tuple(t.get("members", ())))
-            for t in json.loads(Path(path).read_text())]
+            for t in read_work_json(path)]

@@ -75,7 +75,8 @@ def demo_association():
 INSPECTION = f"{WORK}/inspection.json"
 try:
     ASN, INSPECTED = (demo_association(), {}) if DEMO else screen(
-        read_association(config["asn"]), INSPECTION)
+        read_association(config["asn"]), INSPECTION, weighted_by_exptime="exptime" in (
+            config["resample"]["weight_type"], config["outlier_detection"]["weight_type"]))
 except Image3Error as exc:
     fail(exc)
 for _line in ASN.warnings:

@@ -59,6 +59,12 @@ def _bad_members(folder, template):
                                lambda h: h["SCI"].header.__setitem__("BUNIT", "DN/s"))
     bad["other instrument"] = _copy(template, name("miri"),
                                     lambda h: h[0].header.__setitem__("INSTRUME", "MIRI"))
+    bad["ERR NaN"] = _copy(template, name("errnan"),
+                           lambda h: h["ERR"].data.__setitem__(Ellipsis, np.nan))
+    bad["ERR negative"] = _copy(template, name("errneg"),
+                                lambda h: h["ERR"].data.__setitem__(Ellipsis, -1.0))
+    bad["a frame of 1e30"] = _copy(template, name("huge"),
+                                   lambda h: h["SCI"].data.__setitem__(Ellipsis, 1e30))
     return bad
 
 
@@ -78,10 +84,27 @@ def test_member_level_problems_leave_the_member_out(tmp_path, good):
     assert any(bad["truncated"] in line and "truncated or corrupt FITS" in line
                for line in warnings)
     assert any("listed twice" in line for line in warnings)
+    assert any(bad["a frame of 1e30"] in line and "SCI beyond 1e+08 MJy/sr" in line
+               for line in warnings)
+    assert sum("ERR is NaN, infinite or <= 0 on 100% of its usable pixels" in line
+               for line in warnings) == 2
     assert "Traceback" not in proc.stderr
     with datamodels.open(tmp_path / "out" / "mixed_i2d.fits") as i2d:
         assert i2d.meta.resample.pointings == 2
         assert np.isfinite(i2d.data).sum() > 0.5 * i2d.data.size
+
+
+def test_a_member_without_exposure_time_warns_and_is_left_out_when_weighted_by_it(tmp_path, good):
+    names = [_copy(good[0], tmp_path / good[0].name),
+             _copy(good[1], tmp_path / good[1].name, lambda h: [h[0].header.__setitem__(k, 0.0)
+                                                             for k in ("TMEASURE", "EFFEXPTM")])]
+    asn = write_association(tmp_path / "t_asn.json", "t", "o001", names)
+    for weight, verdict in (("ivm-smooth", "kept"), ("exptime", "left out")):
+        proc = snakemake(tmp_path, "-n", config={"asn": asn, "output_dir": tmp_path / weight,
+                                                  "resample": f"{{weight_type: {weight}}}"})
+        warnings = [line for line in proc.stderr.splitlines() if line.startswith("image3: WARNING")]
+        assert len(warnings) == 1 and names[1] in warnings[0], warnings
+        assert "exposure time 0 s" in warnings[0] and verdict in warnings[0], warnings
 
 
 def _fatal(tmp_path, asn, needle, **config):
