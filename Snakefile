@@ -12,33 +12,22 @@ min_version("9.0")
 # default is in config/schema.yaml (rules/common.smk validates and fills them in).
 configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
+from image3.asn import association_paths
+
+# asn: one association (or _cal), or several (a list, a glob, a folder): one product each
+ASSOCIATIONS = association_paths(config.get("asn"))
+
 
 report: "report/workflow.rst"
 
 
-include: "rules/common.smk"
-include: "rules/demo.smk"
-include: "rules/tweakreg.smk"
-include: "rules/layout.smk"
-include: "rules/skymatch.smk"
-include: "rules/resample.smk"
-include: "rules/outlier_detection.smk"
-include: "rules/source_catalog.smk"
-include: "rules/tiles.smk"
-
-# the _cat.ecsv and the mosaic plot: of the one mosaic, or of the sky tiles (rules/tiles.smk)
-if not TILED:
-    ruleorder: source_catalog > merge_catalog
-    ruleorder: qa_mosaic > qa_mosaic_tiles
+if len(ASSOCIATIONS) > 1:
+    include: "rules/program.smk"
 else:
-    ruleorder: merge_catalog > source_catalog
-    ruleorder: qa_mosaic_tiles > qa_mosaic
-include: "rules/qa.smk"
+    include: "rules/product.smk"
 
 
 rule all:
     input:
-        final_outputs(),
-        qa_outputs(),
-        tiled_outputs,
+        ALL_TARGETS,
     default_target: not AS_MODULE

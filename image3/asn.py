@@ -13,6 +13,7 @@ product root with any known pipeline suffix removed.
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import re
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from astropy.io import fits
 
 from .errors import AssociationError, InputFileError
@@ -190,6 +192,29 @@ def _header_group_id(path: Path) -> str | None:
     except Exception:  # an unreadable file is reported by the member inspection
         return None
     return group_id_from_header(header)
+
+
+def association_paths(spec) -> list[Path]:
+    """The association files of an ``asn`` setting: one path (an ASN json or a single _cal),
+    a folder (its ``*_asn.json``), a glob pattern, or a list of these (also as a YAML list
+    string, as ``--config 'asn=[a_asn.json, b_asn.json]'`` gives it), in the order given
+    (each folder and pattern sorted), each once. An empty setting gives none (the demo)."""
+    if isinstance(spec, str) and spec.strip().startswith("["):
+        spec = yaml.safe_load(spec)
+    items = spec if isinstance(spec, (list, tuple)) else [spec]
+    paths: list[Path] = []
+    for item in items:
+        text = str(item or "").strip()
+        if not text:
+            continue
+        path = Path(text)
+        if path.is_dir():
+            paths += sorted(path.glob("*_asn.json"))
+        elif any(c in text for c in "*?["):
+            paths += sorted(Path(p) for p in glob.glob(text))
+        else:
+            paths.append(path)
+    return list(dict.fromkeys(paths))
 
 
 def read_association(path: str | Path) -> Association:

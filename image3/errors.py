@@ -6,6 +6,10 @@ them and prints ``str(error)`` as a single line naming the file and the
 problem, never a traceback.
 """
 
+import sys
+from typing import NoReturn
+
+
 
 class Image3Error(Exception):
     """Base of all errors caused by the input or the configuration."""
@@ -29,3 +33,9 @@ class GridError(Image3Error):
 
 class StepError(Image3Error):
     """A step cannot produce a valid result from its (valid) inputs."""
+
+
+def stop_before_any_job(message) -> NoReturn:
+    """Stop the Snakefile's parse with one line on the terminal (no traceback)."""
+    print(f"image3: ERROR: {message}", file=sys.stderr)
+    raise SystemExit(1)

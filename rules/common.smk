@@ -2,9 +2,7 @@
 
 import copy
 import re
-import signal
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ from snakemake.utils import validate
 import image3.config as i3config
 from image3.asn import Association, Member, crf_name, pair_partners, product_names, read_association
 from image3.errors import GridError, Image3Error
+from image3.errors import stop_before_any_job as fail
 from image3.footprints import estimated_grid_pixels, parse_s_region
 from image3.inspect import save_inspection, screen
 from image3.parameters import CatalogParameters, FinalDrizzle, OutputGrid, SkySolve, SkyStatistics
@@ -22,14 +21,9 @@ from image3.runtime.resources import (catalog_mem_mb, catalog_runtime_min, grid_
                                       image_pixels, median_mem_mb, median_runtime_min,
                                       resample_mem_mb, resample_runtime_min)
 from image3.runtime.runjob import ERRORS_FILE
+from image3.runtime.snakemake_process import handle_sigterm_off_the_main_thread
 from image3.steps import intermediate_name
 from image3.tiles import read_tiles
-
-
-def fail(message):
-    """Stop before any job with one line on the terminal (no traceback)."""
-    print(f"image3: ERROR: {message}", file=sys.stderr)
-    raise SystemExit(1)
 
 
 # Included by a user's workflow as a Snakemake module (README): its config: is the user's, the
@@ -75,7 +69,7 @@ def demo_association():
 INSPECTION = f"{WORK}/inspection.json"
 try:
     ASN, INSPECTED = (demo_association(), {}) if DEMO else screen(
-        read_association(config["asn"]), INSPECTION, weighted_by_exptime="exptime" in (
+        read_association(ASSOCIATIONS[0]), INSPECTION, weighted_by_exptime="exptime" in (
             config["resample"]["weight_type"], config["outlier_detection"]["weight_type"]))
 except Image3Error as exc:
     fail(exc)
@@ -396,7 +390,7 @@ def tiled_outputs(wildcards):
     return [tile_product(kind, t.name) for t in tile_list() for kind in kinds]
 
 
-QA = f"{OUT}/qa"  # QA plots (rules/qa.smk)
+QA = str(Path(config["qa"]["folder"] or f"{OUT}/qa"))  # QA plots (rules/qa.smk)
 
 
 def qa_plot(name, step):
@@ -416,17 +410,6 @@ def qa_outputs():
     return [f"{QA}/{name}.png" for name, step in plots.items()
             if step_runs(step) and (step != "source_catalog" or step_runs("resample"))
             ] + [f"{QA}/parameters.html"]
-
-
-def handle_sigterm_off_the_main_thread():
-    """Snakemake 9's SIGTERM handler (``JobScheduler.exit_gracefully``) takes the scheduler's
-    lock, which the main thread holds while it post-processes a finished job: a SIGTERM at
-    that moment hangs Snakemake for ever (tests/test_resume.py caught it, once jobs ended
-    faster with the job server). Run the handler in a thread, which waits for the lock."""
-    handler = signal.getsignal(signal.SIGTERM)
-    if callable(handler):
-        signal.signal(signal.SIGTERM, lambda signum, frame: threading.Thread(
-            target=handler, args=(signum, frame), daemon=True).start())
 
 
 onstart:

@@ -1,0 +1,103 @@
+"""Many associations in one run (``asn``: a list, a glob or a folder of ASN files): each one
+the workflow of one association (rules/product.smk) as a Snakemake module of its own, with its
+own work folder, QA folder and parameter-table entry (matched on its own first member), all
+branches of one DAG, so the jobs of different products share the cores or the cluster. The
+products of all go to ``output_dir``. An association that cannot be read is named in one line at
+the start; the others run, and the run then ends non-zero (rule refused_associations)."""
+
+import re
+import sys
+from pathlib import Path
+
+import image3.config as i3config
+from image3.asn import read_association
+from image3.errors import Image3Error
+from image3.errors import stop_before_any_job as fail
+from image3.runtime.jobserver import start as start_job_server
+from image3.runtime.runjob import ERRORS_FILE
+from image3.runtime.snakemake_process import handle_sigterm_off_the_main_thread
+
+
+try:
+    _schema = i3config.load_schema(workflow.source_path("../config/schema.yaml"))
+    _as_given = i3config.coerce(dict(config), _schema)
+    i3config.validate(_as_given, _schema)
+except Image3Error as exc:
+    fail(exc)
+_defaults = i3config.schema_defaults(_schema)
+OUT = str(_as_given.get("output_dir", _defaults["output_dir"])).rstrip("/")
+WORK = str(_as_given.get("work_dir") or f"{OUT}/work").rstrip("/")
+
+PRODUCTS, REFUSED = {}, []
+for _path in ASSOCIATIONS:
+    try:
+        _product = read_association(_path).product
+    except Image3Error as exc:
+        print(f"image3: ERROR: {exc}; the other associations go on", file=sys.stderr)
+        REFUSED.append(str(exc))
+        continue
+    if _product in PRODUCTS:
+        fail(f"{_path} and {PRODUCTS[_product]} both make the product {_product}")
+    PRODUCTS[_product] = _path
+if not PRODUCTS:
+    fail(f"none of the {len(ASSOCIATIONS)} associations can be read")
+
+
+PRODUCT_ALIASES = {}
+for _product, _path in PRODUCTS.items():
+    module_name = re.sub(r"\W", "_", _product)
+    alias = f"{module_name}_"
+    PRODUCT_ALIASES[_product] = module_name
+    # the user's settings, with this association, its work folder and its QA folder
+    module_settings = {**_as_given, "asn": str(_path), "output_dir": OUT,
+                       "work_dir": f"{WORK}/{_product}",
+                       "qa": {**_as_given.get("qa", {}), "folder": f"{OUT}/qa/{_product}"}}
+    module:
+        name: module_name
+        snakefile: str(Path(workflow.basedir) / "Snakefile")
+        config: module_settings
+    use rule * from module_name as alias*
+
+# every product's targets (the inputs of each module's rule all), and the failing rule for the
+# associations not read (the Snakefile's rule all)
+PRODUCT_TARGETS = [item for name in PRODUCT_ALIASES.values()
+                   for item in getattr(rules, f"{name}_all").input]
+AS_MODULE = not workflow.modifier.is_main_snakefile()
+ALL_TARGETS = [PRODUCT_TARGETS, [f"{WORK}/refused"] if REFUSED else []]
+
+
+rule refused_associations:
+    input:
+        PRODUCT_TARGETS,
+    output:
+        f"{WORK}/refused",
+    log:
+        f"{WORK}/logs/refused_associations.log",
+    conda:
+        "../envs/image3.yaml"
+    message:
+        "image3: the other products are made; the run fails for the associations it could not read"
+    localrule: True
+    shell:
+        "exit 1"
+
+
+onstart:
+    handle_sigterm_off_the_main_thread()
+    for product in PRODUCTS:
+        Path(WORK, product, "logs", ERRORS_FILE).unlink(missing_ok=True)
+    if _as_given.get("job_server", _defaults["job_server"]) and workflow.local_exec \
+            and not workflow.remote_exec:
+        start_job_server(f"{WORK}/logs")
+
+
+onerror:
+    lines = [f"{line}; not made" for line in REFUSED]
+    for product in PRODUCTS:
+        errors = Path(WORK, product, "logs", ERRORS_FILE)
+        if errors.exists():
+            lines += [f"{product}: {line}" for line in errors.read_text().splitlines()]
+    if lines:
+        print("\nimage3 stopped because of:", file=sys.stderr)
+        for line in dict.fromkeys(lines):
+            print(f"  {line}", file=sys.stderr)
