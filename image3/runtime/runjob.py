@@ -4,7 +4,10 @@ Every ``scripts/<rule>.py`` runs inside :func:`job`: log lines go to the rule's 
 also to the terminal, and a user error (:class:`~image3.errors.Image3Error`) becomes one line
 naming the file and the problem — on the terminal, in the log, and in ``errors.txt`` of the
 workflow's log folder (the ``logs`` folder above the rule's log file), so the ``onerror`` handler
-can repeat it as the last thing the user reads — and exit status 1, never a traceback. Unexpected exceptions (bugs) keep their traceback, in the log only.
+can repeat it as the last thing the user reads — and exit status 1, never a traceback. An
+``OSError`` (a full disk, a read-only or forbidden folder) is also one line naming the file, with
+its traceback in the log. Unexpected exceptions (bugs) keep their traceback, in the log only; the
+terminal gets one line pointing at it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ def _configure_logging(log_path: str | None) -> None:
     to_terminal.setFormatter(logging.Formatter("image3: %(levelname)s: %(message)s"))
     root.addHandler(to_terminal)
     logging.captureWarnings(True)
+    # a log that cannot be written (a full disk) must not add a "--- Logging error ---" wall
+    logging.raiseExceptions = False
     # Library chatter (astropy/gwcs deprecations) belongs in the log, not on the terminal.
     logging.getLogger("py.warnings").propagate = False
     if log_path:
@@ -111,13 +116,32 @@ def job(snakemake):
             yield log
     except Image3Error as exc:
         line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        log.error(line)
-        if log_path:
-            record_error(log_path, line)
-        sys.exit(1)
+        _stop(log, log_path, line)
+    except OSError as exc:
+        log.info("%s", traceback.format_exc())  # the log file only (the terminal shows warnings)
+        where = f"; details in {log_path}" if log_path else ""
+        _stop(log, log_path, f"{_os_error_line(exc)} (rule {snakemake.rule}{where})")
     except Exception:
-        logging.getLogger("image3").error("unexpected failure (a bug, please report):\n%s",
-                                          traceback.format_exc())
+        log.info("unexpected failure (a bug, please report):\n%s", traceback.format_exc())
         print(f"image3: ERROR: unexpected failure in rule {snakemake.rule}; see {log_path}",
               file=sys.stderr)
         sys.exit(1)
+
+
+def _stop(log: logging.Logger, log_path: str | None, line: str) -> None:
+    log.error(line)
+    if log_path:
+        try:
+            record_error(log_path, line)
+        except OSError:  # e.g. the disk that stopped the job is still full
+            pass
+    sys.exit(1)
+
+
+def _os_error_line(exc: OSError) -> str:
+    """``<file>: <reason>`` of an OSError (its first line when it names no file)."""
+    if exc.filename:
+        target = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else exc.filename
+        return f"{target}: {exc.strerror or exc}"
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"{text} ({type(exc).__name__})"
