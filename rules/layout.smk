@@ -16,6 +16,8 @@ rule footprints:
         f"{BENCH}/footprints.tsv"
     conda:
         ENV
+    group:
+        "layout"
     threads: 1
     resources:
         # measured for 6 x 2048²: 130 MB peak from the sidecars, 356 MB from the _cals
@@ -44,6 +46,8 @@ rule grid:
         f"{BENCH}/grid/{{grid}}.tsv"
     conda:
         ENV
+    group:
+        "layout"
     threads: 1
     resources:
         mem_mb=1000,  # as footprints

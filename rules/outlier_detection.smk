@@ -39,6 +39,8 @@ rule single:
         f"{BENCH}/single/{{group}}.tsv"
     conda:
         ENV
+    group:
+        "singles"
     threads: 1
     resources:
         # 2048² member: ~0.45 GB (one member read at a time: its arrays, pixel map, drizzle
@@ -66,6 +68,8 @@ rule median:
         f"{BENCH}/median/{{piece}}.tsv"
     conda:
         ENV
+    group:
+        "medians"
     threads: 1
     resources:
         # a 64 MB block of single rows at a time plus the median and count planes
@@ -99,6 +103,8 @@ rule flag:
         f"{BENCH}/flag/{{member}}.tsv"
     conda:
         ENV
+    group:
+        "flags"
     threads: 1
     resources:
         mem_mb=1000,  # 2048² member: ~0.42 GB peak (comparison, then the final drizzle)
@@ -122,6 +128,8 @@ rule save_single:
         f"{BENCH}/save_single/{{member}}.tsv"
     conda:
         ENV
+    group:
+        "singles"
     threads: 1
     resources:
         mem_mb=1000,  # measured 290 MB peak for 6 x 2048² (the grid's SCI and WHT, a datamodel)
@@ -165,6 +173,8 @@ rule save_blot:
         f"{BENCH}/save_blot/{{member}}.tsv"
     conda:
         ENV
+    group:
+        "flags"
     threads: 1
     resources:
         mem_mb=1000,  # measured 418 MB peak for a 2048² exposure (its _crf, pixel map, blot)

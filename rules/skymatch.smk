@@ -24,6 +24,8 @@ rule sky_statistics:
         f"{BENCH}/sky_statistics/{{member}}.tsv"
     conda:
         ENV
+    group:
+        "skystats"
     threads: 1
     resources:
         mem_mb=1000,  # measured 283 MB peak for a 2048² exposure (SCI, DQ, overlap masks)

@@ -49,6 +49,8 @@ rule resample_tile:
         f"{BENCH}/resample_tile/{{tile}}.tsv"
     conda:
         ENV
+    group:
+        "tiles"
     resources:
         mem_mb=lambda wildcards: resample_mem_mb(tile_pixels(wildcards.tile)),
         runtime=lambda wildcards: resample_runtime_min(
@@ -74,6 +76,8 @@ rule source_catalog_tile:
         f"{BENCH}/source_catalog_tile/{{tile}}.tsv"
     conda:
         ENV
+    group:
+        "tiles"
     threads: 2
     resources:
         mem_mb=lambda wildcards, input: catalog_mem_mb(image_pixels(input.i2d)),

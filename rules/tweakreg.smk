@@ -52,6 +52,8 @@ rule find_sources:
         f"{BENCH}/find_sources/{{member}}.tsv"
     conda:
         ENV
+    group:
+        "sources"
     threads: 1
     resources:
         mem_mb=1000,  # measured 430 MB peak for a 2048² exposure
@@ -107,6 +109,8 @@ rule save_catalog:
         f"{BENCH}/save_catalog/{{exposure}}_{{format}}.tsv"
     conda:
         ENV
+    group:
+        "sources"
     threads: 1
     resources:
         mem_mb=500,  # measured 116 MB peak
