@@ -21,7 +21,8 @@ from image3.runtime.resources import (catalog_mem_mb, catalog_runtime_min, grid_
                                       image_pixels, median_mem_mb, median_runtime_min,
                                       resample_mem_mb, resample_runtime_min)
 from image3.runtime.runjob import ERRORS_FILE
-from image3.runtime.snakemake_process import handle_sigterm_off_the_main_thread
+from image3.runtime.snakemake_process import (handle_sigterm_off_the_main_thread,
+                                               unwritable_folder)
 from image3.steps import intermediate_name
 from image3.tiles import read_tiles
 
@@ -413,12 +414,16 @@ def qa_outputs():
 
 
 onstart:
-    Path(LOGS, ERRORS_FILE).unlink(missing_ok=True)
     handle_sigterm_off_the_main_thread()
-    if config["job_server"] and workflow.local_exec and not workflow.remote_exec:
-        start_job_server(LOGS)
-    if INSPECTED:
-        save_inspection(INSPECTION, INSPECTED)
+    try:
+        Path(LOGS).mkdir(parents=True, exist_ok=True)
+        Path(LOGS, ERRORS_FILE).unlink(missing_ok=True)
+        if config["job_server"] and workflow.local_exec and not workflow.remote_exec:
+            start_job_server(LOGS)
+        if INSPECTED:
+            save_inspection(INSPECTION, INSPECTED)
+    except OSError as exc:  # an output_dir or work_dir that cannot be written
+        fail(unwritable_folder(exc, WORK))
 
 
 onerror:

@@ -15,7 +15,8 @@ from image3.errors import Image3Error
 from image3.errors import stop_before_any_job as fail
 from image3.runtime.jobserver import start as start_job_server
 from image3.runtime.runjob import ERRORS_FILE
-from image3.runtime.snakemake_process import handle_sigterm_off_the_main_thread
+from image3.runtime.snakemake_process import (handle_sigterm_off_the_main_thread,
+                                               unwritable_folder)
 
 
 try:
@@ -84,11 +85,14 @@ rule refused_associations:
 
 onstart:
     handle_sigterm_off_the_main_thread()
-    for product in PRODUCTS:
-        Path(WORK, product, "logs", ERRORS_FILE).unlink(missing_ok=True)
-    if _as_given.get("job_server", _defaults["job_server"]) and workflow.local_exec \
-            and not workflow.remote_exec:
-        start_job_server(f"{WORK}/logs")
+    try:
+        for product in PRODUCTS:
+            Path(WORK, product, "logs", ERRORS_FILE).unlink(missing_ok=True)
+        if _as_given.get("job_server", _defaults["job_server"]) and workflow.local_exec \
+                and not workflow.remote_exec:
+            start_job_server(f"{WORK}/logs")
+    except OSError as exc:  # an output_dir or work_dir that cannot be written
+        fail(unwritable_folder(exc, WORK))
 
 
 onerror:

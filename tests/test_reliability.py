@@ -107,6 +107,17 @@ def test_a_member_without_exposure_time_warns_and_is_left_out_when_weighted_by_i
         assert "exposure time 0 s" in warnings[0] and verdict in warnings[0], warnings
 
 
+def test_an_output_dir_that_cannot_be_written_is_one_line(tmp_path, good):
+    """(/proc refuses new folders even to root, who may write anywhere else.)"""
+    asn = write_association(tmp_path / "w_asn.json", "w", "o001",
+                            [_copy(p, tmp_path / p.name) for p in good])
+    proc = snakemake(tmp_path, "--cores", "1", check=False,
+                     config={"asn": asn, "output_dir": "/proc/image3-test-output"})
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and "File \"" not in proc.stderr
+    assert last.startswith("image3: ERROR: /proc/image3-test-output") and "can write" in last, last
+
+
 def _fatal(tmp_path, asn, needle, **config):
     proc = snakemake(tmp_path, "--cores", "1", config={"asn": asn, "output_dir": tmp_path / "out",
                                                        **config}, check=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 
-__all__ = ["handle_sigterm_off_the_main_thread"]
+__all__ = ["handle_sigterm_off_the_main_thread", "unwritable_folder"]
 
 
 def handle_sigterm_off_the_main_thread() -> None:
@@ -17,3 +17,9 @@ def handle_sigterm_off_the_main_thread() -> None:
     if callable(handler):
         signal.signal(signal.SIGTERM, lambda signum, frame: threading.Thread(
             target=handler, args=(signum, frame), daemon=True).start())
+
+
+def unwritable_folder(exc: OSError, folder: str) -> str:
+    """The one line for an output or work folder the run cannot create or write."""
+    return (f"{exc.filename or folder}: {exc.strerror or exc} (output_dir and work_dir must be "
+            "folders this run can write)")
