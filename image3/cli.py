@@ -3,16 +3,19 @@
     image3 run ASN [--cores N] [--profile P] [--set step.param=value ...] [--output-dir D]
     image3 synth --out DIR -n N [...]          (the synthetic generator, see image3.synth)
 
-``run`` calls Snakemake on the Snakefile shipped beside the package, in the current directory,
-keeping Snakemake's own progress output; extra arguments after ``--`` go to Snakemake.
+``run`` becomes Snakemake (``exec``: the same process, so a SIGTERM or Ctrl-C reaches Snakemake
+itself and no Snakemake is left running without its ``image3``) on the Snakefile shipped beside
+the package, in the current directory, keeping Snakemake's own progress output; extra arguments
+after ``--`` go to Snakemake.
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
+import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 SNAKEFILE = Path(__file__).resolve().parents[1] / "Snakefile"
 
@@ -34,7 +37,8 @@ def _overrides(settings: list[str]) -> list[str]:
     return items
 
 
-def run(args: argparse.Namespace, extra: list[str]) -> int:
+def run(args: argparse.Namespace, extra: list[str]) -> NoReturn:
+    """Replace this process by Snakemake on the shipped Snakefile (never returns)."""
     if not SNAKEFILE.exists():
         raise SystemExit(f"image3: the workflow's Snakefile is not at {SNAKEFILE}")
     config = [f"asn={Path(args.asn).resolve()}", *_overrides(args.set)]
@@ -44,7 +48,9 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
            "--rerun-incomplete"]
     cmd += ["--profile", args.profile] if args.profile else ["--cores", str(args.cores)]
     cmd += [*extra, "--config", *config]
-    return subprocess.call(cmd)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, cmd)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
-    return run(args, extra)
+    run(args, extra)
 
 
 if __name__ == "__main__":

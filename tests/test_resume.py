@@ -15,12 +15,13 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from image3 import cli, synth
+from image3 import synth
 from workflow import SNAKEMAKE, assert_same_products, jobs_run, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -65,7 +66,7 @@ def test_sigterm_then_rerun_incomplete(small_association, small_run, tmp_path):
 
 
 def test_sigkill_to_the_process_group_then_unlock_and_rerun(small_association, small_run,
-                                                            tmp_path, monkeypatch, capfd):
+                                                            tmp_path):
     proc = _start(tmp_path, small_association)
     # Kill everything, jobs included, while the per-group drizzles are being written.
     _wait_for(tmp_path / "out" / "work" / "median" / "all.fits", proc)
@@ -77,12 +78,11 @@ def test_sigkill_to_the_process_group_then_unlock_and_rerun(small_association, s
     assert locked.returncode != 0 and "--unlock" in locked.stderr
     snakemake(tmp_path, "--cores", "1", "--unlock", config=config)
     # finished by the image3 command, one job at a time
-    monkeypatch.chdir(tmp_path)
-    capfd.readouterr()
-    assert cli.main(["run", str(small_association), "--cores", "1", "--output-dir", "out",
-                     "--set", "qa.plots=false"]) == 0
-    printed = capfd.readouterr()
-    rerun = jobs_run(subprocess.CompletedProcess([], 0, printed.out, printed.err))
+    printed = subprocess.run([sys.executable, "-m", "image3.cli", "run", str(small_association),
+                              "--cores", "1", "--output-dir", "out", "--set", "qa.plots=false"],
+                             cwd=tmp_path, capture_output=True, text=True)
+    assert printed.returncode == 0, printed.stderr[-3000:]
+    rerun = jobs_run(printed)
     for done in ("find_sources", "tweakreg", "sky_statistics", "skymatch", "single"):
         assert done not in rerun, rerun
     assert rerun.get("resample") == 1
