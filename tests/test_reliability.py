@@ -107,6 +107,23 @@ def test_a_member_without_exposure_time_warns_and_is_left_out_when_weighted_by_i
         assert "exposure time 0 s" in warnings[0] and verdict in warnings[0], warnings
 
 
+def test_members_named_with_spaces_and_brackets_are_used_non_ascii_ones_named(tmp_path, good):
+    """The issue's `étoile 2 (v2)_cal.fits` was dropped as "not usable as an exposure name":
+    spaces and brackets are usable; non-ASCII is not (FITS headers hold ASCII: the _crf's
+    FILENAME), and the warning now says so."""
+    names = [_copy(good[0], tmp_path / "star 2 (v2)_cal.fits"),
+             _copy(good[1], tmp_path / "b+c_cal.fits"), _copy(good[1], tmp_path / "étoile_cal.fits")]
+    asn = write_association(tmp_path / "names_asn.json", "names", "o001", names)
+    proc = snakemake(tmp_path, "--cores", "2",
+                     config={"asn": asn, "output_dir": tmp_path / "out", **SKIP_SLOW})
+    warnings = [line for line in proc.stderr.splitlines()
+                if line.startswith("image3: WARNING") and "file name" in line]
+    assert len(warnings) == 1 and "étoile_cal.fits: file name has non-ASCII" in warnings[0]
+    assert (tmp_path / "out" / "star 2 (v2)_o001_crf.fits").is_file()
+    with datamodels.open(tmp_path / "out" / "names_i2d.fits") as i2d:
+        assert i2d.meta.resample.pointings == 2
+
+
 def test_an_output_dir_that_cannot_be_written_is_one_line(tmp_path, good):
     """(/proc refuses new folders even to root, who may write anywhere else.)"""
     asn = write_association(tmp_path / "w_asn.json", "w", "o001",
