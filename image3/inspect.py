@@ -5,7 +5,7 @@ Each member file is checked once (results cached by path, size and modification 
 stat per file): readable FITS with a 2-D SCI image, an ASDF extension (the gwcs), an imaging
 exposure type, surface-brightness units, and at least one usable pixel (SCI finite and non-zero
 where DQ lacks DO_NOT_USE). Among the usable pixels, ERR must be finite and > 0 on at least half
-(a few bad ERR pixels are left to the drizzle weights, which ignore them), and no more than
+(a few bad ERR pixels do not leave the member out), and no more than
 :data:`MAX_IMPLAUSIBLE_FRACTION` of SCI may exceed :data:`SCI_LIMIT_MJYSR` in absolute value
 (a frame of 1e30 would shift every sky level and the mosaic). A member that fails is left out
 with one warning line naming the file; if none is left the association is refused. Mixed

@@ -72,7 +72,8 @@ rule median:
         "medians"
     threads: 1
     resources:
-        # a 64 MB block of single rows at a time plus the median and count planes
+        # a 16 MB block of single rows at a time (image3.median.MEDIAN_BLOCK_BYTES) plus the
+        # median and count planes
         mem_mb=lambda wildcards, input: median_mem_mb(piece_pixels(wildcards.piece)),
         runtime=lambda wildcards, input: median_runtime_min(piece_pixels(wildcards.piece),
                                                             len(input.singles)),
