@@ -49,8 +49,7 @@ _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 #: An exposure name (a folder and file-name part in the work folder and the products, and the
 #: FILENAME of its _crf, which FITS holds in ASCII): printable ASCII but path separators and
 #: Snakemake's wildcard braces, not starting with a dot, a dash or a space.
-_MEMBER_NAME_OK = re.compile(r"^[!-~](?<![./\\{}-])[ -~]*$")
-_MEMBER_NAME_BANNED = set("/\\{}")
+_MEMBER_NAME_OK = re.compile(r"[^ .\-/\\{}][^/\\{}]*")
 
 
 def strip_suffix(stem: str) -> str:
@@ -277,7 +276,7 @@ def read_association(path: str | Path) -> Association:
             warnings.append(f"{member_path}: file name has non-ASCII characters, which the FITS "
                             "headers of its products cannot hold; rename it; left out")
             continue
-        if not _MEMBER_NAME_OK.match(name) or _MEMBER_NAME_BANNED & set(name):
+        if not (_MEMBER_NAME_OK.fullmatch(name) and name.isprintable()):
             warnings.append(f"{member_path}: file name is not usable as an exposure name; left out")
             continue
         group_id = entry.get("group_id") or _header_group_id(member_path) or f"exposure{index + 1:04d}"

@@ -45,7 +45,7 @@ from stdatamodels.jwst import datamodels
 from . import __version__, photometry_refs
 from .datamodel import atomic_path, save_model
 from .detection import detect_segments, find_stars, segment_catalog
-from .errors import InputFileError
+from .errors import InputFileError, first_line
 from .parameters import CatalogParameters
 from .runtime.forked import map_forked
 from .statistics import sigma_clip_1d
@@ -693,7 +693,7 @@ def open_mosaic(path: str | Path):
                 warnings.simplefilter("ignore")
                 model = datamodels.ImageModel(hdulist)
         except Exception as exc:  # stdatamodels raises many types for corrupt files
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            reason = first_line(exc)
             raise InputFileError(f"{path}: not a readable JWST image product ({reason})") from None
         model.meta.filename = Path(path).name
         with model:

@@ -28,7 +28,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, first_line
 from .parameters import BY_SECTION
 
 STEPS = ("tweakreg", "skymatch", "outlier_detection", "resample", "source_catalog")
@@ -81,7 +81,7 @@ def user_settings(config_files: Iterable[str | Path], command_line: Mapping) -> 
         try:
             document = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
-            reason = str(exc).splitlines()[0]
+            reason = first_line(exc)
             raise ConfigError(f"{path}: not a readable config file ({reason})") from None
         _merge(settings, document)
     return _merge(settings, command_line)
@@ -176,7 +176,7 @@ def read_parameter_table(path: str | Path, schema: dict) -> list[dict]:
     try:
         document = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        reason = str(exc).splitlines()[0]
+        reason = first_line(exc)
         raise ConfigError(f"{path}: not a readable parameter table ({reason})") from None
     entries = (document or {}).get("entries") if isinstance(document, dict) else None
     if not isinstance(entries, list):

@@ -25,7 +25,7 @@ from astropy.io import fits
 
 from .asn import IMAGING_EXPTYPES, SURFACE_BRIGHTNESS_UNIT
 from .dqflags import DO_NOT_USE
-from .errors import InputFileError
+from .errors import InputFileError, first_line
 from .sidecar import read_sidecar, read_work_json, write_sidecar
 
 if TYPE_CHECKING:  # imported where a datamodel is opened: ~1 s per process that needs none
@@ -98,7 +98,7 @@ def _open_image(path: str | Path, what: str, arrays: tuple[str, ...]) -> datamod
             for name in arrays:
                 getattr(model, name)
     except Exception as exc:  # stdatamodels raises many types for corrupt files
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise InputFileError(f"{path}: not a readable JWST image {what} ({reason})") from None
     return model
 

@@ -10,7 +10,6 @@ import sys
 from typing import NoReturn
 
 
-
 class Image3Error(Exception):
     """Base of all errors caused by the input or the configuration."""
 
@@ -33,6 +32,12 @@ class GridError(Image3Error):
 
 class StepError(Image3Error):
     """A step cannot produce a valid result from its (valid) inputs."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none."""
+    text = str(exc)
+    return text.splitlines()[0] if text.strip() else type(exc).__name__
 
 
 def stop_before_any_job(message) -> NoReturn:

@@ -135,7 +135,7 @@ def write_output_grid(path: str | Path, members: Sequence[MemberFiles],
     in memory is computed from it, :mod:`image3.runtime.resources`)."""
     grid = build_grid(_geometries(members), params)
     save_grid(path, grid)
-    Path(shape_path).write_text(json.dumps({"shape": [int(n) for n in grid.shape]}) + "\n")
+    atomic_write_text(shape_path, json.dumps({"shape": [int(n) for n in grid.shape]}) + "\n")
     log.info("%s: %d x %d pixels at %.4f arcsec", Path(path).name, grid.shape[1], grid.shape[0],
              grid.pixel_scale_arcsec)
     return grid

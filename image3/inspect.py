@@ -29,7 +29,7 @@ from astropy.io import fits
 
 from .asn import IMAGING_EXPTYPES, SURFACE_BRIGHTNESS_UNIT, Association
 from .dqflags import DO_NOT_USE
-from .errors import AssociationError
+from .errors import AssociationError, first_line
 
 #: Facts read from the primary header: fact name → keyword.
 EXPOSURE_KEYWORDS = {"instrument": "INSTRUME", "filter": "FILTER", "pupil": "PUPIL",
@@ -112,7 +112,7 @@ def inspect_file(path: str | Path) -> dict:
             if facts["problem"]:
                 return facts
     except (OSError, ValueError, TypeError, IndexError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         facts["problem"] = f"not a readable FITS file ({reason})"
         return facts
     if facts["unit"] is not None and facts["unit"] != SURFACE_BRIGHTNESS_UNIT:

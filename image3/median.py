@@ -178,15 +178,13 @@ def median_of_singles(paths: Sequence[str | Path], method: str,
             values = np.full((len(overlapping), r1 - r0, c1 - c0), np.nan, dtype=np.float32)
             errors = np.full_like(values, np.nan) if with_errors else None
             for k, (hdul, y0, x0, shape, _) in enumerate(overlapping):
-                a0, a1 = max(r0, y0), min(r1, y0 + shape[0])
-                b0, b1 = max(c0, x0), min(c1, x0 + shape[1])
-                if b0 >= b1:
+                meet = _overlap((r0, r1, c0, c1), (y0, x0), shape)
+                if meet is None:
                     continue
-                target = (k, slice(a0 - r0, a1 - r0), slice(b0 - c0, b1 - c0))
-                source = (slice(a0 - y0, a1 - y0), slice(b0 - x0, b1 - x0))
-                values[target] = hdul["SCI"].section[source]
+                source, target = meet
+                values[(k, *target)] = hdul["SCI"].section[source]
                 if with_errors:
-                    errors[target] = hdul["ERR"].section[source]
+                    errors[(k, *target)] = hdul["ERR"].section[source]
             out = (slice(r0 - y0r, r1 - y0r), slice(c0 - x0r, c1 - x0r))
             median[out], count[out] = combine_stack(values, errors, method)
             del values, errors
@@ -201,7 +199,7 @@ def write_median_of_singles(path: str | Path, singles: Sequence[str | Path], met
     """Write the median (:func:`write_median`) of the singles at ``singles`` on the grid or on
     its part ``region`` (:func:`median_of_singles`); returns a summary line."""
     median, count = median_of_singles(singles, method, region)
-    grid_shape = _open_grid_shape(singles[0])
+    grid_shape = _grid_shape(singles[0], "single")
     origin = (region[0], region[2]) if region is not None else (0, 0)
     write_median(path, median, count, method, len(singles), origin, grid_shape)
     covered = count > 0
@@ -209,11 +207,6 @@ def write_median_of_singles(path: str | Path, singles: Sequence[str | Path], met
     where = "" if region is None else f" (rows {region[0]}-{region[1]}, columns {region[2]}-{region[3]})"
     return (f"median of {len(singles)} singles on {median.shape[1]} x {median.shape[0]} pixels"
             f"{where}; {few:.1f}% of the covered pixels have fewer than 3 singles")
-
-
-def _open_grid_shape(single: str | Path) -> tuple[int, int]:
-    header = fits.getheader(single, 0)
-    return int(header["GRIDNY"]), int(header["GRIDNX"])
 
 
 def write_median(path: str | Path, median: np.ndarray, count: np.ndarray, method: str,
@@ -237,12 +230,16 @@ def _pieces(paths: str | Path | Sequence[str | Path]) -> list[str | Path]:
 
 def median_shape(paths: str | Path | Sequence[str | Path]) -> tuple[int, int]:
     """(ny, nx) of the grid a median (one file or its pieces) covers, from a header."""
-    path = _pieces(paths)[0]
+    return _grid_shape(_pieces(paths)[0], "median")
+
+
+def _grid_shape(path: str | Path, what: str) -> tuple[int, int]:
+    """(ny, nx) of the grid a single or median piece at ``path`` lies on (its primary header)."""
     try:
         header = fits.getheader(path, 0)
         return int(header["GRIDNY"]), int(header["GRIDNX"])
     except (OSError, KeyError) as err:
-        raise InputFileError(f"{path}: not a median image written by image3 ({err})") from None
+        raise InputFileError(f"{path}: not a {what} image written by image3 ({err})") from None
 
 
 def read_median_window(paths: str | Path | Sequence[str | Path],
@@ -256,14 +253,11 @@ def read_median_window(paths: str | Path | Sequence[str | Path],
         try:
             with fits.open(path, memmap=False) as hdul:
                 h = hdul[0].header
-                py, px = int(h.get("Y0", 0)), int(h.get("X0", 0))
-                ny, nx = hdul["SCI"].shape
-                a0, a1 = max(y0, py), min(y1, py + ny)
-                b0, b1 = max(x0, px), min(x1, px + nx)
-                if a0 >= a1 or b0 >= b1:
+                origin = (int(h.get("Y0", 0)), int(h.get("X0", 0)))
+                meet = _overlap(bbox, origin, hdul["SCI"].shape)
+                if meet is None:
                     continue
-                part = (slice(a0 - py, a1 - py), slice(b0 - px, b1 - px))
-                out = (slice(a0 - y0, a1 - y0), slice(b0 - x0, b1 - x0))
+                part, out = meet
                 median[out] = hdul["SCI"].section[part]
                 count[out] = hdul["NCOMBINE"].section[part]
         except (OSError, KeyError) as err:
@@ -276,11 +270,23 @@ def read_single_coverage(path: str | Path, bbox: tuple[int, int, int, int]) -> n
     y0, y1, x0, x1 = bbox
     covered = np.zeros((y1 - y0, x1 - x0), dtype=bool)
     with fits.open(path, memmap=False) as hdul:
-        sy, sx = int(hdul[0].header["Y0"]), int(hdul[0].header["X0"])
-        ny, nx = hdul["SCI"].shape
-        a0, a1 = max(y0, sy), min(y1, sy + ny)
-        b0, b1 = max(x0, sx), min(x1, sx + nx)
-        if a0 < a1 and b0 < b1:
-            part = hdul["SCI"].section[a0 - sy:a1 - sy, b0 - sx:b1 - sx]
-            covered[a0 - y0:a1 - y0, b0 - x0:b1 - x0] = np.isfinite(part)
+        origin = (int(hdul[0].header["Y0"]), int(hdul[0].header["X0"]))
+        meet = _overlap(bbox, origin, hdul["SCI"].shape)
+        if meet is not None:
+            part, out = meet
+            covered[out] = np.isfinite(hdul["SCI"].section[part])
     return covered
+
+
+def _overlap(window: Sequence[int], origin: Sequence[int], shape: Sequence[int]):
+    """Where a piece whose pixel [0, 0] sits at ``origin`` = (y0, x0) of the grid and of
+    ``shape`` (ny, nx) meets ``window`` = (y0, y1, x0, x1) of the grid: the (rows, columns)
+    slices in the piece and in the window, or None if they do not meet."""
+    y0, y1, x0, x1 = window
+    py, px = origin
+    a0, a1 = max(y0, py), min(y1, py + shape[0])
+    b0, b1 = max(x0, px), min(x1, px + shape[1])
+    if a0 >= a1 or b0 >= b1:
+        return None
+    return ((slice(a0 - py, a1 - py), slice(b0 - px, b1 - px)),
+            (slice(a0 - y0, a1 - y0), slice(b0 - x0, b1 - x0)))

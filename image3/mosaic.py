@@ -24,6 +24,7 @@ from .parameters import FinalDrizzle
 from .resample import (IVM_TYPES, Partial, Resampled, combine_partials, drizzle_exposure,
                        exposure_time, partial_meta, prepare_arrays)
 from .sip import remove_sip
+from .tiles import KERNEL_REACH_PX
 from .wcs import Grid, fits_tan_header, footprint, grid_window, pixel_map, read_grid, s_region
 
 if TYPE_CHECKING:
@@ -80,12 +81,6 @@ def drizzle_member(member: MemberPixels, grid: Grid, params: FinalDrizzle,
     return partial
 
 
-#: Output pixels drizzled beyond a tile's window (then dropped): more than any kernel's reach
-#: (lanczos3: 3 input pixels) at pixel_scale_ratio >= 0.5, so the window's edge pixels get
-#: every drop they get in the whole mosaic.
-_WINDOW_PAD_PX = 8
-
-
 def write_i2d(path: str | Path, members: Sequence[MemberFiles], grid_path: str | Path,
               params: FinalDrizzle, contributions: Sequence[str | Path] = (),
               window: Sequence[int] | None = None) -> str:
@@ -102,7 +97,7 @@ def write_i2d(path: str | Path, members: Sequence[MemberFiles], grid_path: str |
     else:  # drizzled onto the window and a border, so that its edge pixels get every drop
         y0, y1, x0, x1 = window
         ny, nx = grid.shape
-        pad = _WINDOW_PAD_PX
+        pad = KERNEL_REACH_PX  # the window's edge pixels get every drop of the whole mosaic
         padded = (max(0, y0 - pad), min(ny, y1 + pad), max(0, x0 - pad), min(nx, x1 + pad))
         product = resample_members(members, grid_window(grid, padded), params,
                                    (y0 - padded[0], y1 - padded[0], x0 - padded[2], x1 - padded[2]))

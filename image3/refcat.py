@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import ConfigError, InputFileError
+from .errors import ConfigError, InputFileError, first_line
 
 if TYPE_CHECKING:  # astropy.table is imported where a table is read
     from astropy.table import Table
@@ -55,7 +55,7 @@ def _read_table(path: Path, what: str) -> Table:
     try:
         return Table.read(path)
     except Exception as exc:  # astropy raises many types for unreadable tables
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise InputFileError(f"{path}: cannot read {what} ({reason})") from None
 
 

@@ -17,7 +17,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from .errors import InputFileError
+from .errors import InputFileError, first_line
 
 __all__ = ["read_sidecar", "read_work_json", "write_sidecar"]
 
@@ -65,7 +65,7 @@ def read_sidecar(path: str | Path) -> dict:
     try:
         items = pickle.loads(payload)
     except Exception as exc:  # noqa: BLE001 - unpickling can raise almost anything
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise InputFileError(f"{path}: unreadable work sidecar ({reason}); delete it and rerun") \
             from None
     if not isinstance(items, dict):
@@ -81,6 +81,6 @@ def read_work_json(path: str | Path) -> Any:
     try:
         return json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise InputFileError(f"{path}: unreadable work file ({reason}); delete it and rerun") \
             from None

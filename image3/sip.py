@@ -21,6 +21,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from .errors import first_line
 from .parameters import SipApproximation
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def apply_sip(model, params: SipApproximation) -> fits.Header | None:
         header = sip_header(model.meta.wcs, params, crpix=[info.crpix1, info.crpix2])
     except (ValueError, RuntimeError) as exc:
         log.warning("FITS SIP approximation of the WCS failed, SCI header WCS not updated: %s",
-                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                    first_line(exc))
         return None
     instance = info.instance
     for key in _REPLACED_KEYS:

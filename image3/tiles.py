@@ -10,7 +10,7 @@ the merged catalogue (:func:`image3.catalog.merge_tile_catalogs`) lists it once,
 wider than the largest source's half-size (its segment must fit in the window of the tile that
 owns it).
 
-Each tile lists the members whose footprint, grown by :data:`MEMBER_PAD_PX`, meets its window:
+Each tile lists the members whose footprint, grown by :data:`KERNEL_REACH_PX`, meets its window:
 its jobs read only those members' files, so a member added elsewhere leaves it alone; a tile no
 member meets is not made.
 
@@ -36,13 +36,14 @@ from .sidecar import read_work_json
 if TYPE_CHECKING:  # the Snakefile imports this module: not gwcs with it (0.5 s per parse)
     from .wcs import Grid
 
-__all__ = ["MAX_TILES_A_SIDE", "MEMBER_PAD_PX", "Tile", "assign_members", "member_boxes", "read_tiles",
+__all__ = ["MAX_TILES_A_SIDE", "KERNEL_REACH_PX", "Tile", "assign_members", "member_boxes", "read_tiles",
            "tile_layout", "write_tiles"]
 
-#: Grid pixels a member's footprint is grown by before it is compared with the tiles' windows:
-#: the reach of a drizzle kernel (lanczos3: 3 input pixels) at pixel_scale_ratio >= 0.5, plus
-#: the footprint's straight edges between its points.
-MEMBER_PAD_PX = 8
+#: Grid pixels beyond which no drop of a member lands: more than the reach of any drizzle kernel
+#: (lanczos3: 3 input pixels) at pixel_scale_ratio >= 0.5, plus the footprint's straight edges
+#: between its points. A member's footprint is grown by it before it is compared with the tiles'
+#: windows, and a tile drizzled here is drizzled onto its window grown by it.
+KERNEL_REACH_PX = 8
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def member_boxes(grid: Grid, polygons: Mapping[str, np.ndarray]) -> dict[str, tu
 
 
 def assign_members(tiles: Sequence[Tile], boxes: Mapping[str, Sequence[int]],
-                   pad: int = MEMBER_PAD_PX) -> list[Tile]:
+                   pad: int = KERNEL_REACH_PX) -> list[Tile]:
     """The tiles whose window some member's box (grown by ``pad``) meets, each with those
     members in the order of ``boxes``."""
     out = []

@@ -1,6 +1,7 @@
 """Config validation, the association, and the path and input helpers every stage uses."""
 
 import copy
+import functools
 import re
 import sys
 from pathlib import Path
@@ -20,9 +21,9 @@ from image3.runtime.jobserver import start as start_job_server
 from image3.runtime.resources import (catalog_mem_mb, catalog_runtime_min, grid_pixels,
                                       image_pixels, median_mem_mb, median_runtime_min,
                                       resample_mem_mb, resample_runtime_min)
-from image3.runtime.runjob import ERRORS_FILE
+from image3.runtime.runjob import clear_errors, recorded_errors
 from image3.runtime.snakemake_process import (handle_sigterm_off_the_main_thread,
-                                               unwritable_folder)
+                                               print_stop_reasons, unwritable_folder)
 from image3.steps import intermediate_name
 from image3.tiles import read_tiles
 
@@ -166,8 +167,15 @@ def tile_product(kind, tile="{tile}"):
 
 
 def tile_list():
-    """The sky tiles, once the tiles checkpoint has run (image3.tiles.read_tiles)."""
-    return read_tiles(checkpoints.tiles.get().output[0])
+    """The sky tiles, once the tiles checkpoint has run (image3.tiles.read_tiles); the table is
+    read once per version of its file (the DAG asks for it once per tile job)."""
+    path = Path(checkpoints.tiles.get().output[0])
+    return _tiles_read(path, path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _tiles_read(path, mtime_ns):
+    return tuple(read_tiles(path))
 
 
 def tile_of(name):
@@ -180,11 +188,10 @@ def tile_pixels(name, region="window"):
     return (y1 - y0) * (x1 - x0)
 
 
-def piece_pixels(piece):
-    """Pixels of a median piece: the outlier grid's, or a tile's inner region."""
-    if piece == "all":
-        return grid_pixels(outlier_grid().replace(".pkl", "_shape.json"))
-    return tile_pixels(piece, "inner")
+def piece_pixels(piece, grid_shape):
+    """Pixels of a median piece: the outlier grid's (its shape file ``grid_shape``), or a tile's
+    inner region."""
+    return grid_pixels(grid_shape) if piece == "all" else tile_pixels(piece, "inner")
 
 
 def median_pieces(member=None):
@@ -417,7 +424,7 @@ onstart:
     handle_sigterm_off_the_main_thread()
     try:
         Path(LOGS).mkdir(parents=True, exist_ok=True)
-        Path(LOGS, ERRORS_FILE).unlink(missing_ok=True)
+        clear_errors(LOGS)
         if config["job_server"] and workflow.local_exec and not workflow.remote_exec:
             start_job_server(LOGS)
         if INSPECTED:
@@ -427,8 +434,4 @@ onstart:
 
 
 onerror:
-    errors = Path(LOGS, ERRORS_FILE)
-    if errors.exists():
-        print("\nimage3 stopped because of:", file=sys.stderr)
-        for line in dict.fromkeys(errors.read_text().splitlines()):
-            print(f"  {line}", file=sys.stderr)
+    print_stop_reasons(recorded_errors(LOGS))

@@ -74,9 +74,10 @@ rule median:
     resources:
         # a 16 MB block of single rows at a time (image3.median.MEDIAN_BLOCK_BYTES) plus the
         # median and count planes
-        mem_mb=lambda wildcards, input: median_mem_mb(piece_pixels(wildcards.piece)),
-        runtime=lambda wildcards, input: median_runtime_min(piece_pixels(wildcards.piece),
-                                                            len(input.singles)),
+        mem_mb=lambda wildcards, input: median_mem_mb(piece_pixels(wildcards.piece,
+                                                                   input.grid_shape)),
+        runtime=lambda wildcards, input: median_runtime_min(
+            piece_pixels(wildcards.piece, input.grid_shape), len(input.singles)),
     script:
         "../scripts/median.py"
 

@@ -14,9 +14,9 @@ from image3.asn import read_association
 from image3.errors import Image3Error
 from image3.errors import stop_before_any_job as fail
 from image3.runtime.jobserver import start as start_job_server
-from image3.runtime.runjob import ERRORS_FILE
+from image3.runtime.runjob import clear_errors, recorded_errors
 from image3.runtime.snakemake_process import (handle_sigterm_off_the_main_thread,
-                                               unwritable_folder)
+                                               print_stop_reasons, unwritable_folder)
 
 
 try:
@@ -87,7 +87,7 @@ onstart:
     handle_sigterm_off_the_main_thread()
     try:
         for product in PRODUCTS:
-            Path(WORK, product, "logs", ERRORS_FILE).unlink(missing_ok=True)
+            clear_errors(Path(WORK, product, "logs"))
         if _as_given.get("job_server", _defaults["job_server"]) and workflow.local_exec \
                 and not workflow.remote_exec:
             start_job_server(f"{WORK}/logs")
@@ -96,12 +96,6 @@ onstart:
 
 
 onerror:
-    lines = [f"{line}; not made" for line in REFUSED]
-    for product in PRODUCTS:
-        errors = Path(WORK, product, "logs", ERRORS_FILE)
-        if errors.exists():
-            lines += [f"{product}: {line}" for line in errors.read_text().splitlines()]
-    if lines:
-        print("\nimage3 stopped because of:", file=sys.stderr)
-        for line in dict.fromkeys(lines):
-            print(f"  {line}", file=sys.stderr)
+    print_stop_reasons([f"{line}; not made" for line in REFUSED]
+                       + [f"{product}: {line}" for product in PRODUCTS
+                          for line in recorded_errors(Path(WORK, product, "logs"))])

@@ -20,7 +20,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-from ..errors import Image3Error
+from ..errors import Image3Error, first_line
 
 ERRORS_FILE = "errors.txt"
 
@@ -54,6 +54,18 @@ def record_error(log_path: str | Path, line: str) -> None:
     logs = next((p for p in log_path.parents if p.name == "logs"), log_path.parent)
     with (logs / ERRORS_FILE).open("a") as fh:
         fh.write(line.rstrip("\n") + "\n")
+
+
+def recorded_errors(logs: str | Path) -> list[str]:
+    """The user-error lines recorded in the ``logs`` folder (:func:`record_error`), each once,
+    in the order first recorded; none when there is no record."""
+    path = Path(logs, ERRORS_FILE)
+    return list(dict.fromkeys(path.read_text().splitlines())) if path.exists() else []
+
+
+def clear_errors(logs: str | Path) -> None:
+    """Forget the user-error lines of an earlier run (at the start of a run)."""
+    Path(logs, ERRORS_FILE).unlink(missing_ok=True)
 
 
 #: Blocks of at least this many bytes get a memory mapping of their own (see below).
@@ -115,7 +127,7 @@ def job(snakemake):
             warnings.simplefilter("default")
             yield log
     except Image3Error as exc:
-        line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        line = first_line(exc)
         _stop(log, log_path, line)
     except OSError as exc:
         log.info("%s", traceback.format_exc())  # the log file only (the terminal shows warnings)
@@ -143,5 +155,5 @@ def _os_error_line(exc: OSError) -> str:
     if exc.filename:
         target = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else exc.filename
         return f"{target}: {exc.strerror or exc}"
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = first_line(exc)
     return f"{text} ({type(exc).__name__})"

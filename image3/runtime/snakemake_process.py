@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
+from collections.abc import Sequence
 
-__all__ = ["handle_sigterm_off_the_main_thread", "unwritable_folder"]
+__all__ = ["handle_sigterm_off_the_main_thread", "print_stop_reasons", "unwritable_folder"]
 
 
 def handle_sigterm_off_the_main_thread() -> None:
@@ -23,3 +25,12 @@ def unwritable_folder(exc: OSError, folder: str) -> str:
     """The one line for an output or work folder the run cannot create or write."""
     return (f"{exc.filename or folder}: {exc.strerror or exc} (output_dir and work_dir must be "
             "folders this run can write)")
+
+
+def print_stop_reasons(lines: Sequence[str]) -> None:
+    """At the end of a failed run (its ``onerror``), the user-error lines of its jobs, each once,
+    below everything Snakemake printed; nothing when there are none."""
+    if lines:
+        print("\nimage3 stopped because of:", file=sys.stderr)
+        for line in dict.fromkeys(lines):
+            print(f"  {line}", file=sys.stderr)
