@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 
 from .datamodel import Exposure, ExposureMeta, MemberFiles, read_wcs_status, save_model
+from .dqflags import DO_NOT_USE
 from .median import median_shape, read_median_window, read_single_coverage
 from .mosaic import drizzle_member, member_pixels
 from .outlier import (FlagResult, apply_outlier_flags, blot_median, compare_with_median,
@@ -59,14 +60,18 @@ def flag_member(member: MemberFiles, *, grid_path: str | Path, median_path: str 
     model = member.read_model()
     if member.wcs is not None and read_wcs_status(member.wcs).get("corrected"):
         apply_sip(model, sip)  # the _crf's FITS header WCS, as tweakreg's
-    flagged = apply_outlier_flags(model, result.mask)
+    good_dq = (model.dq & DO_NOT_USE) == 0 if model.dq is not None else True
+    no_error = int((result.no_error & good_dq).sum())
+    flagged = apply_outlier_flags(model, result.mask, result.no_error)
     save_model(model, crf_path)
     usable = max(result.compared + result.alone, 1)
     summary = (f"{member.name}: {flagged} outlier pixels flagged ({100.0 * flagged / usable:.3f}% "
                f"of {usable} usable pixels); {result.by_comparison} by comparison with other "
                f"exposures, {result.by_shape} by shape where no other exposure covers "
                f"({100.0 * result.alone / usable:.1f}% of the pixels); {result.spared} left "
-               "unflagged where a source differs between exposures (not sharp)")
+               "unflagged where a source differs between exposures (not sharp)"
+               + (f"; {no_error} pixels left out for an ERR that is NaN or <= 0"
+                  if no_error else ""))
     del result
 
     same_grid = Path(grid_path) == Path(final_grid_path) \

@@ -480,6 +480,9 @@ class FlagResult:
     spared: int = 0  # pixels differing from the median left unflagged: not sharp
     limits: tuple | None = None
     notes: list = field(default_factory=list)
+    #: pixels with a value but an ERR that is NaN, infinite or <= 0: not compared, and made
+    #: DO_NOT_USE by :func:`apply_outlier_flags` (their weight in any comparison is unknown)
+    no_error: np.ndarray | None = None
 
 
 def _tolerance(reference: np.ndarray, method: str) -> np.ndarray:
@@ -520,10 +523,12 @@ def find_outliers(data, err, blotted, has_reference, background: float,
     scale = parse_pair(params.scale)
     data = _as_float32(data)
     err = np.array(err, dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        no_error = ~(np.isfinite(err) & (err > 0)) & np.isfinite(data)
     np.nan_to_num(err, copy=False, nan=0.0)
     blotted = _as_float32(blotted)
     reference = comparison_image(blotted, method, stacked)
-    has_reference = has_reference & np.isfinite(reference)
+    has_reference = has_reference & np.isfinite(reference) & ~no_error
     # D = |data - reference - background| is recomputed per block of rows where needed
     difference = (data, reference, np.float32(background))
     first = np.empty(data.shape, dtype=bool)
@@ -542,8 +547,8 @@ def find_outliers(data, err, blotted, has_reference, background: float,
             mask = _dilate(first) & second
             del second
     result = FlagResult(mask, reference, compared=int(has_reference.sum()),
-                        by_comparison=int(mask.sum()))
-    alone = ~has_reference & np.isfinite(data)
+                        by_comparison=int(mask.sum()), no_error=no_error)
+    alone = ~has_reference & np.isfinite(data) & ~no_error
     if method == "image3":
         _judge_by_shape(result, data, err, difference, first, has_reference, alone, background,
                         snr, blotted)
@@ -704,8 +709,9 @@ def compare_with_median(exposure: Exposure, blot: Blot, params: FlagComparison) 
                          params, stacked=not params.resample_data)
 
 
-def apply_outlier_flags(model, mask: np.ndarray) -> int:
-    """DQ |= DO_NOT_USE | OUTLIER on ``mask``, then the reference's NaN/flag matching.
+def apply_outlier_flags(model, mask: np.ndarray, no_error: np.ndarray | None = None) -> int:
+    """DQ |= DO_NOT_USE | OUTLIER on ``mask``, DQ |= DO_NOT_USE on ``no_error`` (pixels whose
+    ERR is unusable, :attr:`FlagResult.no_error`), then the reference's NaN/flag matching.
 
     Returns the number of pixels newly marked DO_NOT_USE by the mask.
     """
@@ -713,6 +719,8 @@ def apply_outlier_flags(model, mask: np.ndarray) -> int:
         model.dq = np.zeros(model.data.shape, dtype=np.uint32)
     new = mask & ((model.dq & DO_NOT_USE) == 0)
     model.dq[mask] |= np.uint32(DO_NOT_USE | OUTLIER)
+    if no_error is not None:
+        model.dq[no_error] |= np.uint32(DO_NOT_USE)
     match_nans_and_flags(model)
     model.meta.cal_step.outlier_detection = "COMPLETE"
     return int(new.sum())

@@ -133,6 +133,30 @@ def test_a_median_holding_a_cosmic_ray_is_not_trusted():
     assert not clean.mask[truth > 40].any()  # no star core flagged
 
 
+@pytest.mark.parametrize("method", ["image3", "reference"])
+def test_pixels_with_an_unusable_err_are_left_out_not_flagged(method):
+    """Isolated DQ-good pixels whose ERR is NaN, 0, negative or infinite (issue 29): an ERR of
+    0 would make any difference from the median an outlier. They are neither compared nor
+    flagged, but made DO_NOT_USE; a 20σ hit beside them is still flagged."""
+    rng = np.random.default_rng(5)
+    truth, data = _star_field(rng)
+    err = np.ones_like(data)
+    bad = [(10, 10), (20, 40), (70, 90), (100, 15)]
+    for (y, x), value in zip(bad, (np.nan, 0.0, -1.0, np.inf)):
+        err[y, x] = value
+        data[y, x] += 5  # a 5σ difference: an outlier for an ERR of 0
+    data[50, 50] += 20
+    result = find_outliers(data, err, truth, np.ones(data.shape, bool), 0.0,
+                           replace(FLAG, method=method))
+    assert set(zip(*np.nonzero(result.no_error))) == set(bad)
+    assert not result.mask[tuple(np.transpose(bad))].any()
+    assert result.mask[50, 50]
+    model = datamodels.ImageModel(data.shape)
+    model.data, model.err = data, err
+    apply_outlier_flags(model, result.mask, result.no_error)
+    assert all(model.dq[p] == DO_NOT_USE for p in bad)  # left out, not called outliers
+
+
 def test_flags_set_outlier_and_do_not_use_and_match_nans():
     model = datamodels.ImageModel((4, 4))
     for name in ("data", "err", "var_rnoise", "var_poisson", "var_flat"):
