@@ -140,6 +140,8 @@ class Association:
     source: Path
     warnings: tuple[str, ...] = field(default=())
     is_single_exposure: bool = False
+    #: every science member's file as the association lists it (resolved), usable or not
+    listed: tuple[Path, ...] = field(default=())
 
     @property
     def groups(self) -> dict[str, list[Member]]:
@@ -249,6 +251,7 @@ def read_association(path: str | Path) -> Association:
 
     warnings: list[str] = []
     members: list[Member] = []
+    listed: list[Path] = []
     seen_paths: dict[Path, str] = {}
     seen_names: dict[str, Path] = {}
     science = [m for m in raw_members if isinstance(m, dict) and
@@ -261,6 +264,7 @@ def read_association(path: str | Path) -> Association:
             warnings.append(f"{path}: science member {index + 1} has no 'expname'; left out")
             continue
         member_path = (path.parent / expname).resolve()
+        listed.append(member_path)
         if member_path in seen_paths:
             warnings.append(f"{member_path}: listed twice in {path.name}; the duplicate is left out")
             continue
@@ -292,7 +296,7 @@ def read_association(path: str | Path) -> Association:
         raise AssociationError(f"{path}: none of the {len(science)} science members is usable "
                                f"({warnings[0] if warnings else 'no member'})")
     return Association(product=str(product_name), asn_id=asn_id, members=tuple(members),
-                       source=path, warnings=tuple(warnings))
+                       source=path, warnings=tuple(warnings), listed=tuple(listed))
 
 
 def pair_partners(members: Sequence[str], member: str) -> list[str]:
@@ -317,7 +321,7 @@ def single_exposure(path: str | Path) -> Association:
     group_id = _header_group_id(path) or "exposure0001"
     member = Member(name=name, path=path, group_id=group_id)
     return Association(product=name, asn_id=None, members=(member,), source=path,
-                       is_single_exposure=True)
+                       is_single_exposure=True, listed=(path,))
 
 
 def write_association(path: str | Path, product: str, asn_id: str | None,

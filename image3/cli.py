@@ -59,10 +59,16 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         extra = argv[argv.index("--") + 1:]
         argv = argv[:argv.index("--")]
-    parser = argparse.ArgumentParser(prog="image3", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="image3", description="image3: run the workflow without knowing Snakemake, or make "
+        "demo data. Snakemake options go after --, e.g. image3 run my_asn.json -- --dry-run")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run", help="run the workflow on an association or a _cal file")
-    p_run.add_argument("asn", help="image3 association json or a single _cal.fits")
+    p_run = sub.add_parser(
+        "run", help="run the workflow on an association or a _cal file",
+        description="Run the workflow (Snakemake on the shipped Snakefile, in the current "
+        "folder). Snakemake options go after --, e.g. -- --dry-run.")
+    p_run.add_argument("asn", help="image3 association json, a single _cal.fits, or a folder "
+                       "of *_asn.json (one product each)")
     p_run.add_argument("--cores", default="all", help="cores to use (default: all)")
     p_run.add_argument("--profile", help="a Snakemake profile, e.g. profiles/slurm")
     p_run.add_argument("--set", action="append", default=[], metavar="STEP.PARAM=VALUE",

@@ -59,11 +59,15 @@ class SkyRecord:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a text file under a temporary name and rename it into place."""
+    """Write a text file under a temporary name and rename it into place; on failure (a full
+    disk) nothing is left, neither at ``path`` nor the temporary file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -30,11 +30,12 @@ from astropy.io import fits
 from .asn import IMAGING_EXPTYPES, SURFACE_BRIGHTNESS_UNIT, Association
 from .dqflags import DO_NOT_USE
 from .errors import AssociationError, first_line
+from .input_identity import signature as signature_of
 
 #: Facts read from the primary header: fact name → keyword.
 EXPOSURE_KEYWORDS = {"instrument": "INSTRUME", "filter": "FILTER", "pupil": "PUPIL",
                      "detector": "DETECTOR"}
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 #: |SCI| above this (MJy/sr) is no sky: ~100x the peak of the brightest unsaturated star a
 #: NIRCam short-wavelength pixel can record (a K ~ 10 star puts ~1e6 MJy/sr in its peak pixel,
 #: and saturates).
@@ -46,11 +47,6 @@ MAX_IMPLAUSIBLE_FRACTION = 1e-3
 MIN_GOOD_ERR_FRACTION = 0.5
 #: Primary-header exposure times, in the order the resample reads them.
 EXPOSURE_TIME_KEYWORDS = ("TMEASURE", "EFFEXPTM", "EXPTIME")
-
-
-def _signature(path: Path) -> str:
-    st = path.stat()
-    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def _truncated(path: Path, hdul, caught) -> bool:
@@ -177,7 +173,7 @@ def screen(asn: Association, cache_path: str | Path | None = None,
     entries, facts = {}, {}
     for member in asn.members:
         key = str(member.path)
-        signature = _signature(member.path)
+        signature = signature_of(member.path)
         cached = cache.get(key)
         result = cached["facts"] if cached and cached["signature"] == signature else None
         if result is None:

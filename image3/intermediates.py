@@ -1,5 +1,11 @@
-"""outlier_detection's optional products (``save_intermediate_results``): the reference's files,
-each made by a job of its own from what outlier detection leaves in the work folder.
+"""The steps' optional products, the reference's files, each made by a job of its own from what
+the steps leave in the work folder.
+
+tweakreg's and skymatch's ``save_results``: ``<member>_<asn_id>_tweakreg.fits`` (the member with
+its corrected gwcs and that gwcs' FITS SIP approximation, as the ``_crf`` has them) and
+``<member>_<asn_id>_skymatch.fits`` (also with its sky record in ``meta.background``).
+
+outlier_detection's ``save_intermediate_results``:
 
 - ``<first member>_<asn_id>_outlier_i2d.fits``, per exposure group: its single drizzle on the
   whole outlier-detection grid (SCI, NaN where the group has no data or is below ``maskpt``;
@@ -16,14 +22,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .datamodel import read_exposure_model, save_model
+from .datamodel import read_exposure_model, read_wcs_status, save_model
 from .grid import load_grid
 from .median import median_shape, read_median_window, read_single
 from .outlier import (blot_window, comparison_image, intermediate_model, padded,
                       single_pixel_map, window_of)
-from .parameters import FlagComparison
+from .parameters import FlagComparison, SipApproximation
+from .sip import apply_sip
 
-__all__ = ["save_blot", "save_median", "save_single"]
+__all__ = ["save_blot", "save_exposure", "save_median", "save_single"]
+
+
+def save_exposure(cal: str | Path, wcs: str | Path | None, sky: str | Path | None,
+                  sip: SipApproximation, path: str | Path) -> None:
+    """Write the member ``cal`` as the steps left it: with its corrected gwcs ``wcs`` (and,
+    where tweakreg corrected it, the FITS SIP header of ``sip``) and its sky record ``sky``,
+    each if given (the reference's per-step ``save_results`` files)."""
+    with read_exposure_model(cal, wcs=wcs, sky=sky) as model:
+        if wcs is not None and read_wcs_status(wcs).get("corrected"):
+            apply_sip(model, sip)
+        save_model(model, path)
 
 
 def save_single(single: str | Path, grid: str | Path, first_cal: str | Path,

@@ -43,9 +43,13 @@ def write_sidecar(path: str | Path, **items) -> None:
     path = Path(path)
     payload = pickle.dumps({"versions": _versions(), **items}, protocol=pickle.HIGHEST_PROTOCOL)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as stream:
-        stream.write(_MAGIC + hashlib.blake2b(payload, digest_size=_DIGEST_BYTES).digest() + payload)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as stream:
+            stream.write(_MAGIC + hashlib.blake2b(payload, digest_size=_DIGEST_BYTES).digest()
+                         + payload)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # nothing left behind by a failed write (a full disk)
 
 
 def read_sidecar(path: str | Path) -> dict:

@@ -15,12 +15,15 @@ from image3.asn import Association, Member, crf_name, pair_partners, product_nam
 from image3.errors import GridError, Image3Error
 from image3.errors import stop_before_any_job as fail
 from image3.footprints import estimated_grid_pixels, parse_s_region
+from image3.input_identity import update_stamp
 from image3.inspect import save_inspection, screen
 from image3.parameters import CatalogParameters, FinalDrizzle, OutputGrid, SkySolve, SkyStatistics
 from image3.runtime.jobserver import start as start_job_server
 from image3.runtime.resources import (catalog_mem_mb, catalog_runtime_min, grid_pixels,
                                       image_pixels, median_mem_mb, median_runtime_min,
                                       resample_mem_mb, resample_runtime_min)
+from image3.runtime.output_folder import at_start, missing_members, read_members, settle
+from image3.runtime.output_folder import lock as lock_output
 from image3.runtime.runjob import clear_errors, recorded_errors
 from image3.runtime.snakemake_process import (handle_sigterm_off_the_main_thread,
                                                print_stop_reasons, unwritable_folder)
@@ -241,6 +244,12 @@ def cal_path(member):
     return str(ASN.member(member).path)
 
 
+def identity_stamp(member):
+    """The identity of the member's _cal its work was made from (image3.input_identity): an
+    input of every job that reads the _cal (none for the demo, whose files a rule makes)."""
+    return [] if DEMO else f"{WORK}/{member}/input.json"
+
+
 def wcs_sidecar(member):
     """The corrected gwcs of a member (a pickle: image3.datamodel.write_sidecar), when tweakreg
     runs."""
@@ -273,8 +282,9 @@ def crf_pattern():
 
 def exposure_files(member):
     """What a per-member job reads: the _cal and the sidecars of the stages that ran."""
-    return {"cal": cal_path(member), "geometry": geometry_sidecar(member),
-            "wcs": wcs_sidecar(member), "sky": sky_sidecar(member)}
+    return {"cal": cal_path(member), "identity": identity_stamp(member),
+            "geometry": geometry_sidecar(member), "wcs": wcs_sidecar(member),
+            "sky": sky_sidecar(member)}
 
 
 def final_exposure_files(member):
@@ -303,6 +313,11 @@ def member_row(member, files_of):
             **{k: files.get(k) or None for k in ("cal", "geometry", "wcs", "sky")}}
 
 
+def member_inputs(files_of, members):
+    """Every file ``files_of`` gives for each of ``members``: what a join over them reads."""
+    return [f for m in members for f in files_of(m).values() if f]
+
+
 def member_table(files_of, members=MEMBERS):
     """:func:`member_row` of every member (or of ``members``), in association order."""
     return [member_row(m, files_of) for m in members]
@@ -313,7 +328,8 @@ def layout_inputs():
     if step_runs("tweakreg"):
         return {"geometry": [geometry_sidecar(m) for m in MEMBERS],
                 "wcs": [wcs_sidecar(m) for m in MEMBERS]}
-    return {"cals": [cal_path(m) for m in MEMBERS]}
+    return {"cals": [cal_path(m) for m in MEMBERS],
+            "identities": [identity_stamp(m) for m in MEMBERS if not DEMO]}
 
 
 def grid_params(name):
@@ -344,8 +360,7 @@ def resample_inputs(members=MEMBERS):
     if step_runs("outlier_detection"):
         return {"contributions": [f"{WORK}/{m}/contribution.npz" for m in members],
                 "first": crf_path(members[0])}
-    return {"exposures": [f for row in member_table(final_exposure_files, members)
-                          for f in (row["cal"], row["geometry"], row["wcs"], row["sky"]) if f]}
+    return {"exposures": member_inputs(final_exposure_files, members)}
 
 
 def skystats_path(member):
@@ -377,7 +392,8 @@ def catalog_params():
 
 def final_outputs():
     """The products of the steps that run, and the optional files asked for (SAVED_CATALOGS:
-    rules/tweakreg.smk, SAVED_INTERMEDIATES: rules/outlier_detection.smk)."""
+    rules/tweakreg.smk, SAVED_STEP_RESULTS: rules/tweakreg.smk and skymatch.smk,
+    SAVED_INTERMEDIATES: rules/outlier_detection.smk)."""
     outputs = []
     if step_runs("outlier_detection"):
         outputs += [crf_path(m) for m in MEMBERS]
@@ -387,7 +403,7 @@ def final_outputs():
             outputs += [PRODUCTS["cat"], PRODUCTS["segm"]]
     elif step_runs("resample") and step_runs("source_catalog"):
         outputs.append(PRODUCTS["cat"])  # merged from the tiles' (rule merge_catalog)
-    return outputs + SAVED_CATALOGS + SAVED_INTERMEDIATES
+    return outputs + SAVED_CATALOGS + SAVED_STEP_RESULTS + SAVED_INTERMEDIATES
 
 
 def tiled_outputs(wildcards):
@@ -420,11 +436,49 @@ def qa_outputs():
             ] + [f"{QA}/parameters.html"]
 
 
+def claim_output():
+    """The run's claim on output_dir (image3.runtime.output_folder), once every check of the
+    configuration passed (rules/product.smk calls it last; in the Snakemake process only, not
+    in a cluster job's): its lock, the check of the members the products were last
+    made from, and each member's input identity (image3.input_identity). Returns the lock's
+    refusal, which stops the run in onstart (a dry run during another run goes on); as a module
+    (no onstart of ours) a refusal stops at once."""
+    try:
+        lock_output(OUT)
+    except OSError as exc:  # an output_dir that cannot be created or written
+        fail(unwritable_folder(exc, OUT))
+    except Image3Error as exc:
+        if AS_MODULE:
+            fail(exc)
+        for member in [] if DEMO else ASN.members:  # only what a dry run needs
+            if not Path(identity_stamp(member.name)).exists():
+                update_stamp(identity_stamp(member.name), member.path)
+        return str(exc)
+    current = {m.name: {"cal": str(m.path), "crf": crf_path(m.name)} for m in ASN.members}
+    gone, dropped = missing_members(read_members(WORK), current, {str(p) for p in ASN.listed})
+    if gone and not config["allow_missing_members"]:
+        cal = next(iter(gone.values()))["cal"]
+        more = f" (and {len(gone) - 1} more)" if len(gone) > 1 else ""
+        fail(f"{cal}{more}: used by the previous run of {OUT}, missing or unusable now; restore "
+             "it, or set allow_missing_members: true to make the products without it (its _crf "
+             "is then removed)")
+    stale = [record["crf"] for record in {**gone, **dropped}.values()]
+    at_start(WORK, {} if DEMO else current, stale)
+    for member in [] if DEMO else ASN.members:
+        update_stamp(identity_stamp(member.name), member.path)
+    return None
+
+
+
 onstart:
     handle_sigterm_off_the_main_thread()
+    if CLAIM_REFUSED:
+        fail(CLAIM_REFUSED)
     try:
         Path(LOGS).mkdir(parents=True, exist_ok=True)
         clear_errors(LOGS)
+        for line in settle():
+            print(f"image3: {line}", file=sys.stderr)
         if config["job_server"] and workflow.local_exec and not workflow.remote_exec:
             start_job_server(LOGS)
         if INSPECTED:

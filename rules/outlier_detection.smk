@@ -24,9 +24,8 @@ SAVED_INTERMEDIATES = (
 
 rule single:
     input:
-        exposures=lambda wildcards: [f for row in OUTLIER_MEMBERS[wildcards.group]
-                                     for f in (row["cal"], row["geometry"], row["wcs"],
-                                               row["sky"]) if f],
+        exposures=lambda wildcards: member_inputs(
+            exposure_files, [row["name"] for row in OUTLIER_MEMBERS[wildcards.group]]),
         grid=outlier_grid(),
     output:
         single=f"{WORK}/singles/{{group}}.fits",

@@ -26,3 +26,6 @@ include: "qa.smk"
 
 # the products of the steps that run and their QA (the Snakefile's rule all)
 ALL_TARGETS = [final_outputs(), qa_outputs(), tiled_outputs]
+
+# the lock on output_dir, the members' record and identities, once every check above passed
+CLAIM_REFUSED = claim_output() if workflow.is_main_process else None

@@ -14,6 +14,7 @@ from image3.asn import read_association
 from image3.errors import Image3Error
 from image3.errors import stop_before_any_job as fail
 from image3.runtime.jobserver import start as start_job_server
+from image3.runtime.output_folder import settle
 from image3.runtime.runjob import clear_errors, recorded_errors
 from image3.runtime.snakemake_process import (handle_sigterm_off_the_main_thread,
                                                print_stop_reasons, unwritable_folder)
@@ -88,6 +89,8 @@ onstart:
     try:
         for product in PRODUCTS:
             clear_errors(Path(WORK, product, "logs"))
+        for line in settle():  # what each product's claim_output noted (rules/common.smk)
+            print(f"image3: {line}", file=sys.stderr)
         if _as_given.get("job_server", _defaults["job_server"]) and workflow.local_exec \
                 and not workflow.remote_exec:
             start_job_server(f"{WORK}/logs")

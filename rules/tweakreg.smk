@@ -1,7 +1,8 @@
 """tweakreg: per-member source lists, then one alignment of all members (gwcs sidecars); with
-save_catalogs, each found source list under the reference's name (one small job each)."""
+save_catalogs, each found source list under the reference's name, with save_results each member
+with its corrected gwcs (one small job each)."""
 
-from image3.parameters import AlignmentFit, SourceFinding
+from image3.parameters import AlignmentFit, SipApproximation, SourceFinding
 from image3.refcat import check_abs_refcat, custom_catalogs
 from image3.steps import saved_catalog_name
 
@@ -36,7 +37,8 @@ SAVED_CATALOGS = [
 
 rule find_sources:
     input:
-        unpack(lambda wildcards: {"cal": cal_path(wildcards.member)}
+        unpack(lambda wildcards: {"cal": cal_path(wildcards.member),
+                                  "identity": identity_stamp(wildcards.member)}
                | ({"catalog": str(TWEAKREG_CATALOGS[wildcards.member])}
                   if TWEAKREG_CATALOGS.get(wildcards.member) else {})),
     output:
@@ -117,3 +119,33 @@ rule save_catalog:
         runtime=5,
     script:
         "../scripts/save_catalog.py"
+
+
+# save_results: each member as tweakreg left it, <root>_<asn_id>_tweakreg.fits
+SAVED_STEP_RESULTS = [intermediate_path(m, "tweakreg") for m in MEMBERS] \
+    if step_runs("tweakreg") and TWEAKREG["save_results"] else []
+
+
+rule save_tweakreg_result:
+    input:
+        cal=lambda wildcards: cal_path(wildcards.member),
+        identity=lambda wildcards: identity_stamp(wildcards.member),
+        wcs=lambda wildcards: wcs_sidecar(wildcards.member),
+    output:
+        intermediate_path("{member}", "tweakreg"),
+    params:
+        sip=SipApproximation.select(TWEAKREG),
+    log:
+        f"{LOGS}/save_tweakreg_result/{{member}}.log",
+    benchmark:
+        f"{BENCH}/save_tweakreg_result/{{member}}.tsv"
+    conda:
+        ENV
+    group:
+        "sources"
+    threads: 1
+    resources:
+        mem_mb=1000,  # one datamodel
+        runtime=5,
+    script:
+        "../scripts/save_exposure.py"

@@ -42,3 +42,13 @@ def test_dry_run_through_the_command(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "resample" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"]])
+def test_help_is_plain_text(argv, capsys):
+    """The help a terminal shows holds no reST markup (issue 29)."""
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    assert stop.value.code == 0
+    shown = capsys.readouterr().out
+    assert "image3" in shown and "``" not in shown and ":func:" not in shown

@@ -100,6 +100,17 @@ def test_out_of_range_value_is_one_line(schema, config, step, key, value, needle
     assert needle in str(err.value) and "\n" not in str(err.value)
 
 
+def test_every_sky_statistic_of_the_code_is_a_configuration_value(schema, config):
+    """skystat's schema enum is the code's list (the reference's imagestats_mode included)."""
+    from image3.parameters import SKY_STATISTICS, SkyStatistics
+
+    assert set(schema["properties"]["skymatch"]["properties"]["skystat"]["enum"]) \
+        == set(SKY_STATISTICS)
+    config["skymatch"]["skystat"] = "imagestats_mode"
+    cfg.validate(config, schema)
+    assert SkyStatistics.select(config["skymatch"])["skystat"] == "imagestats_mode"
+
+
 def test_unknown_key_is_refused(schema, config):
     config["resample"]["pixfrak"] = 0.5
     with pytest.raises(ConfigError, match="pixfrak"):

@@ -1,6 +1,9 @@
 """The job edge (image3.runtime.runjob): process settings every rule's script runs under."""
 
+import builtins
 import errno
+import io
+import os
 import types
 
 import asdf
@@ -43,6 +46,8 @@ def _run_job(tmp_path, failure):
      "Not enough space on disk: requested 4155627, available 0 (OSError) (rule resample; "),
     (PermissionError(errno.EACCES, "Permission denied", "/out/work/grid.pkl"),
      "/out/work/grid.pkl: Permission denied (rule resample; "),
+    (OSError(errno.EROFS, "Read-only file system", "/out/work/sky.json"),
+     "/out/work/sky.json: Read-only file system (rule resample; "),
 ])
 def test_an_os_error_is_one_line_naming_the_file_and_the_traceback_goes_to_the_log(
         tmp_path, capfd, failure, line):
@@ -59,3 +64,50 @@ def test_a_bug_is_one_line_on_the_terminal_and_its_traceback_in_the_log(tmp_path
     assert code == 1 and err == [f"image3: ERROR: unexpected failure in rule resample; see "
                                  f"{tmp_path / 'logs' / 'rule.log'}"], err
     assert "Traceback" in log and "ZeroDivisionError" in log
+
+
+class _FullDisk(io.FileIO):
+    """A file on a disk with 64 kB free: a write beyond it fails as the kernel's does (ENOSPC,
+    naming no file)."""
+
+    FREE = 64 * 1024
+
+    def write(self, data):
+        if self.tell() + len(memoryview(data).cast("B")) > self.FREE:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return super().write(data)
+
+
+def test_a_full_disk_while_writing_a_product_is_one_line_and_leaves_no_file(
+        tmp_path, capfd, monkeypatch):
+    """A real product write (an _i2d-sized datamodel through save_model) on a full disk: one
+    line naming the product, the traceback in the log, nothing under the product's name and no
+    temporary file left (issue 29)."""
+    import numpy as np
+    from stdatamodels.jwst import datamodels
+
+    from image3.datamodel import save_model
+
+    out = tmp_path / "out"
+    product = out / "x_i2d.fits"
+    real_open = builtins.open
+
+    def open_on_a_full_disk(file, mode="r", *args, **kwargs):
+        if str(file).startswith(str(out)) and any(c in mode for c in "wax+"):
+            return _FullDisk(file, mode.replace("t", ""))
+        return real_open(file, mode, *args, **kwargs)
+
+    fake = types.SimpleNamespace(log=[str(tmp_path / "logs" / "rule.log")], rule="resample",
+                                 output=[str(product)])
+    model = datamodels.ImageModel(np.ones((200, 200), np.float32))
+    monkeypatch.setattr(builtins, "open", open_on_a_full_disk)
+    with pytest.raises(SystemExit) as stopped:
+        with runjob.job(fake):
+            save_model(model, product)
+    monkeypatch.undo()
+    err = capfd.readouterr().err.strip().splitlines()
+    assert stopped.value.code == 1 and len(err) == 1, err
+    assert err[0].startswith(f"image3: ERROR: No space left on device (OSError) while making "
+                             f"{product} (rule resample; details in "), err
+    assert "Traceback" in (tmp_path / "logs" / "rule.log").read_text()
+    assert list(out.iterdir()) == []

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import re
 import sys
 import traceback
 import warnings
@@ -132,7 +133,8 @@ def job(snakemake):
     except OSError as exc:
         log.info("%s", traceback.format_exc())  # the log file only (the terminal shows warnings)
         where = f"; details in {log_path}" if log_path else ""
-        _stop(log, log_path, f"{_os_error_line(exc)} (rule {snakemake.rule}{where})")
+        outputs = [str(o) for o in getattr(snakemake, "output", ())]
+        _stop(log, log_path, f"{_os_error_line(exc, outputs)} (rule {snakemake.rule}{where})")
     except Exception:
         log.info("unexpected failure (a bug, please report):\n%s", traceback.format_exc())
         print(f"image3: ERROR: unexpected failure in rule {snakemake.rule}; see {log_path}",
@@ -150,10 +152,15 @@ def _stop(log: logging.Logger, log_path: str | None, line: str) -> None:
     sys.exit(1)
 
 
-def _os_error_line(exc: OSError) -> str:
-    """``<file>: <reason>`` of an OSError (its first line when it names no file)."""
+def _os_error_line(exc: OSError, outputs: list[str]) -> str:
+    """``<file>: <reason>`` of an OSError; one that names no file (a write on a full disk)
+    names what the job was making, its ``outputs``."""
     if exc.filename:
         target = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else exc.filename
         return f"{target}: {exc.strerror or exc}"
-    text = first_line(exc)
-    return f"{text} ({type(exc).__name__})"
+    text = exc.strerror or re.sub(r"^\[Errno \d+\] ", "", first_line(exc))
+    making = ""
+    if outputs:
+        more = f" and {len(outputs) - 1} more" if len(outputs) > 1 else ""
+        making = f" while making {outputs[0]}{more}"
+    return f"{text} ({type(exc).__name__}){making}"
