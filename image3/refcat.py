@@ -28,10 +28,11 @@ Masked or NaN proper motions and magnitudes are missing values.
 (or without G, when a limit is set and the file has a G column) dropped, then positions with a
 proper motion moved to the association's epoch, the mean of its exposures' mid-times
 (:func:`propagate`). tweakwcs fits all exposures as one rigid body to one table, so there is
-one epoch; the exposures of an association are hours to days apart, and the log states the
-largest position difference that spread makes (measured in tests/test_gaia_refcat.py: 0.6 µas
-for 20 mas/yr stars and exposures spanning 32 minutes; 20 mas/yr over ±1 day is 0.055 mas). The file's name and
-SHA-256 (:func:`file_sha256`) go with the table (``meta``) into the fit report.
+one epoch; the exposures of an association are minutes to days apart, and the log states the
+largest position difference that spread makes (tests/test_gaia_refcat.py: 0.6 µas for 20 mas/yr
+stars and exposures spanning 32 minutes; 20 mas/yr over ±1 day would be 0.055 mas, far below a
+NIRCam centroid's 1-3 mas). The file's name and SHA-256 (:func:`file_sha256`) go with the table
+(``meta``) into the fit report.
 """
 
 from __future__ import annotations
@@ -358,31 +359,41 @@ def reference_catalog(path: str | Path, exposure_mjd, bright: float | None,
     """
     catalog = read_reference_catalog(path)
     n_read = len(catalog)
-    keep = within_magnitudes(catalog, bright, faint)
-    catalog = catalog[keep]
-    notes = [f"{n_read} rows"]
-    if bright is not None or faint is not None:
-        limits = f"G {'-inf' if bright is None else bright}-{'inf' if faint is None else faint}"
-        notes.append(f"{n_read - len(catalog)} outside {limits} or without G dropped"
-                     if "mag" in catalog.colnames else
-                     f"no G column (phot_g_mean_mag or mag): limits {limits} not applied")
+    catalog = catalog[within_magnitudes(catalog, bright, faint)]
     epochs = julian_year(exposure_mjd)
     epochs = epochs[np.isfinite(epochs)]
     epoch = float(np.mean(epochs)) if epochs.size else float("nan")
-    moving = _moving(catalog)
-    if moving.any():
-        if not np.isfinite(epoch):
-            raise InputFileError(f"{path}: reference catalogue has proper motions but the "
-                                 "exposures have no EXPSTART/EXPEND to move them to")
-        fastest = float(np.max(np.hypot(catalog["pmra"][moving], catalog["pmdec"][moving])))
-        spread_mas = fastest * float(np.max(np.abs(epochs - epoch)))
-        notes.append(f"{np.count_nonzero(moving)} moved by their proper motions to "
-                     f"J{epoch:.4f}, the exposures' mean mid-time (the fastest star moves "
-                     f"{spread_mas:.2g} mas between it and the farthest exposure's)")
-    else:
-        notes.append("no proper motions: positions as in the file")
+    notes = [f"{n_read} rows", *_limits_note(catalog, n_read, bright, faint),
+             _motions_note(catalog, epochs, epoch, path)]
     catalog = at_epoch(catalog, epoch)
     catalog.meta.update(epoch=epoch, n_read=n_read, n_used=len(catalog))
     log.info("reference catalogue %s (sha256 %s): %s; %d used", catalog.meta["name"],
              catalog.meta["sha256"], "; ".join(notes), len(catalog))
     return catalog
+
+
+def _limits_note(kept: Table, n_read: int, bright, faint) -> list[str]:
+    """What the G limits did, for the log ([] without limits)."""
+    if bright is None and faint is None:
+        return []
+    limits = "G {}-{}".format("-inf" if bright is None else f"{bright:g}",
+                              "inf" if faint is None else f"{faint:g}")
+    if "mag" not in kept.colnames:
+        return [f"no G column (phot_g_mean_mag or mag): limits {limits} not applied"]
+    return [f"{n_read - len(kept)} outside {limits} or without G dropped"]
+
+
+def _motions_note(catalog: Table, epochs: np.ndarray, epoch: float, path) -> str:
+    """What moving the rows to ``epoch`` (the mean of ``epochs``) does, for the log; the
+    largest error of one epoch for all: the fastest star over the farthest exposure's time."""
+    moving = _moving(catalog)
+    if not moving.any():
+        return "no proper motions: positions as in the file"
+    if not np.isfinite(epoch):
+        raise InputFileError(f"{path}: reference catalogue has proper motions but the "
+                             "exposures have no EXPSTART/EXPEND to move them to")
+    fastest = float(np.max(np.hypot(catalog["pmra"][moving], catalog["pmdec"][moving])))
+    spread_mas = fastest * float(np.max(np.abs(epochs - epoch)))
+    return (f"{np.count_nonzero(moving)} moved by their proper motions to J{epoch:.4f}, the "
+            f"exposures' mean mid-time (the fastest star moves {spread_mas:.2g} mas between "
+            "it and the farthest exposure's)")

@@ -83,7 +83,6 @@ rule tweakreg:
     params:
         members=TWEAKREG_MEMBERS,
         fit=AlignmentFit.select(TWEAKREG),
-        abs_refcat=str(TWEAKREG_ABS_REFCAT) if TWEAKREG_ABS_REFCAT else "",
         stars=ReferenceStars.select(TWEAKREG),
     log:
         f"{LOGS}/tweakreg.log",

@@ -12,6 +12,7 @@ from image3.tweakreg import align_members
 with job(snakemake) as log:
     log.info("%s", align_members(
         snakemake.params.members, AlignmentFit.from_config(snakemake.params.fit),
-        snakemake.params.abs_refcat, ReferenceStars.from_config(snakemake.params.stars),
+        "".join(snakemake.input.abs_refcat),  # its one file, or none
+        ReferenceStars.from_config(snakemake.params.stars),
         snakemake.output.wcs, snakemake.output.residuals, snakemake.output.refcat,
         snakemake.output.report))

@@ -1,14 +1,15 @@
 """Absolute alignment to a local Gaia-format catalogue (issue 29): proper motions moved to the
 exposures' epoch, G magnitude limits, the catalogue's checksum in the report, save_abs_catalog.
 
-Data: 4 dithered 512² synthetic NIRCam exposures (seed 3, as tests/test_tweakreg.py) whose first
-exposure, the relative reference, is misregistered by 0.3" (random direction): after relative
-alignment every exposure is off by that pointing error, which only the absolute fit removes.
-Relative alignment runs in association order (``enforce_user_order``) so that the first exposure
-is its reference. The Gaia-format catalogue holds the truth's stars above 0.1 µJy, each given a proper motion of
-20 mas/yr in a random direction and placed where it was 10 years before the observation
-(astropy's ``SkyCoord.apply_space_motion``, not the code under test), ``ref_epoch`` = the
-exposures' mean mid-time − 10 yr: unpropagated, every star is 200 mas from where it is seen.
+Data: 4 dithered 512² synthetic NIRCam exposures (seed 3, as tests/test_tweakreg.py, with its
+0.05-0.3" pointing errors on exposures 2-4) whose first exposure is misregistered by 0.3"
+(random direction). Relative alignment runs in association order (``enforce_user_order``), so
+the first exposure is its reference: after it every exposure is off by that pointing error,
+which only the absolute fit removes. The Gaia-format catalogue holds the truth's stars above
+0.1 µJy, each given a proper motion of 20 mas/yr in a random direction and placed where it was
+10 years before the observation (astropy's ``SkyCoord.apply_space_motion``, not the code under
+test), ``ref_epoch`` = the exposures' mean mid-time − 10 yr: unpropagated, every star is
+200 mas from where it is seen.
 The alignment error is the RMS, over the true stars on every exposure, of (position through the
 aligned gwcs of the star's true pixel position − true position), in mas.
 """
@@ -228,7 +229,8 @@ def test_propagation_matches_astropy_apply_space_motion_within_1_microarcsec():
     n = 300
     ra = rng.uniform(0.0, 360.0, n)
     dec = np.degrees(np.arcsin(rng.uniform(-1.0, 1.0, n)))
-    ra[:5], dec[:5] = [359.99999, 0.00001, 180.0, 10.0, 200.0], [0.0, 0.0, 90 - 1e-8, -90 + 1e-8, 89.9]
+    ra[:5] = [359.99999, 0.00001, 180.0, 10.0, 200.0]
+    dec[:5] = [0.0, 0.0, 90 - 1e-8, -90 + 1e-8, 89.9]
     pmra, pmdec = rng.normal(0.0, 300.0, n), rng.normal(0.0, 300.0, n)
     start = SkyCoord(ra * u.deg, dec * u.deg, distance=10 * u.pc,
                      pm_ra_cosdec=pmra * u.mas / u.yr, pm_dec=pmdec * u.mas / u.yr,
@@ -268,7 +270,7 @@ def test_magnitude_limits_drop_rows_outside_and_rows_without_g(tmp_path, caplog)
     with caplog.at_level(logging.INFO, logger="image3"):
         used = reference_catalog(tmp_path / "g.csv", [60310.25], 16.0, 21.0)
     assert list(used["RA"]) == [2.0, 3.0] and used.meta["n_read"] == 6
-    assert "4 outside G 16.0-21.0 or without G dropped" in caplog.text
+    assert "4 outside G 16-21 or without G dropped" in caplog.text
     Table({"RA": [1.0], "DEC": [2.0]}).write(tmp_path / "plain.csv")
     with caplog.at_level(logging.INFO, logger="image3"):
         assert len(reference_catalog(tmp_path / "plain.csv", [60310.25], 16.0, None)) == 1
@@ -305,3 +307,14 @@ def test_incomplete_proper_motions_are_one_line(tmp_path, columns, needle):
 def test_bright_limit_must_be_brighter_than_the_faint_one():
     with pytest.raises(ConfigError, match="abs_gmag_bright"):
         ReferenceStars(21.0, 16.0)
+
+
+def test_proper_motions_without_exposure_times_are_one_line(tmp_path):
+    """A _cal without EXPSTART/EXPEND gives no epoch to move the stars to: one line naming the
+    catalogue, not positions silently left at the catalogue's epoch."""
+    Table({"ra": [1.0], "dec": [2.0], "pmra": [5.0], "pmdec": [5.0],
+           "ref_epoch": [2016.0]}).write(tmp_path / "g.ecsv")
+    with pytest.raises(InputFileError, match="no EXPSTART/EXPEND"):
+        reference_catalog(tmp_path / "g.ecsv", [math.nan], None, None)
+    moved = reference_catalog(tmp_path / "g.ecsv", [math.nan, 60310.25], None, None)
+    assert moved.meta["epoch"] == pytest.approx(float(julian_year(60310.25)))
