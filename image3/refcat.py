@@ -292,10 +292,13 @@ def propagate(ra, dec, pmra, pmdec, years) -> tuple[np.ndarray, np.ndarray]:
 
     Linear motion on the sky: the unit vector u moves by (p μα* + q μδ) Δt, p and q the
     unit vectors east and north at the star, and is renormalised. That is what astropy's
-    ``SkyCoord.apply_space_motion`` (ERFA ``pmsafe``) computes for a star without parallax or
-    radial velocity, which Gaia-format files mostly lack or which change a position by less
-    than a µas over decades; this closed form is exact at the poles and across RA = 0/360,
-    works on arrays, and needs no distances (tests check it against ``apply_space_motion``).
+    ``SkyCoord.apply_space_motion`` (ERFA ``pmsafe``) computes for a star without radial
+    velocity (tests: within 1 µas over 20 years). The closed form is used rather than
+    ``apply_space_motion`` because it needs no distances (most Gaia rows have no radial
+    velocity, and ERFA overrides small or missing parallaxes with a warning), works on plain
+    arrays and is exact at the poles and across RA = 0/360. Ignoring radial velocities (the
+    perspective acceleration) costs 0.1 µas over 10 years for a 20 mas/yr star at 1 kpc
+    moving at 50 km/s; only the nearest fast stars feel it.
     """
     ra, dec = np.deg2rad(np.asarray(ra, dtype=float)), np.deg2rad(np.asarray(dec, dtype=float))
     scale = np.deg2rad(1.0 / 3.6e6) * np.asarray(years, dtype=float)  # mas -> rad, × years
