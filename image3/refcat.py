@@ -172,7 +172,8 @@ def check_abs_refcat(abs_refcat: str) -> Path | None:
     if name.upper() in NETWORK_CATALOGS:
         raise ConfigError(
             f"tweakreg.abs_refcat = {name!r}: network catalogues are not available offline; "
-            "pass a reference catalogue file (ecsv/csv/fits with RA/Dec columns, or a _cat.ecsv)")
+            "pass a reference catalogue file (ecsv/csv/fits with RA/Dec columns, such as the "
+            "field's Gaia table with pmra, pmdec, ref_epoch, or a _cat.ecsv)")
     path = Path(name)
     if not path.is_file():
         raise ConfigError(f"tweakreg.abs_refcat: {path}: file not found")
