@@ -44,6 +44,7 @@ __all__ = [
     "FitStage",
     "FlagComparison",
     "OutputGrid",
+    "ReferenceStars",
     "SingleDrizzle",
     "SipApproximation",
     "SkySolve",
@@ -225,6 +226,24 @@ class AlignmentFit(_FromConfig):
         return FitStage("abs_", self.abs_minobj, self.abs_fitgeometry, self.abs_nclip,
                         self.abs_sigma, self.abs_searchrad, self.abs_use2dhist,
                         self.abs_separation, self.abs_tolerance, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class ReferenceStars(_FromConfig):
+    """Which rows of the absolute reference catalogue (``abs_refcat``) the absolute fit uses:
+    Gaia G magnitudes from ``abs_gmag_bright`` to ``abs_gmag_faint`` [mag] (None: no limit on
+    that side; see :func:`image3.refcat.within_magnitudes`)."""
+
+    section = "tweakreg"
+
+    abs_gmag_bright: float | None
+    abs_gmag_faint: float | None
+
+    def __post_init__(self):
+        if None not in (self.abs_gmag_bright, self.abs_gmag_faint) and not (
+                self.abs_gmag_bright < self.abs_gmag_faint):
+            raise ConfigError(f"tweakreg.abs_gmag_bright ({self.abs_gmag_bright}) must be less "
+                              f"than tweakreg.abs_gmag_faint ({self.abs_gmag_faint})")
 
 
 @dataclass(frozen=True)
@@ -439,7 +458,7 @@ class CatalogParameters(_FromConfig):
 
 #: The parameter classes made from each config section.
 BY_SECTION = {
-    "tweakreg": (SourceFinding, AlignmentFit, SipApproximation),
+    "tweakreg": (SourceFinding, AlignmentFit, ReferenceStars, SipApproximation),
     "skymatch": (SkyStatistics, SkySolve),
     "outlier_detection": (SingleDrizzle, FlagComparison),
     "resample": (FinalDrizzle, OutputGrid),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["intermediate_name", "saved_catalog_name"]
+__all__ = ["intermediate_name", "saved_abs_catalog_name", "saved_catalog_name"]
 
 
 def intermediate_name(root: str, asn_id: str | None, suffix: str) -> str:
@@ -20,3 +20,9 @@ def saved_catalog_name(exposure_file, catalog_format: str) -> str:
     """The reference's ``save_catalogs`` file name: the exposure's name with ``.fits`` →
     ``_cat.<catalog_format>`` (``x_nrca1_cal.fits`` → ``x_nrca1_cal_cat.ecsv``)."""
     return Path(exposure_file).name.replace(".fits", f"_cat.{catalog_format}")
+
+
+def saved_abs_catalog_name(abs_refcat) -> str:
+    """The reference's ``save_abs_catalog`` file name, ``fit_<abs_refcat lower>_ref.ecsv``,
+    with a catalogue file's stem (``/data/Field_Gaia.ecsv`` → ``fit_field_gaia_ref.ecsv``)."""
+    return f"fit_{Path(abs_refcat).stem.lower()}_ref.ecsv"

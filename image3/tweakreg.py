@@ -20,7 +20,9 @@ The reference's algorithm (jwst ``TweakRegStep`` + stcal ``relative_align`` /
      If any corrected footprint moved by 2·(searchrad + tolerance) arcsec or more, the whole
      relative result is rejected, as the reference does;
    * absolute alignment, when a reference catalogue is given: all members as ONE rigid body
-     fitted to it with the ``abs_*`` parameters, user order, no catalogue expansion.
+     fitted to it with the ``abs_*`` parameters, user order, no catalogue expansion. The
+     catalogue is the file's rows within the G limits, moved by their proper motions to the
+     members' mean mid-time (:func:`image3.refcat.reference_catalog`).
 
    Beyond the reference: a fit whose residual RMS exceeds ``max_rms`` arcsec is not applied
    (the group keeps its WCS), so a confused match cannot silently distort the mosaic; and in
@@ -62,8 +64,9 @@ from .dqflags import PIXEL
 from .errors import InputFileError
 from .grid import geometry_of, load_geometry, save_geometry
 from .joint_fit import PairMatches, connected_bodies, solve_corrections
-from .parameters import AlignmentFit, FitStage, SourceFinding
-from .refcat import read_reference_catalog, read_source_list
+from .parameters import AlignmentFit, FitStage, ReferenceStars, SourceFinding
+from .refcat import read_source_list, reference_catalog
+from .sidecar import read_sidecar
 from .steps import saved_catalog_name
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,7 @@ __all__ = [
     "align_exposures",
     "align_members",
     "describe_residuals",
+    "exposure_mid_mjd",
     "exposure_sources",
     "find_exposure_sources",
     "inside_bounding_box",
@@ -83,7 +87,9 @@ __all__ = [
     "read_sources",
     "report_table",
     "saved_catalog_name",
+    "write_reference_catalog",
     "write_report",
+    "write_saved_abs_catalog",
     "write_saved_catalog",
     "write_sources",
 ]
@@ -683,8 +689,10 @@ def _tweakwcs_messages_to_log():
 # Report
 
 
-def report_table(alignment: Alignment) -> Table:
-    """The per-group fit report (``tweakreg_report.ecsv``): one row per stage and group."""
+def report_table(alignment: Alignment, refcat: Table | None = None) -> Table:
+    """The per-group fit report (``tweakreg_report.ecsv``): one row per stage and group; with
+    the absolute reference catalogue (:func:`image3.refcat.reference_catalog`), its file
+    name, SHA-256, epoch and row counts in the meta (``abs_refcat_*``)."""
     rows = [{
         "stage": f.stage,
         "group_id": f.group_id,
@@ -706,6 +714,8 @@ def report_table(alignment: Alignment) -> Table:
     table = Table(rows=[[r[n] for n in names] for r in rows] or None, names=names,
                   dtype=dtypes)
     table.meta["cal_step_tweakreg"] = alignment.status
+    if refcat is not None:
+        table.meta.update(_provenance(refcat))
     table.meta["comments"] = [
         "tweakreg fits per group; shift and rotation in the reference V2V3 tangent plane",
         "status: REFERENCE, SUCCESS (applied), FAILED: reason, REJECTED: reason (not applied)",
@@ -850,27 +860,76 @@ def read_exposure_catalog(cal, geometry, sources, name: str, group_id: str) -> E
     return ExposureCatalog(name, group_id, found.wcs, info, read_sources(sources))
 
 
-def align_members(members: Sequence[Mapping], fit: AlignmentFit, abs_refcat, wcs_paths,
-                  residuals_path, report_path) -> str:
+def exposure_mid_mjd(geometry) -> float:
+    """An exposure's mid-time [MJD, UTC]: (EXPSTART + EXPEND) / 2 (the ``_cal``'s EXPMID) from
+    its geometry sidecar (:func:`find_exposure_sources`); NaN when the ``_cal`` has no times."""
+    times = read_sidecar(geometry)["meta"].times
+    start, end = times.get("start_time"), times.get("end_time")
+    return math.nan if start is None or end is None else (float(start) + float(end)) / 2.0
+
+
+def align_members(members: Sequence[Mapping], fit: AlignmentFit, abs_refcat,
+                  stars: ReferenceStars, wcs_paths, residuals_path, refcat_path,
+                  report_path) -> str:
     """tweakreg's join: align the members (rows with ``member``, ``group_id``, ``cal`` and the
     ``geometry`` and ``sources`` files of :func:`find_exposure_sources`) with ``fit``, and to
-    ``abs_refcat`` (a file, or empty) when given. Writes each member's gwcs sidecar
-    (``wcs_paths``, in member order, with the alignment status and whether it was corrected),
-    the matched-star residuals and, last, the fit report. Returns a one-line summary."""
+    ``abs_refcat`` (a file, or empty) when given: its rows within ``stars``' G limits, moved
+    to the exposures' mean mid-time (:func:`image3.refcat.reference_catalog`). Writes each
+    member's gwcs sidecar (``wcs_paths``, in member order, with the alignment status and
+    whether it was corrected), the matched-star residuals, the reference catalogue used
+    (``refcat_path``, :func:`write_reference_catalog`) and, last, the fit report (with the
+    catalogue's name and SHA-256). Returns a one-line summary."""
     exposures = [read_exposure_catalog(row["cal"], row["geometry"], row["sources"], row["member"],
                                        row["group_id"]) for row in members]
-    refcat = read_reference_catalog(abs_refcat) if abs_refcat else None
+    refcat = None
+    if abs_refcat:
+        mid_mjd = [exposure_mid_mjd(row["geometry"]) for row in members]
+        refcat = reference_catalog(abs_refcat, mid_mjd, stars.abs_gmag_bright,
+                                   stars.abs_gmag_faint)
     alignment = align_exposures(exposures, fit, refcat)
     for row, path in zip(members, wcs_paths, strict=True):
         write_wcs(path, alignment.wcs[row["member"]], status=alignment.status,
                   corrected=row["member"] in alignment.corrected)
     residuals = match_residuals(exposures, alignment.wcs, fit, refcat)
     write_report(residuals, residuals_path)
+    write_reference_catalog(refcat, refcat_path)
     # the report last: tests/test_resume stops a run once the report exists
-    write_report(report_table(alignment), report_path)
+    write_report(report_table(alignment, refcat), report_path)
     return (f"tweakreg {alignment.status}: {len({e.group_id for e in exposures})} groups, "
             f"{sum(f.applied for f in alignment.fits)} fits applied; matched-star residuals: "
             f"{describe_residuals(residuals)}")
+
+
+#: Columns of the saved reference catalogue, the reference's (``fit_gaiadr3_ref.ecsv``).
+REFERENCE_COLUMNS = ("RA", "DEC", "mag", "objID", "epoch")
+
+
+def write_reference_catalog(refcat: Table | None, path) -> None:
+    """Write the reference catalogue an absolute fit used (ECSV): :data:`REFERENCE_COLUMNS`
+    it has (``RA``/``DEC`` [deg] at ``epoch`` [Julian year]) and its provenance in the meta;
+    with no catalogue (no absolute alignment), a table without rows."""
+    if refcat is None:
+        table = Table(names=("RA", "DEC"), dtype=(float, float))
+        table.meta = {"comments": ["no absolute alignment (tweakreg.abs_refcat is empty)"]}
+    else:
+        table = Table([refcat[c] for c in REFERENCE_COLUMNS if c in refcat.colnames])
+        table.meta = {**_provenance(refcat), "comments": [
+            "the absolute reference catalogue tweakreg used: the rows of abs_refcat within the "
+            "G limits, RA/DEC [deg] at epoch [Julian year] (moved by their proper motions)"]}
+    _write_table(table, path)
+
+
+def write_saved_abs_catalog(work_catalog, path) -> None:
+    """``save_abs_catalog``: :func:`write_reference_catalog`'s file under the reference's
+    name (:func:`image3.steps.saved_abs_catalog_name`)."""
+    _write_table(Table.read(work_catalog, format="ascii.ecsv"), path)
+
+
+def _provenance(refcat: Table) -> dict:
+    """What identifies an absolute fit's catalogue: file name, SHA-256 (first 16 hex), the
+    epoch its positions were moved to [Julian year], rows read and used."""
+    return {f"abs_refcat_{key}": refcat.meta[key]
+            for key in ("name", "sha256", "epoch", "n_read", "n_used") if key in refcat.meta}
 
 
 def write_report(report: Table, path) -> None:

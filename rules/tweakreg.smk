@@ -1,10 +1,11 @@
 """tweakreg: per-member source lists, then one alignment of all members (gwcs sidecars); with
 save_catalogs, each found source list under the reference's name, with save_results each member
-with its corrected gwcs (one small job each)."""
+with its corrected gwcs (one small job each); with save_abs_catalog, the absolute fit's
+reference catalogue under the reference's name."""
 
-from image3.parameters import AlignmentFit, SipApproximation, SourceFinding
+from image3.parameters import AlignmentFit, ReferenceStars, SipApproximation, SourceFinding
 from image3.refcat import check_abs_refcat, custom_catalogs
-from image3.steps import saved_catalog_name
+from image3.steps import saved_abs_catalog_name, saved_catalog_name
 
 TWEAKREG = config["tweakreg"]
 
@@ -33,6 +34,12 @@ SAVED_CATALOGS = [
     f"{OUT}/{saved_catalog_name(cal_path(m), TWEAKREG['catalog_format'])}"
     for m in MEMBERS if not TWEAKREG_CATALOGS.get(m)
 ] if step_runs("tweakreg") and TWEAKREG["save_catalogs"] else []
+# save_abs_catalog: the reference catalogue the absolute fit used (the tweakreg job writes it to
+# the work folder whatever the config; rule save_abs_catalog copies it), asked for with the
+# saved source lists
+SAVED_ABS_CATALOG = (f"{OUT}/{saved_abs_catalog_name(TWEAKREG_ABS_REFCAT)}"
+                     if TWEAKREG_ABS_REFCAT and TWEAKREG["save_abs_catalog"] else "")
+SAVED_CATALOGS += [SAVED_ABS_CATALOG] if SAVED_ABS_CATALOG else []
 
 
 rule find_sources:
@@ -72,11 +79,13 @@ rule tweakreg:
     output:
         wcs=expand(f"{WORK}/{{member}}/wcs.pkl", member=MEMBERS),
         residuals=f"{WORK}/tweakreg_residuals.ecsv",
+        # the absolute fit's reference catalogue (no rows without abs_refcat)
+        refcat=f"{WORK}/tweakreg_refcat.ecsv",
         report=f"{WORK}/tweakreg_report.ecsv",
     params:
         members=TWEAKREG_MEMBERS,
         fit=AlignmentFit.select(TWEAKREG),
-        abs_refcat=str(TWEAKREG_ABS_REFCAT) if TWEAKREG_ABS_REFCAT else "",
+        stars=ReferenceStars.select(TWEAKREG),
     log:
         f"{LOGS}/tweakreg.log",
     benchmark:
@@ -149,3 +158,24 @@ rule save_tweakreg_result:
         runtime=5,
     script:
         "../scripts/save_exposure.py"
+
+
+if SAVED_ABS_CATALOG:
+
+    rule save_abs_catalog:
+        input:
+            refcat=f"{WORK}/tweakreg_refcat.ecsv",
+        output:
+            SAVED_ABS_CATALOG,
+        log:
+            f"{LOGS}/save_abs_catalog.log",
+        benchmark:
+            f"{BENCH}/save_abs_catalog.tsv"
+        conda:
+            ENV
+        threads: 1
+        resources:
+            mem_mb=500,
+            runtime=5,
+        script:
+            "../scripts/save_abs_catalog.py"

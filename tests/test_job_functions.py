@@ -24,8 +24,8 @@ from image3.median import read_single, write_median_of_singles
 from image3.mosaic import write_i2d
 from image3.outlier import write_group_single
 from image3.parameters import (AlignmentFit, CatalogParameters, FinalDrizzle, FlagComparison,
-                               OutputGrid, SingleDrizzle, SipApproximation, SkySolve,
-                               SkyStatistics, SourceFinding)
+                               OutputGrid, ReferenceStars, SingleDrizzle, SipApproximation,
+                               SkySolve, SkyStatistics, SourceFinding)
 from image3.skymatch import read_sky_stats, write_member_sky_stats, write_sky_records
 from image3.tweakreg import align_members, find_exposure_sources, read_sources, write_saved_catalog
 
@@ -56,7 +56,8 @@ def run(tmp_path_factory):
     align_members([{"member": m.name, "group_id": m.group_id, "cal": m.cal,
                     "geometry": m.geometry, "sources": work / m.name / "sources.ecsv"}
                    for m in members], _defaults(AlignmentFit, "tweakreg"), "",
-                  [m.wcs for m in members], work / "residuals.ecsv", work / "report.ecsv")
+                  _defaults(ReferenceStars, "tweakreg"), [m.wcs for m in members],
+                  work / "residuals.ecsv", work / "refcat.ecsv", work / "report.ecsv")
     layout = [MemberFiles(m.name, m.group_id, m.cal, m.geometry, m.wcs) for m in members]
     write_footprints(work / "footprints.json", layout, DEFAULTS["skymatch"]["stepsize"])
     write_output_grid(work / "grid.pkl", layout, _defaults(OutputGrid, "resample"),

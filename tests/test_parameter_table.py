@@ -35,7 +35,8 @@ def test_shipped_kernel_fwhm_is_the_sampled_diffraction_fwhm(schema):
     the pivot wavelength and pixel scale of image3's filter table; to the 0.1 px it is rounded
     to."""
     filters = QTable.read(ROOT / "image3" / "data" / "jwst_imaging_filters.ecsv")
-    entries = cfg.read_parameter_table(TABLE, schema)
+    entries = [entry for entry in cfg.read_parameter_table(TABLE, schema)
+               if "kernel_fwhm" in entry.get("tweakreg", {})]
     assert len(entries) >= 17
     for entry in entries:
         match = entry["match"]
@@ -51,11 +52,13 @@ def test_shipped_kernel_fwhm_is_the_sampled_diffraction_fwhm(schema):
 def test_matching_entry_sets_values_over_the_defaults(schema, config):
     entries = cfg.read_parameter_table(TABLE, schema)
     out, applied = cfg.apply_parameter_table(config, entries, F200W, explicit={})
-    assert applied == {"tweakreg.kernel_fwhm": 2.2, "source_catalog.kernel_fwhm": 2.2}
+    assert applied == {"tweakreg.abs_gmag_bright": 16.0, "tweakreg.kernel_fwhm": 2.2,
+                       "source_catalog.kernel_fwhm": 2.2}
     assert out["tweakreg"]["kernel_fwhm"] == 2.2 and out["source_catalog"]["kernel_fwhm"] == 2.2
     assert config["tweakreg"]["kernel_fwhm"] == 2.5  # the input is not modified
-    rest = {k: v for k, v in out["tweakreg"].items() if k != "kernel_fwhm"}
-    assert rest == {k: v for k, v in config["tweakreg"].items() if k != "kernel_fwhm"}
+    changed = ("kernel_fwhm", "abs_gmag_bright")
+    rest = {k: v for k, v in out["tweakreg"].items() if k not in changed}
+    assert rest == {k: v for k, v in config["tweakreg"].items() if k not in changed}
 
 
 def test_a_users_own_value_wins(schema, config):
@@ -66,7 +69,7 @@ def test_a_users_own_value_wins(schema, config):
     explicit = {"asn": "a_asn.json", "tweakreg": {"kernel_fwhm": "3"}}
     out, applied = cfg.apply_parameter_table(config, entries, F200W, explicit)
     assert out["tweakreg"]["kernel_fwhm"] == 3.0
-    assert applied == {"source_catalog.kernel_fwhm": 2.2}
+    assert applied == {"tweakreg.abs_gmag_bright": 16.0, "source_catalog.kernel_fwhm": 2.2}
     sources = {(step, key): source
                for step, key, _, source in cfg.parameter_sources(out, applied, explicit)}
     assert sources[("tweakreg", "kernel_fwhm")] == "user"
@@ -83,7 +86,7 @@ def test_a_value_in_the_users_config_file_wins(schema, config, tmp_path):
     assert explicit == {"source_catalog": {"kernel_fwhm": 2.0}, "resample": {"pixfrac": "0.8"}}
     out, applied = cfg.apply_parameter_table(config, cfg.read_parameter_table(TABLE, schema),
                                              F200W, explicit)
-    assert applied == {"tweakreg.kernel_fwhm": 2.2}
+    assert applied == {"tweakreg.abs_gmag_bright": 16.0, "tweakreg.kernel_fwhm": 2.2}
     assert out["source_catalog"]["kernel_fwhm"] == 2.0
     sources = {(step, key): source
                for step, key, _, source in cfg.parameter_sources(out, applied, explicit)}
@@ -91,15 +94,26 @@ def test_a_value_in_the_users_config_file_wins(schema, config, tmp_path):
     assert sources[("tweakreg", "kernel_fwhm")] == "parameter table"
 
 
-@pytest.mark.parametrize("exposure", [
-    {"instrument": "NIRISS", "filter": "F200W", "pupil": "CLEAR", "detector": "NIS"},
-    {"instrument": "NIRCAM", "filter": "F210M", "pupil": "CLEAR", "detector": "NRCB1"},
-    {"instrument": "NIRCAM", "filter": None, "pupil": None, "detector": None},
+@pytest.mark.parametrize("exposure,instrument_wide", [
+    ({"instrument": "NIRISS", "filter": "F200W", "pupil": "CLEAR", "detector": "NIS"}, {}),
+    ({"instrument": "NIRCAM", "filter": "F210M", "pupil": "CLEAR", "detector": "NRCB1"},
+     {"tweakreg.abs_gmag_bright": 16.0}),
+    ({"instrument": "NIRCAM", "filter": None, "pupil": None, "detector": None},
+     {"tweakreg.abs_gmag_bright": 16.0}),
+    ({"instrument": "MIRI", "filter": "F1065C", "pupil": None, "detector": "MIRIMAGE"},
+     {"tweakreg.abs_gmag_bright": 13.0}),
 ])
-def test_unmatched_exposure_changes_nothing(schema, config, exposure):
+def test_exposure_without_a_filter_entry_gets_only_its_instruments_values(schema, config,
+                                                                          exposure,
+                                                                          instrument_wide):
+    """Filters without an entry change nothing but the instrument-wide Gaia G bright limit."""
     entries = cfg.read_parameter_table(TABLE, schema)
     out, applied = cfg.apply_parameter_table(config, entries, exposure, explicit={})
-    assert applied == {} and out == config
+    assert applied == instrument_wide
+    assert out["tweakreg"] == {**config["tweakreg"],
+                               **{k.split(".")[1]: v for k, v in instrument_wide.items()}}
+    assert {k: v for k, v in out.items() if k != "tweakreg"} == {
+        k: v for k, v in config.items() if k != "tweakreg"}
 
 
 def test_patterns_and_file_order(schema, config, tmp_path):
@@ -154,8 +168,8 @@ def test_the_run_takes_table_values_unless_the_user_set_them(tmp_path):
     proc = snakemake(tmp_path, "--cores", "1", "out/qa/parameters.html",
                      "--configfile", str(tmp_path / "mine.yaml"), config=config)
     line = next(ln for ln in proc.stderr.splitlines() if "from parameters.yaml" in ln)
-    assert line == ("image3: NIRCAM F200W: source_catalog.kernel_fwhm=2.2 "
-                    "(from parameters.yaml)")
+    assert line == ("image3: NIRCAM F200W: tweakreg.abs_gmag_bright=16.0, "
+                    "source_catalog.kernel_fwhm=2.2 (from parameters.yaml)")
     html = (tmp_path / "out" / "qa" / "parameters.html").read_text()
     cells = [re.findall(r"<td>(.*?)</td>", row)
              for row in re.findall(r"<tr>(.*?)</tr>", html, re.S)]
@@ -163,8 +177,9 @@ def test_the_run_takes_table_values_unless_the_user_set_them(tmp_path):
     assert rows[("tweakreg", "kernel_fwhm")] == ("3", "user")
     assert rows[("source_catalog", "kernel_fwhm")] == ("2.2", "parameter table")
     assert rows[("skymatch", "nclip")] == ("5", "user")
+    assert rows[("tweakreg", "abs_gmag_bright")] == ("16.0", "parameter table")
     assert rows[("resample", "pixfrac")] == ("1.0", "default")
-    assert sum(source != "default" for _, source in rows.values()) == 3
+    assert sum(source != "default" for _, source in rows.values()) == 4
 
     off = snakemake(tmp_path, "-n", config={**config, "parameter_table": "none"})
     assert "from parameters.yaml" not in off.stderr

@@ -25,7 +25,7 @@ from image3.config import schema_defaults
 from image3.datamodel import (open_exposure, read_exposure_model, read_wcs, read_wcs_status, sci_shape,
                               save_model, write_wcs)
 from image3.errors import ConfigError, InputFileError
-from image3.parameters import AlignmentFit, SipApproximation, SourceFinding
+from image3.parameters import AlignmentFit, ReferenceStars, SipApproximation, SourceFinding
 from image3.refcat import (
     check_abs_refcat,
     custom_catalogs,
@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = schema_defaults()["tweakreg"]
 FINDING = SourceFinding.from_config(DEFAULTS)
 FIT = AlignmentFit.from_config(DEFAULTS)
+STARS = ReferenceStars.from_config(DEFAULTS)
 
 
 def _exposures(asn: Path) -> list[ExposureCatalog]:
@@ -407,8 +408,8 @@ def test_tweakreg_job_writes_aligned_wcs_sidecars_and_the_report_last(dithers, t
         find_exposure_sources(cal, row["sources"], row["geometry"], FINDING)
         members.append(row)
     wcs_paths = [tmp_path / f"{k}_wcs.pkl" for k in range(len(members))]
-    summary = align_members(members, FIT, "", wcs_paths, tmp_path / "res.ecsv",
-                            tmp_path / "report.ecsv")
+    summary = align_members(members, FIT, "", STARS, wcs_paths, tmp_path / "res.ecsv",
+                            tmp_path / "refcat.ecsv", tmp_path / "report.ecsv")
     assert summary.startswith("tweakreg COMPLETE: 4 groups, 3 fits applied")
     statuses = [read_wcs_status(path) for path in wcs_paths]
     assert [s["corrected"] for s in statuses] == [False, True, True, True]

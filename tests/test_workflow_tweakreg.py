@@ -170,3 +170,34 @@ def test_network_catalogue_stops_before_any_job(tmp_path, small_exposures):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("image3: ERROR:") and "GAIADR3" in last and "offline" in last
     assert not (tmp_path / "out").exists()
+
+
+def test_save_abs_catalog_writes_the_catalogue_used_under_the_references_name(tmp_path,
+                                                                              small_exposures):
+    """A Gaia-format abs_refcat (the truth's stars, ref_epoch 2016, no motion) with
+    save_abs_catalog: one save_abs_catalog job writes fit_<file stem lower>_ref.ecsv to
+    output_dir, with the rows within the G limits and the file's SHA-256; without the option
+    there is no such job (the tweakreg job writes the work copy either way)."""
+    names = [_small(small_exposures, tmp_path, 1), _small(small_exposures, tmp_path, 2)]
+    asn = write_association(tmp_path / "asn.json", "jw01234-o001_t001_nircam_clear", "o001", names)
+    stars = Table.read(small_exposures / "truth" / "sources.ecsv")
+    stars = stars[stars["kind"] == "star"]
+    mag = 23.9 - 2.5 * np.log10(np.asarray(stars["flux_ujy"]))
+    Table({"ra": stars["ra"], "dec": stars["dec"], "phot_g_mean_mag": mag,
+           "pmra": np.zeros(len(stars)), "pmdec": np.zeros(len(stars))},
+          meta={"ref_epoch": 2016.0}).write(tmp_path / "My_Gaia.ecsv")
+    faint = float(np.median(mag))
+    tweakreg = f"{{abs_refcat: {tmp_path / 'My_Gaia.ecsv'}, abs_gmag_faint: {faint}"
+    config = {"asn": asn, "output_dir": "out", "tweakreg": tweakreg + "}"}
+    assert "save_abs_catalog" not in jobs_run(snakemake(tmp_path, "-n", config=config))
+
+    config["tweakreg"] = tweakreg + ", save_abs_catalog: true}"
+    dry = jobs_run(snakemake(tmp_path, "-n", config=config))
+    assert dry["save_abs_catalog"] == 1 and dry["tweakreg"] == 1
+    proc = snakemake(tmp_path, "--cores", "2", "out/fit_my_gaia_ref.ecsv", config=config)
+    assert jobs_run(proc)["save_abs_catalog"] == 1
+    saved = Table.read(tmp_path / "out" / "fit_my_gaia_ref.ecsv")
+    assert len(saved) == np.count_nonzero(mag <= faint) and np.all(saved["mag"] <= faint)
+    report = Table.read(tmp_path / "out" / "work" / "tweakreg_report.ecsv")
+    assert saved.meta["abs_refcat_sha256"] == report.meta["abs_refcat_sha256"]
+    assert report.meta["abs_refcat_name"] == "My_Gaia.ecsv"
