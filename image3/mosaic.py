@@ -69,7 +69,7 @@ def drizzle_member(member: MemberPixels, grid: Grid, params: FinalDrizzle,
     """
     if pixmap is None:
         pixmap = pixel_map(member.wcs, member.data.shape, grid.wcs,
-                           stepsize=params.pixmap_stepsize)
+                           stepsize=params.pixmap_stepsize, order=params.pixmap_order)
     partial = drizzle_exposure(
         member.data, member.variances, member.weight, pixmap, grid.shape,
         weight_type=params.weight_type, kernel=params.kernel, pixfrac=params.pixfrac,

@@ -37,7 +37,7 @@ def make_scene(nircam, pixel_scale_ratio=1.0, output_shape=None):
     grid = W.output_grid(wcs, info, [W.footprint(w, (N, N)) for w in wcss],
                          replace(GRID, pixel_scale_ratio=pixel_scale_ratio,
                                  output_shape=output_shape))
-    pixmaps = [W.pixel_map(w, (N, N), grid, stepsize=1) for w in wcss]
+    pixmaps = [W.pixel_map(w, (N, N), grid, stepsize=1, order=1) for w in wcss]
     return wcss, grid, pixmaps
 
 
@@ -326,7 +326,7 @@ def test_empty_output_pixels_are_fill_and_nan(scene):
 def test_exposure_off_the_grid_contributes_nothing_but_keeps_its_context_slot(nircam, scene):
     wcs, _ = nircam
     _, grid, pixmaps = scene
-    far = W.pixel_map(dithered(wcs, 60.0, 0.0), (N, N), grid, stepsize=1)
+    far = W.pixel_map(dithered(wcs, 60.0, 0.0), (N, N), grid, stepsize=1, order=1)
     exposures = random_exposures([pixmaps[0], far, pixmaps[1]])
     partials = drizzle_all(exposures, grid)
     assert partials[1].data_sum.size == 0
