@@ -3,6 +3,7 @@ in the order the workflow runs them; each test checks one job's files against th
 truth or against the same science computed directly."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -218,3 +219,43 @@ def test_a_tile_of_the_i2d_is_the_same_part_of_the_mosaic(run, tmp_path):
                                            err_msg=f"{name} {ext}")
             np.testing.assert_allclose(WCS(tile["SCI"].header).pixel_to_world_values(0, 0),
                                        corner, rtol=0, atol=1e-9)
+
+
+def test_the_i2d_hdrtab_holds_each_members_header_keywords(run, tmp_path):
+    """blendheaders (the default): HDRTAB has one row per member, in member order, read by
+    stdatamodels (``hdrtab``) and astropy: FILENAME, FILTER, EFFEXPTM (primary header) and
+    PHOTMJSR, CRVAL1 (SCI header) are each input's header values exactly; S_OUTLIR and
+    BKGLEVEL those of the _crf (BKGLEVEL = the sky record's level). Drizzled from the _cals
+    with their sidecars, S_SKYMAT and BKGLEVEL (absent from the _cal headers) come from the
+    sky records. A tile of two members lists those two; blendheaders false: no HDRTAB."""
+    final = _defaults(FinalDrizzle, "resample")
+    levels = [json.loads(Path(m.sky).read_text())["level"] for m in run["members"]]
+    with datamodels.ImageModel(str(run["out"] / "i2d.fits")) as model:
+        table = model.hdrtab
+    with fits.open(run["out"] / "i2d.fits") as hdul:
+        assert hdul["HDRTAB"].data["FILENAME"].tolist() == [c.name for c in run["crfs"]]
+    assert table["FILENAME"].tolist() == [c.name for c in run["crfs"]]
+    for row, crf, level in zip(table, run["crfs"], levels, strict=True):
+        primary, sci = fits.getheader(crf, 0), fits.getheader(crf, "SCI")
+        assert (row["FILTER"], row["EFFEXPTM"]) == (primary["FILTER"], primary["EFFEXPTM"])
+        assert (row["PHOTMJSR"], row["CRVAL1"]) == (sci["PHOTMJSR"], sci["CRVAL1"])
+        assert row["S_OUTLIR"] == "COMPLETE" and row["BKGLEVEL"] == pytest.approx(level, 1e-9)
+
+    members = run["members"]
+    assert all("BKGLEVEL" not in fits.getheader(m.cal, 0) for m in members)
+    write_i2d(tmp_path / "cals.fits", members, run["work"] / "grid.pkl", final)
+    with datamodels.ImageModel(str(tmp_path / "cals.fits")) as model:
+        table = model.hdrtab
+    assert table["FILENAME"].tolist() == [Path(m.cal).name for m in members]
+    assert table["S_SKYMAT"].tolist() == ["COMPLETE"] * 3
+    np.testing.assert_allclose(table["BKGLEVEL"], levels, rtol=1e-9)
+
+    two = [MemberFiles(m.name, m.group_id, crf) for m, crf in zip(members, run["crfs"])][1:]
+    write_i2d(tmp_path / "tile.fits", two, run["work"] / "grid.pkl", final,
+              [run["work"] / m.name / "contribution.npz" for m in members[1:]], (40, 170, 55, 230))
+    with fits.open(tmp_path / "tile.fits") as hdul:
+        assert hdul["HDRTAB"].data["FILENAME"].tolist() == [c.name for c in run["crfs"][1:]]
+    write_i2d(tmp_path / "plain.fits", two, run["work"] / "grid.pkl",
+              replace(final, blendheaders=False))
+    with fits.open(tmp_path / "plain.fits") as hdul:
+        assert "HDRTAB" not in hdul
