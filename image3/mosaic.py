@@ -39,7 +39,8 @@ _ARCSEC2_PER_SR = (180.0 / np.pi * 3600.0) ** 2
 class MemberPixels:
     """What drizzling one member onto the final grid needs, detached from its
     :class:`~image3.datamodel.Exposure` (so the caller can release its other arrays first): :func:`~image3.resample.prepare_arrays`'s
-    outputs, the exposure time, the gwcs and the member's metadata for the product."""
+    outputs, the exposure time, the gwcs, the member's metadata for the product and, with
+    ``propagate_dq``, its DQ (else None)."""
 
     data: np.ndarray
     variances: dict
@@ -47,6 +48,7 @@ class MemberPixels:
     exptime: float
     wcs: object
     meta: dict
+    dq: np.ndarray | None
 
 
 def member_pixels(exposure: Exposure, group_id: str, params: FinalDrizzle,
@@ -56,7 +58,8 @@ def member_pixels(exposure: Exposure, group_id: str, params: FinalDrizzle,
     data, variances, weight = prepare_arrays(exposure, params.good_bits, params.weight_type,
                                              copy=copy)
     return MemberPixels(data, variances, weight, exposure_time(exposure, params.weight_type),
-                        exposure.meta.wcs, member_meta(exposure, group_id))
+                        exposure.meta.wcs, member_meta(exposure, group_id),
+                        exposure.dq if params.propagate_dq else None)
 
 
 def drizzle_member(member: MemberPixels, grid: Grid, params: FinalDrizzle,
@@ -74,7 +77,7 @@ def drizzle_member(member: MemberPixels, grid: Grid, params: FinalDrizzle,
     partial = drizzle_exposure(
         member.data, member.variances, member.weight, pixmap, grid.shape,
         weight_type=params.weight_type, kernel=params.kernel, pixfrac=params.pixfrac,
-        pixel_scale_ratio=grid.pixel_scale_ratio, exptime=member.exptime,
+        pixel_scale_ratio=grid.pixel_scale_ratio, exptime=member.exptime, dq=member.dq,
         sink=sink, consume=True,
     )
     partial.meta = member.meta
@@ -161,7 +164,8 @@ def _mosaic(members: Sequence[MemberFiles], partials: Iterable[Partial | str | P
             yield item
 
     fillval = float(params.fillval) if str(params.fillval).upper() != "INDEF" else 0.0
-    result = combine_partials(noting(partials), grid.shape, fillval=fillval, window=window)
+    result = combine_partials(noting(partials), grid.shape, fillval=fillval, window=window,
+                              propagate_dq=params.propagate_dq)
     assemble_i2d(product, result, grid if window is None else grid_window(grid, window), metas,
                  params)
     if params.blendheaders:
@@ -210,6 +214,8 @@ def assemble_i2d(product, result: Resampled, grid: Grid, members: list[dict],
     """Fill an ``ImageModel`` (already holding the first input's meta) with the resampled arrays."""
     product.data = result.sci
     product.wht = result.wht
+    if params.propagate_dq:
+        product.dq = result.dq
     if params.enable_ctx:
         product.con = result.con
     if params.enable_err:

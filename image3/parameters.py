@@ -363,8 +363,8 @@ class FlagComparison(_FromConfig):
 class FinalDrizzle(_FromConfig):
     """Drizzling the exposures into the ``_i2d`` (the flag jobs' contributions and the resample
     job): drop size, kernel, ``fillval`` (SCI where nothing contributes), weight, DQ flags to
-    ignore, the pixel map's step (pixels) and spline degree and which planes and tables the
-    product gets."""
+    ignore, the pixel map's step (pixels) and spline degree and which planes (DQ: the inputs'
+    propagated, ``propagate_dq``) and tables the product gets."""
 
     section = "resample"
 
@@ -379,6 +379,7 @@ class FinalDrizzle(_FromConfig):
     enable_err: bool
     report_var: bool
     blendheaders: bool
+    propagate_dq: bool
 
     def __post_init__(self):
         _choice("resample.pixmap_order", self.pixmap_order, PIXMAP_ORDERS)
