@@ -73,9 +73,9 @@ def header_row(path: str | Path, overrides: Mapping[str, object]) -> dict[str, o
 
 def header_table(rows: Sequence[Mapping[str, object]]) -> np.ndarray:
     """The structured array of ``rows`` (keyword -> value), one record per row, columns in
-    :func:`table_keywords` order; a column's type is that of its values: text (bytes, as
-    wide as its longest value), logical (int8), integer (int64) or else float64; a value of
-    another type than its column's is written as text in a text column."""
+    :func:`table_keywords` order; a column's type is that of its values: logical (int8) or
+    integer (int64) when every row has one, numbers (float64, NaN where missing), else text
+    (bytes, as wide as its longest value, "" where missing; logicals as T and F)."""
     columns, names = [], []
     for keyword, _hdu in table_keywords().values():
         values = [row.get(keyword) for row in rows]

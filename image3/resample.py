@@ -71,8 +71,8 @@ SMOOTH_BLOCK_PX = 32
 _CTX_BITS = 32
 #: Rows of an exposure blotted at a time: the float64 pixel map of a block is a few MB.
 BLOT_BLOCK_ROWS = 128
-#: DQ of an output pixel no input reaches (zero weight sum; SCI is ``fillval`` there): no
-#: data, as the DQ of a pixel outside a detector's science area reads.
+#: DQ of an output pixel no input reaches (zero weight sum; SCI is ``fillval`` there): the
+#: JWST flags of a pixel holding no science data, 513 (the reference leaves 0 there).
 NO_DATA_DQ = PIXEL["DO_NOT_USE"] | PIXEL["NON_SCIENCE"]
 
 
@@ -644,9 +644,8 @@ def combine_partials(
 
     Partials (or paths to saved ones, read one plane at a time) are accumulated into
     output-sized sums (data and weight float64, variance sums float32 as each partial holds
-    them), so memory is ~44 bytes per output pixel plus one plane of a partial; the result
-    planes are made in place. The
-    result equals drizzling the same inputs serially into one ``Drizzle`` to float32 rounding.
+    them), so memory is ~44 bytes per output pixel (48 with ``propagate_dq``) plus one plane of
+    a partial; the result planes are made in place. The result equals drizzling the same inputs serially into one ``Drizzle`` to float32 rounding.
     SCI is ``fillval`` and every variance and ERR NaN where no input has weight.
 
     ``window`` (y0, y1, x0, x1), half-open pixel ranges of the ``out_shape`` grid: only that part
