@@ -43,7 +43,7 @@ def flag_member(member: MemberFiles, *, grid_path: str | Path, median_path: str 
     ``median_path``: the median (:func:`~image3.median.write_median`); ``single_path``: the
     single of the member's own group, which tells where another exposure covers a pixel.
     The comparison's pixel map serves the final drizzle when both grids are one file and
-    their pixel-map steps agree. Returns the summary line of the flags.
+    their pixel maps' steps and spline degrees agree. Returns the summary line of the flags.
     """
     exposure = member.read(("data", "err"))
     pixmap = single_pixel_map(exposure, read_grid(grid_path), compare)
@@ -75,7 +75,8 @@ def flag_member(member: MemberFiles, *, grid_path: str | Path, median_path: str 
     del result
 
     same_grid = Path(grid_path) == Path(final_grid_path) \
-        and final.pixmap_stepsize == compare.pixmap_stepsize and compare.resample_data
+        and final.pixmap_stepsize == compare.pixmap_stepsize \
+        and final.pixmap_order == compare.pixmap_order and compare.resample_data
     reused = pixmap if same_grid else None
     del pixmap
     # the _crf's arrays as written, taken over from its datamodel (not copied): the model

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import __version__
 from .datamodel import Exposure, MemberFiles, new_image, save_model
+from .hdrtab import add_header_table, header_row, header_table
 from .parameters import FinalDrizzle
 from .resample import (IVM_TYPES, Partial, Resampled, combine_partials, drizzle_exposure,
                        exposure_time, partial_meta, prepare_arrays)
@@ -39,7 +40,8 @@ _ARCSEC2_PER_SR = (180.0 / np.pi * 3600.0) ** 2
 class MemberPixels:
     """What drizzling one member onto the final grid needs, detached from its
     :class:`~image3.datamodel.Exposure` (so the caller can release its other arrays first): :func:`~image3.resample.prepare_arrays`'s
-    outputs, the exposure time, the gwcs and the member's metadata for the product."""
+    outputs, the exposure time, the gwcs, the member's metadata for the product and, with
+    ``propagate_dq``, its DQ (else None)."""
 
     data: np.ndarray
     variances: dict
@@ -47,6 +49,7 @@ class MemberPixels:
     exptime: float
     wcs: object
     meta: dict
+    dq: np.ndarray | None
 
 
 def member_pixels(exposure: Exposure, group_id: str, params: FinalDrizzle,
@@ -56,7 +59,8 @@ def member_pixels(exposure: Exposure, group_id: str, params: FinalDrizzle,
     data, variances, weight = prepare_arrays(exposure, params.good_bits, params.weight_type,
                                              copy=copy)
     return MemberPixels(data, variances, weight, exposure_time(exposure, params.weight_type),
-                        exposure.meta.wcs, member_meta(exposure, group_id))
+                        exposure.meta.wcs, member_meta(exposure, group_id),
+                        exposure.dq if params.propagate_dq else None)
 
 
 def drizzle_member(member: MemberPixels, grid: Grid, params: FinalDrizzle,
@@ -70,11 +74,11 @@ def drizzle_member(member: MemberPixels, grid: Grid, params: FinalDrizzle,
     """
     if pixmap is None:
         pixmap = pixel_map(member.wcs, member.data.shape, grid.wcs,
-                           stepsize=params.pixmap_stepsize)
+                           stepsize=params.pixmap_stepsize, order=params.pixmap_order)
     partial = drizzle_exposure(
         member.data, member.variances, member.weight, pixmap, grid.shape,
         weight_type=params.weight_type, kernel=params.kernel, pixfrac=params.pixfrac,
-        pixel_scale_ratio=grid.pixel_scale_ratio, exptime=member.exptime,
+        pixel_scale_ratio=grid.pixel_scale_ratio, exptime=member.exptime, dq=member.dq,
         sink=sink, consume=True,
     )
     partial.meta = member.meta
@@ -91,7 +95,7 @@ def write_i2d(path: str | Path, members: Sequence[MemberFiles], grid_path: str |
     own (:func:`~image3.wcs.grid_window`). Returns a summary."""
     grid = read_grid(grid_path)
     if contributions:
-        product = mosaic_of_contributions(members[0], contributions, grid, params, window)
+        product = mosaic_of_contributions(members, contributions, grid, params, window)
     elif window is None:
         product = resample_members(members, grid, params)
     else:  # drizzled onto the window and a border, so that its edge pixels get every drop
@@ -113,8 +117,6 @@ def resample_members(members: Sequence[MemberFiles], grid: Grid, params: FinalDr
     Only one input exposure is open at a time. The first input's metadata is the base of the
     product's, as in the reference's metadata blender.
     """
-    product = _product_of(members[0])
-
     def partials() -> Iterator[Partial]:
         for member in members:
             log.info("drizzling %s", Path(member.cal).name)
@@ -123,16 +125,16 @@ def resample_members(members: Sequence[MemberFiles], grid: Grid, params: FinalDr
             del exposure  # its arrays go before drizzling
             yield drizzle_member(pixels, grid, params)
 
-    return _mosaic(product, partials(), grid, params, window)
+    return _mosaic(members, partials(), grid, params, window)
 
 
-def mosaic_of_contributions(first: MemberFiles, paths: Sequence[str | Path], grid: Grid,
-                            params: FinalDrizzle, window: Sequence[int] | None = None
-                            ) -> datamodels.ImageModel:
-    """The ``_i2d`` from saved contributions (:func:`contribution`, in member order = context
-    bit order), read one at a time; ``first`` (the first member) gives the product's base
+def mosaic_of_contributions(members: Sequence[MemberFiles], paths: Sequence[str | Path],
+                            grid: Grid, params: FinalDrizzle,
+                            window: Sequence[int] | None = None) -> datamodels.ImageModel:
+    """The ``_i2d`` from saved contributions (:func:`contribution`, one per member, in member
+    order = context bit order), read one at a time; the first member gives the product's base
     metadata, as in the reference's metadata blender. ``window``: only that part of ``grid``."""
-    return _mosaic(_product_of(first), paths, grid, params, window)
+    return _mosaic(members, paths, grid, params, window)
 
 
 def _product_of(first: MemberFiles):
@@ -143,29 +145,50 @@ def _product_of(first: MemberFiles):
     return product
 
 
-def _mosaic(product, partials: Iterable[Partial | str | Path], grid: Grid,
+def _mosaic(members: Sequence[MemberFiles], partials: Iterable[Partial | str | Path], grid: Grid,
             params: FinalDrizzle, window: Sequence[int] | None = None):
-    """``partials``: drizzled members, or paths to saved ones (read a plane at a time), on
-    ``grid``; with ``window``, the product is that part of it."""
-    members: list[dict] = []
+    """The ``_i2d`` of ``members`` from ``partials``: drizzled members, or paths to saved ones
+    (read a plane at a time), on ``grid``, in member order; with ``window``, the product is
+    that part of it."""
+    product = _product_of(members[0])
+    metas: list[dict] = []
 
     def noting(items):
         for item in items:
-            members.append(item.meta if isinstance(item, Partial) else partial_meta(item))
+            metas.append(item.meta if isinstance(item, Partial) else partial_meta(item))
             yield item
 
     fillval = float(params.fillval) if str(params.fillval).upper() != "INDEF" else 0.0
-    result = combine_partials(noting(partials), grid.shape, fillval=fillval, window=window)
-    assemble_i2d(product, result, grid if window is None else grid_window(grid, window), members,
+    result = combine_partials(noting(partials), grid.shape, fillval=fillval, window=window,
+                              propagate_dq=params.propagate_dq)
+    assemble_i2d(product, result, grid if window is None else grid_window(grid, window), metas,
                  params)
+    if params.blendheaders:
+        add_header_table(product, header_table(
+            [header_row(member.cal, header_overrides(meta))
+             for member, meta in zip(members, metas, strict=True)]))
     return product
 
 
 def member_meta(exposure: Exposure, group_id: str) -> dict:
     """What the i2d needs from a member once its pixels are released: its group, exposure
-    times, instrument and step statuses (JSON-serialisable)."""
+    times, instrument, step statuses and sky record (``background``: level in MJy/sr, method,
+    subtracted; None without one) (JSON-serialisable)."""
     meta = exposure.meta
-    return {"group_id": group_id, **meta.times, **meta.instrument, "cal_step": dict(meta.steps)}
+    sky = None if meta.sky is None else {
+        "level": meta.sky.level, "method": meta.sky.method, "subtracted": meta.sky.subtracted}
+    return {"group_id": group_id, **meta.times, **meta.instrument, "cal_step": dict(meta.steps),
+            "background": sky}
+
+
+def header_overrides(meta: dict) -> dict:
+    """The datamodel attributes of a member's ``HDRTAB`` row known from its :func:`member_meta`
+    rather than its file's header: the statuses of the steps before resample and the sky
+    record, which image3 keeps in sidecars until the ``_crf`` is written."""
+    sky = meta["background"] or {}
+    return {**{f"meta.cal_step.{step}": status for step, status in meta["cal_step"].items()},
+            **{f"meta.background.{item}": sky.get(item)
+               for item in ("level", "method", "subtracted")}}
 
 
 def _combined(values: list, how) -> float | None:
@@ -186,6 +209,8 @@ def assemble_i2d(product, result: Resampled, grid: Grid, members: list[dict],
     """Fill an ``ImageModel`` (already holding the first input's meta) with the resampled arrays."""
     product.data = result.sci
     product.wht = result.wht
+    if params.propagate_dq:
+        product.dq = result.dq
     if params.enable_ctx:
         product.con = result.con
     if params.enable_err:

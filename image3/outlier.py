@@ -163,7 +163,8 @@ def single_pixel_map(exposure: Exposure, grid: Grid,
     (the reference then stacks the exposures' own pixels, which must share one grid)."""
     shape = exposure.data.shape
     if params.resample_data:
-        return pixel_map(exposure.meta.wcs, shape, grid.wcs, stepsize=params.pixmap_stepsize)
+        return pixel_map(exposure.meta.wcs, shape, grid.wcs, stepsize=params.pixmap_stepsize,
+                         order=params.pixmap_order)
     y, x = np.indices(shape, dtype=np.float64)
     return np.dstack([x, y])
 

@@ -54,6 +54,8 @@ __all__ = [
 ]
 
 STARFINDERS = ("iraf", "dao", "segmentation")
+#: Degrees of the spline through a sparse pixel map (:func:`image3.wcs.pixel_map`).
+PIXMAP_ORDERS = (1, 3)
 SKY_METHODS = ("local", "global", "match", "global+match", "user")
 #: ``mode`` is the peak of the pixel-value distribution found by a fit (see
 #: :func:`image3.skymatch.sky_statistic`); ``imagestats_mode`` is the reference's coarse
@@ -319,7 +321,8 @@ class SingleDrizzle(_FromConfig):
     """Drizzling one exposure group onto the outlier-detection grid (the single jobs):
     drizzle weight, drop size and kernel, the DQ flags to ignore, ``maskpt`` (pixels below
     this fraction of the clipped mean weight are left out), ``resample_data`` (false: the
-    exposures' own pixels), the method and the pixel map's evaluation step (pixels)."""
+    exposures' own pixels), the method and the pixel map's evaluation step (pixels) and
+    spline degree."""
 
     section = "outlier_detection"
 
@@ -331,9 +334,11 @@ class SingleDrizzle(_FromConfig):
     resample_data: bool
     method: str
     pixmap_stepsize: int
+    pixmap_order: int
 
     def __post_init__(self):
         _choice("outlier_detection.method", self.method, OUTLIER_METHODS)
+        _choice("outlier_detection.pixmap_order", self.pixmap_order, PIXMAP_ORDERS)
         _bits("outlier_detection.good_bits", self.good_bits)
 
 
@@ -341,7 +346,8 @@ class SingleDrizzle(_FromConfig):
 class FlagComparison(_FromConfig):
     """Comparing one exposure with the blotted median (the flag jobs): ``snr`` and ``scale``,
     two numbers each as the reference writes them ('5.0 4.0'), ``backg`` [MJy/sr],
-    ``resample_data``, the method and the pixel map's evaluation step (pixels)."""
+    ``resample_data``, the method and the pixel map's evaluation step (pixels) and spline
+    degree."""
 
     section = "outlier_detection"
 
@@ -351,9 +357,11 @@ class FlagComparison(_FromConfig):
     resample_data: bool
     method: str
     pixmap_stepsize: int
+    pixmap_order: int
 
     def __post_init__(self):
         _choice("outlier_detection.method", self.method, OUTLIER_METHODS)
+        _choice("outlier_detection.pixmap_order", self.pixmap_order, PIXMAP_ORDERS)
         parse_pair(self.snr, "outlier_detection.snr")
         parse_pair(self.scale, "outlier_detection.scale")
 
@@ -374,7 +382,8 @@ class FlagComparison(_FromConfig):
 class FinalDrizzle(_FromConfig):
     """Drizzling the exposures into the ``_i2d`` (the flag jobs' contributions and the resample
     job): drop size, kernel, ``fillval`` (SCI where nothing contributes), weight, DQ flags to
-    ignore, the pixel map's step (pixels) and which planes the product gets."""
+    ignore, the pixel map's step (pixels) and spline degree and which planes (DQ: the inputs'
+    propagated, ``propagate_dq``) and tables the product gets."""
 
     section = "resample"
 
@@ -384,11 +393,15 @@ class FinalDrizzle(_FromConfig):
     weight_type: str
     good_bits: int | str | None
     pixmap_stepsize: int
+    pixmap_order: int
     enable_ctx: bool
     enable_err: bool
     report_var: bool
+    blendheaders: bool
+    propagate_dq: bool
 
     def __post_init__(self):
+        _choice("resample.pixmap_order", self.pixmap_order, PIXMAP_ORDERS)
         _bits("resample.good_bits", self.good_bits)
 
 

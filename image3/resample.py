@@ -15,6 +15,10 @@ share one call where they can, :func:`_drizzled_sigmas`; the values are the same
 An exposure enters as :func:`prepare_arrays` gives it: its data with the sky removed, its
 variances and its drizzle weight (:func:`weight_map`).
 
+With ``propagate_dq`` each exposure's drizzle also ORs the DQ of the input pixels that
+contribute (weight > 0) into each output pixel (drizzle's ``out_dq``); the exposures' planes are
+ORed in the join, and output pixels no input reaches get :data:`NO_DATA_DQ`.
+
 Units: data and errors in surface brightness (MJy/sr); variances in (MJy/sr)^2.
 """
 
@@ -34,7 +38,7 @@ import numpy as np
 from drizzle.resample import Drizzle, blot_image
 
 from .datamodel import Exposure, sky_level_to_remove
-from .dqflags import interpret_bits
+from .dqflags import PIXEL, interpret_bits
 from .errors import ConfigError, InputFileError
 from .statistics import nanmedian
 
@@ -42,6 +46,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "KERNELS",
+    "NO_DATA_DQ",
     "VARIANCE_NAMES",
     "Partial",
     "PartialWriter",
@@ -66,6 +71,9 @@ SMOOTH_BLOCK_PX = 32
 _CTX_BITS = 32
 #: Rows of an exposure blotted at a time: the float64 pixel map of a block is a few MB.
 BLOT_BLOCK_ROWS = 128
+#: DQ of an output pixel no input reaches (zero weight sum; SCI is ``fillval`` there): the
+#: JWST flags of a pixel holding no science data, 513 (the reference leaves 0 there).
+NO_DATA_DQ = PIXEL["DO_NOT_USE"] | PIXEL["NON_SCIENCE"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,8 +205,10 @@ class Partial:
     ``bbox`` = (y0, y1, x0, x1), half-open, in output-grid pixels; every array is
     (y1 - y0, x1 - x0). ``data_sum`` = sum(w a d), ``weight_sum`` = sum(w a) (drizzle's WHT),
     ``coverage`` = where this exposure contributes (drizzle's context bit). ``variance_sums[name]`` =
-    (sum W^2 sigma^2, sum W) of that variance. All sums float32. ``meta``: what the product
-    needs from the exposure once its pixels are released (JSON-serialisable).
+    (sum W^2 sigma^2, sum W) of that variance. All sums float32. ``dq`` (uint32, or None when
+    not asked for): the bitwise OR of the DQ of the input pixels that contribute to each output
+    pixel. ``meta``: what the product needs from the exposure once its pixels are released
+    (JSON-serialisable).
     """
 
     out_shape: tuple[int, int]
@@ -209,6 +219,7 @@ class Partial:
     variance_sums: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     pixel_scale_ratio: float = 1.0
     meta: dict = field(default_factory=dict)
+    dq: np.ndarray | None = None
 
 
 def _cutout(pixmap: np.ndarray, out_shape, margin: int) -> tuple[int, int, int, int]:
@@ -254,6 +265,7 @@ def drizzle_exposure(
     pixfrac: float,
     pixel_scale_ratio: float,
     exptime: float = 1.0,
+    dq: np.ndarray | None = None,
     sink: PartialWriter | None = None,
     consume: bool = False,
 ) -> Partial:
@@ -279,6 +291,9 @@ def drizzle_exposure(
         Drizzle parameters; ``pixel_scale_ratio`` = output / input pixel scale.
     exptime
         Exposure time (s): the variance weight W for ``exptime`` weighting.
+    dq
+        The exposure's DQ (unsigned, same shape as ``data``) to propagate (the Partial's
+        ``dq``), or None.
     sink
         If given, every plane (data and weight sums, coverage, each variance's sums) is
         written to it as soon as it is made and the returned Partial holds only the cutout's
@@ -304,7 +319,7 @@ def drizzle_exposure(
     rows = np.flatnonzero(finite.any(axis=1))
     cols = np.flatnonzero(finite.any(axis=0))
     if rows.size == 0:
-        return _empty_partial(out_shape, variances, pixel_scale_ratio)
+        return _empty_partial(out_shape, variances, pixel_scale_ratio, dq is not None)
     # drizzle's input range (the reference's ``resample_range`` of the bounding box)
     in_range = {"xmin": int(cols[0]), "xmax": int(cols[-1]),
                 "ymin": int(rows[0]), "ymax": int(rows[-1])}
@@ -312,12 +327,12 @@ def drizzle_exposure(
     margin = _kernel_margin(sub, kernel, pixfrac, pixel_scale_ratio)
     y0, y1, x0, x1 = _cutout(sub, out_shape, margin)
     if y1 <= y0 or x1 <= x0:
-        return _empty_partial(out_shape, variances, pixel_scale_ratio)
+        return _empty_partial(out_shape, variances, pixel_scale_ratio, dq is not None)
     with _relative_to_cutout(pixmap, x0, y0) as shifted:
         return _drizzle_cutout(data, variances, weight, shifted, in_range, out_shape,
                                (y0, y1, x0, x1), weight_type=weight_type, kernel=kernel,
                                pixfrac=pixfrac, pixel_scale_ratio=pixel_scale_ratio,
-                               exptime=exptime, sink=sink, consume=consume)
+                               exptime=exptime, dq=dq, sink=sink, consume=consume)
 
 
 @contextlib.contextmanager
@@ -342,7 +357,7 @@ def _relative_to_cutout(pixmap: np.ndarray, x0: int, y0: int):
 
 
 def _drizzle_cutout(data, variances, weight, shifted, in_range, out_shape, bbox, *,
-                    weight_type, kernel, pixfrac, pixel_scale_ratio, exptime,
+                    weight_type, kernel, pixfrac, pixel_scale_ratio, exptime, dq=None,
                     sink=None, consume=False) -> Partial:
     """:func:`drizzle_exposure` once the cutout ``bbox`` and the map onto it are known."""
     y0, y1, x0, x1 = bbox
@@ -361,7 +376,8 @@ def _drizzle_cutout(data, variances, weight, shifted, in_range, out_shape, bbox,
     # coverage is drizzle's context bit, not weight > 0: lanczos kernels' negative lobes can
     # leave a covered pixel with a weight sum <= 0
     driz = Drizzle(kernel=kernel, fillval="NaN", out_shape=cut_shape, max_ctx_id=0)
-    driz.add_image(data, **drizzle_args)
+    driz.add_image(data, **drizzle_args, **({} if dq is None else {"dq": dq}))
+    out_dq = driz.out_dq
     weight_sum = driz.out_wht
     # sum(w a), kept for the variances (whose drizzled sigmas are sums over it) when the
     # name is given an empty plane below
@@ -375,10 +391,12 @@ def _drizzle_cutout(data, variances, weight, shifted, in_range, out_shape, bbox,
     weight_sum = weight_sum.astype(np.float32, copy=False)
     if sink is not None:
         for name, plane in (("data_sum", data_sum), ("weight_sum", weight_sum),
-                            ("coverage", coverage)):
-            sink.add(name, plane)
+                            ("coverage", coverage), ("dq", out_dq)):
+            if plane is not None:
+                sink.add(name, plane)
         empty = np.zeros((0, 0), dtype=np.float32)
         data_sum, weight_sum, coverage = empty, empty, empty.astype(bool)
+        out_dq = None if out_dq is None else empty.astype(np.uint32)
 
     # Each variance's drizzled sigma (the data's weights) is squared and summed with the
     # variance weight W at once, so few drizzled variances are alive at a time. With ivm
@@ -406,7 +424,7 @@ def _drizzle_cutout(data, variances, weight, shifted, in_range, out_shape, bbox,
     variance_sums = {n: variance_sums[n] for n in VARIANCE_NAMES if n in variance_sums}
 
     return Partial(out_shape, (y0, y1, x0, x1), data_sum, weight_sum, coverage, variance_sums,
-                   float(pixel_scale_ratio))
+                   float(pixel_scale_ratio), dq=out_dq)
 
 
 def _inverse_where_positive(var: np.ndarray) -> np.ndarray:
@@ -503,12 +521,12 @@ def _drizzled_sigmas(variances, order, weight, weight_sum, drizzle_args, kernel,
         yield name, out
 
 
-def _empty_partial(out_shape, variances, pixel_scale_ratio) -> Partial:
+def _empty_partial(out_shape, variances, pixel_scale_ratio, with_dq: bool) -> Partial:
     log.warning("exposure does not overlap the output grid: it contributes nothing")
     empty = np.zeros((0, 0), dtype=np.float32)
     return Partial(out_shape, (0, 0, 0, 0), empty, empty, np.zeros((0, 0), dtype=bool),
                    {name: (empty, empty) for name in variances if name in VARIANCE_NAMES},
-                   float(pixel_scale_ratio))
+                   float(pixel_scale_ratio), dq=empty.astype(np.uint32) if with_dq else None)
 
 
 class PartialWriter:
@@ -565,6 +583,8 @@ def _planes_of(partial: Partial) -> dict[str, np.ndarray]:
     }
     for name, (wsum, wt) in partial.variance_sums.items():
         planes[f"{name}_wsum"], planes[f"{name}_wt"] = wsum, wt
+    if partial.dq is not None:
+        planes["dq"] = partial.dq
     return planes
 
 
@@ -599,7 +619,8 @@ def partial_meta(path: str | Path) -> dict:
 
 @dataclass
 class Resampled:
-    """The mosaic arrays of the ``_i2d`` (float32, except CON int32 (planes, ny, nx))."""
+    """The mosaic arrays of the ``_i2d`` (float32, except CON int32 (planes, ny, nx) and DQ
+    uint32, None unless asked for)."""
 
     sci: np.ndarray
     wht: np.ndarray
@@ -609,6 +630,7 @@ class Resampled:
     var_flat: np.ndarray
     err: np.ndarray
     n_inputs: int
+    dq: np.ndarray | None = None
 
 
 def combine_partials(
@@ -616,19 +638,22 @@ def combine_partials(
     out_shape: tuple[int, int],
     fillval: float | str = np.nan,
     window: tuple[int, int, int, int] | None = None,
+    propagate_dq: bool = False,
 ) -> Resampled:
     """Sum per-exposure partials (in the given order = context bit order) into the mosaic.
 
     Partials (or paths to saved ones, read one plane at a time) are accumulated into
     output-sized sums (data and weight float64, variance sums float32 as each partial holds
-    them), so memory is ~44 bytes per output pixel plus one plane of a partial; the result
-    planes are made in place. The
-    result equals drizzling the same inputs serially into one ``Drizzle`` to float32 rounding.
+    them), so memory is ~44 bytes per output pixel (48 with ``propagate_dq``) plus one plane of
+    a partial; the result planes are made in place. The result equals drizzling the same inputs serially into one ``Drizzle`` to float32 rounding.
     SCI is ``fillval`` and every variance and ERR NaN where no input has weight.
 
     ``window`` (y0, y1, x0, x1), half-open pixel ranges of the ``out_shape`` grid: only that part
     is made (a sky tile), from the parts of the partials that fall in it; its pixels are those
     of the whole mosaic, and memory follows the window.
+
+    ``propagate_dq``: the result's DQ is the OR of the partials' ``dq`` planes (each partial
+    must have one), with :data:`NO_DATA_DQ` added where no input has weight.
     """
     if isinstance(fillval, str):
         fillval = np.nan if fillval.strip().upper() in ("NAN", "INDEF") else float(fillval)
@@ -640,6 +665,7 @@ def combine_partials(
     var_wsum = {name: np.zeros((ny, nx), dtype=np.float32) for name in VARIANCE_NAMES}
     var_wt = {name: np.zeros((ny, nx), dtype=np.float32) for name in VARIANCE_NAMES}
     con = np.zeros((1, ny, nx), dtype=np.uint32)
+    dq = np.zeros((ny, nx), dtype=np.uint32) if propagate_dq else None
     ratio = None
     n = 0
     for item in partials:
@@ -670,8 +696,12 @@ def combine_partials(
                     var_wsum[name][sl] += planes[f"{name}_wsum"][part]
                     var_wt[name][sl] += planes[f"{name}_wt"][part]
             con[plane][sl] |= planes["coverage"][part].astype(np.uint32) << np.uint32(bit)
+            if dq is not None:
+                dq[sl] |= planes["dq"][part]
 
     untouched = weight_sum == 0
+    if dq is not None:
+        dq[untouched] |= np.uint32(NO_DATA_DQ)
     weight_sum[untouched] = 1.0
     data_sum /= weight_sum
     weight_sum[untouched] = 0.0
@@ -708,6 +738,7 @@ def combine_partials(
         var_flat=variances["var_flat"],
         err=err,
         n_inputs=n,
+        dq=dq,
     )
 
 

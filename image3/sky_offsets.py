@@ -39,8 +39,10 @@ __all__ = ["BLOCK_PX", "MIN_PAIR_PIXELS", "pair_offset", "registered_differences
 BLOCK_PX = 64
 #: Fewest pixels of differences that give a pair offset (their error is then ~0.2 sigma).
 MIN_PAIR_PIXELS = 100
-#: Evaluation step (pixels) of the pixel map between the two members (3e-8 px error on NIRCam).
+#: Evaluation step (pixels) of the pixel map between the two members, and the degree of the
+#: spline between its nodes (3e-8 px error on NIRCam).
 _PIXMAP_STEP = 16
+_PIXMAP_ORDER = 3
 #: Clip of the differences before the block means: this many clipped standard deviations.
 _BLOCK_CLIP = 4.0
 
@@ -51,7 +53,7 @@ def registered_differences(data: np.ndarray, usable: np.ndarray, wcs, other: np.
     ``wcs`` forward and ``other_wcs`` inverse: float32 of ``data``'s shape, NaN where either
     has no usable value (``usable``/``other_usable``: bool masks); None when they do not
     overlap."""
-    pixmap = pixel_map(wcs, data.shape, other_wcs, _PIXMAP_STEP)
+    pixmap = pixel_map(wcs, data.shape, other_wcs, _PIXMAP_STEP, _PIXMAP_ORDER)
     x, y = pixmap[..., 0], pixmap[..., 1]
     ny, nx = other.shape
     with np.errstate(invalid="ignore"):

@@ -531,26 +531,29 @@ def _world_to_pixel(wcs: gwcs.WCS, ra, dec):
         return wcs.invert(ra, dec, with_bounding_box=False)
 
 
-def _spline_factors(nodes: np.ndarray, points: np.ndarray):
-    """(C, B) of the cubic not-a-knot spline through values f at ``nodes``: its B-spline
-    coefficients are C @ f and its values at ``points`` B @ C @ f (B sparse, 4 entries a
-    row). Along both axes this evaluates the 2-D interpolating spline of a grid of nodes."""
-    spline = make_interp_spline(nodes, np.eye(nodes.size), k=3)
-    return spline.c, BSpline.design_matrix(points, spline.t, 3).tocsr()
+def _spline_factors(nodes: np.ndarray, points: np.ndarray, order: int):
+    """(C, B) of the interpolating spline of degree ``order`` through values f at ``nodes``
+    (cubic: not-a-knot; linear: the broken line through them): its B-spline coefficients are
+    C @ f and its values at ``points`` B @ C @ f (B sparse, order + 1 entries a row). Along
+    both axes this evaluates the 2-D interpolating spline of a grid of nodes."""
+    spline = make_interp_spline(nodes, np.eye(nodes.size), k=order)
+    return spline.c, BSpline.design_matrix(points, spline.t, order).tocsr()
 
 
 def pixel_map(in_wcs: gwcs.WCS, in_shape: Sequence[int], out_wcs: gwcs.WCS,
-              stepsize: int) -> np.ndarray:
+              stepsize: int, order: int) -> np.ndarray:
     """Positions of input pixel centres on the output grid: float64 (ny, nx, 2), drizzle's pixmap.
 
     ``[..., 0]`` is output x, ``[..., 1]`` output y, through ``in_wcs`` forward then
     ``out_wcs`` inverse (the output's bounding box is ignored). NaN outside the input's
     bounding box. With ``stepsize > 1`` the transforms are evaluated every ``stepsize``
-    pixels plus the last row/column and a bicubic interpolating spline (not-a-knot, FITPACK's
-    ``s=0`` spline) fills the rest, evaluated as products with sparse B-spline matrices (the
-    NIRCam distortion is smooth: max error 3e-8 pixel at stepsize 16; ~0.1 s per 2048² frame
-    where FITPACK's evaluation takes ~0.6 s and the exact transform 2-3 s); any non-finite
-    node falls back to the exact evaluation.
+    pixels plus the last row/column and an interpolating spline of degree ``order`` through
+    them fills the rest (the reference's ``pixmap_order``): 3, bicubic (not-a-knot, FITPACK's
+    ``s=0`` spline), or 1, bilinear; evaluated as products with sparse B-spline matrices
+    (~0.08 s per 2048² frame either way, where FITPACK's evaluation takes ~0.6 s and the exact
+    transform 2-3 s). The NIRCam distortion is smooth: at stepsize 16 the largest error is
+    3e-8 pixel bicubic and 2.5e-4 pixel bilinear. A non-finite node, or fewer than
+    ``order + 1`` nodes along an axis, falls back to the exact evaluation.
     """
     ny, nx = (int(n) for n in in_shape)
     xmin, xmax, ymin, ymax = _pixel_range(in_wcs, (ny, nx))
@@ -567,12 +570,12 @@ def pixel_map(in_wcs: gwcs.WCS, in_shape: Sequence[int], out_wcs: gwcs.WCS,
     x_nodes = np.unique(np.append(np.arange(xmin, xmax, step, dtype=float), xmax))
     y_nodes = np.unique(np.append(np.arange(ymin, ymax, step, dtype=float), ymax))
     block = pixmap[ymin:ymax + 1, xmin:xmax + 1]
-    if step > 1 and min(x_nodes.size, y_nodes.size) >= 4:
+    if step > 1 and min(x_nodes.size, y_nodes.size) > order:
         gx, gy = np.meshgrid(x_nodes, y_nodes)
         node_x, node_y = mapped(gx, gy)
         if np.all(np.isfinite(node_x)) and np.all(np.isfinite(node_y)):
-            coef_y, basis_y = _spline_factors(y_nodes, y_in)
-            coef_x, basis_x = _spline_factors(x_nodes, x_in)
+            coef_y, basis_y = _spline_factors(y_nodes, y_in, order)
+            coef_x, basis_x = _spline_factors(x_nodes, x_in, order)
             for k, nodes in enumerate((node_x, node_y)):
                 rows = basis_y @ (coef_y @ nodes @ coef_x.T)  # (ny, nodes along x)
                 block[..., k] = (basis_x @ rows.T).T

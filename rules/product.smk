@@ -24,8 +24,9 @@ include: "qa.smk"
 
 
 
-# the products of the steps that run and their QA (the Snakefile's rule all)
-ALL_TARGETS = [final_outputs(), qa_outputs(), tiled_outputs]
+# the products of the steps that run and their QA (the Snakefile's rule all), and the optional
+# per-group _i2d files (resample.single: rules/resample.smk)
+ALL_TARGETS = [final_outputs(), qa_outputs(), tiled_outputs, SINGLE_I2DS]
 
 # the lock on output_dir, the members' record and identities, once every check above passed
 CLAIM_REFUSED = claim_output() if workflow.is_main_process else None

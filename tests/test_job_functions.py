@@ -3,6 +3,7 @@ in the order the workflow runs them; each test checks one job's files against th
 truth or against the same science computed directly."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +22,15 @@ from image3.dqflags import DO_NOT_USE, OUTLIER
 from image3.flag import flag_member
 from image3.grid import write_footprints, write_output_grid
 from image3.median import read_single, write_median_of_singles
-from image3.mosaic import write_i2d
+from image3.mosaic import drizzle_member, member_pixels, write_i2d
 from image3.outlier import write_group_single
 from image3.parameters import (AlignmentFit, CatalogParameters, FinalDrizzle, FlagComparison,
                                OutputGrid, ReferenceStars, SingleDrizzle, SipApproximation,
                                SkySolve, SkyStatistics, SourceFinding)
+from image3.resample import PartialWriter
 from image3.skymatch import read_sky_stats, write_member_sky_stats, write_sky_records
 from image3.tweakreg import align_members, find_exposure_sources, read_sources, write_saved_catalog
+from image3.wcs import read_grid
 
 from truth import match_to_truth, truth_sources
 
@@ -219,3 +222,86 @@ def test_a_tile_of_the_i2d_is_the_same_part_of_the_mosaic(run, tmp_path):
                                            err_msg=f"{name} {ext}")
             np.testing.assert_allclose(WCS(tile["SCI"].header).pixel_to_world_values(0, 0),
                                        corner, rtol=0, atol=1e-9)
+
+
+def test_the_i2d_hdrtab_holds_each_members_header_keywords(run, tmp_path):
+    """blendheaders (the default): HDRTAB has one row per member, in member order, read by
+    stdatamodels (``hdrtab``) and astropy: FILENAME, FILTER, EFFEXPTM (primary header) and
+    PHOTMJSR, CRVAL1 (SCI header) are each input's header values exactly; S_OUTLIR and
+    BKGLEVEL those of the _crf (BKGLEVEL = the sky record's level). Drizzled from the _cals
+    with their sidecars, S_SKYMAT and BKGLEVEL (absent from the _cal headers) come from the
+    sky records. A tile of two members lists those two; blendheaders false: no HDRTAB."""
+    final = _defaults(FinalDrizzle, "resample")
+    levels = [json.loads(Path(m.sky).read_text())["level"] for m in run["members"]]
+    with datamodels.ImageModel(str(run["out"] / "i2d.fits")) as model:
+        table = model.hdrtab
+    with fits.open(run["out"] / "i2d.fits") as hdul:
+        assert hdul["HDRTAB"].data["FILENAME"].tolist() == [c.name for c in run["crfs"]]
+    assert table["FILENAME"].tolist() == [c.name for c in run["crfs"]]
+    for row, crf, level in zip(table, run["crfs"], levels, strict=True):
+        primary, sci = fits.getheader(crf, 0), fits.getheader(crf, "SCI")
+        assert (row["FILTER"], row["EFFEXPTM"]) == (primary["FILTER"], primary["EFFEXPTM"])
+        assert (row["PHOTMJSR"], row["CRVAL1"]) == (sci["PHOTMJSR"], sci["CRVAL1"])
+        assert row["S_OUTLIR"] == "COMPLETE" and row["BKGLEVEL"] == pytest.approx(level, 1e-9)
+
+    members = run["members"]
+    assert all("BKGLEVEL" not in fits.getheader(m.cal, 0) for m in members)
+    write_i2d(tmp_path / "cals.fits", members, run["work"] / "grid.pkl", final)
+    with datamodels.ImageModel(str(tmp_path / "cals.fits")) as model:
+        table = model.hdrtab
+    assert table["FILENAME"].tolist() == [Path(m.cal).name for m in members]
+    assert table["S_SKYMAT"].tolist() == ["COMPLETE"] * 3
+    np.testing.assert_allclose(table["BKGLEVEL"], levels, rtol=1e-9)
+
+    two = [MemberFiles(m.name, m.group_id, crf) for m, crf in zip(members, run["crfs"])][1:]
+    write_i2d(tmp_path / "tile.fits", two, run["work"] / "grid.pkl", final,
+              [run["work"] / m.name / "contribution.npz" for m in members[1:]], (40, 170, 55, 230))
+    with fits.open(tmp_path / "tile.fits") as hdul:
+        assert hdul["HDRTAB"].data["FILENAME"].tolist() == [c.name for c in run["crfs"][1:]]
+    write_i2d(tmp_path / "plain.fits", two, run["work"] / "grid.pkl",
+              replace(final, blendheaders=False))
+    with fits.open(tmp_path / "plain.fits") as hdul:
+        assert "HDRTAB" not in hdul
+
+
+def test_propagate_dq_gives_the_i2d_the_inputs_dq_and_marks_pixels_without_data(run, tmp_path):
+    """propagate_dq: the _i2d's DQ (uint32, ImageModel.dq) carries a JUMP_DET (4) set on a 2 x 2
+    block of the first _crf onto the output pixels holding those pixels' centres and within
+    1.5 pixel of them only; DQ is DO_NOT_USE|NON_SCIENCE (513) exactly where WHT is 0, and 0
+    elsewhere (the inputs' other flags are DO_NOT_USE: they do not contribute). A tile made
+    from contributions drizzled with DQ (as the flag jobs do) has the mosaic's DQ in its
+    window."""
+    final = replace(_defaults(FinalDrizzle, "resample"), propagate_dq=True)
+    members = [MemberFiles(m.name, m.group_id, crf) for m, crf in zip(run["members"], run["crfs"])]
+    jumped = tmp_path / run["crfs"][0].name
+    with fits.open(run["crfs"][0]) as hdul:
+        assert not (hdul["DQ"].data[100:102, 120:122] & DO_NOT_USE).any()
+        hdul["DQ"].data[100:102, 120:122] |= np.uint32(4)
+        hdul.writeto(jumped)
+    members[0] = replace(members[0], cal=jumped)
+    write_i2d(tmp_path / "i2d.fits", members, run["work"] / "grid.pkl", final)
+    with datamodels.ImageModel(str(tmp_path / "i2d.fits")) as model:
+        dq, wht, grid_wcs = model.dq.copy(), model.wht.copy(), model.meta.wcs
+        assert dq.dtype == np.uint32
+    with datamodels.ImageModel(str(jumped)) as crf:
+        y, x = np.mgrid[100:102, 120:122]
+        cx, cy = grid_wcs.invert(*crf.meta.wcs(x.ravel(), y.ravel()))
+    assert (dq[np.round(cy).astype(int), np.round(cx).astype(int)] & 4).all()
+    by, bx = np.nonzero(dq & 4)
+    distance = np.hypot(bx[:, None] - cx[None], by[:, None] - cy[None]).min(axis=1)
+    assert 4 <= len(by) and distance.max() < 1.5
+    np.testing.assert_array_equal(dq & ~np.uint32(4), np.where(wht == 0, 513, 0))
+
+    contributions = []
+    for member in members:
+        contributions.append(tmp_path / f"{member.name}.npz")
+        pixels = member_pixels(member.read(("data", "dq", "var_poisson", "var_rnoise",
+                                            "var_flat")), member.group_id, final)
+        with PartialWriter(contributions[-1]) as writer:
+            writer.finish(drizzle_member(pixels, read_grid(run["work"] / "grid.pkl"), final,
+                                         sink=writer))
+    window = (40, 170, 55, 230)
+    write_i2d(tmp_path / "tile.fits", members, run["work"] / "grid.pkl", final, contributions,
+              window)
+    with datamodels.ImageModel(str(tmp_path / "tile.fits")) as tile:
+        np.testing.assert_array_equal(tile.dq, dq[40:170, 55:230])

@@ -37,7 +37,7 @@ def make_scene(nircam, pixel_scale_ratio=1.0, output_shape=None):
     grid = W.output_grid(wcs, info, [W.footprint(w, (N, N)) for w in wcss],
                          replace(GRID, pixel_scale_ratio=pixel_scale_ratio,
                                  output_shape=output_shape))
-    pixmaps = [W.pixel_map(w, (N, N), grid, stepsize=1) for w in wcss]
+    pixmaps = [W.pixel_map(w, (N, N), grid, stepsize=1, order=1) for w in wcss]
     return wcss, grid, pixmaps
 
 
@@ -326,7 +326,7 @@ def test_empty_output_pixels_are_fill_and_nan(scene):
 def test_exposure_off_the_grid_contributes_nothing_but_keeps_its_context_slot(nircam, scene):
     wcs, _ = nircam
     _, grid, pixmaps = scene
-    far = W.pixel_map(dithered(wcs, 60.0, 0.0), (N, N), grid, stepsize=1)
+    far = W.pixel_map(dithered(wcs, 60.0, 0.0), (N, N), grid, stepsize=1, order=1)
     exposures = random_exposures([pixmaps[0], far, pixmaps[1]])
     partials = drizzle_all(exposures, grid)
     assert partials[1].data_sum.size == 0
@@ -344,6 +344,58 @@ def test_context_grows_past_32_inputs(scene):
     covered = result.wht > 0
     assert np.all(result.con[0][covered] == -1)  # 32 bits set (int32)
     assert np.all(result.con[1][covered] == 1)
+
+
+# ------------------------------------------------------------------ DQ
+
+
+def shifted_pixmap(dx: float, dy: float, n: int = 16) -> np.ndarray:
+    """The pixel map of an n x n exposure moved by (dx, dy) output pixels."""
+    y, x = np.indices((n, n), dtype=np.float64)
+    return np.dstack([x + dx, y + dy])
+
+
+def test_propagated_dq_is_the_or_of_contributing_input_pixels_and_no_data_elsewhere(tmp_path):
+    """Two 16² exposures on a 40² grid (square kernel, pixfrac 1), A moved by (10, 5) output
+    pixels, B by (10.5, 5). A's JUMP_DET (4) at input (y, x) = (2, 3) lands on output (7, 13)
+    alone (its drop is that pixel); B's JUMP_DET|HOT (4|2048) at (2, 3) on (7, 13) and
+    (7, 14) (half of its drop each); (7, 13) is their OR, 2052 (a sum would be 2056). B's
+    DROPOUT (8) on a zero-weight pixel contributes nothing. Every other covered pixel is 0 and
+    every pixel without weight exactly DO_NOT_USE|NON_SCIENCE (513). The same through saved
+    contributions and in a window (a tile); none without propagate_dq."""
+    ones = np.ones((16, 16), dtype=np.float32)
+    dq_a = np.zeros((16, 16), dtype=np.uint32)
+    dq_a[2, 3] = 4
+    dq_b = np.zeros((16, 16), dtype=np.uint32)
+    dq_b[2, 3] = 4 | 2048
+    dq_b[9, 9] = 8
+    weight_b = ones.copy()
+    weight_b[9, 9] = 0.0
+    args = {"weight_type": "exptime", "kernel": "square", "pixfrac": 1.0,
+            "pixel_scale_ratio": 1.0}
+    inputs = [(ones, shifted_pixmap(10, 5), dq_a), (weight_b, shifted_pixmap(10.5, 5), dq_b)]
+    partials = [R.drizzle_exposure(ones, {}, w, pixmap, (40, 40), dq=dq, **args)
+                for w, pixmap, dq in inputs]
+    result = R.combine_partials(partials, (40, 40), propagate_dq=True)
+    assert result.dq.dtype == np.uint32 and R.NO_DATA_DQ == 513
+    expected = np.where(result.wht == 0, 513, 0).astype(np.uint32)
+    expected[7, 13], expected[7, 14] = 4 | 2048, 4 | 2048
+    np.testing.assert_array_equal(result.dq, expected)
+    assert (result.wht == 0).sum() == 40 * 40 - 16 * 17  # B reaches one column past A
+
+    paths = []
+    for k, (w, pixmap, dq) in enumerate(inputs):
+        paths.append(tmp_path / f"{k}.npz")
+        with R.PartialWriter(paths[-1]) as writer:
+            writer.finish(R.drizzle_exposure(ones, {}, w, pixmap, (40, 40), dq=dq, sink=writer,
+                                             **args))
+    np.testing.assert_array_equal(R.combine_partials(paths, (40, 40), propagate_dq=True).dq,
+                                  expected)
+    window = R.combine_partials(paths, (40, 40), window=(4, 20, 12, 30), propagate_dq=True)
+    np.testing.assert_array_equal(window.dq, expected[4:20, 12:30])
+
+    plain = R.drizzle_exposure(ones, {}, ones, shifted_pixmap(10, 5), (40, 40), **args)
+    assert plain.dq is None and R.combine_partials([plain], (40, 40)).dq is None
 
 
 # ------------------------------------------------------------------ blot

@@ -27,7 +27,7 @@ PIPELINE = (
     ("tweakreg", ("joint_fit", "tweakreg")),
     ("skymatch", ("sky_offsets", "skymatch")),
     ("outlier_detection", ("outlier", "median", "intermediates")),
-    ("resample", ("mosaic", "flag")),
+    ("resample", ("mosaic", "flag", "hdrtab")),
     ("source_catalog", ("catalog",)),
     ("qa", ("qa",)),
 )

@@ -57,19 +57,20 @@ def test_a_final_grid_of_its_own_adds_outlier_detections_grid(tmp_path, small_as
 
 
 def test_optional_products_have_rules_of_their_own(tmp_path, small_asn):
-    """save_catalogs and save_intermediate_results add one job per file they ask for (per
-    member: the saved source list and the blot; per group: the single; the median), and the
-    jobs of the other rules stay the same."""
+    """save_catalogs, save_intermediate_results and resample.single add one job per file they
+    ask for (per member: the saved source list and the blot; per group: the single and its
+    _i2d; the median), and the jobs of the other rules stay the same."""
     plain = jobs_run(snakemake(tmp_path, "-n", config={"asn": small_asn, "output_dir": "out"}))
     proc = snakemake(tmp_path, "-n", config={
         "asn": small_asn, "output_dir": "out", "tweakreg": "{save_catalogs: true}",
-        "outlier_detection": "{save_intermediate_results: true}"})
+        "outlier_detection": "{save_intermediate_results: true}", "resample": "{single: true}"})
     jobs = jobs_run(proc)
     assert jobs == {**plain, "save_catalog": 2, "save_single": 2, "save_median": 1,
-                    "save_blot": 2}
+                    "save_blot": 2, "resample_single": 2}
     names = synth.member_names(2)
     saved = [f"{m}_cal_cat.ecsv" for m in names] + [f"{m}_o001_blot.fits" for m in names] \
-        + [f"{m}_o001_outlier_i2d.fits" for m in names] + [f"{names[0]}_o001_median.fits"]
+        + [f"{m}_o001_outlier_i2d.fits" for m in names] + [f"{names[0]}_o001_median.fits"] \
+        + [f"{m}_o001_single_i2d.fits" for m in names]
     for name in saved:
         assert f"out/{name}" in proc.stdout, name
 
