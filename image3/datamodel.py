@@ -174,6 +174,34 @@ def read_wcs_status(path: str | Path) -> dict:
     return {k: v for k, v in read_sidecar(path).items() if k in ("status", "corrected")}
 
 
+#: FITS primary-header keywords recording the catalogue of an absolute alignment: provenance
+#: item -> (keyword, comment). Not in the datamodel schema: kept in ``extra_fits``.
+REFCAT_KEYWORDS = {
+    "abs_refcat_name": ("ABSREFCT", "absolute alignment: reference catalogue file"),
+    "abs_refcat_sha256": ("ABSRFSHA", "its SHA-256, first 16 hex digits"),
+    "abs_refcat_epoch": ("ABSRFEPO", "[yr] Julian epoch its positions were moved to"),
+}
+
+
+def record_reference_catalog(model: datamodels.ImageModel, provenance: dict) -> None:
+    """Write the absolute alignment's catalogue (``provenance``: the items of tweakreg's fit
+    report meta) to the model's primary header as :data:`REFCAT_KEYWORDS`, replacing earlier
+    values."""
+    header = model.instance.setdefault("extra_fits", {}).setdefault("PRIMARY", {}) \
+        .setdefault("header", [])
+    keywords = {keyword for keyword, _ in REFCAT_KEYWORDS.values()}
+    header[:] = [card for card in header if card[0] not in keywords]
+    header += [[keyword, provenance[item], comment]
+               for item, (keyword, comment) in REFCAT_KEYWORDS.items() if item in provenance]
+
+
+def reference_catalog_of(model: datamodels.ImageModel) -> dict:
+    """The provenance :func:`record_reference_catalog` wrote to ``model`` (empty if none)."""
+    cards = model.instance.get("extra_fits", {}).get("PRIMARY", {}).get("header", [])
+    item_of = {keyword: item for item, (keyword, _) in REFCAT_KEYWORDS.items()}
+    return {item_of[card[0]]: card[1] for card in cards if card[0] in item_of}
+
+
 def apply_wcs(model: datamodels.ImageModel, wcs) -> None:
     """Replace the exposure's gwcs by a corrected one and update its S_REGION."""
     from .wcs import footprint, s_region  # wcs imports heavy modules only when needed
@@ -206,6 +234,8 @@ def read_exposure_model(path: str | Path, wcs: str | Path | None = None,
         items = read_sidecar(wcs)
         apply_wcs(model, items["wcs"])
         model.meta.cal_step.tweakreg = items.get("status", "COMPLETE")
+        if items.get("refcat"):
+            record_reference_catalog(model, items["refcat"])
     if sky is not None:
         apply_sky(model, SkyRecord.read(sky))
     return model

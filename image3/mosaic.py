@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import __version__
-from .datamodel import Exposure, MemberFiles, new_image, save_model
+from .datamodel import (Exposure, MemberFiles, new_image, record_reference_catalog,
+                        reference_catalog_of, save_model)
 from .hdrtab import add_header_table, header_row, header_table
 from .parameters import FinalDrizzle
 from .resample import (IVM_TYPES, Partial, Resampled, combine_partials, drizzle_exposure,
@@ -142,6 +143,9 @@ def _product_of(first: MemberFiles):
     product = new_image()
     with first.read_model() as model:
         product.update(model)
+        provenance = reference_catalog_of(model)
+    if provenance:  # the absolute alignment's catalogue, as in every member
+        record_reference_catalog(product, provenance)
     return product
 
 

@@ -888,8 +888,10 @@ def align_members(members: Sequence[Mapping], fit: AlignmentFit, abs_refcat,
                                    stars.abs_gmag_faint)
     alignment = align_exposures(exposures, fit, refcat)
     for row, path in zip(members, wcs_paths, strict=True):
+        corrected = row["member"] in alignment.corrected
         write_wcs(path, alignment.wcs[row["member"]], status=alignment.status,
-                  corrected=row["member"] in alignment.corrected)
+                  corrected=corrected,
+                  refcat=_provenance(refcat) if refcat is not None and corrected else None)
     residuals = match_residuals(exposures, alignment.wcs, fit, refcat)
     write_report(residuals, residuals_path)
     write_reference_catalog(refcat, refcat_path)

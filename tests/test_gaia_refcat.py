@@ -25,12 +25,15 @@ import numpy as np
 import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord
+from astropy.io import fits
 from astropy.table import QTable, Table
 from astropy.time import Time
 
 from image3 import synth
 from image3.config import schema_defaults
-from image3.datamodel import open_exposure, read_wcs
+from image3 import mosaic
+from image3.datamodel import (MemberFiles, open_exposure, read_exposure_model, read_wcs,
+                             reference_catalog_of, save_model)
 from image3.errors import ConfigError, InputFileError
 from image3.parameters import AlignmentFit, ReferenceStars, SourceFinding
 from image3.refcat import (at_epoch, julian_year, propagate, read_reference_catalog,
@@ -184,13 +187,21 @@ def test_report_and_saved_catalogue_record_the_file_and_its_sha256(field, tmp_pa
     """The report's meta names the catalogue file and the first 16 hex digits of its SHA-256
     (hashlib on the file); the work catalogue (and its copy under the reference's name) holds
     the rows used, moved to the exposures' epoch: within 1 µas of the true positions."""
-    asn, _, mid_mjd, catalogue = field
+    asn, members, mid_mjd, catalogue = field
     with caplog.at_level(logging.INFO, logger="image3"):
-        _align(field, catalogue, tmp_path)
+        _, wcs_paths = _align(field, catalogue, tmp_path)
     sha = hashlib.sha256(catalogue.read_bytes()).hexdigest()[:16]
     meta = Table.read(tmp_path / "report.ecsv").meta
     assert meta["abs_refcat_name"] == "Gaia_Field.ecsv" and meta["abs_refcat_sha256"] == sha
     assert meta["abs_refcat_epoch"] == pytest.approx(float(np.mean(julian_year(mid_mjd))))
+    # and in the products: the primary header of each member as written with its new gwcs
+    with read_exposure_model(members[0]["cal"], wcs=wcs_paths[0]) as model:
+        save_model(model, tmp_path / "x_crf.fits")
+    header = fits.getheader(tmp_path / "x_crf.fits", 0)
+    assert (header["ABSREFCT"], header["ABSRFSHA"]) == ("Gaia_Field.ecsv", sha)
+    assert header["ABSRFEPO"] == pytest.approx(meta["abs_refcat_epoch"])
+    i2d_base = mosaic._product_of(MemberFiles("x", "g", tmp_path / "x_crf.fits"))  # the _i2d's
+    assert reference_catalog_of(i2d_base)["abs_refcat_sha256"] == sha
     assert any(f"sha256 {sha}" in r.getMessage() and " moved by their proper motions" in
                r.getMessage() for r in caplog.records)
 
