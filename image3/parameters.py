@@ -34,6 +34,7 @@ from .errors import ConfigError
 
 __all__ = [
     "BY_SECTION",
+    "ProgramGrids",
     "OUTLIER_METHODS",
     "SKY_METHODS",
     "SKY_STATISTICS",
@@ -469,6 +470,22 @@ class CatalogParameters(_FromConfig):
                    finding=SourceFinding.from_config(section))
 
 
+# --------------------------------------------------------------------------------------------
+# program (several associations)
+
+
+@dataclass(frozen=True)
+class ProgramGrids(_FromConfig):
+    """The grids of a program's associations (:mod:`image3.program_grid`): one projection
+    per target or not, an integer pixel ratio between bands, one shape for all bands."""
+
+    section = "program"
+
+    common_grid: bool
+    integer_ratio: bool
+    same_shape: bool
+
+
 #: The parameter classes made from each config section.
 BY_SECTION = {
     "tweakreg": (SourceFinding, AlignmentFit, ReferenceStars, SipApproximation),
@@ -476,4 +493,5 @@ BY_SECTION = {
     "outlier_detection": (SingleDrizzle, FlagComparison),
     "resample": (FinalDrizzle, OutputGrid),
     "source_catalog": (CatalogParameters,),
+    "program": (ProgramGrids,),
 }

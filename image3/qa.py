@@ -84,11 +84,16 @@ FIGURE_INCHES = {
     "skymatch": (10.0, 5.0),
     "outliers": (13.0, 6.0),
     "catalog": (15.0, 5.0),
+    "bands": (15.0, 7.0),
 }
 #: Length of the key arrow of the tweakreg residuals, as a fraction of the panel's width.
 RESIDUAL_KEY_WIDTH = 0.08
 #: Footprint legends list the groups when there are at most this many.
 MAX_LEGEND_GROUPS = 12
+#: Sources compared between bands: isophotal S/N above this, matched within
+#: BAND_MATCH_ARCSEC (wide enough to show bands left misaligned).
+BAND_MIN_SNR = 50.0
+BAND_MATCH_ARCSEC = 0.5
 #: Longest side [pixels] of a displayed image: larger images are block-averaged down to it.
 MAX_DISPLAY_PIXELS = 1024
 
@@ -695,3 +700,111 @@ def write_catalog_figure(i2d: str | Path, catalog: str | Path, aperture_ee: Sequ
                  found["extended"], "aper_total_abmag", found["concentration_name"])
     save_figure(fig, output)
     return f"wrote {output}: {len(x)} sources ({int(found['extended'].sum())} extended)"
+
+
+# --------------------------------------------------------------------------------------------
+# Bands of one target (several associations on one projection: image3.program_grid)
+
+
+def band_offsets(catalogs: Mapping[str, Table], min_snr: float = BAND_MIN_SNR,
+                 match_arcsec: float = BAND_MATCH_ARCSEC) -> Table:
+    """Positions of the same sources in each band against the first band's: the sources with
+    isophotal S/N above ``min_snr`` in both (point-like or not: stars doubled by a band's
+    misalignment look extended), matched within ``match_arcsec``.
+    One row per band after the first: ``n`` matched, median and robust (1.4826 MAD) scatter
+    of dRA cos(Dec) and dDec [mas]."""
+    from astropy.coordinates import SkyCoord
+
+    def bright(catalog):
+        snr = np.asarray(catalog["isophotal_flux"]) / np.asarray(catalog["isophotal_flux_err"])
+        return catalog["sky_centroid"][snr > min_snr]
+
+    names = list(catalogs)
+    reference = bright(catalogs[names[0]])
+    rows = []
+    for name in names[1:]:
+        other = bright(catalogs[name])
+        dra = ddec = np.zeros(0)
+        if len(reference) and len(other):
+            index, separation, _ = other.match_to_catalog_sky(reference)
+            close = separation.arcsec < match_arcsec
+            ref = SkyCoord(reference[index[close]])
+            dra, ddec = ref.spherical_offsets_to(SkyCoord(other[close]))
+            dra, ddec = dra.to_value("mas"), ddec.to_value("mas")
+        rows.append({"band": name, "n": len(dra),
+                     "dra_mas": float(np.median(dra)) if len(dra) else math.nan,
+                     "ddec_mas": float(np.median(ddec)) if len(ddec) else math.nan,
+                     "scatter_mas": float(1.4826 * np.median(np.abs(np.hypot(
+                         dra - np.median(dra), ddec - np.median(ddec))))) if len(dra) else math.nan})
+    return Table(rows=rows, names=("band", "n", "dra_mas", "ddec_mas", "scatter_mas"),
+                 dtype=(str, int, float, float, float))
+
+
+def colour_image(images: Sequence[np.ndarray]) -> np.ndarray:
+    """An (ny, nx, 3) RGB image of up to three bands on one grid, ordered blue to red (two
+    bands: their mean as green), each stretched as :func:`image_norm`; NaN shows black."""
+    planes = [np.clip(np.nan_to_num(image_norm(image)(image).filled(0.0), nan=0.0), 0, 1)
+              for image in images]
+    if len(planes) == 1:
+        planes = planes * 3
+    elif len(planes) == 2:
+        planes = [planes[0], (planes[0] + planes[1]) / 2, planes[1]]
+    return np.dstack(planes[::-1][:3])
+
+
+def _on_canvas(image: np.ndarray, header, canvas_header, factor: int, canvas_factor: int,
+               shape: Sequence[int]) -> np.ndarray:
+    """A display image resampled (nearest) onto the canvas's display pixels through the two
+    FITS WCSs: the bands share one projection, so this only moves and scales."""
+    cy, cx = np.mgrid[0:shape[0], 0:shape[1]].astype(float)
+    world = WCS(canvas_header).pixel_to_world_values(
+        (cx + 0.5) * canvas_factor - 0.5, (cy + 0.5) * canvas_factor - 0.5)
+    x, y = to_display(*WCS(header).world_to_pixel_values(*world), factor)
+    x, y = np.rint(x).astype(int), np.rint(y).astype(int)
+    inside = (x >= 0) & (y >= 0) & (x < image.shape[1]) & (y < image.shape[0])
+    out = np.full(tuple(shape), np.nan, dtype=np.float32)
+    out[inside] = image[y[inside], x[inside]]
+    return out
+
+
+def plot_bands(fig: Figure, rgb: np.ndarray, names: Sequence[str], offsets: Table) -> None:
+    """Left: the bands' colour image (blue to red: ``names``); right: each band's positions
+    against the first band's (medians with their scatter, mas)."""
+    ax = fig.add_subplot(1, 2, 1)
+    ax.imshow(rgb, origin="lower", interpolation="nearest")
+    ax.set_title(" / ".join(names[::-1][:3]) + " (R / G / B)" if len(names) > 2
+                 else " / ".join(names[::-1]) + " (R / B)")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax = fig.add_subplot(1, 2, 2)
+    for k, row in enumerate(offsets):
+        ax.errorbar(row["dra_mas"], row["ddec_mas"], xerr=row["scatter_mas"],
+                    yerr=row["scatter_mas"], fmt="o", color=f"C{k + 1}",
+                    label=f"{row['band']} - {names[0]}: {row['n']} sources, "
+                          f"({row['dra_mas']:.1f}, {row['ddec_mas']:.1f}) mas")
+    ax.axhline(0, color="0.7", lw=0.8)
+    ax.axvline(0, color="0.7", lw=0.8)
+    ax.set_xlabel("dRA cos(Dec) [mas]")
+    ax.set_ylabel("dDec [mas]")
+    ax.set_title(f"positions against {names[0]} (sources with S/N > {BAND_MIN_SNR:g})")
+    ax.legend(loc="upper right", fontsize="small")
+
+
+def write_bands_figure(i2ds: Mapping[str, str | Path], catalogs: Mapping[str, str | Path],
+                       output: str | Path) -> str:
+    """The QA page of a target's bands (``i2ds``, ``catalogs``: band name -> file, blue to
+    red): :func:`colour_image` on the first band's projection and :func:`band_offsets`.
+    Returns a summary line with the offsets."""
+    names = list(i2ds)
+    shown = {n: read_display_image(i2ds[n]) for n in names}
+    _, canvas_factor, canvas_header = shown[names[0]]
+    canvas_shape = shown[names[0]][0].shape
+    images = [_on_canvas(image, header, canvas_header, factor, canvas_factor, canvas_shape)
+              for image, factor, header in shown.values()]
+    offsets = band_offsets({n: Table.read(catalogs[n], format="ascii.ecsv") for n in names})
+    fig = new_figure("bands")
+    plot_bands(fig, colour_image(images), names, offsets)
+    save_figure(fig, output)
+    said = "; ".join(f"{r['band']}: {r['n']} sources at ({r['dra_mas']:.1f}, "
+                     f"{r['ddec_mas']:.1f}) mas +- {r['scatter_mas']:.1f}" for r in offsets)
+    return f"wrote {output}: {', '.join(names)} against {names[0]}: {said}"

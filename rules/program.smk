@@ -2,9 +2,12 @@
 the workflow of one association (rules/product.smk) as a Snakemake module of its own, with its
 own work folder, QA folder and parameter-table entry (matched on its own first member), all
 branches of one DAG, so the jobs of different products share the cores or the cluster. The
+associations of one target (overlapping footprints) are resampled onto one projection
+(image3.program_grid; program.common_grid). The
 products of all go to ``output_dir``. An association that cannot be read is named in one line at
 the start; the others run, and the run then ends non-zero (rule refused_associations)."""
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -13,6 +16,8 @@ import image3.config as i3config
 from image3.asn import read_association
 from image3.errors import Image3Error
 from image3.errors import stop_before_any_job as fail
+from image3.parameters import ProgramGrids
+from image3.program_grid import program_grids
 from image3.runtime.jobserver import start as start_job_server
 from image3.runtime.output_folder import settle
 from image3.runtime.runjob import clear_errors, recorded_errors
@@ -45,6 +50,17 @@ if not PRODUCTS:
     fail(f"none of the {len(ASSOCIATIONS)} associations can be read")
 
 
+# one projection per target (image3.program_grid)
+try:
+    COMMON_GRIDS, TARGETS, _lines = program_grids(
+        PRODUCTS, ProgramGrids.from_config(ProgramGrids.select(
+            {**_defaults["program"], **_as_given.get("program", {})})),
+        _as_given.get("resample", {}))
+except (Image3Error, OSError) as exc:
+    fail(exc)
+for _line in _lines:
+    print(f"image3: {_line}", file=sys.stderr)
+
 PRODUCT_ALIASES = {}
 for _product, _path in PRODUCTS.items():
     module_name = re.sub(r"\W", "_", _product)
@@ -53,7 +69,9 @@ for _product, _path in PRODUCTS.items():
     # the user's settings, with this association, its work folder and its QA folder
     module_settings = {**_as_given, "asn": str(_path), "output_dir": OUT,
                        "work_dir": f"{WORK}/{_product}",
-                       "qa": {**_as_given.get("qa", {}), "folder": f"{OUT}/qa/{_product}"}}
+                       "qa": {**_as_given.get("qa", {}), "folder": f"{OUT}/qa/{_product}"},
+                       "resample": {**_as_given.get("resample", {}),
+                                    **COMMON_GRIDS.get(_product, {})}}
     module:
         name: module_name
         snakefile: str(Path(workflow.basedir) / "Snakefile")
@@ -65,7 +83,38 @@ for _product, _path in PRODUCTS.items():
 PRODUCT_TARGETS = [item for name in PRODUCT_ALIASES.values()
                    for item in getattr(rules, f"{name}_all").input]
 AS_MODULE = not workflow.modifier.is_main_snakefile()
-ALL_TARGETS = [PRODUCT_TARGETS, [f"{WORK}/refused"] if REFUSED else []]
+
+# QA of each target's bands on its projection (qa/<target>_bands.png), when their _i2d and
+# _cat are made (untiled, source_catalog run) and QA plots are asked for
+_made = {str(f) for f in PRODUCT_TARGETS}
+BAND_PAGES = {
+    re.sub(r"[-_][^-_]*$", "", os.path.commonprefix(_target)) or f"target{_k + 1}": _target
+    for _k, _target in enumerate(TARGETS)
+    if {**_defaults["qa"], **_as_given.get("qa", {})}["plots"]
+    and all(f"{OUT}/{p}_{kind}" in _made for p in _target for kind in ("i2d.fits", "cat.ecsv"))}
+
+ALL_TARGETS = [PRODUCT_TARGETS, [f"{OUT}/qa/{t}_bands.png" for t in BAND_PAGES],
+               [f"{WORK}/refused"] if REFUSED else []]
+
+
+rule qa_bands:
+    input:
+        i2ds=lambda wildcards: [f"{OUT}/{p}_i2d.fits" for p in BAND_PAGES[wildcards.target]],
+        catalogs=lambda wildcards: [f"{OUT}/{p}_cat.ecsv" for p in BAND_PAGES[wildcards.target]],
+    output:
+        f"{OUT}/qa/{{target}}_bands.png",
+    params:
+        bands=lambda wildcards: BAND_PAGES[wildcards.target],
+    log:
+        f"{WORK}/logs/qa_bands/{{target}}.log",
+    conda:
+        "../envs/image3.yaml"
+    threads: 1
+    resources:
+        mem_mb=1500,  # a band of rows of each _i2d and their 1024² display images
+        runtime=10,
+    script:
+        "../scripts/qa_bands.py"
 
 
 rule refused_associations:

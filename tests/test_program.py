@@ -2,8 +2,12 @@
 one DAG; an association that cannot be read among them."""
 
 import pytest
+from astropy.io import fits
+from astropy.wcs import WCS
 
 from image3 import synth
+from image3.asn import read_association
+from image3.program_grid import band_grids, read_band_footprint
 from workflow import assert_same_products, jobs_run, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -21,9 +25,16 @@ def test_a_folder_of_associations_makes_every_product_as_separate_runs_do(tmp_pa
     asns = synth.make_program(data, n=2, size=256, seed=3, bands=("F200W", "F150W"))
     (data / "jw99999-o001_image3_00003_asn.json").write_text('{"products": [')
     qa = "{plots: false}"
+    # the two bands overlap: one target, one projection (image3.program_grid), which the
+    # separate runs are given
+    bands = {read_association(a).product: read_band_footprint(
+        [m.path for m in read_association(a).members]) for a in asns}
+    grids = band_grids(bands)
     for asn, band in zip(asns, PRODUCTS):
+        grid = grids[PRODUCTS[band]]
+        resample = ", ".join(f"{k}: {v}" for k, v in grid.items())
         snakemake(tmp_path, "--cores", "2", config={"asn": asn, "output_dir": f"alone_{band}",
-                                                    "qa": qa})
+                                                    "qa": qa, "resample": f"{{{resample}}}"})
     proc = snakemake(tmp_path, "--cores", "2", config={"asn": data, "output_dir": "out",
                                                        "qa": "{plots: true}"}, check=False)
     assert proc.returncode != 0
@@ -33,6 +44,16 @@ def test_a_folder_of_associations_makes_every_product_as_separate_runs_do(tmp_pa
     assert "jw99999-o001_image3_00003_asn.json" in proc.stderr.split("image3 stopped because of:")[1]
     table = [line for line in proc.stderr.splitlines() if "(from parameters.yaml)" in line]
     assert len(table) == 2 and any("F200W" in t for t in table) and any("F150W" in t for t in table)
+    headers = [fits.getheader(tmp_path / "out" / f"{p}_i2d.fits", "SCI") for p in PRODUCTS.values()]
+    for key in ("CRVAL1", "CRVAL2", "CDELT1", "CDELT2", "PC1_1", "PC1_2", "PC2_1", "PC2_2"):
+        assert headers[0][key] == headers[1][key], key  # one projection and pixel scale
+    for axis in ("CRPIX1", "CRPIX2"):  # pixels of the two bands: whole pixels apart
+        assert (headers[0][axis] - headers[1][axis]) % 1 == 0
+    x, y = headers[0]["CRPIX1"] - 1, headers[0]["CRPIX2"] - 1  # north up at the tangent point
+    up = WCS(headers[0]).pixel_to_world([x, x], [y, y + 10])
+    assert abs((up[0].position_angle(up[1]).deg + 180) % 360 - 180) < 1e-6
+    # the QA page of the target's bands: a colour image and each band's offsets
+    assert (tmp_path / "out" / "qa" / "jw99999-o001_t001_nircam_clear_bands.png").is_file()
     for band, product in PRODUCTS.items():
         assert_same_products(tmp_path / "out", tmp_path / f"alone_{band}", product)
         assert (tmp_path / "out" / "qa" / product / "mosaic.png").is_file()

@@ -9,8 +9,10 @@ import json
 import re
 import shutil
 
+import astropy.units as u
 import numpy as np
 import pytest
+from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
@@ -378,3 +380,23 @@ def test_the_tiled_mosaic_figure_is_the_mosaic_with_its_tiles(exposures, tmp_pat
     assert summary == (f"wrote {out}: mosaic of 6 tiles shown at 1/2 scale (550 x 300) with 2 "
                        "member footprints")
     png_pixels(out, "mosaic")
+
+
+def test_band_offsets_recover_a_shift_between_two_bands():
+    """Two bands' catalogues, the second's sources moved by (+30, -20) mas: the median offset
+    is that shift (within 0.01 mas), counted over the sources above the S/N limit only."""
+    rng = np.random.default_rng(2)
+    n = 40
+    sky = SkyCoord((150 + rng.uniform(0, 0.01, n)) * u.deg, (2 + rng.uniform(0, 0.01, n)) * u.deg)
+    flux = np.where(np.arange(n) < 30, 1000.0, 10.0)  # 30 sources at S/N 100, 10 at S/N 1
+    first = Table({"sky_centroid": sky, "isophotal_flux": flux, "isophotal_flux_err": flux / 100,
+                   "is_extended": np.zeros(n, bool)})
+    first["isophotal_flux_err"][30:] = 10.0
+    moved = sky.spherical_offsets_by(30 * u.mas, -20 * u.mas)
+    second = Table(first, copy=True)
+    second["sky_centroid"] = moved
+    row = qa.band_offsets({"F150W": first, "F200W": second})[0]
+    assert row["band"] == "F200W" and row["n"] == 30
+    assert row["dra_mas"] == pytest.approx(30, abs=0.01)
+    assert row["ddec_mas"] == pytest.approx(-20, abs=0.01)
+    assert row["scatter_mas"] < 0.01
