@@ -34,7 +34,7 @@ from .errors import ConfigError
 
 __all__ = [
     "BY_SECTION",
-    "ProgramGrids",
+    "Program",
     "OUTLIER_METHODS",
     "SKY_METHODS",
     "SKY_STATISTICS",
@@ -475,15 +475,17 @@ class CatalogParameters(_FromConfig):
 
 
 @dataclass(frozen=True)
-class ProgramGrids(_FromConfig):
-    """The grids of a program's associations (:mod:`image3.program_grid`): one projection
-    per target or not, an integer pixel ratio between bands, one shape for all bands."""
+class Program(_FromConfig):
+    """How a program's associations are made together: one projection per target or not, an
+    integer pixel ratio between bands, one shape for all bands (:mod:`image3.program_grid`),
+    and one alignment of each target's bands (:func:`image3.tweakreg.align_products`)."""
 
     section = "program"
 
     common_grid: bool
     integer_ratio: bool
     same_shape: bool
+    joint_alignment: bool
 
 
 #: The parameter classes made from each config section.
@@ -493,5 +495,5 @@ BY_SECTION = {
     "outlier_detection": (SingleDrizzle, FlagComparison),
     "resample": (FinalDrizzle, OutputGrid),
     "source_catalog": (CatalogParameters,),
-    "program": (ProgramGrids,),
+    "program": (Program,),
 }

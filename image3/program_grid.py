@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from .footprints import parse_s_region
-from .parameters import ProgramGrids
+from .parameters import Program
 
-__all__ = ["FOOTPRINT_PAD_ARCSEC", "BandFootprint", "band_grids", "program_grids",
-           "read_band_footprint", "targets"]
+__all__ = ["FOOTPRINT_PAD_ARCSEC", "BandFootprint", "band_grids", "jointly_aligned",
+           "program_grids", "read_band_footprint", "targets"]
 
 #: Added around each footprint: the largest alignment correction expected (tweakreg moves a
 #: pointing by < 1 arcsec) plus a margin; a pixel outside every footprint stays empty (NaN).
@@ -168,7 +168,7 @@ def band_grids(bands: Mapping[str, BandFootprint], *, rotation: float | None = N
     return grids
 
 
-def program_grids(associations: Mapping[str, str | Path], program: ProgramGrids,
+def program_grids(associations: Mapping[str, str | Path], program: Program,
                   resample: Mapping) -> tuple[dict[str, dict], list[list[str]], list[str]]:
     """The grid parameters of each product (name -> ASN path) on its target's projection, for
     the workflow's ``program`` settings and the user's ``resample`` settings; the targets of
@@ -213,3 +213,8 @@ def _wavelength(product: str) -> float:
     ordering bands blue to red; names without one last."""
     found = re.findall(r"f(\d{3,4})[wmnc]", product.lower())
     return float(found[-1]) if found else math.inf
+
+
+def jointly_aligned(targets: Sequence[Sequence[str]], program: Program) -> list[list[str]]:
+    """The targets whose bands tweakreg aligns in one fit (``program.joint_alignment``)."""
+    return [list(t) for t in targets] if program.joint_alignment else []

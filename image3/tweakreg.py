@@ -50,9 +50,10 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
-from astropy.table import Table
+from astropy.table import Table, vstack
 from scipy.spatial import cKDTree
 from tweakwcs import JWSTWCSCorrector
 from tweakwcs.imalign import NotEnoughCatalogs, align_wcs
@@ -868,36 +869,67 @@ def exposure_mid_mjd(geometry) -> float:
     return math.nan if start is None or end is None else (float(start) + float(end)) / 2.0
 
 
+@dataclass(frozen=True)
+class ProductAlignment:
+    """One product's share of an alignment: its members (rows with ``member``, ``group_id``,
+    ``cal`` and the ``geometry`` and ``sources`` files of :func:`find_exposure_sources`) and
+    where its files go: each member's gwcs sidecar (``wcs_paths``, in member order), the
+    matched-star residuals, the reference catalogue used and the fit report."""
+
+    members: Sequence[Mapping]
+    wcs_paths: Sequence[str | Path]
+    residuals_path: str | Path
+    refcat_path: str | Path
+    report_path: str | Path
+
+
 def align_members(members: Sequence[Mapping], fit: AlignmentFit, abs_refcat,
                   stars: ReferenceStars, wcs_paths, residuals_path, refcat_path,
                   report_path) -> str:
-    """tweakreg's join: align the members (rows with ``member``, ``group_id``, ``cal`` and the
-    ``geometry`` and ``sources`` files of :func:`find_exposure_sources`) with ``fit``, and to
-    ``abs_refcat`` (a file, or empty) when given: its rows within ``stars``' G limits, moved
-    to the exposures' mean mid-time (:func:`image3.refcat.reference_catalog`). Writes each
-    member's gwcs sidecar (``wcs_paths``, in member order, with the alignment status and
-    whether it was corrected), the matched-star residuals, the reference catalogue used
-    (``refcat_path``, :func:`write_reference_catalog`) and, last, the fit report (with the
-    catalogue's name and SHA-256). Returns a one-line summary."""
-    exposures = [read_exposure_catalog(row["cal"], row["geometry"], row["sources"], row["member"],
-                                       row["group_id"]) for row in members]
+    """tweakreg's join for one product: :func:`align_products` of its members alone."""
+    return align_products([ProductAlignment(members, wcs_paths, residuals_path, refcat_path,
+                                            report_path)], fit, abs_refcat, stars)
+
+
+def align_products(products: Sequence[ProductAlignment], fit: AlignmentFit, abs_refcat,
+                   stars: ReferenceStars) -> str:
+    """tweakreg's join: align the members of ``products`` together with ``fit`` (several: the
+    bands of one target, whose members taken in one exposure share its group id, so each
+    exposure gets one correction from every band's stars, and bands from other exposures are
+    aligned to them), and to ``abs_refcat`` (a file, or empty) when given: its rows within
+    ``stars``' G limits, moved to the exposures' mean mid-time
+    (:func:`image3.refcat.reference_catalog`). Writes each product's files
+    (:class:`ProductAlignment`: gwcs sidecars with the alignment status and whether each was
+    corrected, its members' matched-star residuals, the catalogue used) and, last, the fit
+    reports (all groups, with the catalogue's name and SHA-256). Returns a one-line summary."""
+    rows = list({row["member"]: row for p in products for row in p.members}.values())
+    exposures = [read_exposure_catalog(row["cal"], row["geometry"], row["sources"],
+                                       row["member"], row["group_id"]) for row in rows]
     refcat = None
     if abs_refcat:
-        mid_mjd = [exposure_mid_mjd(row["geometry"]) for row in members]
+        mid_mjd = [exposure_mid_mjd(row["geometry"]) for row in rows]
         refcat = reference_catalog(abs_refcat, mid_mjd, stars.abs_gmag_bright,
                                    stars.abs_gmag_faint)
     alignment = align_exposures(exposures, fit, refcat)
-    for row, path in zip(members, wcs_paths, strict=True):
-        corrected = row["member"] in alignment.corrected
-        write_wcs(path, alignment.wcs[row["member"]], status=alignment.status,
-                  corrected=corrected,
-                  refcat=_provenance(refcat) if refcat is not None and corrected else None)
-    residuals = match_residuals(exposures, alignment.wcs, fit, refcat)
-    write_report(residuals, residuals_path)
-    write_reference_catalog(refcat, refcat_path)
-    # the report last: tests/test_resume stops a run once the report exists
-    write_report(report_table(alignment, refcat), report_path)
-    return (f"tweakreg {alignment.status}: {len({e.group_id for e in exposures})} groups, "
+    by_name = {e.name: e for e in exposures}
+    found = []
+    for product in products:
+        for row, path in zip(product.members, product.wcs_paths, strict=True):
+            corrected = row["member"] in alignment.corrected
+            write_wcs(path, alignment.wcs[row["member"]], status=alignment.status,
+                      corrected=corrected,
+                      refcat=_provenance(refcat) if refcat is not None and corrected else None)
+        residuals = match_residuals([by_name[row["member"]] for row in product.members],
+                                    alignment.wcs, fit, refcat)
+        write_report(residuals, product.residuals_path)
+        write_reference_catalog(refcat, product.refcat_path)
+        found.append(residuals)
+    # the reports last: tests/test_resume stops a run once the report exists
+    for product in products:
+        write_report(report_table(alignment, refcat), product.report_path)
+    residuals = found[0] if len(found) == 1 else vstack(found)
+    several = f"{len(products)} products, " if len(products) > 1 else ""
+    return (f"tweakreg {alignment.status}: {several}{len({e.group_id for e in exposures})} groups, "
             f"{sum(f.applied for f in alignment.fits)} fits applied; matched-star residuals: "
             f"{describe_residuals(residuals)}")
 

@@ -16,8 +16,8 @@ import image3.config as i3config
 from image3.asn import read_association
 from image3.errors import Image3Error
 from image3.errors import stop_before_any_job as fail
-from image3.parameters import ProgramGrids
-from image3.program_grid import program_grids
+from image3.parameters import Program
+from image3.program_grid import jointly_aligned, program_grids
 from image3.runtime.jobserver import start as start_job_server
 from image3.runtime.output_folder import settle
 from image3.runtime.runjob import clear_errors, recorded_errors
@@ -51,11 +51,11 @@ if not PRODUCTS:
 
 
 # one projection per target (image3.program_grid)
+PROGRAM = Program.from_config(Program.select({**_defaults["program"],
+                                              **_as_given.get("program", {})}))
 try:
-    COMMON_GRIDS, TARGETS, _lines = program_grids(
-        PRODUCTS, ProgramGrids.from_config(ProgramGrids.select(
-            {**_defaults["program"], **_as_given.get("program", {})})),
-        _as_given.get("resample", {}))
+    COMMON_GRIDS, TARGETS, _lines = program_grids(PRODUCTS, PROGRAM,
+                                                  _as_given.get("resample", {}))
 except (Image3Error, OSError) as exc:
     fail(exc)
 for _line in _lines:
@@ -83,6 +83,43 @@ for _product, _path in PRODUCTS.items():
 PRODUCT_TARGETS = [item for name in PRODUCT_ALIASES.values()
                    for item in getattr(rules, f"{name}_all").input]
 AS_MODULE = not workflow.modifier.is_main_snakefile()
+
+# each target's bands aligned in one fit (image3.tweakreg.align_products), by a job that
+# makes the files of each product's own tweakreg job in its place (program.joint_alignment)
+for _k, _target in enumerate(jointly_aligned(TARGETS, PROGRAM)):
+    _own = [getattr(rules, f"{PRODUCT_ALIASES[p]}_tweakreg") for p in _target]
+
+    rule:
+        name:
+            f"tweakreg_target{_k + 1}"
+        input:
+            sources=[f for r in _own for f in r.input.sources],
+            geometry=[f for r in _own for f in r.input.geometry],
+            abs_refcat=_own[0].input.abs_refcat,
+        output:
+            [f for r in _own
+             for f in (*r.output.wcs, r.output.residuals, r.output.refcat, r.output.report)],
+        params:
+            products=[{"members": list(r.params.members),
+                       "wcs_paths": [str(f) for f in r.output.wcs],
+                       "residuals_path": str(r.output.residuals),
+                       "refcat_path": str(r.output.refcat),
+                       "report_path": str(r.output.report)} for r in _own],
+            fit=dict(_own[0].params.fit),
+            stars=dict(_own[0].params.stars),
+        log:
+            f"{WORK}/logs/tweakreg_target{_k + 1}.log",
+        conda:
+            "../envs/image3.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000 + 20 * sum(len(r.params.members) for r in _own),
+            runtime=10 + sum(len(r.params.members) for r in _own) // 10,
+        script:
+            "../scripts/tweakreg_target.py"
+
+    for _r in _own:
+        workflow.ruleorder(f"tweakreg_target{_k + 1}", _r.rule.name)
 
 # QA of each target's bands on its projection (qa/<target>_bands.png), when their _i2d and
 # _cat are made (untiled, source_catalog run) and QA plots are asked for

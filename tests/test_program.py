@@ -35,8 +35,13 @@ def test_a_folder_of_associations_makes_every_product_as_separate_runs_do(tmp_pa
         resample = ", ".join(f"{k}: {v}" for k, v in grid.items())
         snakemake(tmp_path, "--cores", "2", config={"asn": asn, "output_dir": f"alone_{band}",
                                                     "qa": qa, "resample": f"{{{resample}}}"})
-    proc = snakemake(tmp_path, "--cores", "2", config={"asn": data, "output_dir": "out",
-                                                       "qa": "{plots: true}"}, check=False)
+    # one fit for the two bands' exposures (program.joint_alignment): one job in place of two
+    dry = jobs_run(snakemake(tmp_path, "-n", config={"asn": data, "output_dir": "joint"}))
+    assert dry["tweakreg_target1"] == 1 and not any(k.endswith("_tweakreg") for k in dry)
+    # separate runs align each band alone: so does this run, to compare every value
+    proc = snakemake(tmp_path, "--cores", "2", config={
+        "asn": data, "output_dir": "out", "qa": "{plots: true}",
+        "program": "{joint_alignment: false}"}, check=False)
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("image3: ERROR")]
     assert len(errors) == 1 and "jw99999-o001_image3_00003_asn.json: not valid JSON" in errors[0]
@@ -65,7 +70,8 @@ def test_a_folder_of_associations_makes_every_product_as_separate_runs_do(tmp_pa
     # the same two as a list on the command line: nothing left to do
     (data / "jw99999-o001_image3_00003_asn.json").unlink()
     again = snakemake(tmp_path, "-n", config={"asn": f"[{asns[0]}, {asns[1]}]",
-                                              "output_dir": "out", "qa": "{plots: true}"})
+                                              "output_dir": "out", "qa": "{plots: true}",
+                                              "program": "{joint_alignment: false}"})
     assert "Nothing to be done" in again.stdout + again.stderr
     lint = snakemake(tmp_path, "--lint", config={"asn": data, "output_dir": "out"})
     assert "Congratulations" in lint.stdout + lint.stderr

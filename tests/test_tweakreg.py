@@ -21,6 +21,7 @@ from astropy.io import fits
 from astropy.table import QTable, Table
 
 from image3 import synth, tweakreg
+from image3.asn import read_association
 from image3.config import schema_defaults
 from image3.datamodel import (open_exposure, read_exposure_model, read_wcs, read_wcs_status, sci_shape,
                               save_model, write_wcs)
@@ -34,9 +35,10 @@ from image3.refcat import (
     read_source_list,
 )
 from image3.sip import apply_sip, sip_pixel_error
-from image3.tweakreg import (ExposureCatalog, align_exposures, align_members, describe_residuals,
-                             exposure_sources, find_exposure_sources, match_residuals,
-                             read_exposure_catalog, read_sources, report_table)
+from image3.tweakreg import (ExposureCatalog, ProductAlignment, align_exposures, align_members,
+                             align_products, describe_residuals, exposure_sources,
+                             find_exposure_sources, match_residuals, read_exposure_catalog,
+                             read_sources, report_table)
 from image3.wcs import pixel_scale_arcsec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -418,6 +420,36 @@ def test_tweakreg_job_writes_aligned_wcs_sidecars_and_the_report_last(dithers, t
     assert math.sqrt(np.mean(np.square(after))) <= 0.03, after
     assert list(Table.read(tmp_path / "report.ecsv")["status"]) == ["REFERENCE", "SUCCESS",
                                                                     "SUCCESS", "SUCCESS"]
+
+
+def test_bands_of_one_target_share_one_correction_per_exposure(tmp_path):
+    """align_products on three bands (issue 28): F200W and F444W taken together (SW and LW of
+    the same four exposures: one group id each), F150W in four exposures of its own. One
+    correction per exposure (8 groups, not 12 members): the LW member of an exposure moves
+    with its SW member, and lands on truth within 5 mas RMS (LW pixels 63 mas; the
+    injected pointing errors are > 1 SW pixel, 31 mas)."""
+    asns = synth.make_program(tmp_path / "data", n=4, size=512, seed=3,
+                              bands=("F200W+F444W", "F150W"), cosmic_rays=False)
+    products = []
+    for k, asn in enumerate(asns):
+        rows = []
+        for m in read_association(asn).members:
+            row = {"member": m.name, "group_id": m.group_id, "cal": m.path,
+                   "geometry": tmp_path / f"{m.name}.pkl", "sources": tmp_path / f"{m.name}.ecsv"}
+            find_exposure_sources(m.path, row["sources"], row["geometry"], FINDING)
+            rows.append(row)
+        products.append(ProductAlignment(rows, [tmp_path / f"{r['member']}_wcs.pkl" for r in rows],
+                                         tmp_path / f"res{k}.ecsv", tmp_path / f"ref{k}.ecsv",
+                                         tmp_path / f"report{k}.ecsv"))
+    summary = align_products(products, FIT, "", STARS)
+    assert summary.startswith("tweakreg COMPLETE: 3 products, 8 groups, 7 fits applied"), summary
+    report = Table.read(tmp_path / "report0.ecsv")
+    together = [set(row["members"].split(",")) for row in report if "_02101_" in row["group_id"]]
+    assert len(report) == 8 and len(together) == 4  # F200W+F444W exposures: both members each
+    assert all({m.split("_")[-1] for m in names} == {"nrcb1", "nrcblong"} for names in together)
+    lw = dict(zip([r["member"] for r in products[1].members], products[1].wcs_paths))
+    errors_mas = [63.0 * truth_error_px(asns[1], name, read_wcs(path)) for name, path in lw.items()]
+    assert math.sqrt(np.mean(np.square(errors_mas))) <= 5.0, errors_mas  # measured 1.2 mas
 
 
 # ------------------------------------------------------------------------------------------
