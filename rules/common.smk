@@ -51,6 +51,8 @@ SCHEMA_DEFAULTS = i3config.schema_defaults(_schema)
 
 OUT = config["output_dir"].rstrip("/")
 WORK = i3config.work_dir(config).rstrip("/")
+# each member's source list and geometry: shared by the associations of a program that list it
+MEMBER_WORK = (config["member_work_dir"] or WORK).rstrip("/")
 LOGS = f"{WORK}/logs"
 BENCH = f"{WORK}/benchmarks"
 ENV = "../envs/image3.yaml"
@@ -258,7 +260,7 @@ def wcs_sidecar(member):
 
 def geometry_sidecar(member):
     """A member's gwcs, shape and wcsinfo (a pickle) written by find_sources, when it runs."""
-    return f"{WORK}/{member}/geometry.pkl" if step_runs("tweakreg") else []
+    return f"{MEMBER_WORK}/{member}/geometry.pkl" if step_runs("tweakreg") else []
 
 
 def sky_sidecar(member):

@@ -71,12 +71,23 @@ for _product, _path in PRODUCTS.items():
                        "work_dir": f"{WORK}/{_product}",
                        "qa": {**_as_given.get("qa", {}), "folder": f"{OUT}/qa/{_product}"},
                        "resample": {**_as_given.get("resample", {}),
-                                    **COMMON_GRIDS.get(_product, {})}}
+                                    **COMMON_GRIDS.get(_product, {})},
+                       "member_work_dir": _as_given.get("member_work_dir") or f"{WORK}/members"}
     module:
         name: module_name
         snakefile: str(Path(workflow.basedir) / "Snakefile")
         config: module_settings
     use rule * from module_name as alias*
+
+# a member listed by several associations: its source list and geometry (in the shared
+# member_work_dir) made by the first association's jobs
+_members_of = {p: {m.name for m in read_association(path).members} for p, path in PRODUCTS.items()}
+for _i, _first in enumerate(PRODUCTS):
+    for _later in list(PRODUCTS)[_i + 1:]:
+        if _members_of[_first] & _members_of[_later]:
+            for _rule in ("find_sources", "save_catalog"):
+                workflow.ruleorder(f"{PRODUCT_ALIASES[_first]}_{_rule}",
+                                   f"{PRODUCT_ALIASES[_later]}_{_rule}")
 
 # every product's targets (the inputs of each module's rule all), and the failing rule for the
 # associations not read (the Snakefile's rule all)

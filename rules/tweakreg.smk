@@ -20,10 +20,10 @@ if step_runs("tweakreg"):
     except Image3Error as exc:
         fail(exc)
 
-TWEAKREG_SOURCES = {m: f"{WORK}/{m}/sources.ecsv" for m in MEMBERS}
+TWEAKREG_SOURCES = {m: f"{MEMBER_WORK}/{m}/sources.ecsv" for m in MEMBERS}
 TWEAKREG_MEMBERS = [
     {"member": m, "group_id": TWEAKREG_GROUP[m], "cal": cal_path(m),
-     "sources": TWEAKREG_SOURCES[m], "geometry": f"{WORK}/{m}/geometry.pkl"}
+     "sources": TWEAKREG_SOURCES[m], "geometry": f"{MEMBER_WORK}/{m}/geometry.pkl"}
     for m in MEMBERS
 ]
 # save_catalogs: the found source lists (never a user's catalogue) under the reference's names,
@@ -49,9 +49,9 @@ rule find_sources:
                | ({"catalog": str(TWEAKREG_CATALOGS[wildcards.member])}
                   if TWEAKREG_CATALOGS.get(wildcards.member) else {})),
     output:
-        sources=f"{WORK}/{{member}}/sources.ecsv",
+        sources=f"{MEMBER_WORK}/{{member}}/sources.ecsv",
         # the member's gwcs, shape and wcsinfo: the joins after need not open the _cal
-        geometry=f"{WORK}/{{member}}/geometry.pkl",
+        geometry=f"{MEMBER_WORK}/{{member}}/geometry.pkl",
     params:
         # finding parameters only: a changed fit parameter re-runs the join, not finding
         finding=SourceFinding.select(TWEAKREG),

@@ -1,6 +1,8 @@
 """Many associations in one run (rules/program.smk): a folder of ASN files, one product each,
 one DAG; an association that cannot be read among them."""
 
+import json
+
 import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
@@ -73,5 +75,15 @@ def test_a_folder_of_associations_makes_every_product_as_separate_runs_do(tmp_pa
                                               "output_dir": "out", "qa": "{plots: true}",
                                               "program": "{joint_alignment: false}"})
     assert "Nothing to be done" in again.stdout + again.stderr
+    # a member listed by two associations: its sources are found once
+    spec = json.loads(asns[0].read_text())
+    spec["asn_id"], spec["products"][0]["name"] = "o099", "jw99999-o099_t001_nircam_clear-f200w"
+    for member in spec["products"][0]["members"]:
+        member["expname"] = str(data / member["expname"])
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "o099_asn.json").write_text(json.dumps(spec))
+    both = jobs_run(snakemake(tmp_path, "-n", config={
+        "asn": f"[{asns[0]}, {tmp_path / 'more' / 'o099_asn.json'}]", "output_dir": "shared"}))
+    assert sum(n for rule, n in both.items() if rule.endswith("find_sources")) == 2
     lint = snakemake(tmp_path, "--lint", config={"asn": data, "output_dir": "out"})
     assert "Congratulations" in lint.stdout + lint.stderr
