@@ -690,14 +690,19 @@ def _tweakwcs_messages_to_log():
 # Report
 
 
-def report_table(alignment: Alignment, refcat: Table | None = None) -> Table:
-    """The per-group fit report (``tweakreg_report.ecsv``): one row per stage and group; with
-    the absolute reference catalogue (:func:`image3.refcat.reference_catalog`), its file
-    name, SHA-256, epoch and row counts in the meta (``abs_refcat_*``)."""
+def report_table(alignment: Alignment, refcat: Table | None = None,
+                 product_of: Mapping[str, str] | None = None) -> Table:
+    """The per-group fit report (``tweakreg_report.ecsv``): one row per stage and group, with
+    the products its members belong to (``product_of``: member -> product name; the bands
+    whose stars a correction used); with the absolute reference catalogue
+    (:func:`image3.refcat.reference_catalog`), its file name, SHA-256, epoch and row counts in
+    the meta (``abs_refcat_*``)."""
+    product_of = product_of or {}
     rows = [{
         "stage": f.stage,
         "group_id": f.group_id,
         "members": ",".join(f.members),
+        "products": ",".join(dict.fromkeys(product_of.get(m, "") for m in f.members)),
         "status": f.status,
         "applied": f.applied,
         "n_sources": f.n_sources,
@@ -709,9 +714,10 @@ def report_table(alignment: Alignment, refcat: Table | None = None) -> Table:
         "rotation_deg": f.rotation_deg,
         "scale": f.scale,
     } for f in alignment.fits]
-    names = ("stage", "group_id", "members", "status", "applied", "n_sources", "n_matched",
-             "n_fit", "rms_arcsec", "shift_x_arcsec", "shift_y_arcsec", "rotation_deg", "scale")
-    dtypes = (str, str, str, str, bool, int, int, int, float, float, float, float, float)
+    names = ("stage", "group_id", "members", "products", "status", "applied", "n_sources",
+             "n_matched", "n_fit", "rms_arcsec", "shift_x_arcsec", "shift_y_arcsec",
+             "rotation_deg", "scale")
+    dtypes = (str, str, str, str, str, bool, int, int, int, float, float, float, float, float)
     table = Table(rows=[[r[n] for n in names] for r in rows] or None, names=names,
                   dtype=dtypes)
     table.meta["cal_step_tweakreg"] = alignment.status
@@ -881,6 +887,8 @@ class ProductAlignment:
     residuals_path: str | Path
     refcat_path: str | Path
     report_path: str | Path
+    #: the product's name, listed in the fit report beside each group of its members
+    name: str = ""
 
 
 def align_members(members: Sequence[Mapping], fit: AlignmentFit, abs_refcat,
@@ -925,8 +933,9 @@ def align_products(products: Sequence[ProductAlignment], fit: AlignmentFit, abs_
         write_reference_catalog(refcat, product.refcat_path)
         found.append(residuals)
     # the reports last: tests/test_resume stops a run once the report exists
+    product_of = {row["member"]: product.name for product in products for row in product.members}
     for product in products:
-        write_report(report_table(alignment, refcat), product.report_path)
+        write_report(report_table(alignment, refcat, product_of), product.report_path)
     residuals = found[0] if len(found) == 1 else vstack(found)
     several = f"{len(products)} products, " if len(products) > 1 else ""
     return (f"tweakreg {alignment.status}: {several}{len({e.group_id for e in exposures})} groups, "

@@ -111,11 +111,11 @@ for _k, _target in enumerate(jointly_aligned(TARGETS, PROGRAM)):
             [f for r in _own
              for f in (*r.output.wcs, r.output.residuals, r.output.refcat, r.output.report)],
         params:
-            products=[{"members": list(r.params.members),
+            products=[{"name": p, "members": list(r.params.members),
                        "wcs_paths": [str(f) for f in r.output.wcs],
                        "residuals_path": str(r.output.residuals),
                        "refcat_path": str(r.output.refcat),
-                       "report_path": str(r.output.report)} for r in _own],
+                       "report_path": str(r.output.report)} for p, r in zip(_target, _own)],
             fit=dict(_own[0].params.fit),
             stars=dict(_own[0].params.stars),
         log:

@@ -440,13 +440,15 @@ def test_bands_of_one_target_share_one_correction_per_exposure(tmp_path):
             rows.append(row)
         products.append(ProductAlignment(rows, [tmp_path / f"{r['member']}_wcs.pkl" for r in rows],
                                          tmp_path / f"res{k}.ecsv", tmp_path / f"ref{k}.ecsv",
-                                         tmp_path / f"report{k}.ecsv"))
+                                         tmp_path / f"report{k}.ecsv",
+                                         read_association(asn).product[-5:]))
     summary = align_products(products, FIT, "", STARS)
     assert summary.startswith("tweakreg COMPLETE: 3 products, 8 groups, 7 fits applied"), summary
     report = Table.read(tmp_path / "report0.ecsv")
     together = [set(row["members"].split(",")) for row in report if "_02101_" in row["group_id"]]
     assert len(report) == 8 and len(together) == 4  # F200W+F444W exposures: both members each
     assert all({m.split("_")[-1] for m in names} == {"nrcb1", "nrcblong"} for names in together)
+    assert sorted(set(report["products"])) == ["f150w", "f200w,f444w"]  # bands of each fit
     lw = dict(zip([r["member"] for r in products[1].members], products[1].wcs_paths))
     errors_mas = [63.0 * truth_error_px(asns[1], name, read_wcs(path)) for name, path in lw.items()]
     assert math.sqrt(np.mean(np.square(errors_mas))) <= 5.0, errors_mas  # measured 1.2 mas
