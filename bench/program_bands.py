@@ -1,6 +1,7 @@
 """Three bands of one field as one program run against three separate runs (issue 28).
 
     .venv/bin/python bench/program_bands.py [--dithers 4] [--size 1024] [--cores 2]
+                                            [--integer-ratio]
 
 A synthetic NIRCam program (``image3.synth.make_program``): F200W and F444W taken together
 (the same exposures, SW and LW), F150W in exposures of their own, ``--dithers`` each, one ASN
@@ -52,6 +53,8 @@ def main() -> None:
     parser.add_argument("--dithers", type=int, default=4)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--integer-ratio", action="store_true",
+                        help="program.integer_ratio: LW at twice the SW pixel, as alone")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="image3-bands-") as tmp:
         folder = Path(tmp)
@@ -60,7 +63,9 @@ def main() -> None:
         products = [read_association(a).product for a in asns]
         separate = sum(run(folder, args.cores, f"asn={a}", f"output_dir=alone{k}")
                        for k, a in enumerate(asns))
-        together = run(folder, args.cores, f"asn={folder / 'data'}", "output_dir=program")
+        program = [f"program={{integer_ratio: {str(args.integer_ratio).lower()}}}"]
+        together = run(folder, args.cores, f"asn={folder / 'data'}", "output_dir=program",
+                       *program)
         out = folder / "program"
         headers = {p.rsplit("-", 1)[1]: projection(out / f"{p}_i2d.fits") for p in products}
         bands = sorted(headers, key=lambda b: int(b[1:-1]))
@@ -72,6 +77,7 @@ def main() -> None:
                                 for b in bands for p in products if p.endswith(b)})
     result = {
         "dithers": args.dithers, "size": args.size, "cores": args.cores,
+        "integer_ratio": args.integer_ratio,
         "wall_s": {"three separate runs": round(separate, 1), "one program run": round(together, 1)},
         "one_projection": same, "pixel_ratio_to_finest": ratios,
         "band_offsets": [{**dict(zip(row.colnames, row.as_void().tolist())),
