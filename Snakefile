@@ -12,16 +12,23 @@ min_version("9.0")
 # default is in config/schema.yaml (rules/common.smk validates and fills them in).
 configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
-from image3.asn import association_paths
+from image3.asn import association_paths, sheet_settings
+from image3.errors import Image3Error
+from image3.errors import stop_before_any_job as fail
 
-# asn: one association (or _cal), or several (a list, a glob, a folder): one product each
-ASSOCIATIONS = association_paths(config.get("asn"))
+# asn: one association (or _cal), or several (a list, a glob, a folder, a sample sheet): one
+# product each
+try:
+    ASSOCIATIONS = association_paths(config.get("asn"))
+    SEVERAL = len(ASSOCIATIONS) > 1 or bool(sheet_settings(config.get("asn")))
+except Image3Error as exc:
+    fail(exc)
 
 
 report: "report/workflow.rst"
 
 
-if len(ASSOCIATIONS) > 1:
+if SEVERAL:
     include: "rules/program.smk"
 else:
     include: "rules/product.smk"

@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 from astropy.io import fits
 
-from .errors import AssociationError, InputFileError
+from .errors import AssociationError, InputFileError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -200,27 +200,88 @@ def _header_group_id(path: Path) -> str | None:
     return group_id_from_header(header)
 
 
-def association_paths(spec) -> list[Path]:
-    """The association files of an ``asn`` setting: one path (an ASN json or a single _cal),
-    a folder (its ``*_asn.json``), a glob pattern, or a list of these (also as a YAML list
-    string, as ``--config 'asn=[a_asn.json, b_asn.json]'`` gives it), in the order given
-    (each folder and pattern sorted), each once. An empty setting gives none (the demo)."""
+#: File name endings of a sample sheet (:func:`read_sample_sheet`).
+SAMPLE_SHEET_SUFFIXES = (".csv", ".tsv")
+
+
+def _asn_items(spec) -> list[str]:
     if isinstance(spec, str) and spec.strip().startswith("["):
         spec = yaml.safe_load(spec)
     items = spec if isinstance(spec, (list, tuple)) else [spec]
+    return [str(item or "").strip() for item in items if str(item or "").strip()]
+
+
+def is_sample_sheet(text: str) -> bool:
+    """Whether an ``asn`` item names a sample sheet (by its file name's ending)."""
+    return text.lower().endswith(SAMPLE_SHEET_SUFFIXES)
+
+
+def association_paths(spec) -> list[Path]:
+    """The association files of an ``asn`` setting: one path (an ASN json or a single _cal),
+    a folder (its ``*_asn.json``), a glob pattern, a sample sheet (:func:`read_sample_sheet`),
+    or a list of these (also as a YAML list string, as ``--config 'asn=[a_asn.json,
+    b_asn.json]'`` gives it), in the order given (each folder and pattern sorted), each once.
+    An empty setting gives none (the demo)."""
     paths: list[Path] = []
-    for item in items:
-        text = str(item or "").strip()
-        if not text:
-            continue
+    for text in _asn_items(spec):
         path = Path(text)
         if path.is_dir():
             paths += sorted(path.glob("*_asn.json"))
+        elif is_sample_sheet(text):
+            paths += list(read_sample_sheet(path))
         elif any(c in text for c in "*?["):
             paths += sorted(Path(p) for p in glob.glob(text))
         else:
             paths.append(path)
     return list(dict.fromkeys(paths))
+
+
+def sheet_settings(spec) -> dict[Path, dict]:
+    """The per-association settings of the sample sheets in an ``asn`` setting (ASN path ->
+    nested settings, as :func:`read_sample_sheet`); empty without a sheet."""
+    found: dict[Path, dict] = {}
+    for text in _asn_items(spec):
+        if is_sample_sheet(text):
+            found.update(read_sample_sheet(Path(text)))
+    return found
+
+
+def read_sample_sheet(path: str | Path) -> dict[Path, dict]:
+    """A sample sheet: a CSV (or TSV) table, one row per association, with a column ``asn``
+    (the ASN file, relative to the sheet's folder) and optional columns ``<section>.<key>``
+    of the configuration (e.g. ``resample.pixfrac``) whose values, read as YAML scalars (a
+    number, true/false, text), are that association's settings; an empty cell sets nothing.
+    Returns ASN path -> nested settings ({section: {key: value}}), in the sheet's order. An
+    unreadable sheet, or one without an ``asn`` column, is one AssociationError line."""
+    import csv
+
+    path = Path(path)
+    try:
+        with path.open(newline="") as stream:
+            rows = list(csv.DictReader(stream, delimiter="\t" if path.suffix.lower() == ".tsv"
+                                       else ","))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise AssociationError(f"{path}: cannot read the sample sheet ({first_line(exc)})") \
+            from None
+    if not rows or "asn" not in rows[0]:
+        raise AssociationError(f"{path}: a sample sheet needs a header row with an 'asn' column "
+                               "and one row per association")
+    sheet: dict[Path, dict] = {}
+    for number, row in enumerate(rows, start=2):
+        if not (row.get("asn") or "").strip():
+            raise AssociationError(f"{path}: row {number} has no asn")
+        settings: dict = {}
+        for column, cell in row.items():
+            if column == "asn" or cell is None or not cell.strip():
+                continue
+            section, dot, key = column.strip().partition(".")
+            value = yaml.safe_load(cell)
+            if dot:
+                settings.setdefault(section, {})[key] = value
+            else:
+                settings[section] = value
+        sheet[(path.parent / row["asn"].strip()).resolve()] = settings
+    return sheet
 
 
 def read_association(path: str | Path) -> Association:

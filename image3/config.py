@@ -159,6 +159,20 @@ def check_consistency(config: dict) -> None:
                 raise ConfigError(f"config: {exc}") from None
 
 
+def association_settings(user: Mapping, row: Mapping, fixed: Mapping) -> dict:
+    """One association's settings in a run of several: the user's, then its sample-sheet
+    ``row``'s (image3.asn.read_sample_sheet), then what the run sets for it (``fixed``: its
+    asn, folders, common grid), each merged over the one before section by section."""
+    out = copy.deepcopy(dict(user))
+    for layer in (row, fixed):
+        for key, value in layer.items():
+            if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+                out[key] = {**out[key], **value}
+            else:
+                out[key] = copy.deepcopy(value)
+    return out
+
+
 def work_dir(config: dict) -> str:
     """Intermediates folder: ``work_dir`` or ``<output_dir>/work``."""
     return config.get("work_dir") or str(Path(config["output_dir"]) / "work")

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import image3.config as i3config
-from image3.asn import read_association
+from image3.asn import read_association, sheet_settings
 from image3.errors import Image3Error
 from image3.errors import stop_before_any_job as fail
 from image3.parameters import Program
@@ -35,6 +35,11 @@ _defaults = i3config.schema_defaults(_schema)
 OUT = str(_as_given.get("output_dir", _defaults["output_dir"])).rstrip("/")
 WORK = str(_as_given.get("work_dir") or f"{OUT}/work").rstrip("/")
 
+# a sample sheet's per-association settings (image3.asn.read_sample_sheet)
+try:
+    SHEET = sheet_settings(config.get("asn"))
+except Image3Error as exc:
+    fail(exc)
 PRODUCTS, REFUSED = {}, []
 for _path in ASSOCIATIONS:
     try:
@@ -66,13 +71,12 @@ for _product, _path in PRODUCTS.items():
     module_name = re.sub(r"\W", "_", _product)
     alias = f"{module_name}_"
     PRODUCT_ALIASES[_product] = module_name
-    # the user's settings, with this association, its work folder and its QA folder
-    module_settings = {**_as_given, "asn": str(_path), "output_dir": OUT,
-                       "work_dir": f"{WORK}/{_product}",
-                       "qa": {**_as_given.get("qa", {}), "folder": f"{OUT}/qa/{_product}"},
-                       "resample": {**_as_given.get("resample", {}),
-                                    **COMMON_GRIDS.get(_product, {})},
-                       "member_work_dir": _as_given.get("member_work_dir") or f"{WORK}/members"}
+    # the user's settings, its sample-sheet row's, then its asn, folders and common grid
+    module_settings = i3config.association_settings(
+        _as_given, SHEET.get(Path(_path).resolve(), {}),
+        {"asn": str(_path), "output_dir": OUT, "work_dir": f"{WORK}/{_product}",
+         "qa": {"folder": f"{OUT}/qa/{_product}"}, "resample": COMMON_GRIDS.get(_product, {}),
+         "member_work_dir": _as_given.get("member_work_dir") or f"{WORK}/members"})
     module:
         name: module_name
         snakefile: str(Path(workflow.basedir) / "Snakefile")

@@ -7,14 +7,17 @@ import pytest
 from astropy.io import fits
 
 from image3.asn import (
+    association_paths,
     crf_name,
     exposure_root,
     group_id_from_header,
     product_names,
     read_association,
+    read_sample_sheet,
     single_exposure,
     write_association,
 )
+from image3.config import association_settings
 from image3.errors import AssociationError
 
 EXAMPLE_MEMBERS = [
@@ -183,3 +186,40 @@ def test_members_grouped_by_exposure_detector_or_visit():
     assert list(asn.grouped_by("detector").values()) == [["a1"], ["a2"], ["b1"], ["c1"], ["d1"]]
     assert asn.grouped_by("visit") == {"jw01234001001": ["a1", "a2", "b1"],
                                        "jw01234001002": ["c1"], "exposure0005": ["d1"]}
+
+
+def test_a_sample_sheet_lists_associations_with_their_own_settings(tmp_path):
+    """A CSV sheet: asn paths relative to the sheet, `section.key` columns read as YAML
+    scalars, empty cells unset; a TSV the same; no asn column is one line naming the sheet."""
+    (tmp_path / "a_asn.json").write_text("{}")
+    (tmp_path / "b_asn.json").write_text("{}")
+    sheet = tmp_path / "program.csv"
+    sheet.write_text("asn,resample.pixfrac,tweakreg.skip,qa.folder\n"
+                     "a_asn.json,0.8,,\n"
+                     "b_asn.json,,true,qa_b\n")
+    settings = read_sample_sheet(sheet)
+    a, b = tmp_path / "a_asn.json", tmp_path / "b_asn.json"
+    assert settings == {a: {"resample": {"pixfrac": 0.8}},
+                        b: {"tweakreg": {"skip": True}, "qa": {"folder": "qa_b"}}}
+    assert association_paths(str(sheet)) == [a, b]
+    assert association_paths(f"[{sheet}, {a}]") == [a, b]  # each once
+    tsv = tmp_path / "program.tsv"
+    tsv.write_text("asn\tresample.kernel\nb_asn.json\tgaussian\n")
+    assert read_sample_sheet(tsv) == {b: {"resample": {"kernel": "gaussian"}}}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,resample.pixfrac\na_asn.json,0.8\n")
+    with pytest.raises(AssociationError, match=r"bad.csv: a sample sheet needs .* 'asn' column"):
+        read_sample_sheet(bad)
+
+
+def test_an_associations_settings_merge_the_users_its_rows_and_the_runs():
+    """Section by section: the row's pixfrac over the user's, the run's grid keys over both,
+    the user's other keys kept."""
+    user = {"resample": {"pixfrac": 0.5, "kernel": "square"}, "job_server": False}
+    row = {"resample": {"pixfrac": 0.8, "pixel_scale": 0.02}}
+    fixed = {"asn": "a_asn.json", "resample": {"pixel_scale": 0.031, "crval": [1.0, 2.0]}}
+    assert association_settings(user, row, fixed) == {
+        "resample": {"pixfrac": 0.8, "kernel": "square", "pixel_scale": 0.031,
+                     "crval": [1.0, 2.0]},
+        "job_server": False, "asn": "a_asn.json"}
+    assert user["resample"]["pixfrac"] == 0.5  # not changed in place
