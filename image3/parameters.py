@@ -486,6 +486,7 @@ class Program(_FromConfig):
     integer_ratio: bool
     same_shape: bool
     joint_alignment: bool
+    reference_band: str
 
 
 #: The parameter classes made from each config section.

@@ -216,5 +216,11 @@ def _wavelength(product: str) -> float:
 
 
 def jointly_aligned(targets: Sequence[Sequence[str]], program: Program) -> list[list[str]]:
-    """The targets whose bands tweakreg aligns in one fit (``program.joint_alignment``)."""
-    return [list(t) for t in targets] if program.joint_alignment else []
+    """The targets whose bands tweakreg aligns in one fit (``program.joint_alignment``), each
+    with the product of ``program.reference_band`` (a filter name in the product's name)
+    first: the fit's reference is its first exposure (else the bluest band's)."""
+    if not program.joint_alignment:
+        return []
+    band = program.reference_band.lower()
+    return [sorted(t, key=lambda p: not (band and band in p.lower().split("-")[-1].split("_")))
+            for t in targets]

@@ -2,14 +2,17 @@
 put a pixel at the same sky position in every band, cover each band's footprint, and keep an
 integer pixel ratio when asked."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from image3 import synth
 from image3.asn import read_association
 from image3.grid import build_grid, member_geometry
-from image3.parameters import OutputGrid
-from image3.program_grid import BandFootprint, band_grids, read_band_footprint, targets
+from image3.parameters import OutputGrid, Program
+from image3.program_grid import (BandFootprint, band_grids, jointly_aligned, read_band_footprint,
+                                 targets)
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +83,15 @@ def test_integer_ratio_puts_each_coarse_pixel_on_k_by_k_fine_pixels():
             assert np.all(fine_first == coarse_first)
     plain = band_grids(bands)
     assert plain["lw"]["pixel_scale"] == plain["sw"]["pixel_scale"] == 0.031
+
+
+def test_the_reference_band_leads_its_targets_joint_alignment():
+    """program.reference_band puts its product first (its first exposure is the fit's
+    reference); empty keeps the bluest first; joint_alignment false aligns none together."""
+    target = ["jw1-o001_t001_nircam_clear-f150w", "jw1-o001_t001_nircam_clear-f200w",
+              "jw1-o001_t001_nircam_clear-f444w"]
+    program = Program(common_grid=True, integer_ratio=False, same_shape=False,
+                      joint_alignment=True, reference_band="F444W")
+    assert jointly_aligned([target], program) == [[target[2], target[0], target[1]]]
+    assert jointly_aligned([target], replace(program, reference_band="")) == [target]
+    assert jointly_aligned([target], replace(program, joint_alignment=False)) == []
