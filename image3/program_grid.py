@@ -169,13 +169,16 @@ def band_grids(bands: Mapping[str, BandFootprint], *, rotation: float | None = N
 
 
 def program_grids(associations: Mapping[str, str | Path], program: Program,
-                  resample: Mapping) -> tuple[dict[str, dict], list[list[str]], list[str]]:
+                  resample: Mapping, target_keys: Mapping[str, str] | None = None,
+                  ) -> tuple[dict[str, dict], list[list[str]], list[str]]:
     """The grid parameters of each product (name -> ASN path) on its target's projection, for
     the workflow's ``program`` settings and the user's ``resample`` settings; the targets of
     several products (their names, blue to red by the filter's wavelength in the name); and
-    the lines to tell the user. Empty when ``program.common_grid`` is off or the user's ``output_wcs``,
-    ``crpix`` or ``output_shape`` fix every grid; a product whose members lack ``S_REGION``
-    or ``PIXAR_A2``, or that overlaps no other, keeps a grid of its own."""
+    the lines to tell the user. A target is the products of one user key (``target_keys``:
+    product -> key, a sample sheet's ``target`` column) when given, else of overlapping
+    footprints (:func:`targets`). Empty when ``program.common_grid`` is off or the user's
+    ``output_wcs``, ``crpix`` or ``output_shape`` fix every grid; a product whose members lack
+    ``S_REGION`` or ``PIXAR_A2``, or alone in its target, keeps a grid of its own."""
     from .asn import read_association
 
     fixed = [k for k in ("output_wcs", "crpix", "output_shape") if resample.get(k)]
@@ -193,7 +196,14 @@ def program_grids(associations: Mapping[str, str | Path], program: Program,
         else:
             bands[product] = band
     grids = {}
-    shared = [sorted(t, key=_wavelength) for t in targets(bands) if len(t) > 1]
+    if target_keys:
+        keyed: dict[str, list[str]] = {}
+        for product in bands:
+            keyed.setdefault(target_keys.get(product, product), []).append(product)
+        groups = list(keyed.values())
+    else:
+        groups = targets(bands)
+    shared = [sorted(t, key=_wavelength) for t in groups if len(t) > 1]
     for target in shared:
         grids.update(band_grids({p: bands[p] for p in target}, rotation=resample.get("rotation"),
                                 pixel_scale=resample.get("pixel_scale"),

@@ -40,6 +40,8 @@ try:
     SHEET = sheet_settings(config.get("asn"))
 except Image3Error as exc:
     fail(exc)
+# its target column: the associations of one target, as the user groups them
+TARGET_KEYS = {path: row.pop("target") for path, row in SHEET.items() if "target" in row}
 PRODUCTS, REFUSED = {}, []
 for _path in ASSOCIATIONS:
     try:
@@ -59,8 +61,10 @@ if not PRODUCTS:
 PROGRAM = Program.from_config(Program.select({**_defaults["program"],
                                               **_as_given.get("program", {})}))
 try:
-    COMMON_GRIDS, TARGETS, _lines = program_grids(PRODUCTS, PROGRAM,
-                                                  _as_given.get("resample", {}))
+    COMMON_GRIDS, TARGETS, _lines = program_grids(
+        PRODUCTS, PROGRAM, _as_given.get("resample", {}),
+        {p: str(TARGET_KEYS[Path(a).resolve()]) for p, a in PRODUCTS.items()
+         if Path(a).resolve() in TARGET_KEYS})
 except (Image3Error, OSError) as exc:
     fail(exc)
 for _line in _lines:

@@ -85,9 +85,10 @@ def test_a_folder_of_associations_makes_every_product_as_separate_runs_do(tmp_pa
     both = jobs_run(snakemake(tmp_path, "-n", config={
         "asn": f"[{asns[0]}, {tmp_path / 'more' / 'o099_asn.json'}]", "output_dir": "shared"}))
     assert sum(n for rule, n in both.items() if rule.endswith("find_sources")) == 2
-    # a sample sheet of the two, one with a setting of its own: a bad value there is named
-    (data / "program.csv").write_text(f"asn,resample.pixfrac\n{asns[0].name},0.8\n"
-                                      f"{asns[1].name},\n")
+    # a sample sheet of the two (one target by its column), one with a setting of its own: a
+    # bad value there is named
+    (data / "program.csv").write_text(f"asn,resample.pixfrac,target\n{asns[0].name},0.8,a\n"
+                                      f"{asns[1].name},,a\n")
     sheet = jobs_run(snakemake(tmp_path, "-n", config={"asn": data / "program.csv",
                                                        "output_dir": "sheet"}))
     assert sum(n for rule, n in sheet.items() if rule.endswith("_resample")) == 2

@@ -11,8 +11,8 @@ from image3 import synth
 from image3.asn import read_association
 from image3.grid import build_grid, member_geometry
 from image3.parameters import OutputGrid, Program
-from image3.program_grid import (BandFootprint, band_grids, jointly_aligned, read_band_footprint,
-                                 targets)
+from image3.program_grid import (BandFootprint, band_grids, jointly_aligned, program_grids,
+                                 read_band_footprint, targets)
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +95,20 @@ def test_the_reference_band_leads_its_targets_joint_alignment():
     assert jointly_aligned([target], program) == [[target[2], target[0], target[1]]]
     assert jointly_aligned([target], replace(program, reference_band="")) == [target]
     assert jointly_aligned([target], replace(program, joint_alignment=False)) == []
+
+
+def test_a_user_key_groups_targets_whatever_the_footprints(program):
+    """A sample sheet's target column: F200W and F444W (their 256² subarrays do not overlap)
+    as one target with one projection; F150W alone keeps a grid of its own."""
+    associations = {a.product: a.source for a in program.values()}
+    keys = {program["f200w"].product: "field", program["f444w"].product: "field",
+            program["f150w"].product: "other"}
+    settings = Program(common_grid=True, integer_ratio=True, same_shape=False,
+                       joint_alignment=True, reference_band="")
+    grids, shared, lines = program_grids(associations, settings, {}, keys)
+    assert shared == [[program["f200w"].product, program["f444w"].product]]
+    assert set(grids) == set(shared[0]) and len(lines) == 1
+    sw, lw = (grids[p] for p in shared[0])
+    assert sw["crval"] == lw["crval"] and lw["pixel_scale"] == 2 * sw["pixel_scale"]
+    assert program_grids(associations, settings, {})[1] == [
+        [program["f150w"].product, program["f200w"].product]]  # by footprint
