@@ -4,6 +4,7 @@ the previous run used, and one lock per output folder.
 Unit tests of image3.input_identity and image3.runtime.output_folder, then the cases through
 the real Snakefile on two 256² exposures (source catalogue skipped: it reads only the _i2d)."""
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -58,18 +59,25 @@ def test_missing_members_are_split_into_gone_and_taken_out():
     assert list(gone) == ["m2"] and list(dropped) == ["m3"]
 
 
-def test_the_output_lock_names_the_run_holding_it(tmp_path):
+@contextlib.contextmanager
+def _locked_by_another_process(folder):
+    """The output folder's lock held by another process while the block runs; yields its pid."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from image3.runtime import output_folder; "
-         f"output_folder.lock({str(tmp_path)!r}); print('held', flush=True); time.sleep(60)"],
+        [sys.executable, "-c", "import time; from image3.runtime import output_folder; "
+         f"output_folder.lock({str(folder)!r}); print('held', flush=True); time.sleep(120)"],
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(output_folder.OutputLocked, match=f"pid {holder.pid}"):
-            output_folder.lock(tmp_path)
+        yield holder.pid
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_the_output_lock_names_the_run_holding_it(tmp_path):
+    with _locked_by_another_process(tmp_path) as pid:
+        with pytest.raises(output_folder.OutputLocked, match=f"pid {pid}"):
+            output_folder.lock(tmp_path)
     output_folder.lock(tmp_path)  # released when its holder died
     output_folder.lock(tmp_path)  # and taking it again in this process is a no-op
 
@@ -151,20 +159,12 @@ def test_work_is_redone_for_another_input_of_the_same_name(tmp_path, two_fields)
 @pytest.mark.workflow
 def test_a_run_into_a_locked_output_folder_stops_in_one_line(tmp_path, two_fields):
     out = tmp_path / "out"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from image3.runtime import output_folder; "
-         f"output_folder.lock({str(out)!r}); print('held', flush=True); time.sleep(120)"],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with _locked_by_another_process(out) as pid:
         config = {"asn": two_fields[0], "output_dir": out, **NO_CATALOG}
         dry = snakemake(tmp_path / "elsewhere", "-n", config=config)  # a dry run goes on
         assert "find_sources" in dry.stdout
         proc = snakemake(tmp_path / "elsewhere", "--cores", "1", check=False, config=config)
-    finally:
-        holder.kill()
-        holder.wait()
     assert proc.returncode != 0
-    assert f"pid {holder.pid}" in proc.stderr and "another image3 run writes here" in proc.stderr
+    assert f"pid {pid}" in proc.stderr and "another image3 run writes here" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (out / "work" / "inspection.json").exists()  # no job ran
