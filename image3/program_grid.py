@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import GridError
 from .footprints import parse_s_region
 from .parameters import Program
 
@@ -53,16 +54,19 @@ class BandFootprint:
 
 def read_band_footprint(paths: Sequence[str | Path]) -> BandFootprint | None:
     """The footprints and pixel scale of an association's members (``S_REGION`` and
-    ``PIXAR_A2`` of their SCI headers; no data read); None when a member lacks either."""
+    ``PIXAR_A2`` of their SCI headers; no data read); None when a member's header cannot be
+    read or lacks either (the association then keeps a grid of its own; its own run names
+    what is wrong with the member)."""
     from astropy.io import fits
 
     footprints, scales = [], []
     for path in paths:
-        header = fits.getheader(path, "SCI")
-        if not header.get("S_REGION") or not header.get("PIXAR_A2"):
+        try:
+            header = fits.getheader(path, "SCI")
+            footprints += parse_s_region(header["S_REGION"])
+            scales.append(math.sqrt(float(header["PIXAR_A2"])))
+        except (OSError, KeyError, ValueError, GridError):
             return None
-        footprints += parse_s_region(header["S_REGION"])
-        scales.append(math.sqrt(float(header["PIXAR_A2"])))
     return BandFootprint(tuple(footprints), float(np.median(scales)))
 
 
@@ -191,8 +195,8 @@ def program_grids(associations: Mapping[str, str | Path], program: Program,
     for product, path in associations.items():
         band = read_band_footprint([m.path for m in read_association(path).members])
         if band is None:
-            lines.append(f"{path}: a member has no S_REGION or PIXAR_A2; its product gets a "
-                         "grid of its own")
+            lines.append(f"{path}: a member's SCI header has no usable S_REGION or PIXAR_A2; "
+                         "its product gets a grid of its own")
         else:
             bands[product] = band
     grids = {}

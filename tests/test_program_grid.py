@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from astropy.io import fits
 
 from image3 import synth
 from image3.asn import read_association
@@ -112,3 +113,18 @@ def test_a_user_key_groups_targets_whatever_the_footprints(program):
     assert sw["crval"] == lw["crval"] and lw["pixel_scale"] == 2 * sw["pixel_scale"]
     assert program_grids(associations, settings, {})[1] == [
         [program["f150w"].product, program["f200w"].product]]  # by footprint
+
+
+def test_a_member_without_a_usable_header_leaves_its_band_a_grid_of_its_own(program, tmp_path):
+    """A member whose S_REGION is missing, or a file cut short, gives no footprint (None),
+    never an error that would stop the other associations."""
+    first = program["f200w"].members[0].path
+    no_region = tmp_path / "no_region_cal.fits"
+    with fits.open(first) as hdul:
+        del hdul["SCI"].header["S_REGION"]
+        hdul.writeto(no_region)
+    cut = tmp_path / "cut_cal.fits"
+    cut.write_bytes(first.read_bytes()[:2000])
+    assert read_band_footprint([first]) is not None
+    assert read_band_footprint([first, no_region]) is None
+    assert read_band_footprint([cut]) is None
