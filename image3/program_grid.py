@@ -119,6 +119,12 @@ def targets(bands: Mapping[str, BandFootprint]) -> list[list[str]]:
     centre = _centre(np.vstack(list(vertices.values())))
     boxes = {n: _box(_tangent_arcsec(vertices[n], centre, 0.0), FOOTPRINT_PAD_ARCSEC)
              for n in names}
+    return _connected(names, lambda a, b: _overlap(boxes[a], boxes[b]))
+
+
+def _connected(names: Sequence[str], linked) -> list[list[str]]:
+    """``names`` grouped by ``linked(a, b)``, directly or through others, each group in the
+    order of ``names``, the groups in the order their first name comes."""
     parent = {n: n for n in names}
 
     def root(n):
@@ -128,8 +134,11 @@ def targets(bands: Mapping[str, BandFootprint]) -> list[list[str]]:
 
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            if _overlap(boxes[a], boxes[b]):
-                parent[root(b)] = root(a)
+            if linked(a, b):
+                ra, rb = root(a), root(b)
+                if ra != rb:
+                    first, later = sorted((ra, rb), key=names.index)
+                    parent[later] = first
     groups: dict[str, list[str]] = {}
     for n in names:
         groups.setdefault(root(n), []).append(n)

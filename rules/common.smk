@@ -51,8 +51,8 @@ SCHEMA_DEFAULTS = i3config.schema_defaults(_schema)
 
 OUT = config["output_dir"].rstrip("/")
 WORK = i3config.work_dir(config).rstrip("/")
-# each member's source list and geometry: shared by the associations of a program that list it
-MEMBER_WORK = (config["member_work_dir"] or WORK).rstrip("/")
+# members whose source list and geometry another association of the run makes (rules/program.smk)
+MEMBER_WORK_DIRS = {m: str(Path(d)) for m, d in config["member_work_dirs"].items()}
 LOGS = f"{WORK}/logs"
 BENCH = f"{WORK}/benchmarks"
 ENV = "../envs/image3.yaml"
@@ -260,7 +260,13 @@ def wcs_sidecar(member):
 
 def geometry_sidecar(member):
     """A member's gwcs, shape and wcsinfo (a pickle) written by find_sources, when it runs."""
-    return f"{MEMBER_WORK}/{member}/geometry.pkl" if step_runs("tweakreg") else []
+    return f"{member_work(member)}/{member}/geometry.pkl" if step_runs("tweakreg") else []
+
+
+def member_work(member):
+    """The work folder of a member's source list and geometry: this association's, or that of
+    the association of the run that makes them (member_work_dirs)."""
+    return MEMBER_WORK_DIRS.get(member, WORK)
 
 
 def sky_sidecar(member):

@@ -70,6 +70,13 @@ except (Image3Error, OSError) as exc:
 for _line in _lines:
     print(f"image3: {_line}", file=sys.stderr)
 
+# a member listed by several associations: its source list and geometry made once, by the first
+# that lists it (each association's member_work_dirs names the others' members it reads there)
+MEMBER_OWNER = {}
+for _product, _path in PRODUCTS.items():
+    for _member in read_association(_path).members:
+        MEMBER_OWNER.setdefault(_member.name, _product)
+
 PRODUCT_ALIASES = {}
 for _product, _path in PRODUCTS.items():
     module_name = re.sub(r"\W", "_", _product)
@@ -80,22 +87,14 @@ for _product, _path in PRODUCTS.items():
         _as_given, SHEET.get(Path(_path).resolve(), {}),
         {"asn": str(_path), "output_dir": OUT, "work_dir": f"{WORK}/{_product}",
          "qa": {"folder": f"{OUT}/qa/{_product}"}, "resample": COMMON_GRIDS.get(_product, {}),
-         "member_work_dir": _as_given.get("member_work_dir") or f"{WORK}/members"})
+         "member_work_dirs": {m.name: f"{WORK}/{MEMBER_OWNER[m.name]}"
+                              for m in read_association(_path).members
+                              if MEMBER_OWNER[m.name] != _product}})
     module:
         name: module_name
         snakefile: str(Path(workflow.basedir) / "Snakefile")
         config: module_settings
     use rule * from module_name as alias*
-
-# a member listed by several associations: its source list and geometry (in the shared
-# member_work_dir) made by the first association's jobs
-_members_of = {p: {m.name for m in read_association(path).members} for p, path in PRODUCTS.items()}
-for _i, _first in enumerate(PRODUCTS):
-    for _later in list(PRODUCTS)[_i + 1:]:
-        if _members_of[_first] & _members_of[_later]:
-            for _rule in ("find_sources", "save_catalog"):
-                workflow.ruleorder(f"{PRODUCT_ALIASES[_first]}_{_rule}",
-                                   f"{PRODUCT_ALIASES[_later]}_{_rule}")
 
 # every product's targets (the inputs of each module's rule all), and the failing rule for the
 # associations not read (the Snakefile's rule all)

@@ -20,19 +20,20 @@ if step_runs("tweakreg"):
     except Image3Error as exc:
         fail(exc)
 
-TWEAKREG_SOURCES = {m: f"{MEMBER_WORK}/{m}/sources.ecsv" for m in MEMBERS}
+TWEAKREG_SOURCES = {m: f"{member_work(m)}/{m}/sources.ecsv" for m in MEMBERS}
 TWEAKREG_MEMBERS = [
     {"member": m, "group_id": TWEAKREG_GROUP[m], "cal": cal_path(m),
-     "sources": TWEAKREG_SOURCES[m], "geometry": f"{MEMBER_WORK}/{m}/geometry.pkl"}
+     "sources": TWEAKREG_SOURCES[m], "geometry": f"{member_work(m)}/{m}/geometry.pkl"}
     for m in MEMBERS
 ]
 # save_catalogs: the found source lists (never a user's catalogue) under the reference's names,
 # <exposure>_cat.<catalog_format> (saved_catalog_name), <exposure> the member's file name
 # without .fits
-SAVED_CATALOG_MEMBERS = {Path(cal_path(m)).name.replace(".fits", ""): m for m in MEMBERS}
+SAVED_CATALOG_MEMBERS = {Path(cal_path(m)).name.replace(".fits", ""): m for m in MEMBERS
+                         if m not in MEMBER_WORK_DIRS}  # another association saves those
 SAVED_CATALOGS = [
     f"{OUT}/{saved_catalog_name(cal_path(m), TWEAKREG['catalog_format'])}"
-    for m in MEMBERS if not TWEAKREG_CATALOGS.get(m)
+    for m in SAVED_CATALOG_MEMBERS.values() if not TWEAKREG_CATALOGS.get(m)
 ] if step_runs("tweakreg") and TWEAKREG["save_catalogs"] else []
 # save_abs_catalog: the reference catalogue the absolute fit used (the tweakreg job writes it to
 # the work folder whatever the config; rule save_abs_catalog copies it), asked for with the
@@ -49,9 +50,9 @@ rule find_sources:
                | ({"catalog": str(TWEAKREG_CATALOGS[wildcards.member])}
                   if TWEAKREG_CATALOGS.get(wildcards.member) else {})),
     output:
-        sources=f"{MEMBER_WORK}/{{member}}/sources.ecsv",
+        sources=f"{WORK}/{{member}}/sources.ecsv",
         # the member's gwcs, shape and wcsinfo: the joins after need not open the _cal
-        geometry=f"{MEMBER_WORK}/{{member}}/geometry.pkl",
+        geometry=f"{WORK}/{{member}}/geometry.pkl",
     params:
         # finding parameters only: a changed fit parameter re-runs the join, not finding
         finding=SourceFinding.select(TWEAKREG),
