@@ -28,12 +28,16 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import GridError
 from .footprints import parse_s_region
 from .parameters import Program
+
+if TYPE_CHECKING:
+    from .asn import Association
 
 __all__ = ["FOOTPRINT_PAD_ARCSEC", "BandFootprint", "band_grids", "jointly_aligned",
            "program_grids", "read_band_footprint", "targets"]
@@ -181,10 +185,10 @@ def band_grids(bands: Mapping[str, BandFootprint], *, rotation: float | None = N
     return grids
 
 
-def program_grids(associations: Mapping[str, str | Path], program: Program,
+def program_grids(associations: Mapping[str, Association], program: Program,
                   resample: Mapping, target_keys: Mapping[str, str] | None = None,
                   ) -> tuple[dict[str, dict], list[list[str]], list[str]]:
-    """The grid parameters of each product (name -> ASN path) on its target's projection, for
+    """The grid parameters of each product (name -> its association) on its target's projection, for
     the workflow's ``program`` settings and the user's ``resample`` settings; the targets of
     several products (their names, blue to red by the filter's wavelength in the name); and
     the lines to tell the user. A target is the products of one user key (``target_keys``:
@@ -192,8 +196,6 @@ def program_grids(associations: Mapping[str, str | Path], program: Program,
     footprints (:func:`targets`). Empty when ``program.common_grid`` is off or the user's
     ``output_wcs``, ``crpix`` or ``output_shape`` fix every grid; a product whose members lack
     ``S_REGION`` or ``PIXAR_A2``, or alone in its target, keeps a grid of its own."""
-    from .asn import read_association
-
     fixed = [k for k in ("output_wcs", "crpix", "output_shape") if resample.get(k)]
     if not program.common_grid:
         return {}, [], []
@@ -201,11 +203,11 @@ def program_grids(associations: Mapping[str, str | Path], program: Program,
         return {}, [], [f"resample.{fixed[0]} is set: each association uses it (no common "
                         "grid per target)"]
     bands, lines = {}, []
-    for product, path in associations.items():
-        band = read_band_footprint([m.path for m in read_association(path).members])
+    for product, association in associations.items():
+        band = read_band_footprint([m.path for m in association.members])
         if band is None:
-            lines.append(f"{path}: a member's SCI header has no usable S_REGION or PIXAR_A2; "
-                         "its product gets a grid of its own")
+            lines.append(f"{association.source}: a member's SCI header has no usable S_REGION "
+                         "or PIXAR_A2; its product gets a grid of its own")
         else:
             bands[product] = band
     grids = {}

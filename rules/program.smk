@@ -42,17 +42,18 @@ except Image3Error as exc:
     fail(exc)
 # its target column: the associations of one target, as the user groups them
 TARGET_KEYS = {path: row.pop("target") for path, row in SHEET.items() if "target" in row}
-PRODUCTS, REFUSED = {}, []
+PRODUCTS, ASNS, REFUSED = {}, {}, []
 for _path in ASSOCIATIONS:
     try:
-        _product = read_association(_path).product
+        _association = read_association(_path)
+        _product = _association.product
     except Image3Error as exc:
         print(f"image3: ERROR: {exc}; the other associations go on", file=sys.stderr)
         REFUSED.append(str(exc))
         continue
     if _product in PRODUCTS:
         fail(f"{_path} and {PRODUCTS[_product]} both make the product {_product}")
-    PRODUCTS[_product] = _path
+    PRODUCTS[_product], ASNS[_product] = _path, _association
 if not PRODUCTS:
     fail(f"none of the {len(ASSOCIATIONS)} associations can be read")
 
@@ -62,7 +63,7 @@ PROGRAM = Program.from_config(Program.select({**_defaults["program"],
                                               **_as_given.get("program", {})}))
 try:
     COMMON_GRIDS, TARGETS, _lines = program_grids(
-        PRODUCTS, PROGRAM, _as_given.get("resample", {}),
+        ASNS, PROGRAM, _as_given.get("resample", {}),
         {p: str(TARGET_KEYS[Path(a).resolve()]) for p, a in PRODUCTS.items()
          if Path(a).resolve() in TARGET_KEYS})
 except (Image3Error, OSError) as exc:
@@ -73,8 +74,8 @@ for _line in _lines:
 # a member listed by several associations: its source list and geometry made once, by the first
 # that lists it (each association's member_work_dirs names the others' members it reads there)
 MEMBER_OWNER = {}
-for _product, _path in PRODUCTS.items():
-    for _member in read_association(_path).members:
+for _product, _association in ASNS.items():
+    for _member in _association.members:
         MEMBER_OWNER.setdefault(_member.name, _product)
 
 PRODUCT_ALIASES = {}
@@ -88,7 +89,7 @@ for _product, _path in PRODUCTS.items():
         {"asn": str(_path), "output_dir": OUT, "work_dir": f"{WORK}/{_product}",
          "qa": {"folder": f"{OUT}/qa/{_product}"}, "resample": COMMON_GRIDS.get(_product, {}),
          "member_work_dirs": {m.name: f"{WORK}/{MEMBER_OWNER[m.name]}"
-                              for m in read_association(_path).members
+                              for m in ASNS[_product].members
                               if MEMBER_OWNER[m.name] != _product}})
     module:
         name: module_name

@@ -101,7 +101,7 @@ def test_the_reference_band_leads_its_targets_joint_alignment():
 def test_a_user_key_groups_targets_whatever_the_footprints(program):
     """A sample sheet's target column: F200W and F444W (their 256² subarrays do not overlap)
     as one target with one projection; F150W alone keeps a grid of its own."""
-    associations = {a.product: a.source for a in program.values()}
+    associations = {a.product: a for a in program.values()}
     keys = {program["f200w"].product: "field", program["f444w"].product: "field",
             program["f150w"].product: "other"}
     settings = Program(common_grid=True, integer_ratio=True, same_shape=False,
