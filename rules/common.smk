@@ -451,6 +451,7 @@ def claim_output():
     made from, and each member's input identity (image3.input_identity). Returns the lock's
     refusal, which stops the run in onstart (a dry run during another run goes on); as a module
     (no onstart of ours) a refusal stops at once."""
+    refusal = None
     try:
         lock_output(OUT)
     except OSError as exc:  # an output_dir that cannot be created or written
@@ -458,23 +459,24 @@ def claim_output():
     except Image3Error as exc:
         if AS_MODULE:
             fail(exc)
-        for member in [] if DEMO else ASN.members:  # only what a dry run needs
-            if not Path(identity_stamp(member.name)).exists():
-                update_stamp(identity_stamp(member.name), member.path)
-        return str(exc)
-    current = {m.name: {"cal": str(m.path), "crf": crf_path(m.name)} for m in ASN.members}
-    gone, dropped = missing_members(read_members(WORK), current, {str(p) for p in ASN.listed})
-    if gone and not config["allow_missing_members"]:
-        cal = next(iter(gone.values()))["cal"]
-        more = f" (and {len(gone) - 1} more)" if len(gone) > 1 else ""
-        fail(f"{cal}{more}: used by the previous run of {OUT}, missing or unusable now; restore "
-             "it, or set allow_missing_members: true to make the products without it (its _crf "
-             "is then removed)")
-    stale = [record["crf"] for record in {**gone, **dropped}.values()]
-    at_start(WORK, {} if DEMO else current, stale)
+        refusal = str(exc)
+    if refusal is None:
+        current = {m.name: {"cal": str(m.path), "crf": crf_path(m.name)} for m in ASN.members}
+        gone, dropped = missing_members(read_members(WORK), current,
+                                        {str(p) for p in ASN.listed})
+        if gone and not config["allow_missing_members"]:
+            cal = next(iter(gone.values()))["cal"]
+            more = f" (and {len(gone) - 1} more)" if len(gone) > 1 else ""
+            fail(f"{cal}{more}: used by the previous run of {OUT}, missing or unusable now; "
+                 "restore it, or set allow_missing_members: true to make the products without "
+                 "it (its _crf is then removed)")
+        at_start(WORK, {} if DEMO else current,
+                 [record["crf"] for record in {**gone, **dropped}.values()])
     for member in [] if DEMO else ASN.members:
-        update_stamp(identity_stamp(member.name), member.path)
-    return None
+        # during another run only the stamps a dry run needs: those missing
+        if refusal is None or not Path(identity_stamp(member.name)).exists():
+            update_stamp(identity_stamp(member.name), member.path)
+    return refusal
 
 
 

@@ -2,9 +2,9 @@
 the workflow of one association (rules/product.smk) as a Snakemake module of its own, with its
 own work folder, QA folder and parameter-table entry (matched on its own first member), all
 branches of one DAG, so the jobs of different products share the cores or the cluster. The
-associations of one target (overlapping footprints) are resampled onto one projection
-(image3.program_grid; program.common_grid). The
-products of all go to ``output_dir``. An association that cannot be read is named in one line at
+associations of one target (overlapping footprints) are aligned together and resampled onto one
+projection (image3.program_grid; config section program). The products of all go to
+``output_dir``. An association that cannot be read is named in one line at
 the start; the others run, and the run then ends non-zero (rule refused_associations)."""
 
 import os
@@ -33,7 +33,7 @@ except Image3Error as exc:
     fail(exc)
 _defaults = i3config.schema_defaults(_schema)
 OUT = str(_as_given.get("output_dir", _defaults["output_dir"])).rstrip("/")
-WORK = str(_as_given.get("work_dir") or f"{OUT}/work").rstrip("/")
+WORK = i3config.work_dir({"output_dir": OUT, "work_dir": _as_given.get("work_dir")}).rstrip("/")
 
 # a sample sheet's per-association settings (image3.asn.read_sample_sheet)
 try:
@@ -59,8 +59,7 @@ if not PRODUCTS:
 
 
 # one projection per target (image3.program_grid)
-PROGRAM = Program.from_config(Program.select({**_defaults["program"],
-                                              **_as_given.get("program", {})}))
+PROGRAM = Program(**Program.select({**_defaults["program"], **_as_given.get("program", {})}))
 try:
     COMMON_GRIDS, TARGETS, _lines = program_grids(
         ASNS, PROGRAM, _as_given.get("resample", {}),

@@ -62,28 +62,3 @@ rule skymatch:
 if step_runs("skymatch") and config["skymatch"]["save_results"]:
     SAVED_STEP_RESULTS += [intermediate_path(m, "skymatch") for m in MEMBERS]
 
-
-rule save_skymatch_result:
-    input:
-        cal=lambda wildcards: cal_path(wildcards.member),
-        identity=lambda wildcards: identity_stamp(wildcards.member),
-        wcs=lambda wildcards: wcs_sidecar(wildcards.member),
-        sky=lambda wildcards: sky_sidecar(wildcards.member),
-    output:
-        intermediate_path("{member}", "skymatch"),
-    params:
-        sip=SipApproximation.select(config["tweakreg"]),
-    log:
-        f"{LOGS}/save_skymatch_result/{{member}}.log",
-    benchmark:
-        f"{BENCH}/save_skymatch_result/{{member}}.tsv"
-    conda:
-        ENV
-    group:
-        "sky"
-    threads: 1
-    resources:
-        mem_mb=1000,  # one datamodel
-        runtime=5,
-    script:
-        "../scripts/save_exposure.py"

@@ -136,19 +136,24 @@ SAVED_STEP_RESULTS = [intermediate_path(m, "tweakreg") for m in MEMBERS] \
     if step_runs("tweakreg") and TWEAKREG["save_results"] else []
 
 
-rule save_tweakreg_result:
+rule save_step_result:
+    # a member as tweakreg left it, or as skymatch did (with its sky record): the steps'
+    # save_results files (SAVED_STEP_RESULTS; skymatch's in rules/skymatch.smk)
     input:
         cal=lambda wildcards: cal_path(wildcards.member),
         identity=lambda wildcards: identity_stamp(wildcards.member),
         wcs=lambda wildcards: wcs_sidecar(wildcards.member),
+        sky=lambda wildcards: sky_sidecar(wildcards.member) if wildcards.step == "skymatch" else [],
     output:
-        intermediate_path("{member}", "tweakreg"),
+        intermediate_path("{member}", "{step}"),
+    wildcard_constraints:
+        step="tweakreg|skymatch",
     params:
         sip=SipApproximation.select(TWEAKREG),
     log:
-        f"{LOGS}/save_tweakreg_result/{{member}}.log",
+        f"{LOGS}/save_step_result/{{step}}/{{member}}.log",
     benchmark:
-        f"{BENCH}/save_tweakreg_result/{{member}}.tsv"
+        f"{BENCH}/save_step_result/{{step}}/{{member}}.tsv"
     conda:
         ENV
     group:

@@ -1,5 +1,5 @@
-"""Rules save_tweakreg_result and save_skymatch_result (the steps' save_results): a member as
-the step left it, under the reference's _tweakreg / _skymatch name (image3/intermediates.py)."""
+"""Rule save_step_result (tweakreg's and skymatch's save_results): a member as the step left it,
+under the reference's _tweakreg / _skymatch name (image3/intermediates.py)."""
 
 from image3.runtime.jobserver import delegate
 
