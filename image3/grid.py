@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from .datamodel import (ExposureMeta, MemberFiles, atomic_write_text, open_meta, read_wcs,
                         sci_shape)
 from .footprints import footprints_table, member_footprints
+from .kept import keep_files, kept_files
 from .parameters import OutputGrid
 from .sidecar import read_sidecar, write_sidecar
 from .tiles import assign_members, member_boxes, tile_layout, write_tiles
@@ -28,6 +30,7 @@ from .wcs import (
     Grid,
     footprint,
     grid_scale,
+    grid_window,
     mean_pixel_area_sr,
     output_grid,
     read_grid,
@@ -129,15 +132,50 @@ def write_footprints(path: str | Path, members: Sequence[MemberFiles],
 
 
 def write_output_grid(path: str | Path, members: Sequence[MemberFiles],
-                      params: OutputGrid, shape_path: str | Path) -> Grid:
+                      params: OutputGrid, shape_path: str | Path,
+                      keep_in: str | Path | None = None, reserve: int = 0) -> Grid:
     """Build the grid of ``params`` (:func:`build_grid`) for ``members`` and write it, and its
     shape as JSON ``{"shape": [ny, nx]}`` at ``shape_path`` (what the jobs on that grid ask for
-    in memory is computed from it, :mod:`image3.runtime.resources`)."""
-    grid = build_grid(_geometries(members), params)
-    save_grid(path, grid)
+    in memory is computed from it, :mod:`image3.runtime.resources`).
+
+    A tiled run's grid (``keep_in``, its work folder): the default grid grows by ``reserve``
+    pixels on every side (room for members added later; no tile is made where no member is),
+    and is kept (:mod:`image3.kept`); the next run with the same parameters writes the kept
+    grid byte for byte when every member's footprint lies inside it, so the tiles keep their
+    names and windows, else a new one (every tile is then redone)."""
+    geometries = _geometries(members)
+    settings = {"grid": asdict(params), "reserve": reserve}
+    inputs = {"grid": [params.output_wcs] if params.output_wcs else []}
+    grid = _kept_grid(keep_in, settings, inputs, geometries, path)
+    if grid is None:
+        grid = build_grid(geometries, params)
+        if reserve and not params.output_wcs:
+            ny, nx = grid.shape
+            grid = grid_window(grid, (-reserve, ny + reserve, -reserve, nx + reserve))
+        save_grid(path, grid)
+        if keep_in is not None:
+            keep_files(keep_in, "grid", settings, {"grid": path}, inputs)
     atomic_write_text(shape_path, json.dumps({"shape": [int(n) for n in grid.shape]}) + "\n")
     log.info("%s: %d x %d pixels at %.4f arcsec", Path(path).name, grid.shape[1], grid.shape[0],
              grid.pixel_scale_arcsec)
+    return grid
+
+
+def _kept_grid(keep_in, settings, inputs, geometries: Sequence[MemberGeometry],
+               path) -> Grid | None:
+    """The kept grid (copied to ``path``) if it holds every member's footprint, else None."""
+    kept = kept_files(keep_in, "grid", settings, inputs) if keep_in is not None else {}
+    if not kept:
+        return None
+    grid = load_grid(kept["grid"])
+    boxes = member_boxes(grid, {k: footprint(g.wcs, g.shape) for k, g in enumerate(geometries)})
+    ny, nx = grid.shape
+    if not all(b0 >= 0 and c0 >= 0 and b1 <= ny and c1 <= nx for b0, b1, c0, c1 in boxes.values()):
+        log.warning("members lie beyond the tile frame of the previous run: a new frame, every "
+                    "tile is made again (tiles.reserve keeps more room around a mosaic)")
+        return None
+    shutil.copyfile(kept["grid"], path)
+    log.info("the tile frame of the previous run holds every member: kept")
     return grid
 
 

@@ -29,7 +29,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,7 @@ from .datamodel import MemberFiles, SkyRecord
 from .dqflags import interpret_bits
 from .errors import ConfigError, StepError
 from .footprints import member_footprints, overlap_mask
+from .kept import keep_files, kept_files
 from .parameters import SKY_METHODS, SkySolve, SkyStatistics
 from .sidecar import read_work_json
 from .sky_offsets import pair_offset, registered_differences
@@ -138,6 +141,7 @@ def solve_sky(
     stats: Mapping[str, Mapping],
     groups: Mapping[str, Sequence[str]],
     params: SkySolve,
+    kept: Mapping[str, float] | None = None,
 ) -> dict[str, SkyRecord]:
     """One sky level per group from the members' statistics, as the reference's skymatch.
 
@@ -160,6 +164,12 @@ def solve_sky(
 
     A group without any good pixel gets None (SKIPPED) with a warning; a member without good
     pixels in a group that has some shares the group's level (with a warning).
+
+    ``kept``: group -> the level an earlier run gave it (members added to a finished tiled
+    run, :mod:`image3.kept`): those groups keep it and the others are solved against them:
+    ``local`` as before, ``global`` the kept groups' lowest level, ``match`` and
+    ``global+match`` the least-squares levels of the other groups with the kept ones fixed
+    (a group not tied to a kept one through overlaps is SKIPPED, with a warning).
     Returns a :class:`~image3.datamodel.SkyRecord` per member; ``subtracted`` is
     ``params.subtract`` for computed levels and False for skipped ones.
     """
@@ -175,6 +185,10 @@ def solve_sky(
     local = {g: _group_local_sky(stats, names) for g, names in groups.items()}
     if method == "local":
         group_levels = local
+    elif kept:
+        group_levels = (dict.fromkeys(groups, min(kept.values())) if method == "global"
+                        else _levels_beside(stats, groups, kept))
+        group_levels.update(kept)
     elif method == "global":
         group_levels = _global_levels(local, {g: 0.0 for g in groups})
     else:
@@ -233,12 +247,7 @@ def _global_levels(local, offsets) -> dict[str, float | None]:
 
 def _match_deltas(stats, groups, match_down: bool) -> dict[str, float | None]:
     """Relative group levels from the members' pair offsets (see :func:`solve_sky`)."""
-    ids = list(groups)
-    index = {m: k for k, g in enumerate(ids) for m in groups[g]}
-    rows = [(index[a], index[b], p["offset"], p["uncertainty"])
-            for a, entry in stats.items() if a in index
-            for b, p in entry.get("pairs", {}).items()
-            if b in index and index[a] != index[b]]
+    ids, rows = _pair_rows(stats, groups)
     pairs = sorted({(min(i, j), max(i, j)) for i, j, _, _ in rows})
     matched = sorted({k for pair in pairs for k in pair})
     unmatched = [ids[k] for k in range(len(ids)) if k not in matched]
@@ -253,6 +262,51 @@ def _match_deltas(stats, groups, match_down: bool) -> dict[str, float | None]:
     valid[matched] = True
     deltas -= deltas[valid].min() if match_down else deltas[valid].max()
     return {g: float(deltas[k]) if valid[k] else None for k, g in enumerate(ids)}
+
+
+def _pair_rows(stats, groups):
+    """The group ids, and a row (i, j, offset, uncertainty) per measured pair of members of
+    different groups (i, j indices of the ids)."""
+    ids = list(groups)
+    index = {m: k for k, g in enumerate(ids) for m in groups[g]}
+    rows = [(index[a], index[b], p["offset"], p["uncertainty"])
+            for a, entry in stats.items() if a in index
+            for b, p in entry.get("pairs", {}).items()
+            if b in index and index[a] != index[b]]
+    return ids, rows
+
+
+def _levels_beside(stats, groups, kept: Mapping[str, float]) -> dict[str, float | None]:
+    """The levels of the groups not in ``kept`` minimising the sum of :func:`_match_deltas`
+    with the ``kept`` levels fixed; None for a group no overlap ties to a kept one."""
+    ids, rows = _pair_rows(stats, groups)
+    fixed = {k: kept[g] for k, g in enumerate(ids) if g in kept}
+    labels = _connected_labels(len(ids), [r[:2] for r in rows])
+    tied = {labels[k] for k in fixed}
+    free = [k for k in range(len(ids)) if k not in fixed and labels[k] in tied]
+    untied = [ids[k] for k in range(len(ids)) if k not in fixed and labels[k] not in tied]
+    if untied:
+        log.warning("skymatch: no overlap ties group(s) %s to the groups of the previous run: "
+                    "their sky is not computed", ", ".join(untied))
+    levels = dict.fromkeys(ids)
+    column = {k: c for c, k in enumerate(free)}
+    design, target = [], []
+    for i, j, offset, uncertainty in rows:
+        if i in fixed and j in fixed or not (i in column or j in column):
+            continue
+        weight, line = 1.0 / max(uncertainty, 1e-30), np.zeros(len(free))
+        value = offset
+        for k, sign in ((i, 1.0), (j, -1.0)):
+            if k in column:
+                line[column[k]] = sign * weight
+            else:
+                value -= sign * fixed[k]
+        design.append(line)
+        target.append(value * weight)
+    if free:
+        solution = np.linalg.lstsq(np.array(design), np.array(target), rcond=None)[0]
+        levels.update({ids[k]: float(solution[c]) for k, c in column.items()})
+    return levels
 
 
 def _weighted_levels(rows, ids: Sequence[str]) -> np.ndarray:
@@ -400,13 +454,32 @@ def write_member_sky_stats(path: str | Path, member: MemberFiles, partners: Sequ
 
 
 def write_sky_records(paths: Mapping[str, str | Path], stats_paths: Sequence[str | Path],
-                      groups: Mapping[str, Sequence[str]], params: SkySolve) -> None:
+                      groups: Mapping[str, Sequence[str]], params: SkySolve,
+                      keep_in: tuple[str | Path, Mapping[str, Sequence[str | Path]]] | None
+                      = None) -> None:
     """Solve the sky (:func:`solve_sky`) from the statistics files and write each member's
-    :class:`~image3.datamodel.SkyRecord` to ``paths[member]``; logs each level."""
-    records = solve_sky(read_sky_stats(stats_paths), groups, params)
+    :class:`~image3.datamodel.SkyRecord` to ``paths[member]``; logs each level.
+
+    ``keep_in``: (a work folder, member -> the files its level depends on) when members are
+    added to a finished tiled run: the groups whose records the last run kept there and still
+    apply (:mod:`image3.kept`) keep them byte for byte; what this run wrote is kept in turn."""
+    settings = {k: str(v) for k, v in asdict(params).items()}
+    kept = kept_files(keep_in[0], "skymatch", settings, keep_in[1]) if keep_in else {}
+    kept = {m: path for names in groups.values() if all(n in kept for n in names)
+            for m, path in ((n, kept[n]) for n in names)}
+    levels = {g: SkyRecord.read(kept[names[0]]).level for g, names in groups.items()
+              if names and names[0] in kept}
+    records = solve_sky(read_sky_stats(stats_paths), groups, params,
+                        {g: v for g, v in levels.items() if v is not None} or None)
     for member, path in paths.items():
-        records[member].write(path)
+        if member in kept:
+            shutil.copyfile(kept[member], path)
+            records[member] = SkyRecord.read(path)
+        else:
+            records[member].write(path)
     log_levels(records)
+    if keep_in:
+        keep_files(keep_in[0], "skymatch", settings, paths, keep_in[1])
 
 
 def write_sky_stats(path: str | Path, stats: Mapping[str, Mapping]) -> None:

@@ -36,7 +36,7 @@ from .sidecar import read_work_json
 if TYPE_CHECKING:  # the Snakefile imports this module: not gwcs with it (0.5 s per parse)
     from .wcs import Grid
 
-__all__ = ["MAX_TILES_A_SIDE", "KERNEL_REACH_PX", "Tile", "assign_members", "member_boxes", "read_tiles",
+__all__ = ["MAX_TILES_A_SIDE", "KERNEL_REACH_PX", "MEDIAN_REACH_PX", "Tile", "assign_members", "member_boxes", "read_tiles",
            "tile_layout", "write_tiles"]
 
 #: Grid pixels beyond which no drop of a member lands: more than the reach of any drizzle kernel
@@ -46,14 +46,25 @@ __all__ = ["MAX_TILES_A_SIDE", "KERNEL_REACH_PX", "Tile", "assign_members", "mem
 KERNEL_REACH_PX = 8
 
 
+#: Grid pixels around a member's footprint box within which its outlier flagging reads the
+#: median (the flag job's window has a 2-pixel margin; footprints are polygons through points
+#: along the edges, a pixel or so inside a distorted edge).
+MEDIAN_REACH_PX = 4
+
+
 @dataclass(frozen=True)
 class Tile:
-    """One tile: its name, window and inner region (see the module docstring)."""
+    """One tile: its name, window and inner region (see the module docstring), the members
+    that meet its window (their contributions are summed in it) and ``core``, those whose
+    outlier flagging reads its piece of the median (:data:`MEDIAN_REACH_PX` of its inner
+    region). A member's ``core`` tiles are made whatever other members do, so members added
+    elsewhere leave the set of pieces it reads unchanged."""
 
     name: str
     window: tuple[int, int, int, int]
     inner: tuple[int, int, int, int]
     members: tuple[str, ...] = ()
+    core: tuple[str, ...] = ()
 
 
 #: Rows (and columns) of tiles at most: names have two digits each.
@@ -90,16 +101,17 @@ def member_boxes(grid: Grid, polygons: Mapping[str, np.ndarray]) -> dict[str, tu
 
 def assign_members(tiles: Sequence[Tile], boxes: Mapping[str, Sequence[int]],
                    pad: int = KERNEL_REACH_PX) -> list[Tile]:
-    """The tiles whose window some member's box (grown by ``pad``) meets, each with those
-    members in the order of ``boxes``."""
-    out = []
-    for tile in tiles:
-        y0, y1, x0, x1 = tile.window
-        members = tuple(name for name, (b0, b1, c0, c1) in boxes.items()
-                        if b0 - pad < y1 and b1 + pad > y0 and c0 - pad < x1 and c1 + pad > x0)
-        if members:
-            out.append(replace(tile, members=members))
-    return out
+    """The tiles whose inner region some member's box meets (a tile with data in its margins
+    only would catalogue nothing), each with the members whose box grown by ``pad`` meets its
+    window, in the order of ``boxes``."""
+    def meeting(region, pad):
+        y0, y1, x0, x1 = region
+        return tuple(name for name, (b0, b1, c0, c1) in boxes.items()
+                     if b0 - pad < y1 and b1 + pad > y0 and c0 - pad < x1 and c1 + pad > x0)
+
+    return [replace(tile, members=meeting(tile.window, pad),
+                    core=meeting(tile.inner, MEDIAN_REACH_PX)) for tile in tiles
+            if meeting(tile.inner, 0)]
 
 
 def write_tiles(path: str | Path, tiles: Sequence[Tile]) -> None:
@@ -108,5 +120,5 @@ def write_tiles(path: str | Path, tiles: Sequence[Tile]) -> None:
 
 def read_tiles(path: str | Path) -> list[Tile]:
     """The tiles written by :func:`write_tiles`."""
-    return [Tile(t["name"], tuple(t["window"]), tuple(t["inner"]), tuple(t.get("members", ())))
-            for t in read_work_json(path)]
+    return [Tile(t["name"], tuple(t["window"]), tuple(t["inner"]), tuple(t.get("members", ())),
+                 tuple(t.get("core", ()))) for t in read_work_json(path)]

@@ -48,8 +48,9 @@ import contextlib
 import itertools
 import logging
 import math
+import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -59,12 +60,14 @@ from tweakwcs import JWSTWCSCorrector
 from tweakwcs.imalign import NotEnoughCatalogs, align_wcs
 from tweakwcs.matchutils import MatchSourceConfusionError, XYXYMatch
 
-from .datamodel import ExposureMeta, atomic_path, check_exposure, open_exposure, write_wcs
+from .datamodel import (ExposureMeta, atomic_path, check_exposure, open_exposure, read_wcs,
+                        write_wcs)
 from .detection import find_sources
 from .dqflags import PIXEL
 from .errors import InputFileError
 from .grid import geometry_of, load_geometry, save_geometry
-from .joint_fit import PairMatches, connected_bodies, solve_corrections
+from .joint_fit import Correction, PairMatches, connected_bodies, solve_corrections
+from .kept import keep_files, kept_files
 from .parameters import AlignmentFit, FitStage, ReferenceStars, SourceFinding
 from .refcat import read_source_list, reference_catalog
 from .sidecar import read_sidecar
@@ -223,24 +226,33 @@ class _StageFailed(Exception):
 
 
 def align_exposures(exposures: Sequence[ExposureCatalog], params: AlignmentFit,
-                    refcat: Table | None = None) -> Alignment:
+                    refcat: Table | None = None, kept: frozenset[str] = frozenset()) -> Alignment:
     """Relative, then (with ``refcat``, a table with RA/DEC [deg]) absolute alignment.
 
     ``params`` carries the reference's matching and fit parameters of both stages and
     ``max_rms`` [arcsec]. Problems that stop a stage are logged as one warning line and
     leave the WCSs unchanged; nothing is raised for data the step cannot align.
+
+    ``kept``: groups aligned by an earlier run (their exposures carry that run's gwcs,
+    :mod:`image3.kept`): they are the joint fit's fixed bodies, the other groups are tied to
+    them, and the absolute stage is not redone (the kept groups carry it).
     """
     original = {e.name: e.wcs for e in exposures}
     n_groups = len({e.group_id for e in exposures})
     fits: list[GroupFit] = []
     relative_done = False
     wcs = dict(original)
+    if kept:
+        log.info("groups %s keep the alignment of the previous run; the others are tied to "
+                 "them%s", ", ".join(sorted(kept)),
+                 "" if refcat is None else " (no new absolute fit)")
+        refcat = None
 
     if n_groups > 1:
         # as the reference, a reference catalogue forces expand_refcat for the relative stage
         expand = params.expand_refcat or refcat is not None
         try:
-            wcs, stage_fits = _relative(exposures, params, expand)
+            wcs, stage_fits = _relative(exposures, params, expand, kept)
             fits += stage_fits
             relative_done = True
         except _StageFailed as exc:
@@ -341,16 +353,19 @@ def _run_tweakwcs(correctors, stage: FitStage, **options) -> None:
             ) from None
 
 
-def _relative(exposures: Sequence[ExposureCatalog], params: AlignmentFit, expand: bool):
+def _relative(exposures: Sequence[ExposureCatalog], params: AlignmentFit, expand: bool,
+              kept: frozenset[str] = frozenset()):
     correctors = [_corrector(e, e.group_id) for e in exposures]
     layout = GroupLayout.of(exposures, correctors, params.relative.searchrad)
     method = params.relative_method
-    if method == "auto":
+    if kept:  # only the joint fit holds several groups fixed
+        method = "joint"
+    elif method == "auto":
         method = "sequential" if layout.all_overlap() else "joint"
     log.info("relative alignment: %s fit (relative_method = %s)", method,
              params.relative_method)
     if method == "joint":
-        fits = _joint_relative(exposures, correctors, layout, params)
+        fits = _joint_relative(exposures, correctors, layout, params, kept)
     else:
         _run_tweakwcs(correctors, params.relative, refcat=None,
                       enforce_user_order=params.enforce_user_order, expand_refcat=expand)
@@ -460,11 +475,12 @@ def _near_polygon(points: np.ndarray, polygon: np.ndarray, margin: float) -> np.
 
 
 def _joint_relative(exposures: Sequence[ExposureCatalog], correctors, layout: GroupLayout,
-                    params: AlignmentFit) -> list[GroupFit]:
+                    params: AlignmentFit, kept: frozenset[str] = frozenset()) -> list[GroupFit]:
     """Relative alignment of every group at once (:mod:`image3.joint_fit`): each pair of
     overlapping groups matched with tweakwcs's matcher on the sources near the other's
     footprints, pairs of ``pair_minobj`` matches or more fitted together, the reference the
-    first group of the largest set of groups tied by such pairs."""
+    first group of the largest set of groups tied by such pairs, or the ``kept`` groups, held
+    fixed."""
     stage = params.relative
     match = _match(stage)
     pairs, found = [], {g: [] for g in layout.groups}
@@ -493,16 +509,20 @@ def _joint_relative(exposures: Sequence[ExposureCatalog], correctors, layout: Gr
         if not any(g in c for c in components):
             components.append(connected_bodies(pairs, body, {g}))
     largest = max(components, key=len)
-    reference = next(g for g in layout.groups if g in largest)
-    order = [reference] + [g for g in layout.groups if g != reference]
-    solution = solve_corrections(pairs, order, rotation=stage.fitgeometry != "shift",
-                                 nclip=stage.nclip, sigma=stage.sigma)
+    # the kept groups are the fixed bodies; else the reference is fixed
+    reference = None if kept else next(g for g in layout.groups if g in largest)
+    order = [g for g in layout.groups if g == reference] + [g for g in layout.groups
+                                                             if g != reference]
+    solution = solve_corrections(pairs, order, fixed={g: Correction() for g in kept},
+                                 rotation=stage.fitgeometry != "shift", nclip=stage.nclip,
+                                 sigma=stage.sigma)
     fits = []
     for g in layout.groups:
         indices = [i for i, e in enumerate(exposures) if e.group_id == g]
         names = [exposures[i].name for i in indices]
         used = sum(n for _, n in found[g] if n >= params.pair_minobj)
-        fit = GroupFit("relative", g, names, "REFERENCE", len(layout.sources[g]), used)
+        fit = GroupFit("relative", g, names, "KEPT" if g in kept else "REFERENCE",
+                       len(layout.sources[g]), used)
         if g in solution.fitted:
             correction = solution.corrections[g]
             fit.status, fit.n_fit = "SUCCESS", solution.n_fit[g]
@@ -517,7 +537,7 @@ def _joint_relative(exposures: Sequence[ExposureCatalog], correctors, layout: Gr
                     correctors[i].set_correction(matrix=correction.matrix,
                                                  shift=correction.shift,
                                                  ref_tpwcs=layout.reference)
-        elif g != reference:
+        elif g != reference and g not in kept:
             seen = ", ".join(f"{n} with {b}" for b, n in found[g]) or "no overlapping group"
             fit.status = (f"FAILED: too few matches to tie it to the reference ({seen}; "
                           f"pair_minobj = {params.pair_minobj} per overlap)")
@@ -643,6 +663,9 @@ def _log_fit(fit: GroupFit) -> None:
     where = f"{fit.stage} alignment, group {fit.group_id}"
     if fit.status == "REFERENCE":
         log.info("%s: reference (%d sources), WCS unchanged", where, fit.n_sources)
+    elif fit.status == "KEPT":
+        log.info("%s: kept from the previous run, held fixed (%d sources)", where,
+                 fit.n_sources)
     elif fit.status == "SUCCESS":
         log.info("%s: %d matches, %d fitted, RMS %.4f arcsec, shift (%.4f, %.4f) arcsec, "
                  "rotation %.5f deg, scale %.7f", where, fit.n_matched, fit.n_fit,
@@ -893,36 +916,64 @@ class ProductAlignment:
 
 def align_members(members: Sequence[Mapping], fit: AlignmentFit, abs_refcat,
                   stars: ReferenceStars, wcs_paths, residuals_path, refcat_path,
-                  report_path) -> str:
+                  report_path, keep_in: str | Path | None = None) -> str:
     """tweakreg's join for one product: :func:`align_products` of its members alone."""
     return align_products([ProductAlignment(members, wcs_paths, residuals_path, refcat_path,
-                                            report_path)], fit, abs_refcat, stars)
+                                            report_path)], fit, abs_refcat, stars, keep_in)
+
+
+def _kept_alignment(keep_in, rows, fit: AlignmentFit, abs_refcat, stars: ReferenceStars):
+    """The members whose gwcs sidecar the previous run kept in ``keep_in`` (a work folder,
+    :mod:`image3.kept`) and still applies, whole groups only: member -> kept file."""
+    if keep_in is None:
+        return {}, {}
+    inputs = {row["member"]: [row["sources"], row["geometry"]] + ([abs_refcat] if abs_refcat
+                                                                 else []) for row in rows}
+    params = {"fit": asdict(fit), "stars": asdict(stars)}
+    found = kept_files(keep_in, "tweakreg", params, inputs)
+    groups: dict[str, list[str]] = {}
+    for row in rows:
+        groups.setdefault(row["group_id"], []).append(row["member"])
+    whole = {m: found[m] for names in groups.values() if all(n in found for n in names)
+             for m in names}
+    return whole, (params, inputs)
 
 
 def align_products(products: Sequence[ProductAlignment], fit: AlignmentFit, abs_refcat,
-                   stars: ReferenceStars) -> str:
+                   stars: ReferenceStars, keep_in: str | Path | None = None) -> str:
     """tweakreg's join: align the members of ``products`` together with ``fit`` (several: the
     bands of one target, whose members taken in one exposure share its group id, so each
     exposure gets one correction from every band's stars, and bands from other exposures are
     aligned to them), and to ``abs_refcat`` (a file, or empty) when given: its rows within
     ``stars``' G limits, moved to the exposures' mean mid-time
-    (:func:`image3.refcat.reference_catalog`). Writes each product's files
+    (:func:`image3.refcat.reference_catalog`). With ``keep_in`` (a work folder: members
+    added to a finished tiled run), the groups whose alignment the last run kept there
+    (:mod:`image3.kept`) keep it byte for byte and the others are tied to them; what this run
+    wrote is kept there in turn. Writes each product's files
     (:class:`ProductAlignment`: gwcs sidecars with the alignment status and whether each was
     corrected, its members' matched-star residuals, the catalogue used) and, last, the fit
     reports (all groups, with the catalogue's name and SHA-256). Returns a one-line summary."""
     rows = list({row["member"]: row for p in products for row in p.members}.values())
     exposures = [read_exposure_catalog(row["cal"], row["geometry"], row["sources"],
                                        row["member"], row["group_id"]) for row in rows]
+    kept, record = _kept_alignment(keep_in, rows, fit, abs_refcat, stars)
+    for exposure in exposures:
+        if exposure.name in kept:
+            exposure.wcs = read_wcs(kept[exposure.name])
     refcat = None
     if abs_refcat:
         mid_mjd = [exposure_mid_mjd(row["geometry"]) for row in rows]
         refcat = reference_catalog(abs_refcat, mid_mjd, stars.abs_gmag_bright,
                                    stars.abs_gmag_faint)
-    alignment = align_exposures(exposures, fit, refcat)
+    alignment = align_exposures(exposures, fit, refcat,
+                                frozenset(e.group_id for e in exposures if e.name in kept))
     by_name = {e.name: e for e in exposures}
     found = []
     for product in products:
         for row, path in zip(product.members, product.wcs_paths, strict=True):
+            if row["member"] in kept:
+                shutil.copyfile(kept[row["member"]], path)
+                continue
             corrected = row["member"] in alignment.corrected
             write_wcs(path, alignment.wcs[row["member"]], status=alignment.status,
                       corrected=corrected,
@@ -936,6 +987,10 @@ def align_products(products: Sequence[ProductAlignment], fit: AlignmentFit, abs_
     product_of = {row["member"]: product.name for product in products for row in product.members}
     for product in products:
         write_report(report_table(alignment, refcat, product_of), product.report_path)
+    if record:
+        keep_files(keep_in, "tweakreg", record[0], {row["member"]: path for p in products
+                                                    for row, path in zip(p.members, p.wcs_paths)},
+                   record[1])
     residuals = found[0] if len(found) == 1 else vstack(found)
     several = f"{len(products)} products, " if len(products) > 1 else ""
     return (f"tweakreg {alignment.status}: {several}{len({e.group_id for e in exposures})} groups, "

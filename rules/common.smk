@@ -201,11 +201,13 @@ def piece_pixels(piece, grid_shape):
 
 def median_pieces(member=None):
     """The median of outlier detection: one file, or one per sky tile (rule median); with
-    ``member``, only the tiles it meets."""
+    ``member``, the pieces its flagging reads (image3.tiles.Tile.core), ancient for a member
+    that keeps its flags."""
     if not TILED:
         return [f"{WORK}/median/all.fits"]
-    return [f"{WORK}/median/{t.name}.fits" for t in tile_list()
-            if member is None or member in t.members]
+    pieces = [f"{WORK}/median/{t.name}.fits" for t in tile_list()
+              if member is None or member in t.core]
+    return [ancient(p) for p in pieces] if member in KEPT_FLAGS else pieces
 
 
 def median_singles(piece):
@@ -240,6 +242,13 @@ def step_runs(step):
 
 # sky tiles (rules/tiles.smk)?
 TILED = sky_tiles_wanted()
+# A tiled run keeps its grid, alignment and sky levels for members added later (image3/kept.py):
+# the work folder they are kept in, or None.
+KEEP_IN = WORK if TILED and TILES["keep_previous"] else None
+# When members were added since the last run, those made before keep their outlier flags:
+# their flag jobs ignore the median's date (ancient), which the new members change.
+_PREVIOUS = set(read_members(WORK)) if KEEP_IN else set()
+KEPT_FLAGS = _PREVIOUS & set(MEMBERS) if _PREVIOUS and set(MEMBERS) - _PREVIOUS else set()
 
 
 def cal_path(member):

@@ -29,7 +29,9 @@ rule footprints:
 
 # one job per grid: "grid" (the final resample's) and, when it differs, "grid_outlier"
 # (outlier detection's, always the reference's default grid; see outlier_grid())
-rule grid:
+# a checkpoint, as tweakreg: with sky tiles the grid of the previous run is kept (image3/grid.py)
+# and the jobs on it are not redone
+checkpoint grid:
     input:
         unpack(lambda wildcards: layout_inputs()),
     output:
@@ -40,6 +42,8 @@ rule grid:
     params:
         members=member_table(layout_files),
         grid=lambda wildcards: grid_params(wildcards.grid),
+        keep_in=lambda wildcards: KEEP_IN if wildcards.grid == "grid" else None,
+        reserve=TILES["reserve"] * TILES["size"] if TILED else 0,
     log:
         f"{LOGS}/grid/{{grid}}.log",
     benchmark:

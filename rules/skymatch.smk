@@ -35,7 +35,8 @@ rule sky_statistics:
         "../scripts/sky_statistics.py"
 
 
-rule skymatch:
+# a checkpoint, as tweakreg: a member whose sky level was kept is not redone
+checkpoint skymatch:
     input:
         stats=expand(skystats_path("{member}"), member=MEMBERS),
     output:
@@ -44,6 +45,9 @@ rule skymatch:
         members=MEMBERS,
         groups=ASN.grouped_by(config["skymatch"]["group_by"]),
         sky=skymatch_params(),
+        # where levels are kept, and per member the files its level was made from
+        keep_in=(KEEP_IN, {m: [p for p in (identity_stamp(m), wcs_sidecar(m)) if p]
+                           for m in MEMBERS}) if KEEP_IN else None,
     log:
         f"{LOGS}/skymatch.log",
     benchmark:

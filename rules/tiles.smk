@@ -8,6 +8,10 @@ checkpoint tiles:
     input:
         grid=f"{WORK}/grid.pkl",
         footprints=f"{WORK}/footprints.json",
+        # not read: the tile jobs are planned once the sky levels are settled (Snakemake judges
+        # anew only the jobs that read a finished checkpoint's files: a median planned while
+        # skymatch ran would be redone for a single that turns out unchanged)
+        settled=[sky_sidecar(m) for m in MEMBERS if sky_sidecar(m)],
     output:
         f"{WORK}/tiles.json",
     params:

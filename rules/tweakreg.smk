@@ -72,7 +72,9 @@ rule find_sources:
         "../scripts/find_sources.py"
 
 
-rule tweakreg:
+# a checkpoint: once it has run, Snakemake compares each member's gwcs sidecar with the one the
+# jobs after were made from (checksums), so a member whose alignment was kept is not redone
+checkpoint tweakreg:
     input:
         sources=[row["sources"] for row in TWEAKREG_MEMBERS],
         geometry=[row["geometry"] for row in TWEAKREG_MEMBERS],
@@ -87,6 +89,7 @@ rule tweakreg:
         members=TWEAKREG_MEMBERS,
         fit=AlignmentFit.select(TWEAKREG),
         stars=ReferenceStars.select(TWEAKREG),
+        keep_in=KEEP_IN,
     log:
         f"{LOGS}/tweakreg.log",
     benchmark:

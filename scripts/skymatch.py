@@ -10,4 +10,5 @@ from image3.skymatch import write_sky_records
 
 with job(snakemake):
     write_sky_records(dict(zip(snakemake.params.members, snakemake.output)), snakemake.input.stats,
-                      snakemake.params.groups, SkySolve.from_config(snakemake.params.sky))
+                      snakemake.params.groups, SkySolve.from_config(snakemake.params.sky),
+                      snakemake.params.keep_in)

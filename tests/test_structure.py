@@ -33,7 +33,7 @@ PIPELINE = (
 )
 #: What the steps share; ``image3`` is the package itself (its version).
 SHARED = {"image3", "asn", "config", "datamodel", "detection", "dqflags", "errors", "footprints",
-          "grid", "input_identity", "inspect", "parameters", "photometry_refs", "program_grid",
+          "grid", "input_identity", "inspect", "kept", "parameters", "photometry_refs", "program_grid",
           "refcat", "resample", "sidecar", "sip", "statistics", "steps", "tiles", "wcs"}
 #: Not science: the command line, how jobs run, the synthetic sky (test and demo data).
 NOT_SCIENCE = {"cli", "runtime", "synth"}
