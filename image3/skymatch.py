@@ -40,7 +40,8 @@ from .asn import exposure_root
 from .datamodel import MemberFiles, SkyRecord
 from .dqflags import interpret_bits
 from .errors import ConfigError, StepError
-from .footprints import member_footprints, overlap_mask
+from .footprints import overlap_mask, sky_footprint
+from .grid import member_geometry
 from .kept import keep_files, kept_files
 from .parameters import SKY_METHODS, SkySolve, SkyStatistics
 from .sidecar import read_work_json
@@ -431,17 +432,18 @@ def _user_levels(members, skylist) -> dict[str, float]:
 
 
 def write_member_sky_stats(path: str | Path, member: MemberFiles, partners: Sequence[MemberFiles],
-                           footprints_path: str | Path, params: SkyStatistics) -> str:
+                           stepsize: int | None, params: SkyStatistics) -> str:
     """Write ``member``'s sky statistics (:func:`member_sky_stats`) to ``path``
-    (:func:`write_sky_stats`), reading those of its ``partners`` whose footprint in the
-    footprints file at ``footprints_path`` overlaps it, one at a time; returns a summary line."""
+    (:func:`write_sky_stats`), reading those of its ``partners`` whose footprint (from its
+    geometry and gwcs sidecars, ``stepsize`` pixels between points along its edges, None: the
+    corners) overlaps it, one at a time; returns a summary line."""
     exposure = member.read(("data", "dq"))
     wcs, shape = exposure.meta.wcs, exposure.data.shape
-    footprints = member_footprints(footprints_path)
 
     def overlapping():
         for partner in partners:
-            if overlap_mask(wcs, shape, footprints[partner.name]).any():
+            found = member_geometry(partner.cal, partner.wcs, partner.geometry)
+            if overlap_mask(wcs, shape, sky_footprint(found.wcs, found.shape, stepsize)).any():
                 other = partner.read(("data", "dq"))
                 yield partner.name, other.data, other.dq, other.meta.wcs
 

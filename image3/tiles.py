@@ -11,8 +11,9 @@ wider than the largest source's half-size (its segment must fit in the window of
 owns it).
 
 Each tile lists the members whose footprint, grown by :data:`KERNEL_REACH_PX`, meets its window:
-its jobs read only those members' files, so a member added elsewhere leaves it alone; a tile no
-member meets is not made.
+its jobs read only those members' files, so a member added elsewhere leaves it alone; a tile
+whose inner region no member meets is not made (the grid of a tiled run has whole tiles of room
+around the mosaic for members added later: :func:`image3.grid.write_output_grid`).
 
 Conventions: regions are (y0, y1, x0, x1), half-open 0-based pixel ranges of the grid; a pixel
 centre (x, y) lies in a region when x0 - 0.5 <= x < x1 - 0.5 and y0 - 0.5 <= y < y1 - 0.5.

@@ -316,9 +316,22 @@ def layout_files(member):
     return {**exposure_files(member), "sky": []}
 
 
+def sky_partners(member):
+    """The members whose offsets a member's sky_statistics job measures (image3.asn.
+    pair_partners: every pair once); when members were added to a kept tiled run, those made
+    before keep their partners among themselves and each new member takes every one of them
+    and its share of the new ones, so only the new members' jobs run."""
+    if not KEPT_FLAGS:
+        return pair_partners(MEMBERS, member)
+    before = [m for m in MEMBERS if m in KEPT_FLAGS]
+    if member in KEPT_FLAGS:
+        return pair_partners(before, member)
+    return before + pair_partners([m for m in MEMBERS if m not in KEPT_FLAGS], member)
+
+
 def sky_partner_files(member):
-    """The files of the members whose offsets a member's sky_statistics job measures."""
-    return [path for partner in pair_partners(MEMBERS, member)
+    """The files of a member's sky partners (sky_partners)."""
+    return [path for partner in sky_partners(member)
             for path in layout_files(partner).values() if path]
 
 

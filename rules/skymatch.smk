@@ -10,15 +10,16 @@ rule sky_statistics:
         wcs=lambda wildcards: wcs_sidecar(wildcards.member),
         # SCI and DQ are then read without opening the datamodel
         geometry=lambda wildcards: geometry_sidecar(wildcards.member),
-        footprints=f"{WORK}/footprints.json",
         partners=lambda wildcards: sky_partner_files(wildcards.member),
     output:
         skystats_path("{member}"),
     params:
         member=lambda wildcards: member_row(wildcards.member, layout_files),
         partners=lambda wildcards: [member_row(p, layout_files)
-                                    for p in pair_partners(MEMBERS, wildcards.member)],
+                                    for p in sky_partners(wildcards.member)],
         sky=sky_statistics_params(),
+        # the partners' footprints: points this many pixels apart along their edges
+        stepsize=config["skymatch"]["stepsize"],
     log:
         f"{LOGS}/sky_statistics/{{member}}.log",
     benchmark:

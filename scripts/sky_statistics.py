@@ -12,5 +12,5 @@ from image3.skymatch import write_member_sky_stats
 with job(snakemake) as log:
     log.info("%s", write_member_sky_stats(snakemake.output[0], MemberFiles(**snakemake.params.member),
                                           [MemberFiles(**p) for p in snakemake.params.partners],
-                                          snakemake.input.footprints,
+                                          snakemake.params.stepsize,
                                           SkyStatistics.from_config(snakemake.params.sky)))

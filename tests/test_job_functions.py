@@ -68,7 +68,7 @@ def run(tmp_path_factory):
     by_name = {m.name: m for m in layout}
     lines = {"sky": [write_member_sky_stats(work / m.name / "skystats.json", m,
                                             [by_name[p] for p in pair_partners(list(by_name), m.name)],
-                                            work / "footprints.json",
+                                            DEFAULTS["skymatch"]["stepsize"],
                                             _defaults(SkyStatistics, "skymatch"))
                      for m in layout]}
     write_sky_records({m.name: m.sky for m in members},

@@ -456,7 +456,7 @@ def _flagged_mosaic(asn: Path, root: Path):
     flags (``i2d_clean``). Returns (members, flag log lines)."""
     from image3.datamodel import MemberFiles
     from image3.flag import flag_member
-    from image3.grid import write_footprints, write_output_grid
+    from image3.grid import write_output_grid
     from image3.median import write_median_of_singles
     from image3.mosaic import write_i2d
     from image3.outlier import write_group_single
@@ -470,11 +470,11 @@ def _flagged_mosaic(asn: Path, root: Path):
              for m in json.loads(asn.read_text())["products"][0]["members"]]
     cals = [MemberFiles(m, synth.group_id(m), asn.parent / synth.cal_filename(m)) for m in names]
     write_output_grid(root / "grid.pkl", cals, DEFAULT_GRID, root / "grid_shape.json")
-    write_footprints(root / "footprints.json", cals, defaults["skymatch"]["stepsize"])
     by_name = {m.name: m for m in cals}
     for m in cals:
         write_member_sky_stats(root / f"{m.name}_stats.json", m,
-                               [by_name[p] for p in pair_partners(names, m.name)], root / "footprints.json",
+                               [by_name[p] for p in pair_partners(names, m.name)],
+                               defaults["skymatch"]["stepsize"],
                                SkyStatistics.from_config(defaults["skymatch"]))
     write_sky_records({m.name: root / f"{m.name}_sky.json" for m in cals},
                       [root / f"{m.name}_stats.json" for m in cals],
