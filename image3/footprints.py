@@ -267,8 +267,8 @@ def footprints_table(members: Mapping[str, tuple[str, object, Sequence[int]]],
     """JSON text of every member's sky footprint: ``{member: {"group", "polygon"}}``.
 
     ``members`` maps member names to (group id, gwcs (corrected), array shape). Written once
-    per association so that each per-member statistics job knows every other group's
-    footprint without opening the other exposures.
+    per association for the jobs that need every member's footprint (the sky tiles, the QA
+    plots) without opening the exposures.
     """
     out = {}
     for member, (group_id, wcs, shape) in members.items():

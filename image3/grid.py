@@ -2,8 +2,8 @@
 
 Both come from each member's gwcs as tweakreg left it (its geometry and corrected gwcs
 sidecars, or its _cal when tweakreg does not run), one job each (rules ``footprints`` and
-``grid``). The footprints (JSON, polygons in degrees) tell each sky-statistics job where the
-other groups lie; a grid (outlier detection's, and the final resample's when it differs) is
+``grid``). The footprints (JSON, polygons in degrees) tell the sky tiles and the QA plots
+where the members lie; a grid (outlier detection's, and the final resample's when it differs) is
 built from every member's footprint and the first member's scale and orientation, as the
 reference's default, or read from a user's ASDF gwcs (``output_wcs``), and passed between jobs
 as a small sidecar (:func:`image3.wcs.write_grid`). With sky tiles, the final grid's tiles and the
@@ -133,7 +133,8 @@ def write_footprints(path: str | Path, members: Sequence[MemberFiles],
 
 def write_output_grid(path: str | Path, members: Sequence[MemberFiles],
                       params: OutputGrid, shape_path: str | Path,
-                      keep_in: str | Path | None = None, reserve: int = 0) -> Grid:
+                      keep_in: str | Path | None = None, reserve: int = 0,
+                      refit: bool = False) -> Grid:
     """Build the grid of ``params`` (:func:`build_grid`) for ``members`` and write it, and its
     shape as JSON ``{"shape": [ny, nx]}`` at ``shape_path`` (what the jobs on that grid ask for
     in memory is computed from it, :mod:`image3.runtime.resources`).
@@ -142,11 +143,12 @@ def write_output_grid(path: str | Path, members: Sequence[MemberFiles],
     pixels on every side (room for members added later; no tile is made where no member is),
     and is kept (:mod:`image3.kept`); the next run with the same parameters writes the kept
     grid byte for byte when every member's footprint lies inside it, so the tiles keep their
-    names and windows, else a new one (every tile is then redone)."""
+    names and windows, else a new one (every tile is then redone); ``refit``: a new one
+    whatever was kept."""
     geometries = _geometries(members)
     settings = {"grid": asdict(params), "reserve": reserve}
     inputs = {"grid": [params.output_wcs] if params.output_wcs else []}
-    grid = _kept_grid(keep_in, settings, inputs, geometries, path)
+    grid = None if refit else _kept_grid(keep_in, settings, inputs, geometries, path)
     if grid is None:
         grid = build_grid(geometries, params)
         if reserve and not params.output_wcs:

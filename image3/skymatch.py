@@ -458,15 +458,17 @@ def write_member_sky_stats(path: str | Path, member: MemberFiles, partners: Sequ
 def write_sky_records(paths: Mapping[str, str | Path], stats_paths: Sequence[str | Path],
                       groups: Mapping[str, Sequence[str]], params: SkySolve,
                       keep_in: tuple[str | Path, Mapping[str, Sequence[str | Path]]] | None
-                      = None) -> None:
+                      = None, refit: bool = False) -> None:
     """Solve the sky (:func:`solve_sky`) from the statistics files and write each member's
     :class:`~image3.datamodel.SkyRecord` to ``paths[member]``; logs each level.
 
     ``keep_in``: (a work folder, member -> the files its level depends on) when members are
     added to a finished tiled run: the groups whose records the last run kept there and still
-    apply (:mod:`image3.kept`) keep them byte for byte; what this run wrote is kept in turn."""
+    apply (:mod:`image3.kept`) keep them byte for byte, unless ``refit``; what this run wrote is
+    kept in turn."""
     settings = {k: str(v) for k, v in asdict(params).items()}
-    kept = kept_files(keep_in[0], "skymatch", settings, keep_in[1]) if keep_in else {}
+    kept = kept_files(keep_in[0], "skymatch", settings, keep_in[1]) if keep_in and not refit \
+        else {}
     kept = {m: path for names in groups.values() if all(n in kept for n in names)
             for m, path in ((n, kept[n]) for n in names)}
     levels = {g: SkyRecord.read(kept[names[0]]).level for g, names in groups.items()

@@ -916,21 +916,25 @@ class ProductAlignment:
 
 def align_members(members: Sequence[Mapping], fit: AlignmentFit, abs_refcat,
                   stars: ReferenceStars, wcs_paths, residuals_path, refcat_path,
-                  report_path, keep_in: str | Path | None = None) -> str:
+                  report_path, keep_in: str | Path | None = None, refit: bool = False) -> str:
     """tweakreg's join for one product: :func:`align_products` of its members alone."""
     return align_products([ProductAlignment(members, wcs_paths, residuals_path, refcat_path,
-                                            report_path)], fit, abs_refcat, stars, keep_in)
+                                            report_path)], fit, abs_refcat, stars, keep_in,
+                          refit)
 
 
-def _kept_alignment(keep_in, rows, fit: AlignmentFit, abs_refcat, stars: ReferenceStars):
+def _kept_alignment(keep_in, rows, fit: AlignmentFit, abs_refcat, stars: ReferenceStars,
+                    refit: bool):
     """The members whose gwcs sidecar the previous run kept in ``keep_in`` (a work folder,
-    :mod:`image3.kept`) and still applies, whole groups only: member -> kept file."""
+    :mod:`image3.kept`) and still applies, whole groups only (none with ``refit``): member ->
+    kept file; and what this run's result is kept with (its parameters and each member's
+    input files)."""
     if keep_in is None:
         return {}, {}
     inputs = {row["member"]: [row["sources"], row["geometry"]] + ([abs_refcat] if abs_refcat
                                                                  else []) for row in rows}
     params = {"fit": asdict(fit), "stars": asdict(stars)}
-    found = kept_files(keep_in, "tweakreg", params, inputs)
+    found = {} if refit else kept_files(keep_in, "tweakreg", params, inputs)
     groups: dict[str, list[str]] = {}
     for row in rows:
         groups.setdefault(row["group_id"], []).append(row["member"])
@@ -940,7 +944,8 @@ def _kept_alignment(keep_in, rows, fit: AlignmentFit, abs_refcat, stars: Referen
 
 
 def align_products(products: Sequence[ProductAlignment], fit: AlignmentFit, abs_refcat,
-                   stars: ReferenceStars, keep_in: str | Path | None = None) -> str:
+                   stars: ReferenceStars, keep_in: str | Path | None = None,
+                   refit: bool = False) -> str:
     """tweakreg's join: align the members of ``products`` together with ``fit`` (several: the
     bands of one target, whose members taken in one exposure share its group id, so each
     exposure gets one correction from every band's stars, and bands from other exposures are
@@ -948,15 +953,15 @@ def align_products(products: Sequence[ProductAlignment], fit: AlignmentFit, abs_
     ``stars``' G limits, moved to the exposures' mean mid-time
     (:func:`image3.refcat.reference_catalog`). With ``keep_in`` (a work folder: members
     added to a finished tiled run), the groups whose alignment the last run kept there
-    (:mod:`image3.kept`) keep it byte for byte and the others are tied to them; what this run
-    wrote is kept there in turn. Writes each product's files
+    (:mod:`image3.kept`) keep it byte for byte, unless ``refit``, and the others are tied to
+    them; what this run wrote is kept there in turn. Writes each product's files
     (:class:`ProductAlignment`: gwcs sidecars with the alignment status and whether each was
     corrected, its members' matched-star residuals, the catalogue used) and, last, the fit
     reports (all groups, with the catalogue's name and SHA-256). Returns a one-line summary."""
     rows = list({row["member"]: row for p in products for row in p.members}.values())
     exposures = [read_exposure_catalog(row["cal"], row["geometry"], row["sources"],
                                        row["member"], row["group_id"]) for row in rows]
-    kept, record = _kept_alignment(keep_in, rows, fit, abs_refcat, stars)
+    kept, record = _kept_alignment(keep_in, rows, fit, abs_refcat, stars, refit)
     for exposure in exposures:
         if exposure.name in kept:
             exposure.wcs = read_wcs(kept[exposure.name])

@@ -243,11 +243,13 @@ def step_runs(step):
 # sky tiles (rules/tiles.smk)?
 TILED = sky_tiles_wanted()
 # A tiled run keeps its grid, alignment and sky levels for members added later (image3/kept.py):
-# the work folder they are kept in, or None.
-KEEP_IN = WORK if TILED and TILES["keep_previous"] else None
+# the work folder they are kept in, or None; tiles.keep_previous false refits them all (what the
+# joins make is kept all the same).
+KEEP_IN = WORK if TILED else None
+REFIT = not TILES["keep_previous"]
 # When members were added since the last run, those made before keep their outlier flags:
 # their flag jobs ignore the median's date (ancient), which the new members change.
-_PREVIOUS = set(read_members(WORK)) if KEEP_IN else set()
+_PREVIOUS = set(read_members(WORK)) if KEEP_IN and not REFIT else set()
 KEPT_FLAGS = _PREVIOUS & set(MEMBERS) if _PREVIOUS and set(MEMBERS) - _PREVIOUS else set()
 
 

@@ -1,5 +1,5 @@
 """The association's layout on the sky (image3/grid.py): every member's footprint, for the sky
-statistics and the QA plots, and the output grids, from each member's gwcs as tweakreg left it."""
+tiles and the QA plots, and the output grids, from each member's gwcs as tweakreg left it."""
 
 
 rule footprints:
@@ -43,6 +43,7 @@ checkpoint grid:
         members=member_table(layout_files),
         grid=lambda wildcards: grid_params(wildcards.grid),
         keep_in=lambda wildcards: KEEP_IN if wildcards.grid == "grid" else None,
+        refit=REFIT,
         reserve=TILES["reserve"] * TILES["size"] if TILED else 0,
     log:
         f"{LOGS}/grid/{{grid}}.log",

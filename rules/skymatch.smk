@@ -49,6 +49,7 @@ checkpoint skymatch:
         # where levels are kept, and per member the files its level was made from
         keep_in=(KEEP_IN, {m: [p for p in (identity_stamp(m), wcs_sidecar(m)) if p]
                            for m in MEMBERS}) if KEEP_IN else None,
+        refit=REFIT,
     log:
         f"{LOGS}/skymatch.log",
     benchmark:

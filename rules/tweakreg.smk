@@ -90,6 +90,7 @@ checkpoint tweakreg:
         fit=AlignmentFit.select(TWEAKREG),
         stars=ReferenceStars.select(TWEAKREG),
         keep_in=KEEP_IN,
+        refit=REFIT,
     log:
         f"{LOGS}/tweakreg.log",
     benchmark:

@@ -12,4 +12,4 @@ from image3.runtime.runjob import job
 with job(snakemake):
     write_output_grid(snakemake.output.grid, [MemberFiles(**row) for row in snakemake.params.members],
                       OutputGrid.from_config(snakemake.params.grid), snakemake.output.shape,
-                      snakemake.params.keep_in, snakemake.params.reserve)
+                      snakemake.params.keep_in, snakemake.params.reserve, snakemake.params.refit)

@@ -11,4 +11,4 @@ from image3.skymatch import write_sky_records
 with job(snakemake):
     write_sky_records(dict(zip(snakemake.params.members, snakemake.output)), snakemake.input.stats,
                       snakemake.params.groups, SkySolve.from_config(snakemake.params.sky),
-                      snakemake.params.keep_in)
+                      snakemake.params.keep_in, snakemake.params.refit)

@@ -15,4 +15,4 @@ with job(snakemake) as log:
         "".join(snakemake.input.abs_refcat),  # its one file, or none
         ReferenceStars.from_config(snakemake.params.stars),
         snakemake.output.wcs, snakemake.output.residuals, snakemake.output.refcat,
-        snakemake.output.report, snakemake.params.keep_in))
+        snakemake.output.report, snakemake.params.keep_in, snakemake.params.refit))

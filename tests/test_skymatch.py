@@ -395,3 +395,29 @@ def test_a_pair_offset_that_disagrees_with_the_others_is_left_out(caplog):
     assert ("B" in caplog.text.split("disagrees")[0]) and ("D" in caplog.text.split("disagrees")[0])
     for m in names:
         assert records[m].level == pytest.approx(levels[m], abs=1e-9)
+
+
+@pytest.mark.parametrize("method", ["match", "global+match", "global", "local"])
+def test_kept_levels_stay_and_new_groups_are_solved_against_them(method, caplog):
+    """Truth: groups a, b, c at 0.0, 1.0, 2.0 (local skies 10 + level), kept from an earlier
+    run at those levels plus 5 (what an earlier 'global+match' anchor might have given); new
+    groups d (3.0, overlapping b and c) and e (no overlap). Required: a, b, c keep their levels;
+    d at 3.0 + 5 from its offsets ('match' kinds), the kept groups' lowest level ('global') or
+    its own local sky ('local'); e SKIPPED with a warning for the 'match' kinds."""
+    levels = {"a": 0.0, "b": 1.0, "c": 2.0, "d": 3.0, "e": 9.0}
+    stats = {m: {"good_pixels": 1, "local": {"sky": 10.0 + v, "npix": 1}, "pairs": {}}
+             for m, v in levels.items()}
+    for m, p in (("a", "b"), ("b", "c"), ("d", "b"), ("c", "d")):
+        stats[m]["pairs"][p] = {"offset": levels[m] - levels[p], "uncertainty": 0.001,
+                                "npix": 1000}
+    groups = {m.upper(): [m] for m in levels}
+    kept = {g: levels[g.lower()] + 5.0 for g in "ABC"}
+    with caplog.at_level(logging.WARNING, logger="image3.skymatch"):
+        records = solve_sky(stats, groups, solve(skymethod=method), kept)
+    if method != "local":
+        for g, level in kept.items():
+            assert records[g.lower()].level == level
+    expected = {"match": 8.0, "global+match": 8.0, "global": 5.0, "local": 13.0}[method]
+    assert records["d"].level == pytest.approx(expected, abs=1e-9)
+    if method in ("match", "global+match"):
+        assert records["e"].status == "SKIPPED" and "E" in caplog.text

@@ -6,7 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-import asdf
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -20,7 +19,7 @@ from image3.datamodel import SkyRecord, read_wcs
 from image3.footprints import estimated_grid_pixels, parse_s_region
 from image3.inspect import inspect_file
 from image3.tiles import assign_members, read_tiles, tile_layout
-from image3.wcs import pixel_scale_arcsec
+from truth import truth_error_px
 from workflow import jobs_run, snakemake
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
@@ -178,7 +177,7 @@ def test_members_added_to_a_finished_tiled_run_redo_only_the_tiles_they_touch(tm
         assert (work / m / "wcs.pkl").read_bytes() == wcs_bytes
         assert (work / m / "sky.json").read_bytes() == sky_bytes
     new = members[3]
-    error = _truth_error_px(Path(asn), new, read_wcs(work / new / "wcs.pkl"))
+    error = truth_error_px(Path(asn), new, read_wcs(work / new / "wcs.pkl"))
     truth = {row["member"]: row["sky_mjysr"]
              for row in Table.read(data / "truth" / "exposures.ecsv")}
     levels = {m: SkyRecord.read(work / m / "sky.json").level for m in members}
@@ -187,18 +186,3 @@ def test_members_added_to_a_finished_tiled_run_redo_only_the_tiles_they_touch(tm
           f"{sky_error:+.2e} MJy/sr off the true difference")
     assert error < 0.15
     assert abs(sky_error) < 0.002
-
-
-def _truth_error_px(asn: Path, member: str, wcs) -> float:
-    """RMS [pixel] over the true stars on the member of wcs(true pixel position) - true RA/Dec."""
-    sources = Table.read(asn.parent / "truth" / "sources.ecsv")
-    with asdf.open(asn.parent / "truth" / f"{member}_wcs.asdf") as af:
-        true_wcs = af.tree["wcs"]
-        nx, ny = true_wcs.pixel_shape
-        x, y = synth.sky_to_pixel(true_wcs, sources["ra"], sources["dec"])
-        inside = (x > -0.5) & (x < nx - 0.5) & (y > -0.5) & (y < ny - 0.5)
-        ra, dec = wcs(x[inside], y[inside], with_bounding_box=False)
-        east, north = synth._tangent_offsets(ra, dec, sources["ra"][inside],
-                                             sources["dec"][inside])
-        scale = pixel_scale_arcsec(true_wcs, *true_wcs((nx - 1) / 2, (ny - 1) / 2))
-    return float(np.sqrt(np.mean(east**2 + north**2)) / scale)

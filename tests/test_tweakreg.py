@@ -39,7 +39,7 @@ from image3.tweakreg import (ExposureCatalog, ProductAlignment, align_exposures,
                              align_products, describe_residuals, exposure_sources,
                              find_exposure_sources, match_residuals, read_exposure_catalog,
                              read_sources, report_table)
-from image3.wcs import pixel_scale_arcsec
+from truth import truth_error_px
 
 ROOT = Path(__file__).resolve().parents[1]
 # The workflow's defaults (the reference's parameter values), so tests follow the schema.
@@ -57,20 +57,6 @@ def _exposures(asn: Path) -> list[ExposureCatalog]:
             out.append(ExposureCatalog(member, synth.group_id(member), model.meta.wcs, info,
                                        exposure_sources(model, FINDING)))
     return out
-
-
-def truth_error_px(asn: Path, member: str, wcs) -> float:
-    """RMS [pixel] over true sources on the member of wcs(true pixel position) − true RA/Dec."""
-    sources = Table.read(asn.parent / "truth" / "sources.ecsv")
-    with asdf.open(asn.parent / "truth" / f"{member}_wcs.asdf") as af:
-        true_wcs = af.tree["wcs"]
-        nx, ny = true_wcs.pixel_shape
-        x, y = synth.sky_to_pixel(true_wcs, sources["ra"], sources["dec"])
-        inside = (x > -0.5) & (x < nx - 0.5) & (y > -0.5) & (y < ny - 0.5)
-        scale = pixel_scale_arcsec(true_wcs, *true_wcs((nx - 1) / 2, (ny - 1) / 2))
-    ra, dec = wcs(x[inside], y[inside], with_bounding_box=False)
-    east, north = synth._tangent_offsets(ra, dec, sources["ra"][inside], sources["dec"][inside])
-    return float(np.sqrt(np.mean(east**2 + north**2)) / scale)
 
 
 @pytest.fixture(scope="module")

@@ -21,10 +21,10 @@ def test_dry_run_builds_the_dag(tmp_path, small_asn):
     proc = snakemake(tmp_path, "-n", config={"asn": small_asn, "output_dir": "out"})
     jobs = {rule: n for rule, n in jobs_run(proc).items() if not rule.startswith("qa_")}
     # per member: find_sources, sky_statistics, single (one per exposure group), flag (+ its
-    # drizzle onto the final grid); joins: tweakreg, the layout (footprints; one grid: outlier
-    # detection's is the final one), skymatch, median, resample (sums the contributions),
-    # source_catalog
-    assert jobs == {"find_sources": 2, "tweakreg": 1, "footprints": 1, "grid": 1,
+    # drizzle onto the final grid); joins: tweakreg, the layout (one grid: outlier detection's
+    # is the final one; the footprints file only for the QA plots and sky tiles), skymatch,
+    # median, resample (sums the contributions), source_catalog
+    assert jobs == {"find_sources": 2, "tweakreg": 1, "grid": 1,
                     "sky_statistics": 2, "skymatch": 1, "single": 2, "median": 1, "flag": 2,
                     "resample": 1, "source_catalog": 1, "all": 1}
     assert f"out/{synth.PRODUCT_NAME}_i2d.fits" in proc.stdout
@@ -34,7 +34,7 @@ def test_without_outlier_detection(tmp_path, small_asn):
     proc = snakemake(tmp_path, "-n", config={"asn": small_asn, "output_dir": "out",
                                              "outlier_detection": "{skip: true}"})
     jobs = {rule: n for rule, n in jobs_run(proc).items() if not rule.startswith("qa_")}
-    assert jobs == {"find_sources": 2, "tweakreg": 1, "footprints": 1, "grid": 1,
+    assert jobs == {"find_sources": 2, "tweakreg": 1, "grid": 1,
                     "sky_statistics": 2, "skymatch": 1, "resample": 1, "source_catalog": 1,
                     "all": 1}
 
@@ -43,7 +43,7 @@ def test_without_tweakreg(tmp_path, small_asn):
     proc = snakemake(tmp_path, "-n", config={"asn": small_asn, "output_dir": "out",
                                              "tweakreg": "{skip: true}"})
     jobs = {rule: n for rule, n in jobs_run(proc).items() if not rule.startswith("qa_")}
-    assert jobs == {"footprints": 1, "grid": 1, "sky_statistics": 2, "skymatch": 1, "single": 2,
+    assert jobs == {"grid": 1, "sky_statistics": 2, "skymatch": 1, "single": 2,
                     "median": 1, "flag": 2, "resample": 1, "source_catalog": 1, "all": 1}
 
 

@@ -2,9 +2,13 @@
 
 from pathlib import Path
 
+import asdf
 import numpy as np
 from astropy.table import Table
 from scipy.spatial import cKDTree
+
+from image3 import synth
+from image3.wcs import pixel_scale_arcsec
 
 ARCSEC_PER_DEG = 3600.0
 
@@ -70,3 +74,17 @@ def match_to_truth(catalog_ra, catalog_dec, sources: Table, radius_arcsec: float
     dist, idx = tree.query(cat_xy - offset, distance_upper_bound=radius_arcsec)
     idx = np.where(np.isfinite(dist), idx, -1)
     return idx, dist, offset
+
+
+def truth_error_px(asn: Path, member: str, wcs) -> float:
+    """RMS [pixel] over true sources on the member of wcs(true pixel position) − true RA/Dec."""
+    sources = Table.read(asn.parent / "truth" / "sources.ecsv")
+    with asdf.open(asn.parent / "truth" / f"{member}_wcs.asdf") as af:
+        true_wcs = af.tree["wcs"]
+        nx, ny = true_wcs.pixel_shape
+        x, y = synth.sky_to_pixel(true_wcs, sources["ra"], sources["dec"])
+        inside = (x > -0.5) & (x < nx - 0.5) & (y > -0.5) & (y < ny - 0.5)
+        scale = pixel_scale_arcsec(true_wcs, *true_wcs((nx - 1) / 2, (ny - 1) / 2))
+    ra, dec = wcs(x[inside], y[inside], with_bounding_box=False)
+    east, north = synth._tangent_offsets(ra, dec, sources["ra"][inside], sources["dec"][inside])
+    return float(np.sqrt(np.mean(east**2 + north**2)) / scale)
