@@ -5,7 +5,7 @@ against a full run of the grown mosaic.
 
 A synthetic NIRCam mosaic of 3 x 4 pointings (``image3.synth.make_program``, ``-n`` dithers
 each, ``--size``² detectors) is cut to its first three rows (3 x 3) and reduced with sky tiles of
-``--tile``² pixels (defaults otherwise: ``tiles.reserve`` 1, ``keep_previous`` true); then the
+``--tile``² pixels (defaults otherwise: ``tiles.reserve`` 2, ``keep_previous`` true); then the
 first pointing of the fourth row is added to the association and the same output folder run
 again; last, the 3 x 3 + 1 association from scratch in another folder. Printed and written as
 JSON to bench/results/: each run's wall time and the jobs it ran per rule, the tiles the new

@@ -46,6 +46,7 @@ __all__ = [
     "combine_stack",
     "median_of_singles",
     "median_shape",
+    "median_extent",
     "read_median_window",
     "read_single",
     "read_single_coverage",
@@ -231,6 +232,23 @@ def _pieces(paths: str | Path | Sequence[str | Path]) -> list[str | Path]:
 def median_shape(paths: str | Path | Sequence[str | Path]) -> tuple[int, int]:
     """(ny, nx) of the grid a median (one file or its pieces) covers, from a header."""
     return _grid_shape(_pieces(paths)[0], "median")
+
+
+def median_extent(paths: str | Path | Sequence[str | Path]) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) of the grid that a median's pieces span (a tiled grid's room for
+    members added later has none), from their headers."""
+    boxes = []
+    for path in _pieces(paths):
+        try:
+            with fits.open(path) as hdul:
+                y0, x0 = int(hdul[0].header.get("Y0", 0)), int(hdul[0].header.get("X0", 0))
+                ny, nx = hdul["SCI"].shape
+        except (OSError, KeyError) as err:
+            raise InputFileError(f"{path}: not a median image written by image3 ({err})") \
+                from None
+        boxes.append((y0, y0 + ny, x0, x0 + nx))
+    return (min(b[0] for b in boxes), max(b[1] for b in boxes),
+            min(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
 def _grid_shape(path: str | Path, what: str) -> tuple[int, int]:

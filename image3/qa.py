@@ -41,8 +41,7 @@ from matplotlib.patches import Polygon, Rectangle
 from .datamodel import atomic_path, open_meta
 from .dqflags import DO_NOT_USE, OUTLIER
 from .grid import load_grid
-from .median import median_shape, read_median_window
-from .runtime.resources import grid_shape
+from .median import median_extent, read_median_window
 from .skymatch import read_sky_stats
 from .tiles import Tile, read_tiles
 
@@ -160,30 +159,38 @@ def read_display_image(path: str | Path, extname: str = "SCI") -> tuple[np.ndarr
         return image, factor, hdu.header.copy()
 
 
-def read_tiled_display_image(paths: Sequence[str | Path], tiles: Sequence[Tile],
-                             shape: Sequence[int]) -> tuple[np.ndarray, int, object]:
+def tiles_extent(tiles: Sequence[Tile]) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) of the grid that the tiles' inner regions span (the rest of a tiled
+    grid is room for members added later)."""
+    return (min(t.inner[0] for t in tiles), max(t.inner[1] for t in tiles),
+            min(t.inner[2] for t in tiles), max(t.inner[3] for t in tiles))
+
+
+def read_tiled_display_image(paths: Sequence[str | Path],
+                             tiles: Sequence[Tile]) -> tuple[np.ndarray, int, object]:
     """:func:`read_display_image` of a mosaic made as sky tiles (``paths[k]``: the ``_i2d`` of
-    ``tiles[k]``, :mod:`image3.tiles`) on a grid of ``shape``: each tile's own region, a band of
-    rows at a time. The header is the first tile's FITS WCS moved to the whole grid."""
-    factor = display_factor(shape)
-    nx = int(shape[1])
+    ``tiles[k]``, :mod:`image3.tiles`) over the region the tiles span (:func:`tiles_extent`):
+    each tile's own region, a band of rows at a time. The header is the first tile's FITS WCS
+    moved to that region."""
+    oy, ey, ox, ex = tiles_extent(tiles)
+    factor = display_factor((ey - oy, ex - ox))
 
     def read_rows(y0, y1):
-        band = np.full((y1 - y0, nx), np.nan, dtype=np.float32)
+        band = np.full((y1 - y0, ex - ox), np.nan, dtype=np.float32)
         for path, tile in zip(paths, tiles, strict=True):
             iy0, iy1, ix0, ix1 = tile.inner
-            a, b = max(y0, iy0), min(y1, iy1)
+            a, b = max(y0 + oy, iy0), min(y1 + oy, iy1)
             if a < b:
                 wy0, _, wx0, _ = tile.window
                 with fits.open(path, memmap=True) as hdul:
-                    band[a - y0:b - y0, ix0:ix1] = hdul["SCI"].section[a - wy0:b - wy0,
-                                                                       ix0 - wx0:ix1 - wx0]
+                    band[a - oy - y0:b - oy - y0, ix0 - ox:ix1 - ox] = \
+                        hdul["SCI"].section[a - wy0:b - wy0, ix0 - wx0:ix1 - wx0]
         return band
 
-    image = block_mean(read_rows, shape, factor)
+    image = block_mean(read_rows, (ey - oy, ex - ox), factor)
     header = fits.getheader(paths[0], "SCI")
-    header["CRPIX1"] += tiles[0].window[2]
-    header["CRPIX2"] += tiles[0].window[0]
+    header["CRPIX1"] += tiles[0].window[2] - ox
+    header["CRPIX2"] += tiles[0].window[0] - oy
     return image, factor, header
 
 
@@ -615,15 +622,16 @@ def _save_mosaic_figure(image, factor: int, header, footprints: str | Path, outp
 
 
 def write_tiled_mosaic_figure(i2ds: Sequence[str | Path], tiles_path: str | Path,
-                              shape_path: str | Path, footprints: str | Path,
-                              output: str | Path) -> str:
+                              footprints: str | Path, output: str | Path) -> str:
     """:func:`write_mosaic_figure` of a mosaic made as sky tiles: the tiles' ``_i2d``
-    (``i2ds``, in the order of the tiles file at ``tiles_path``) on the grid of the shape file
-    at ``shape_path``, each tile outlined and named."""
+    (``i2ds``, in the order of the tiles file at ``tiles_path``) over the region they span,
+    each tile outlined and named."""
     tiles = read_tiles(tiles_path)
-    image, factor, header = read_tiled_display_image(i2ds, tiles, grid_shape(shape_path))
-    edges = {t.name: (t.inner[2] / factor - 0.5, t.inner[0] / factor - 0.5,
-                      t.inner[3] / factor - 0.5, t.inner[1] / factor - 0.5) for t in tiles}
+    image, factor, header = read_tiled_display_image(i2ds, tiles)
+    oy, _, ox, _ = tiles_extent(tiles)
+    edges = {t.name: ((t.inner[2] - ox) / factor - 0.5, (t.inner[0] - oy) / factor - 0.5,
+                      (t.inner[3] - ox) / factor - 0.5, (t.inner[1] - oy) / factor - 0.5)
+             for t in tiles}
     shown = _save_mosaic_figure(image, factor, header, footprints, output,
                                 f"{len(tiles)} sky tiles (1/{factor} scale)", edges)
     return f"wrote {output}: mosaic of {len(tiles)} tiles {shown}"
@@ -665,21 +673,25 @@ def write_outlier_figure(median: str | Path, grid: str | Path, footprints: str |
     (:func:`outlier_positions`).
     """
     comparison = load_grid(grid)
-    shape = median_shape(median)
-    factor = display_factor(shape)
-    image = block_mean(lambda y0, y1: read_median_window(median, (y0, y1, 0, shape[1]))[0],
-                       shape, factor)
+    oy, ey, ox, ex = median_extent(median)  # shown: where the median is
+    factor = display_factor((ey - oy, ex - ox))
+    image = block_mean(lambda y0, y1: read_median_window(median, (y0 + oy, y1 + oy, ox, ex))[0],
+                       (ey - oy, ex - ox), factor)
+
+    def world_to_shown(ra, dec):
+        x, y = comparison.wcs.world_to_pixel_values(ra, dec)
+        return np.asarray(x) - ox, np.asarray(y) - oy
+
     counts, positions = {}, {}
     for row in members:
         # DQ is unsigned (BZERO): read, not memory-mapped; only that extension
         cal_dq, crf_dq = fits.getdata(row["cal"], "DQ"), fits.getdata(row["crf"], "DQ")
         with open_meta(row["crf"]) as model:
-            x, y = outlier_positions(cal_dq, crf_dq, model.meta.wcs,
-                                     comparison.wcs.world_to_pixel_values)
+            x, y = outlier_positions(cal_dq, crf_dq, model.meta.wcs, world_to_shown)
         counts[row["member"]] = len(x)
         positions[row["member"]] = to_display(x, y, factor)
     polygons, groups = _read_footprints(footprints)
-    outlines = polygons_to_display(polygons, comparison.wcs.world_to_pixel_values, factor)
+    outlines = polygons_to_display(polygons, world_to_shown, factor)
     fig = new_figure("outliers")
     plot_outliers(fig, counts, positions, image, outlines, groups)
     save_figure(fig, output)

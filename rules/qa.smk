@@ -49,7 +49,6 @@ rule qa_mosaic_tiles:
     input:
         i2ds=lambda wildcards: [tile_product("i2d", t.name) for t in tile_list()],
         tiles=f"{WORK}/tiles.json",
-        grid_shape=f"{WORK}/grid_shape.json",
         footprints=f"{WORK}/footprints.json",
     output:
         qa_plot("mosaic", "resample"),

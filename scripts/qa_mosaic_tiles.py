@@ -10,5 +10,4 @@ from image3.runtime.runjob import job
 
 with job(snakemake) as log:
     log.info("%s", qa.write_tiled_mosaic_figure(snakemake.input.i2ds, snakemake.input.tiles,
-                                                snakemake.input.grid_shape,
                                                 snakemake.input.footprints, snakemake.output[0]))

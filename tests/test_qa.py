@@ -351,11 +351,11 @@ def test_parameter_table_lists_every_row_and_names_those_not_at_their_default(tm
 def test_the_tiled_mosaic_figure_is_the_mosaic_with_its_tiles(exposures, tmp_path):
     """Truth: a 600 × 1100 mosaic cut into 2 × 3 tiles of 300 × 400 (margin 40). Required: the
     display image composed from the tiles' own regions equals the whole mosaic's, the WCS
-    moved back to the whole grid, and the figure's summary names the tiles."""
+    moved back to the whole grid, and the figure's summary names the tiles; without the
+    first column of tiles (room for members added later), the display starts at the second."""
     from image3.tiles import tile_layout, write_tiles
 
     _write_i2d(tmp_path / "m_i2d.fits", (600, 1100), exposures[1])
-    (tmp_path / "shape.json").write_text(json.dumps({"shape": [600, 1100]}))
     tiles = tile_layout((600, 1100), 400, 40)
     write_tiles(tmp_path / "tiles.json", tiles)
     with fits.open(tmp_path / "m_i2d.fits") as mosaic:
@@ -369,14 +369,19 @@ def test_the_tiled_mosaic_figure_is_the_mosaic_with_its_tiles(exposures, tmp_pat
             paths.append(tmp_path / f"{tile.name}_i2d.fits")
             fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data[y0:y1, x0:x1], part, name="SCI")]
                          ).writeto(paths[-1])
-    image, factor, moved = qa.read_tiled_display_image(paths, tiles, (600, 1100))
+    image, factor, moved = qa.read_tiled_display_image(paths, tiles)
     whole, whole_factor, _ = qa.read_display_image(tmp_path / "m_i2d.fits")
     assert factor == whole_factor == 2
     np.testing.assert_array_equal(image, whole)
     assert moved["CRPIX1"] == header["CRPIX1"] and moved["CRPIX2"] == header["CRPIX2"]
+    right = [k for k, t in enumerate(tiles) if t.inner[2] > 0]
+    image, factor, moved = qa.read_tiled_display_image([paths[k] for k in right],
+                                                       [tiles[k] for k in right])
+    assert factor == 1  # 700 columns fit the display
+    np.testing.assert_array_equal(image, fits.getdata(tmp_path / "m_i2d.fits", "SCI")[:, 400:])
+    assert moved["CRPIX1"] == header["CRPIX1"] - 400
     out = tmp_path / "mosaic.png"
-    summary = qa.write_tiled_mosaic_figure(paths, tmp_path / "tiles.json", tmp_path / "shape.json",
-                                           exposures[1], out)
+    summary = qa.write_tiled_mosaic_figure(paths, tmp_path / "tiles.json", exposures[1], out)
     assert summary == (f"wrote {out}: mosaic of 6 tiles shown at 1/2 scale (550 x 300) with 2 "
                        "member footprints")
     png_pixels(out, "mosaic")
