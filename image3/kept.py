@@ -9,9 +9,9 @@ takes a member's kept file, byte for byte, when the parameters are the same and 
 are unchanged; its consumers then see the same checksum and Snakemake does not redo them.
 
 The kept files are not outputs of any rule (Snakemake deletes a job's outputs before it runs
-again), and a damaged or foreign kept file is never used: it is one more work sidecar, read
-through :func:`image3.sidecar.read_sidecar` or :func:`image3.sidecar.read_work_json` by the
-step that takes it.
+again). The step that takes a kept file reads it first, as any work sidecar
+(:func:`image3.sidecar.read_sidecar`, :func:`image3.sidecar.read_work_json`): a damaged one
+stops the job with one line naming it, and is never copied on.
 """
 
 from __future__ import annotations

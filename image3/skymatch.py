@@ -471,14 +471,15 @@ def write_sky_records(paths: Mapping[str, str | Path], stats_paths: Sequence[str
         else {}
     kept = {m: path for names in groups.values() if all(n in kept for n in names)
             for m, path in ((n, kept[n]) for n in names)}
-    levels = {g: SkyRecord.read(kept[names[0]]).level for g, names in groups.items()
-              if names and names[0] in kept}
+    previous = {m: SkyRecord.read(path) for m, path in kept.items()}
+    levels = {g: previous[names[0]].level for g, names in groups.items()
+              if names and names[0] in previous}
     records = solve_sky(read_sky_stats(stats_paths), groups, params,
                         {g: v for g, v in levels.items() if v is not None} or None)
+    records.update(previous)
     for member, path in paths.items():
         if member in kept:
             shutil.copyfile(kept[member], path)
-            records[member] = SkyRecord.read(path)
         else:
             records[member].write(path)
     log_levels(records)
