@@ -172,7 +172,8 @@ def _kept_grid(keep_in, settings, inputs, geometries: Sequence[MemberGeometry],
     grid = load_grid(kept["grid"])
     boxes = member_boxes(grid, {k: footprint(g.wcs, g.shape) for k, g in enumerate(geometries)})
     ny, nx = grid.shape
-    if not all(b0 >= 0 and c0 >= 0 and b1 <= ny and c1 <= nx for b0, b1, c0, c1 in boxes.values()):
+    if not all(b0 >= 0 and c0 >= 0 and b1 <= ny and c1 <= nx
+               for b0, b1, c0, c1 in boxes.values()):
         log.warning("members lie beyond the tile frame of the previous run: a new frame, every "
                     "tile is made again (tiles.reserve keeps more room around a mosaic)")
         return None

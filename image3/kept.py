@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["KEPT_FOLDER", "kept_files", "keep_files"]
+from .datamodel import atomic_write_text
+
+__all__ = ["KEPT_FOLDER", "kept_files", "keep_files", "whole_groups"]
 
 #: Under a product's work folder.
 KEPT_FOLDER = "kept"
@@ -61,9 +62,7 @@ def keep_files(work: str | Path, step: str, params, outputs: Mapping[str, str | 
     record = {"params": _canonical(params),
               "members": {key: {"file": f"{key}{''.join(Path(outputs[key]).suffixes)}",
                                 "inputs": _digest(inputs.get(key, ()))} for key in outputs}}
-    tmp = manifest.with_name(f".{_MANIFEST}.tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, manifest)
+    atomic_write_text(manifest, json.dumps(record, indent=1) + "\n")
 
 
 def kept_files(work: str | Path, step: str, params,
@@ -84,3 +83,12 @@ def kept_files(work: str | Path, step: str, params,
         if entry and (folder / entry["file"]).is_file() and entry["inputs"] == _digest(files):
             found[key] = folder / entry["file"]
     return found
+
+
+def whole_groups(found: Mapping[str, Path],
+                 groups: Mapping[str, Sequence[str]]) -> dict[str, Path]:
+    """The members of ``found`` (member -> kept file) whose whole group (``groups``: group ->
+    its members) is found: a group moves (or is levelled) as one, so it is kept whole or
+    fitted again whole."""
+    return {m: found[m] for names in groups.values() if all(n in found for n in names)
+            for m in names}

@@ -645,7 +645,8 @@ def combine_partials(
     Partials (or paths to saved ones, read one plane at a time) are accumulated into
     output-sized sums (data and weight float64, variance sums float32 as each partial holds
     them), so memory is ~44 bytes per output pixel (48 with ``propagate_dq``) plus one plane of
-    a partial; the result planes are made in place. The result equals drizzling the same inputs serially into one ``Drizzle`` to float32 rounding.
+    a partial; the result planes are made in place. The result equals drizzling the same inputs
+    serially into one ``Drizzle`` to float32 rounding.
     SCI is ``fillval`` and every variance and ERR NaN where no input has weight.
 
     ``window`` (y0, y1, x0, x1), half-open pixel ranges of the ``out_shape`` grid: only that part

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
@@ -37,12 +36,12 @@ from pathlib import Path
 import numpy as np
 
 from .asn import exposure_root
-from .datamodel import MemberFiles, SkyRecord
+from .datamodel import MemberFiles, SkyRecord, atomic_write_text
 from .dqflags import interpret_bits
 from .errors import ConfigError, StepError
 from .footprints import overlap_mask, sky_footprint
 from .grid import member_geometry
-from .kept import keep_files, kept_files
+from .kept import keep_files, kept_files, whole_groups
 from .parameters import SKY_METHODS, SkySolve, SkyStatistics
 from .sidecar import read_work_json
 from .sky_offsets import pair_offset, registered_differences
@@ -293,7 +292,7 @@ def _levels_beside(stats, groups, kept: Mapping[str, float]) -> dict[str, float 
     column = {k: c for c, k in enumerate(free)}
     design, target = [], []
     for i, j, offset, uncertainty in rows:
-        if i in fixed and j in fixed or not (i in column or j in column):
+        if i not in column and j not in column:  # both kept, or one not tied
             continue
         weight, line = 1.0 / max(uncertainty, 1e-30), np.zeros(len(free))
         value = offset
@@ -466,11 +465,9 @@ def write_sky_records(paths: Mapping[str, str | Path], stats_paths: Sequence[str
     added to a finished tiled run: the groups whose records the last run kept there and still
     apply (:mod:`image3.kept`) keep them byte for byte, unless ``refit``; what this run wrote is
     kept in turn."""
-    settings = {k: str(v) for k, v in asdict(params).items()}
-    kept = kept_files(keep_in[0], "skymatch", settings, keep_in[1]) if keep_in and not refit \
-        else {}
-    kept = {m: path for names in groups.values() if all(n in kept for n in names)
-            for m, path in ((n, kept[n]) for n in names)}
+    settings = asdict(params)
+    kept = whole_groups(kept_files(keep_in[0], "skymatch", settings, keep_in[1]), groups) \
+        if keep_in and not refit else {}
     previous = {m: SkyRecord.read(path) for m, path in kept.items()}
     levels = {g: previous[names[0]].level for g, names in groups.items()
               if names and names[0] in previous}
@@ -489,9 +486,7 @@ def write_sky_records(paths: Mapping[str, str | Path], stats_paths: Sequence[str
 
 def write_sky_stats(path: str | Path, stats: Mapping[str, Mapping]) -> None:
     """Write {member: :func:`member_sky_stats` result} as JSON, atomically."""
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
-    tmp.write_text(json.dumps(dict(stats), indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(dict(stats), indent=1) + "\n")
 
 
 def read_sky_stats(paths: Sequence[str | Path]) -> dict[str, dict]:

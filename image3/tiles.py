@@ -37,8 +37,8 @@ from .sidecar import read_work_json
 if TYPE_CHECKING:  # the Snakefile imports this module: not gwcs with it (0.5 s per parse)
     from .wcs import Grid
 
-__all__ = ["MAX_TILES_A_SIDE", "KERNEL_REACH_PX", "MEDIAN_REACH_PX", "Tile", "assign_members", "member_boxes", "read_tiles",
-           "tile_layout", "write_tiles"]
+__all__ = ["MAX_TILES_A_SIDE", "KERNEL_REACH_PX", "MEDIAN_REACH_PX", "Tile", "assign_members",
+           "member_boxes", "read_tiles", "tile_layout", "write_tiles"]
 
 #: Grid pixels beyond which no drop of a member lands: more than the reach of any drizzle kernel
 #: (lanczos3: 3 input pixels) at pixel_scale_ratio >= 0.5, plus the footprint's straight edges

@@ -67,7 +67,7 @@ from .dqflags import PIXEL
 from .errors import InputFileError
 from .grid import geometry_of, load_geometry, save_geometry
 from .joint_fit import Correction, PairMatches, connected_bodies, solve_corrections
-from .kept import keep_files, kept_files
+from .kept import keep_files, kept_files, whole_groups
 from .parameters import AlignmentFit, FitStage, ReferenceStars, SourceFinding
 from .refcat import read_source_list, reference_catalog
 from .sidecar import read_sidecar
@@ -938,9 +938,7 @@ def _kept_alignment(keep_in, rows, fit: AlignmentFit, abs_refcat, stars: Referen
     groups: dict[str, list[str]] = {}
     for row in rows:
         groups.setdefault(row["group_id"], []).append(row["member"])
-    whole = {m: found[m] for names in groups.values() if all(n in found for n in names)
-             for m in names}
-    return whole, (params, inputs)
+    return whole_groups(found, groups), (params, inputs)
 
 
 def align_products(products: Sequence[ProductAlignment], fit: AlignmentFit, abs_refcat,

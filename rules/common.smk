@@ -207,7 +207,7 @@ def median_pieces(member=None):
         return [f"{WORK}/median/all.fits"]
     pieces = [f"{WORK}/median/{t.name}.fits" for t in tile_list()
               if member is None or member in t.core]
-    return [ancient(p) for p in pieces] if member in KEPT_FLAGS else pieces
+    return [ancient(p) for p in pieces] if member in MADE_BEFORE else pieces
 
 
 def median_singles(piece):
@@ -247,10 +247,11 @@ TILED = sky_tiles_wanted()
 # joins make is kept all the same).
 KEEP_IN = WORK if TILED else None
 REFIT = not TILES["keep_previous"]
-# When members were added since the last run, those made before keep their outlier flags:
-# their flag jobs ignore the median's date (ancient), which the new members change.
+# When members were added since the last run, the members made before: they keep their outlier
+# flags (their flag jobs ignore the median's date, ancient, which the new members change) and
+# their sky partners (sky_partners).
 _PREVIOUS = set(read_members(WORK)) if KEEP_IN and not REFIT else set()
-KEPT_FLAGS = _PREVIOUS & set(MEMBERS) if _PREVIOUS and set(MEMBERS) - _PREVIOUS else set()
+MADE_BEFORE = _PREVIOUS & set(MEMBERS) if _PREVIOUS and set(MEMBERS) - _PREVIOUS else set()
 
 
 def cal_path(member):
@@ -323,12 +324,12 @@ def sky_partners(member):
     pair_partners: every pair once); when members were added to a kept tiled run, those made
     before keep their partners among themselves and each new member takes every one of them
     and its share of the new ones, so only the new members' jobs run."""
-    if not KEPT_FLAGS:
+    if not MADE_BEFORE:
         return pair_partners(MEMBERS, member)
-    before = [m for m in MEMBERS if m in KEPT_FLAGS]
-    if member in KEPT_FLAGS:
+    before = [m for m in MEMBERS if m in MADE_BEFORE]
+    if member in MADE_BEFORE:
         return pair_partners(before, member)
-    return before + pair_partners([m for m in MEMBERS if m not in KEPT_FLAGS], member)
+    return before + pair_partners([m for m in MEMBERS if m not in MADE_BEFORE], member)
 
 
 def sky_partner_files(member):
