@@ -43,6 +43,7 @@ from scipy.spatial import KDTree
 from stdatamodels.jwst import datamodels
 
 from . import __version__, photometry_refs
+from .background import BackgroundMesh
 from .datamodel import atomic_path, save_model
 from .detection import detect_segments, find_stars, segment_catalog
 from .errors import InputFileError, first_line
@@ -125,6 +126,8 @@ def make_catalog(
     params: CatalogParameters,
     reference_pixel: tuple[float, float] | None = None,
     workers: int = 1,
+    background: BackgroundMesh | None = None,
+    origin: tuple[int, int] = (0, 0),
 ) -> tuple[QTable | None, np.ndarray | None]:
     """Source catalogue and segmentation map of a resampled image.
 
@@ -156,6 +159,10 @@ def make_catalog(
     workers : int
         Processes that share the windowed centroids (this one and forked
         children); the catalogue is the same for any number.
+    background : image3.background.BackgroundMesh or None
+        The background mesh of a larger grid (in Jy per pixel, from :func:`detection_arrays`)
+        whose pixel ``origin`` (y, x) is the image's (0, 0): a sky tile's is the whole
+        mosaic's. None: the image's own.
 
     Returns
     -------
@@ -181,14 +188,10 @@ def make_catalog(
     if pixar_sr is None or not pixar_sr > 0:
         raise InputFileError(f"pixel area PIXAR_SR = {pixar_sr!r}: cannot convert MJy/sr to Jy")
 
-    sci, err, wht = (np.asarray(a) for a in (sci, err, wht))
-    uncovered = np.isnan(err) | (wht == 0)
-    to_jy = 1.0e6 * pixar_sr
-    data = sci * to_jy
-    error = err * to_jy
-
+    data, error, uncovered = detection_arrays(sci, err, wht, pixar_sr)
     if params.finding.starfinder == "segmentation":
-        sources, segmentation = _segment_sources(data, error, uncovered, wcs, params, workers)
+        sources, segmentation = _segment_sources(data, error, uncovered, wcs, params, workers,
+                                                 background, origin)
     else:
         sources, segmentation = _star_sources(data, uncovered, wcs, params), None
     if sources is None:
@@ -222,9 +225,20 @@ def make_catalog(
     return catalog, segmentation
 
 
-def _segment_sources(data, error, uncovered, wcs, params, workers=1):
+def detection_arrays(sci, err, wht, pixar_sr: float
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(data, error, uncovered): SCI and ERR in Jy per pixel (MJy/sr × 1e6 × ``pixar_sr``
+    steradians), and True where a pixel has no data (NaN ERR or zero weight)."""
+    sci, err, wht = (np.asarray(a) for a in (sci, err, wht))
+    to_jy = 1.0e6 * pixar_sr
+    return sci * to_jy, err * to_jy, np.isnan(err) | (wht == 0)
+
+
+def _segment_sources(data, error, uncovered, wcs, params, workers=1, background=None,
+                     origin=(0, 0)):
     """Segment-based columns (reference names) and the label map, or (None, None)."""
-    segments = detect_segments(data, uncovered, params.finding, error=error)
+    segments = detect_segments(data, uncovered, params.finding, error=error,
+                               background=background, origin=origin)
     if segments is None:
         return None, None
     cat = segment_catalog(segments, params.finding, error=error, wcs=wcs)
@@ -700,11 +714,13 @@ def open_mosaic(path: str | Path):
             yield model
 
 
-def catalog_for_product(model, params: CatalogParameters, workers: int = 1
+def catalog_for_product(model, params: CatalogParameters, workers: int = 1,
+                        background: BackgroundMesh | None = None, origin: tuple[int, int] = (0, 0)
                         ) -> tuple[QTable | None, np.ndarray | None]:
     """Catalogue and segmentation map of an ``_i2d`` ImageModel, reading the reference files
     named by ``params.apcorr_file`` / ``params.abvegaoffset_file`` (empty: the approximate
-    defaults, with a warning), on ``workers`` processes (:func:`make_catalog`)."""
+    defaults, with a warning), on ``workers`` processes, on the grid's ``background`` (a sky
+    tile whose pixel (0, 0) is the grid's ``origin``) or its own (:func:`make_catalog`)."""
     ins = model.meta.instrument
     if model.meta.bunit_data != "MJy/sr" or (model.meta.bunit_err not in (None, "MJy/sr")):
         raise InputFileError(
@@ -723,16 +739,21 @@ def catalog_for_product(model, params: CatalogParameters, workers: int = 1
         subarray=model.meta.subarray.name, apcorr_table=apcorr, abvega_offset=abvega,
         params=params,
         reference_pixel=None if None in crpix else (crpix[0] - 1.0, crpix[1] - 1.0),
-        workers=workers,
+        workers=workers, background=background, origin=origin,
     )
 
 
 def write_source_catalog(i2d_path: str | Path, params: CatalogParameters,
-                         catalog_path: str | Path, segm_path: str | Path, workers: int = 1) -> str:
+                         catalog_path: str | Path, segm_path: str | Path, workers: int = 1,
+                         background_path: str | Path | None = None,
+                         origin: tuple[int, int] = (0, 0)) -> str:
     """Write the ``_cat.ecsv`` and ``_segm.fits`` of the ``_i2d`` at ``i2d_path``
-    (:func:`catalog_for_product`, :func:`write_catalog_products`); returns a summary line."""
+    (:func:`catalog_for_product`, :func:`write_catalog_products`); a sky tile's, whose pixel
+    (0, 0) is the grid's ``origin`` (y, x), on the mosaic's background mesh saved at
+    ``background_path`` (:mod:`image3.tile_background`). Returns a summary line."""
+    background = BackgroundMesh.read(background_path) if background_path else None
     with open_mosaic(i2d_path) as i2d:
-        catalog, segmentation = catalog_for_product(i2d, params, workers=workers)
+        catalog, segmentation = catalog_for_product(i2d, params, workers, background, origin)
         write_catalog_products(catalog, segmentation, i2d, catalog_path, segm_path)
     return f"{0 if catalog is None else len(catalog)} sources in {catalog_path}"
 

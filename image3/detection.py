@@ -1,9 +1,9 @@
 """Source detection shared by tweakreg (alignment catalogues) and source_catalog.
 
 Re-implements the reference's ``make_tweakreg_catalog``: a 2-D background
-(photutils ``Background2D``, 3σ-clipped median per mesh box, 3×3 median filter
-of the mesh) is subtracted, then sources are found either with a star finder
-(``'iraf'``: ``IRAFStarFinder``, ``'dao'``: ``DAOStarFinder``) above a single
+(:mod:`image3.background`: photutils' ``Background2D`` steps, 3σ-clipped median per mesh
+box, 3×3 median filter of the mesh) is subtracted, then sources are found either with a star
+finder (``'iraf'``: ``IRAFStarFinder``, ``'dao'``: ``DAOStarFinder``) above a single
 threshold, or by image segmentation (``'segmentation'``: Gaussian-convolved
 image above a per-pixel threshold, ``SourceFinder`` with optional deblending).
 
@@ -24,18 +24,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from astropy.convolution import Gaussian1DKernel
-from astropy.stats import SigmaClip, gaussian_fwhm_to_sigma
+from astropy.stats import gaussian_fwhm_to_sigma
 from astropy.table import QTable, Table
 from astropy.utils.exceptions import AstropyUserWarning
 from .runtime import photutils_import  # noqa: F401  (photutils without its slow start; first)
 from photutils import use_future_column_names
-from photutils.background import Background2D, MedianBackground
 from photutils.detection import DAOStarFinder, IRAFStarFinder
 from photutils.utils import NoDetectionsWarning
 from scipy.ndimage import (convolve, correlate1d, generate_binary_structure, maximum_filter,
-                           maximum_position, zoom)
+                           maximum_position)
 
-from .errors import StepError
+from .background import BackgroundMesh, image_background
 from .parameters import STARFINDERS, SourceFinding
 
 if TYPE_CHECKING:
@@ -72,7 +71,8 @@ def estimate_background(
     box_size: int | Sequence[int],
     filter_size: int = 3,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Estimate the 2-D sky background and its RMS as the reference does.
+    """Estimate the 2-D sky background and its RMS as the reference does
+    (:mod:`image3.background`).
 
     Parameters
     ----------
@@ -91,9 +91,7 @@ def estimate_background(
     -------
     background, background_rms : ndarray (ny, nx)
         3σ-clipped median background and standard-deviation RMS, in the
-        units of ``data``. When too few meshes have enough good pixels, a
-        single box spanning the whole image is used (every box counts
-        unless it is completely masked), as in the reference.
+        units of ``data``, in its precision (at least float32).
 
     Raises
     ------
@@ -102,60 +100,16 @@ def estimate_background(
     """
     data = np.asarray(data)
     coverage = _as_mask(mask, data.shape)
-    invalid = ~np.isfinite(data)
-    if np.all(coverage | invalid):
-        raise StepError("every pixel is masked or non-finite: no background can be estimated")
-
-    box = np.minimum(np.broadcast_to(np.asarray(box_size, dtype=int), 2), data.shape)
-    common = {
-        "mask": invalid,
-        "coverage_mask": coverage,
-        "filter_size": (filter_size, filter_size),
-        "sigma_clip": SigmaClip(sigma=3.0),
-        "bkg_estimator": MedianBackground(),
-    }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AstropyUserWarning)
-        try:
-            bkg = Background2D(data, tuple(box), **common)
-        except ValueError:
-            log.info(
-                "background could not be estimated in %s-pixel meshes; using the whole "
-                "unmasked image as one box",
-                tuple(box),
-            )
-            bkg = Background2D(data, data.shape, exclude_percentile=100.0, **common)
-        return tuple(_mesh_to_image(mesh, bkg.box_size, data.shape, coverage)
-                     for mesh in (bkg.background_mesh, bkg.background_rms_mesh))
+    mesh = image_background(data, coverage | ~np.isfinite(data), box_size,
+                            filter_size=filter_size)
+    maps = mesh.maps(dtype=_precision(data))
+    for image in maps:
+        image[coverage] = 0.0
+    return tuple(maps)
 
 
-def _mesh_to_image(mesh, box_size, shape, coverage):
-    """Full-size map of a ``Background2D`` mesh, as photutils' ``background`` makes it.
-
-    photutils zooms the mesh by the box size with a cubic spline (``scipy.ndimage.zoom``,
-    grid mode, reflected edges), crops it to the image, clips it to the mesh's range and sets
-    uncovered pixels to 0. The spline zoom is separable and linear in the mesh, so it equals
-    ``Ry @ mesh @ Rx.T`` with one small matrix per axis (the zoom of each unit vector): the
-    same numbers (bit-identical on 2549 x 2443 with a 3 x 3 mesh) for ~1/20 of the CPU time.
-    """
-    mesh = np.asarray(mesh)
-    low, high = np.min(mesh), np.max(mesh)
-    if low == high:
-        image = np.full(shape, low, dtype=mesh.dtype)
-    else:
-        ry, rx = (_zoom_matrix(n, box, size)
-                  for n, box, size in zip(mesh.shape, box_size, shape, strict=True))
-        image = (ry @ (mesh.astype(float) @ rx.T)).astype(mesh.dtype)
-        np.clip(image, low, high, out=image)
-    image[coverage] = 0.0
-    return image
-
-
-def _zoom_matrix(n_mesh, box, size):
-    """(size, n_mesh) weights of photutils' mesh zoom along one axis."""
-    columns = [zoom(unit, box, order=3, mode="reflect", grid_mode=True)[:size]
-               for unit in np.eye(n_mesh)]
-    return np.stack(columns, axis=1)
+def _precision(data):
+    return np.result_type(data.dtype, np.float32)
 
 
 @dataclass(frozen=True)
@@ -189,12 +143,15 @@ def detect_segments(
     mask: np.ndarray | None,
     finding: SourceFinding,
     error: np.ndarray | None = None,
+    background: BackgroundMesh | None = None,
+    origin: tuple[int, int] = (0, 0),
 ) -> Segments | None:
     """Segment an image into sources: the reference's 'segmentation' finder.
 
-    The image minus its background (:func:`estimate_background`, boxes of
-    ``finding.bkg_boxsize`` pixels) is convolved with a normalised circular
-    Gaussian of FWHM ``finding.kernel_fwhm`` pixels; pixels above
+    The image minus its background (:mod:`image3.background`, boxes of
+    ``finding.bkg_boxsize`` pixels; ``background``, when given, is the mesh of a larger grid
+    whose pixel ``origin`` (y, x) is the image's (0, 0): a sky tile's) is convolved with a
+    normalised circular Gaussian of FWHM ``finding.kernel_fwhm`` pixels; pixels above
     ``snr_threshold`` × background RMS (per pixel) in at least ``npixels``
     connected pixels (``connectivity``) form a source, split when ``deblend``
     by multi-threshold deblending (``nlevels``, ``contrast``,
@@ -206,8 +163,9 @@ def detect_segments(
     :data:`MIN_COVERED_FRACTION` × ``npixels``. Away from the mask this is ``npixels``.
 
     With ``error`` (a per-pixel noise map, e.g. the mosaic's ERR), the threshold follows the
-    noise from pixel to pixel: the background RMS is rescaled by ``error / median(error)``
-    within the covered area. A mosaic's depth changes from one to many exposures at every
+    noise from pixel to pixel: it is ``error`` times the ratio of the background RMS to the
+    median ``error`` in the boxes around it (:class:`image3.background.BackgroundMesh`). A
+    mosaic's depth changes from one to many exposures at every
     dither edge; a threshold from the background RMS alone (the reference) is too low where
     few exposures overlap and turns their noise into large spurious segments.
 
@@ -220,14 +178,23 @@ def detect_segments(
     # star finder of the per-exposure tweakreg jobs does without it
     from photutils.segmentation import deblend_sources, detect_sources
 
-    subtracted = _subtract_background(data, mask, finding.bkg_boxsize)
-    if subtracted is None:
+    data = np.asarray(data)
+    coverage = _as_mask(mask, data.shape)
+    total_mask = coverage | ~np.isfinite(data)
+    if np.all(total_mask):
+        log.warning("no unmasked finite pixel: no sources can be found")
         return None
-    data_sub, background, background_rms, total_mask = subtracted
+    if background is None:
+        background = image_background(data, total_mask, finding.bkg_boxsize, error)
+    ny, nx = data.shape
+    region = (origin[0], origin[0] + ny, origin[1], origin[1] + nx)
+    (level,) = background.maps(region, _precision(data), ("background",))
+    level[coverage] = 0.0
+    data_sub = data - level
 
     convolved = _convolve(data_sub, finding.kernel_fwhm, total_mask)
-    threshold = _detection_threshold(background_rms, error, total_mask, finding.snr_threshold)
-    del background_rms  # the threshold was computed in its place
+    threshold = _detection_threshold(background, region, error, total_mask,
+                                     finding.snr_threshold, _precision(data))
     total_mask = total_mask | ~np.isfinite(threshold)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoDetectionsWarning)
@@ -248,7 +215,7 @@ def detect_segments(
                 relabel=True, progress_bar=False)
     if segmentation is None:
         return None
-    return Segments(segmentation, data_sub, convolved, background, total_mask)
+    return Segments(segmentation, data_sub, convolved, level, total_mask)
 
 
 def _keep_covered_enough(segmentation, convolved, mask, npixels: int):
@@ -303,23 +270,19 @@ def _labels_with_several_peaks(convolved, segmentation, connectivity):
     return np.array(several, dtype=int)
 
 
-def _detection_threshold(background_rms: np.ndarray, error: np.ndarray | None,
-                         mask: np.ndarray, snr_threshold: float) -> np.ndarray:
-    """Per-pixel detection threshold: ``snr_threshold`` × the background RMS, reshaped by the
-    noise map ``error`` when given (NaN where ``error`` is not usable).
-
-    The RMS map is overwritten (it is the caller's own, from :func:`estimate_background`) so
-    that no extra full-size array is held during detection.
-    """
-    good = None if error is None else ~mask & np.isfinite(error) & (error > 0)
-    if good is not None and good.any():
-        with np.errstate(divide="ignore", invalid="ignore"):
-            np.divide(background_rms, error, out=background_rms)
-        scale = np.median(background_rms[good], overwrite_input=True)
-        np.multiply(error, scale, out=background_rms)
-        background_rms[~good] = np.nan
-    background_rms *= snr_threshold
-    return background_rms
+def _detection_threshold(background: BackgroundMesh, region, error: np.ndarray | None,
+                         mask: np.ndarray, snr_threshold: float, dtype) -> np.ndarray:
+    """Per-pixel detection threshold in ``region`` of the mesh's grid: ``snr_threshold`` ×
+    ``error`` × the mesh's RMS-to-ERR ratio (NaN where ``error`` is not usable), or without an
+    error (or a mesh without one) ``snr_threshold`` × the background RMS."""
+    if error is None or background.noise_ratio is None:
+        (threshold,) = background.maps(region, dtype, ("rms",))
+    else:
+        (threshold,) = background.maps(region, dtype, ("noise_ratio",))
+        threshold *= error
+        threshold[mask | ~np.isfinite(error) | ~(error > 0)] = np.nan
+    threshold *= snr_threshold
+    return threshold
 
 
 def segment_catalog(
@@ -384,7 +347,7 @@ def find_stars(
     subtracted = _subtract_background(data, mask, finding.bkg_boxsize)
     if subtracted is None:
         return None
-    data_sub, _, background_rms, total_mask = subtracted
+    data_sub, background_rms, total_mask = subtracted
 
     threshold = finding.snr_threshold * float(np.median(background_rms[~total_mask]))
     kernel_fwhm = finding.kernel_fwhm
@@ -488,14 +451,14 @@ def _empty_sources():
 
 
 def _subtract_background(data, mask, bkg_boxsize):
-    """(data − background, background, background_rms, total mask), or None if nothing is usable."""
+    """(data − background, background_rms, total mask), or None if nothing is usable."""
     data = np.asarray(data)
     total_mask = _as_mask(mask, data.shape) | ~np.isfinite(data)
     if np.all(total_mask):
         log.warning("no unmasked finite pixel: no sources can be found")
         return None
     background, background_rms = estimate_background(data, mask, bkg_boxsize)
-    return data - background, background, background_rms, total_mask
+    return data - background, background_rms, total_mask
 
 
 def _convolve(data, kernel_fwhm, mask):

@@ -11,7 +11,9 @@ are unchanged; its consumers then see the same checksum and Snakemake does not r
 The kept files are not outputs of any rule (Snakemake deletes a job's outputs before it runs
 again). The step that takes a kept file reads it first, as any work sidecar
 (:func:`image3.sidecar.read_sidecar`, :func:`image3.sidecar.read_work_json`): a damaged one
-stops the job with one line naming it, and is never copied on.
+stops the job with one line naming it, and is never copied on. The tiled catalogue's background
+mesh is kept per tile in ``<work>/kept/background_mesh/`` on another criterion, a tolerance
+(:mod:`image3.tile_background`; a damaged one is made again).
 """
 
 from __future__ import annotations

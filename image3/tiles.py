@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # the Snakefile imports this module: not gwcs with it (0.5 s 
     from .wcs import Grid
 
 __all__ = ["MAX_TILES_A_SIDE", "KERNEL_REACH_PX", "MEDIAN_REACH_PX", "Tile", "assign_members",
-           "member_boxes", "read_tiles", "tile_layout", "write_tiles"]
+           "member_boxes", "overlap", "read_tiles", "tile_layout", "tiles_holding", "write_tiles"]
 
 #: Grid pixels beyond which no drop of a member lands: more than the reach of any drizzle kernel
 #: (lanczos3: 3 input pixels) at pixel_scale_ratio >= 0.5, plus the footprint's straight edges
@@ -113,6 +113,18 @@ def assign_members(tiles: Sequence[Tile], boxes: Mapping[str, Sequence[int]],
     return [replace(tile, members=meeting(tile.window, pad),
                     core=meeting(tile.inner, MEDIAN_REACH_PX)) for tile in tiles
             if meeting(tile.inner, 0)]
+
+
+def overlap(a: Sequence[int], b: Sequence[int]) -> tuple[int, int, int, int] | None:
+    """The region two regions share, or None."""
+    y0, y1, x0, x1 = max(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), min(a[3], b[3])
+    return (y0, y1, x0, x1) if y0 < y1 and x0 < x1 else None
+
+
+def tiles_holding(region: Sequence[int], tiles: Sequence[Tile]) -> list[Tile]:
+    """The tiles whose inner region meets ``region``: together they hold its pixels (a pixel
+    outside every tile's inner region has no data)."""
+    return [t for t in tiles if overlap(region, t.inner) is not None]
 
 
 def write_tiles(path: str | Path, tiles: Sequence[Tile]) -> None:

@@ -19,7 +19,8 @@ from image3.input_identity import update_stamp
 from image3.inspect import save_inspection, screen
 from image3.parameters import CatalogParameters, FinalDrizzle, OutputGrid, SkySolve, SkyStatistics
 from image3.runtime.jobserver import start as start_job_server
-from image3.runtime.resources import (catalog_mem_mb, catalog_runtime_min, grid_pixels,
+from image3.runtime.resources import (background_boxes_mem_mb, background_boxes_runtime_min,
+                                      catalog_mem_mb, catalog_runtime_min, grid_pixels, grid_shape,
                                       image_pixels, median_mem_mb, median_runtime_min,
                                       resample_mem_mb, resample_runtime_min)
 from image3.runtime.output_folder import at_start, missing_members, read_members, settle
@@ -28,7 +29,8 @@ from image3.runtime.runjob import clear_errors, recorded_errors
 from image3.runtime.snakemake_process import (handle_sigterm_off_the_main_thread,
                                                print_stop_reasons, unwritable_folder)
 from image3.steps import intermediate_name
-from image3.tiles import read_tiles
+from image3.background import Lattice
+from image3.tiles import read_tiles, tiles_holding
 
 
 # Included by a user's workflow as a Snakemake module (README): its config: is the user's, the
@@ -189,8 +191,30 @@ def tile_of(name):
 
 def tile_pixels(name, region="window"):
     """Pixels of a tile's window or of its inner region."""
-    y0, y1, x0, x1 = getattr(tile_of(name), region)
+    return region_pixels(getattr(tile_of(name), region))
+
+
+def region_pixels(region):
+    y0, y1, x0, x1 = region
     return (y1 - y0) * (x1 - x0)
+
+
+def box_lattice():
+    """The lattice of the catalogue's background boxes over the tiled grid
+    (image3.background)."""
+    return Lattice.of(grid_shape(f"{WORK}/grid_shape.json"),
+                      config["source_catalog"]["bkg_boxsize"])
+
+
+def box_region(name):
+    """The pixels of the background boxes that start in tile ``name``."""
+    lattice = box_lattice()
+    return lattice.pixels(lattice.boxes_starting_in(tile_of(name).inner))
+
+
+def box_sources(name):
+    """The tiles that hold the pixels of the background boxes that start in tile ``name``."""
+    return tiles_holding(box_region(name), tile_list())
 
 
 def piece_pixels(piece, grid_shape):

@@ -64,9 +64,70 @@ rule resample_tile:
         "../scripts/resample.py"
 
 
+rule background_boxes:
+    input:
+        i2d=lambda wildcards: [tile_product("i2d", t.name) for t in box_sources(wildcards.tile)],
+        grid_shape=f"{WORK}/grid_shape.json",
+    output:
+        f"{WORK}/tiles/{{tile}}/background_boxes.npz",
+    wildcard_constraints:
+        tile=TILE_NAME,
+    params:
+        tile=lambda wildcards: tile_of(wildcards.tile),
+        sources=lambda wildcards: box_sources(wildcards.tile),
+        catalog=catalog_params(),
+    log:
+        f"{LOGS}/background_boxes/{{tile}}.log",
+    benchmark:
+        f"{BENCH}/background_boxes/{{tile}}.tsv"
+    conda:
+        ENV
+    group:
+        "tiles"
+    resources:
+        mem_mb=lambda wildcards: background_boxes_mem_mb(region_pixels(box_region(wildcards.tile))),
+        runtime=lambda wildcards: background_boxes_runtime_min(
+            region_pixels(box_region(wildcards.tile))),
+    script:
+        "../scripts/background_boxes.py"
+
+
+# a join over small tables: the mosaic's background mesh, which every tile's catalogue zooms
+# over its window (image3/tile_background.py); one file per tile, so that when members are
+# added a tile whose background did not move keeps its file's bytes and Snakemake, judging
+# anew after the checkpoint, does not redo its catalogue
+checkpoint background_mesh:
+    input:
+        boxes=lambda wildcards: [f"{WORK}/tiles/{t.name}/background_boxes.npz"
+                                 for t in tile_list()],
+        grid_shape=f"{WORK}/grid_shape.json",
+    output:
+        directory(f"{WORK}/background_mesh"),
+    params:
+        catalog=catalog_params(),
+        tiles=lambda wildcards: tile_list(),
+        keep_in=KEEP_IN,
+        refit=REFIT,
+    log:
+        f"{LOGS}/background_mesh.log",
+    benchmark:
+        f"{BENCH}/background_mesh.tsv"
+    conda:
+        ENV
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/background_mesh.py"
+
+
 rule source_catalog_tile:
     input:
         i2d=tile_product("i2d"),
+        background=lambda wildcards: f"{checkpoints.background_mesh.get().output[0]}/"
+                                     f"{wildcards.tile}.npz",
     output:
         catalog=tile_product("cat"),
         segm=tile_product("segm"),
@@ -74,6 +135,7 @@ rule source_catalog_tile:
         tile=TILE_NAME,
     params:
         catalog=catalog_params(),
+        origin=lambda wildcards: tile_of(wildcards.tile).window[::2],
     log:
         f"{LOGS}/source_catalog_tile/{{tile}}.log",
     benchmark:

@@ -12,4 +12,7 @@ from image3.runtime.runjob import job
 with job(snakemake) as log:
     log.info("%s", write_source_catalog(
         snakemake.input.i2d, CatalogParameters.from_config(snakemake.params.catalog),
-        snakemake.output.catalog, snakemake.output.segm, workers=snakemake.threads))
+        snakemake.output.catalog, snakemake.output.segm, workers=snakemake.threads,
+        # a sky tile's: the mosaic's background, zoomed over the tile's window
+        background_path=snakemake.input.get("background"),
+        origin=snakemake.params.get("origin", (0, 0))))

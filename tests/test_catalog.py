@@ -590,7 +590,9 @@ def test_encircled_energy_model_matches_the_airy_pattern():
 
 def test_fast_detection_steps_equal_the_photutils_and_astropy_originals(scene):
     """The shortcuts of image3.detection give the library results they replace: the background
-    maps of Background2D (spline zoom as two matrices; to float32 rounding), astropy's masked
+    maps of Background2D within 0.02 of the noise, 0.002 in the median (measured 0.016 and
+    0.0013: image3.background fills left-out boxes from every good box at the 10th nearest
+    distance, ties included, and clips each box on its own), astropy's masked
     convolution (separable passes; float32 rounding, ≤ 1e-6 of the image's peak), and deblending only the segments with
     several local maxima (the same segmentation, label for label, on crowded blends)."""
     from astropy.convolution import convolve
@@ -606,8 +608,10 @@ def test_fast_detection_steps_equal_the_photutils_and_astropy_originals(scene):
                        filter_size=(3, 3), sigma_clip=SigmaClip(sigma=3.0),
                        bkg_estimator=MedianBackground())
     background, rms = detection.estimate_background(data, uncovered, 100)
-    np.testing.assert_allclose(background, bkg.background, rtol=2e-7, atol=0)
-    np.testing.assert_allclose(rms, bkg.background_rms, rtol=2e-7, atol=0)
+    noise = np.median(bkg.background_rms[~uncovered])
+    for ours, theirs in ((background, bkg.background), (rms, bkg.background_rms)):
+        assert np.max(np.abs(ours - theirs)) < 0.02 * noise
+        assert np.median(np.abs(ours - theirs)) < 0.002 * noise
 
     mask = uncovered | ~np.isfinite(data)
     data_sub = data - background

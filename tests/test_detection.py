@@ -90,8 +90,9 @@ def test_background_box_larger_than_image_is_clipped():
     assert np.allclose(rms, NOISE, rtol=0.1)
 
 
-def test_background_falls_back_to_one_box_when_meshes_are_too_masked():
-    """Truth: every mesh 50% masked (> 10% allowed) → whole-image box, still the sky level."""
+def test_background_falls_back_to_partly_masked_boxes_when_every_box_is():
+    """Truth: every box 50% masked (> 10% allowed) → the boxes are used as they are, still the
+    sky level."""
     rng = np.random.default_rng(3)
     image = SKY + rng.normal(0, NOISE, (128, 128))
     mask = np.zeros(image.shape, dtype=bool)

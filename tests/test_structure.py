@@ -28,13 +28,14 @@ PIPELINE = (
     ("skymatch", ("sky_offsets", "skymatch")),
     ("outlier_detection", ("outlier", "median", "intermediates")),
     ("resample", ("mosaic", "flag", "hdrtab")),
-    ("source_catalog", ("catalog",)),
+    ("source_catalog", ("catalog", "tile_background")),
     ("qa", ("qa",)),
 )
 #: What the steps share; ``image3`` is the package itself (its version).
-SHARED = {"image3", "asn", "config", "datamodel", "detection", "dqflags", "errors", "footprints",
-          "grid", "input_identity", "inspect", "kept", "parameters", "photometry_refs", "program_grid",
-          "refcat", "resample", "sidecar", "sip", "statistics", "steps", "tiles", "wcs"}
+SHARED = {"image3", "asn", "background", "config", "datamodel", "detection", "dqflags", "errors",
+          "footprints", "grid", "input_identity", "inspect", "kept", "parameters",
+          "photometry_refs", "program_grid", "refcat", "resample", "sidecar", "sip", "statistics",
+          "steps", "tiles", "wcs"}
 #: Not science: the command line, how jobs run, the synthetic sky (test and demo data).
 NOT_SCIENCE = {"cli", "runtime", "synth"}
 

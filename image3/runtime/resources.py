@@ -26,7 +26,8 @@ from pathlib import Path
 
 from astropy.io import fits
 
-__all__ = ["DEFAULT_MEM_MB", "catalog_mem_mb", "catalog_runtime_min", "grid_pixels", "grid_shape",
+__all__ = ["DEFAULT_MEM_MB", "background_boxes_mem_mb", "background_boxes_runtime_min",
+           "catalog_mem_mb", "catalog_runtime_min", "grid_pixels", "grid_shape",
            "image_pixels", "median_mem_mb", "median_runtime_min", "resample_mem_mb",
            "resample_runtime_min"]
 
@@ -78,6 +79,12 @@ def catalog_mem_mb(pixels: int | None) -> int:
     return _request(pixels, 600, 150)
 
 
+def background_boxes_mem_mb(pixels: int | None) -> int:
+    """The background statistics of the boxes over ``pixels``: the data, error and mask, and
+    one tile's part of SCI, ERR and WHT being read."""
+    return _request(pixels, 400, 40)
+
+
 def median_mem_mb(pixels: int | None) -> int:
     """The outlier median on a grid of ``pixels``: a block of single rows, the median and count
     planes."""
@@ -103,6 +110,11 @@ def resample_runtime_min(pixels: int | None, members: int, drizzled_here: bool) 
 def catalog_runtime_min(pixels: int | None) -> int:
     """The catalogue of an i2d of ``pixels``."""
     return _minutes(pixels, 0.9)
+
+
+def background_boxes_runtime_min(pixels: int | None) -> int:
+    """The background statistics of the boxes over ``pixels``."""
+    return _minutes(pixels, 0.5)
 
 
 def median_runtime_min(pixels: int | None, singles: int) -> int:
