@@ -29,7 +29,7 @@ def test_a_mesh_made_of_tiles_boxes_is_the_whole_images_mesh():
     """Truth: the mesh of the whole 230 x 310 image (boxes of 40 px, which straddle 70-px
     tiles). Each tile computes the boxes that start in it from a cut-out holding just their
     pixels: the same meshes to the last bit, the zoomed maps of a window within 1e-6 of the
-    whole maps', and the noise ratio the RMS over ERR (1.5, within 5 %)."""
+    whole maps', and the noise ratio the scatter over ERR (1.5, within 5 %)."""
     data, masked, error = _sky((230, 310))
     whole = image_background(data, masked, 40, error)
     lattice = Lattice.of(data.shape, 40)

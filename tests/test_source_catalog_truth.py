@@ -120,13 +120,14 @@ def test_is_extended_separates_stars_and_large_galaxies(products, matched):
     iso = _isolated(sources, idx)
     extended = np.asarray(catalog["is_extended"])[good]
     stars = iso & (sources["kind"][idx] == "star")
-    large = iso & (sources["kind"][idx] == "galaxy") & (
+    # above S/N 15: at S/N ~10 the concentration index of a large diffuse galaxy is noise
+    large = iso & (sources["kind"][idx] == "galaxy") & (_snr(catalog)[good] >= 15) & (
         np.asarray(sources["r_half_arcsec"])[idx] >= 2 * psf.fwhm_arcsec())
     print(f"\nFIGURE is_extended: stars false {(~extended[stars]).mean():.4f} ({stars.sum()}), "
           f"large galaxies true {extended[large].mean():.4f} ({large.sum()})")
     assert stars.sum() > 50 and large.sum() > 20
     assert (~extended[stars]).mean() >= 0.98
-    assert extended[large].mean() >= 0.90
+    assert extended[large].mean() >= 0.97
 
 
 def test_ecsv_units_and_segmentation_labels(products):
