@@ -9,7 +9,8 @@ each, ``--size``² detectors) is cut to its first three rows (3 x 3) and reduced
 first pointing of the fourth row is added to the association and the same output folder run
 again; last, the 3 x 3 + 1 association from scratch in another folder. Printed and written as
 JSON to bench/results/: each run's wall time and the jobs it ran per rule, the tiles the new
-pointing touches, and the new members' alignment against the generator's true gwcs.
+pointing touches, the new members' alignment against the generator's true gwcs, and the merged
+catalogue of the rerun against the full run's (matched within 0.1") and the truth.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
+import compare
 import run_bench
 
 from image3 import synth
@@ -114,6 +116,16 @@ def main(argv=None) -> None:
     result["full_alignment_mas"] = {
         m: round(truth_error_mas(data, m, read_wcs(full_work / m / "wcs.pkl")), 2)
         for m in added}
+    product = json.loads(asn.read_text())["products"][0]["name"]
+    catalogues = {run: compare._catalogue(folder / run / "out" / f"{product}_cat.ecsv")
+                  for run in ("incremental", "full")}
+    matched, _, _ = compare.match_sky(*(catalogues[run][c] for run in ("incremental", "full")
+                                        for c in ("ra", "dec")))
+    truth = Table.read(data / "truth" / "sources.ecsv")
+    found = compare.detections_against_truth(catalogues["incremental"], catalogues["full"], truth)
+    result["catalogue"] = {"added_run": len(catalogues["incremental"]),
+                           "full": len(catalogues["full"]), "matched": len(matched),
+                           "vs_truth": {"added_run": found["ours"], "full": found["theirs"]}}
     ratio = result["added_run"]["wall_s"] / result["full"]["wall_s"]
     print(f"3x3 mosaic, {len(first)} members, {len(tiles)} tiles after adding "
           f"{len(added)} members (one pointing), touching {len(result['tiles_touched'])} tiles\n"
@@ -121,8 +133,10 @@ def main(argv=None) -> None:
           f"  added run   {result['added_run']['wall_s']:6.1f} s  {result['added_run']['jobs']}\n"
           f"  full run    {result['full']['wall_s']:6.1f} s  {result['full']['jobs']}\n"
           f"  added / full wall time {ratio:.2f}; new members' alignment vs truth "
-          f"{result['added_alignment_mas']} mas (full run: {result['full_alignment_mas']})",
-          flush=True)
+          f"{result['added_alignment_mas']} mas (full run: {result['full_alignment_mas']})\n"
+          f"  merged catalogues: added run {result['catalogue']['added_run']}, full run "
+          f"{result['catalogue']['full']}, matched within 0.1\" {result['catalogue']['matched']}; "
+          f"true / spurious {result['catalogue']['vs_truth']}", flush=True)
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"tile-add-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
