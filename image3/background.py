@@ -45,6 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .datamodel import atomic_path
 from .errors import StepError
 from .statistics import sigma_clip_1d
 
@@ -95,6 +96,12 @@ class Lattice:
         return (min(ny, -(-y0 // by)), min(ny, -(-y1 // by)),
                 min(nx, -(-x0 // bx)), min(nx, -(-x1 // bx)))
 
+    def boxes_covering(self, region: Sequence[int]) -> tuple[int, int, int, int]:
+        """(i0, i1, j0, j1): the boxes that hold the pixels of a non-empty ``region``."""
+        y0, y1, x0, x1 = region
+        by, bx = self.box
+        return (y0 // by, (y1 - 1) // by + 1, x0 // bx, (x1 - 1) // bx + 1)
+
     def pixels(self, boxes: Sequence[int]) -> tuple[int, int, int, int]:
         """The region the boxes (i0, i1, j0, j1) cover (empty for no box)."""
         i0, i1, j0, j1 = boxes
@@ -116,14 +123,16 @@ class BoxStatistics:
     noise_ratio: np.ndarray
     good: np.ndarray
 
-    def as_arrays(self) -> dict[str, np.ndarray]:
-        return {"boxes": np.asarray(self.boxes), "background": self.background, "rms": self.rms,
-                "noise_ratio": self.noise_ratio, "good": self.good}
+    def write(self, path) -> None:
+        """Save (``.npz``, atomically); :meth:`read` reads it."""
+        _write_arrays(path, {"boxes": np.asarray(self.boxes), "background": self.background,
+                             "rms": self.rms, "noise_ratio": self.noise_ratio, "good": self.good})
 
     @classmethod
-    def from_arrays(cls, arrays) -> BoxStatistics:
-        return cls(tuple(int(i) for i in arrays["boxes"]), *(
-            np.asarray(arrays[name]) for name in ("background", "rms", "noise_ratio", "good")))
+    def read(cls, path) -> BoxStatistics:
+        with np.load(path) as arrays:
+            return cls(tuple(int(i) for i in arrays["boxes"]), *(
+                np.asarray(arrays[name]) for name in ("background", "rms", "noise_ratio", "good")))
 
 
 def box_statistics(lattice: Lattice, boxes: Sequence[int], data: np.ndarray, masked: np.ndarray,
@@ -163,8 +172,8 @@ def box_statistics(lattice: Lattice, boxes: Sequence[int], data: np.ndarray, mas
 
 @dataclass(frozen=True)
 class BackgroundMesh:
-    """The background, its RMS and (with an ERR) the RMS-to-ERR ratio of every box of
-    ``lattice``, filled and filtered; :meth:`maps` zooms them to pixels."""
+    """The background, its RMS and (with an ERR) the noise ratio of every box of ``lattice``
+    (:class:`BoxStatistics`), filled and filtered; :meth:`maps` zooms them to pixels."""
 
     lattice: Lattice
     background: np.ndarray
@@ -183,15 +192,15 @@ class BackgroundMesh:
         and a region's map takes the region's rows of each."""
         y0, y1, x0, x1 = self._region(region)
         ry, rx = self._zoom_matrices((y0, y1, x0, x1))
-        (by, bx), (first_row, last_row) = self.lattice.box, (y0 // self.lattice.box[0],
-                                                             (y1 - 1) // self.lattice.box[0])
+        by, bx = self.lattice.box
+        first_row, last_row, _, _ = self.lattice.boxes_covering((y0, y1, x0, x1))
         columns = np.arange(x0, x1) // bx
         result = []
         for name in names:
             mesh = getattr(self, name)
             image = (ry @ (mesh @ rx.T)).astype(dtype)
             low, high = _local_range(mesh)
-            for row in range(first_row, last_row + 1):
+            for row in range(first_row, last_row):
                 rows = slice(max(row * by, y0) - y0, min((row + 1) * by, y1) - y0)
                 np.clip(image[rows], low[row, columns], high[row, columns], out=image[rows])
             result.append(image)
@@ -209,10 +218,9 @@ class BackgroundMesh:
         if other.lattice != self.lattice or (self.noise_ratio is None) != (
                 other.noise_ratio is None):
             return math.inf
-        y0, y1, x0, x1 = self._region(region)
         a, b = (np.abs(r).max(axis=0, initial=0.0) for r in self._zoom_matrices(region))
-        (by, bx) = self.lattice.box
-        boxes = (slice(y0 // by, (y1 - 1) // by + 1), slice(x0 // bx, (x1 - 1) // bx + 1))
+        i0, i1, j0, j1 = self.lattice.boxes_covering(self._region(region))
+        boxes = (slice(i0, i1), slice(j0, j1))
         names = ("background", "rms") + (("noise_ratio",) if self.noise_ratio is not None else ())
         change = 0.0
         for name in names:
@@ -235,26 +243,22 @@ class BackgroundMesh:
             self.lattice.counts, self.lattice.box, self.lattice.shape, (y0, x0), (y1, x1),
             strict=True))
 
-    def as_arrays(self) -> dict[str, np.ndarray]:
+    def write(self, path) -> None:
+        """Save (``.npz``, atomically); :meth:`read` reads it."""
         arrays = {"shape": np.asarray(self.lattice.shape), "box": np.asarray(self.lattice.box),
                   "background": self.background, "rms": self.rms}
         if self.noise_ratio is not None:
             arrays["noise_ratio"] = self.noise_ratio
-        return arrays
+        _write_arrays(path, arrays)
 
     @classmethod
     def read(cls, path) -> BackgroundMesh:
-        """The mesh saved (``np.savez``) from :meth:`as_arrays`."""
         with np.load(path) as arrays:
-            return cls.from_arrays(arrays)
-
-    @classmethod
-    def from_arrays(cls, arrays) -> BackgroundMesh:
-        lattice = Lattice(tuple(int(n) for n in arrays["shape"]),
-                          tuple(int(b) for b in arrays["box"]))
-        ratio = arrays["noise_ratio"] if "noise_ratio" in arrays else None
-        return cls(lattice, np.asarray(arrays["background"]), np.asarray(arrays["rms"]),
-                   None if ratio is None else np.asarray(ratio))
+            lattice = Lattice(tuple(int(n) for n in arrays["shape"]),
+                              tuple(int(b) for b in arrays["box"]))
+            ratio = np.asarray(arrays["noise_ratio"]) if "noise_ratio" in arrays else None
+            return cls(lattice, np.asarray(arrays["background"]), np.asarray(arrays["rms"]),
+                       ratio)
 
 
 def background_mesh(lattice: Lattice, pieces: Sequence[BoxStatistics],
@@ -301,6 +305,11 @@ def image_background(data: np.ndarray, masked: np.ndarray, box_size: int | Seque
     lattice = Lattice.of(data.shape, box_size)
     return background_mesh(lattice, [box_statistics(lattice, lattice.every_box, data, masked,
                                                     error)], filter_size)
+
+
+def _write_arrays(path, arrays: dict[str, np.ndarray]) -> None:
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **arrays)
 
 
 def _local_range(mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -185,9 +185,6 @@ def make_catalog(
     offset = photometry_refs.abvega_offset(
         abvega_offset, instrument=instrument, filter=filter, pupil=pupil, detector=detector
     )
-    if pixar_sr is None or not pixar_sr > 0:
-        raise InputFileError(f"pixel area PIXAR_SR = {pixar_sr!r}: cannot convert MJy/sr to Jy")
-
     data, error, uncovered = detection_arrays(sci, err, wht, pixar_sr)
     if params.finding.starfinder == "segmentation":
         sources, segmentation = _segment_sources(data, error, uncovered, wcs, params, workers,
@@ -225,10 +222,16 @@ def make_catalog(
     return catalog, segmentation
 
 
-def detection_arrays(sci, err, wht, pixar_sr: float
+def detection_arrays(sci, err, wht, pixar_sr: float | None, source: str | Path | None = None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(data, error, uncovered): SCI and ERR in Jy per pixel (MJy/sr × 1e6 × ``pixar_sr``
-    steradians), and True where a pixel has no data (NaN ERR or zero weight)."""
+    steradians), and True where a pixel has no data (NaN ERR or zero weight).
+    :class:`InputFileError` (naming ``source``, the file, when given) without a positive
+    ``pixar_sr``."""
+    if pixar_sr is None or not pixar_sr > 0:
+        where = f"{source}: " if source else ""
+        raise InputFileError(f"{where}pixel area PIXAR_SR = {pixar_sr!r}: cannot convert MJy/sr "
+                             "to Jy")
     sci, err, wht = (np.asarray(a) for a in (sci, err, wht))
     to_jy = 1.0e6 * pixar_sr
     return sci * to_jy, err * to_jy, np.isnan(err) | (wht == 0)

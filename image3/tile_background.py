@@ -33,7 +33,6 @@ from astropy.io import fits
 from .background import BackgroundMesh, BoxStatistics, Lattice, background_mesh, box_statistics
 from .catalog import detection_arrays
 from .datamodel import atomic_path
-from .errors import InputFileError
 from .kept import KEPT_FOLDER
 from .tiles import Tile, overlap
 
@@ -71,17 +70,12 @@ def write_box_statistics(tile: Tile, sources: Sequence[tuple[Tile, str | Path]],
         wy0, _, wx0, _ = source.window
         inside = (slice(py0 - wy0, py1 - wy0), slice(px0 - wx0, px1 - wx0))
         with fits.open(path, memmap=True) as i2d:
-            try:
-                pixar_sr = float(i2d["SCI"].header["PIXAR_SR"])
-            except KeyError:
-                raise InputFileError(f"{path}: no PIXAR_SR: cannot convert MJy/sr to Jy") from None
             values, sigma, uncovered = detection_arrays(
-                *(i2d[name].data[inside] for name in ("SCI", "ERR", "WHT")), pixar_sr)
+                *(i2d[name].data[inside] for name in ("SCI", "ERR", "WHT")),
+                i2d["SCI"].header.get("PIXAR_SR"), source=path)
         here = (slice(py0 - y0, py1 - y0), slice(px0 - x0, px1 - x0))
         data[here], error[here], masked[here] = values, sigma, uncovered | ~np.isfinite(values)
-    stats = box_statistics(lattice, boxes, data, masked, error, origin=(y0, x0))
-    with atomic_path(out_path) as tmp:
-        np.savez(tmp, **stats.as_arrays())
+    box_statistics(lattice, boxes, data, masked, error, origin=(y0, x0)).write(out_path)
     i0, i1, j0, j1 = boxes
     return f"{tile.name}: {(i1 - i0) * (j1 - j0)} boxes of {lattice.box} pixels"
 
@@ -98,11 +92,8 @@ def write_background_mesh(box_paths: Sequence[str | Path], grid_shape: Sequence[
     and noise ratio by at most :data:`KEPT_CHANGE` (:meth:`BackgroundMesh.largest_change`): the
     file's bytes are then the same, and Snakemake does not redo the tile's catalogue. Returns
     a summary."""
-    pieces = []
-    for path in box_paths:
-        with np.load(path) as arrays:
-            pieces.append(BoxStatistics.from_arrays(arrays))
-    mesh = background_mesh(Lattice.of(grid_shape, box_size), pieces)
+    mesh = background_mesh(Lattice.of(grid_shape, box_size),
+                           [BoxStatistics.read(path) for path in box_paths])
     out_folder = Path(out_folder)
     out_folder.mkdir(parents=True, exist_ok=True)
     kept_folder = Path(keep_in, KEPT_FOLDER, "background_mesh") if keep_in is not None else None
@@ -119,8 +110,7 @@ def write_background_mesh(box_paths: Sequence[str | Path], grid_shape: Sequence[
                 shutil.copyfile(kept_path, out_path)
                 taken += 1
                 continue
-        with atomic_path(out_path) as tmp:
-            np.savez(tmp, **mesh.as_arrays())
+        mesh.write(out_path)
         if kept_path is not None:
             kept_folder.mkdir(parents=True, exist_ok=True)
             with atomic_path(kept_path) as tmp:

@@ -96,7 +96,7 @@ def test_a_tile_keeps_its_mesh_file_where_members_added_elsewhere_leave_its_back
             piece = box_statistics(lattice, lattice.boxes_starting_in(tile.inner), data, masked,
                                    error)
             paths.append(folder / f"{tile.name}_boxes.npz")
-            np.savez(paths[-1], **piece.as_arrays())
+            piece.write(paths[-1])
         write_background_mesh(paths, data.shape, 20, tiles, folder / "mesh", keep_in, refit)
         return {t.name: folder / "mesh" / f"{t.name}.npz" for t in tiles}
 
